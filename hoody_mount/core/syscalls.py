@@ -1,0 +1,82 @@
+"""Linux system calls that Python's ``os`` module lacks: ``openat2`` and ``renameat2``.
+
+Both are reached through ``ctypes``. ``openat2`` with ``RESOLVE_IN_ROOT`` makes the
+kernel resolve a path as if the directory fd were ``/``: ``..`` and absolute symlinks
+never climb above it. That is what keeps every user inside their jail.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+
+AT_FDCWD = -100
+
+_SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437, "armv7l": 437, "i686": 437}
+_SYS_RENAMEAT2 = {"x86_64": 316, "aarch64": 276, "armv7l": 382, "i686": 353}
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [
+        ("flags", ctypes.c_uint64),
+        ("mode", ctypes.c_uint64),
+        ("resolve", ctypes.c_uint64),
+    ]
+
+
+def _raise(path: str) -> None:
+    err = ctypes.get_errno()
+    raise OSError(err, os.strerror(err), path)
+
+
+def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
+    """Open ``path`` relative to ``dirfd`` with the given RESOLVE_* flags; return an fd.
+
+    ``mode`` is passed only when the flags create a file (the kernel refuses it otherwise).
+    EAGAIN (a concurrent rename raced the lookup) is retried a few times.
+    """
+    creates = bool(flags & os.O_CREAT) or (flags & os.O_TMPFILE) == os.O_TMPFILE
+    how = _OpenHow(flags | os.O_CLOEXEC, mode if creates else 0, resolve)
+    encoded = os.fsencode(path)
+    number = _SYS_OPENAT2[platform.machine()]
+    for _ in range(16):
+        fd = _syscall(number, dirfd, encoded, ctypes.byref(how), ctypes.sizeof(how))
+        if fd >= 0:
+            return int(fd)
+        if ctypes.get_errno() != errno.EAGAIN:
+            break
+    _raise(path)
+    raise AssertionError("unreachable")
+
+
+def renameat2(old_dirfd: int, old: str, new_dirfd: int, new: str, flags: int = 0) -> None:
+    """Rename ``old`` (in ``old_dirfd``) to ``new`` (in ``new_dirfd``); flags as renameat2(2)."""
+    number = _SYS_RENAMEAT2[platform.machine()]
+    result = _syscall(number, old_dirfd, os.fsencode(old), new_dirfd, os.fsencode(new), flags)
+    if result != 0:
+        _raise(new)
+
+
+def openat2_works() -> bool:
+    """Tell whether this kernel has openat2 (Linux 5.6 and later)."""
+    try:
+        fd = openat2(AT_FDCWD, "/", os.O_PATH | os.O_DIRECTORY, 0, RESOLVE_IN_ROOT)
+    except (OSError, KeyError):
+        return False
+    os.close(fd)
+    return True

@@ -1,0 +1,375 @@
+"""The jailed filesystem: the only code in hoody-mount that touches the disk.
+
+A ``VFS`` holds an ``O_PATH`` fd of its root folder. Every path is resolved beneath that
+fd by the kernel, with ``openat2(RESOLVE_IN_ROOT)`` or, on kernels without it, a walk of
+``O_NOFOLLOW`` opens relative to held folder fds that follows symlinks itself, as a
+chroot would. Nothing is checked first and used later: each call resolves and acts on
+the fd it got. Operations on a name (unlink, mkdir, rename…) resolve the parent folder
+that way and then act on one plain name relative to it.
+
+Paths given to a VFS are normalised virtual paths (see ``paths.normalize``). Every
+method is blocking: fronts call them from worker threads, never on an event loop.
+Errors are ``OSError`` with the errno that says what went wrong.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from . import paths, syscalls
+
+_RESOLVE = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
+_MAX_SYMLINK_HOPS = 40
+_NOT_REGULAR = "not a regular file: FIFOs, sockets and devices are listed but never opened"
+
+
+def _proc(fd: int) -> str:
+    """The /proc magic link of an fd: lets calls that need a path act on an O_PATH fd."""
+    return f"/proc/self/fd/{fd}"
+
+
+def _reopen(fd: int, flags: int) -> int:
+    """A new fd for the folder behind ``fd``, opened with ``flags`` (creation flags dropped)."""
+    return os.open(_proc(fd), (flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW)) | os.O_CLOEXEC)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One name in a folder listing, with its lstat and, for a symlink, its target."""
+
+    name: str
+    stat: os.stat_result
+    link_target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Times:
+    """Access and modification times in nanoseconds."""
+
+    atime_ns: int
+    mtime_ns: int
+
+
+class Listing:
+    """An open folder listing, read in batches so huge folders never sit in memory."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._iter = os.scandir(fd)
+
+    def read(self, count: int) -> list[Entry]:
+        """Return up to ``count`` more entries (an empty list at the end)."""
+        out: list[Entry] = []
+        for item in self._iter:
+            try:
+                st = item.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed while listing
+            target = None
+            if stat.S_ISLNK(st.st_mode):
+                try:
+                    target = os.readlink(item.name, dir_fd=self._fd)
+                except OSError:
+                    target = None
+            out.append(Entry(item.name, st, target))
+            if len(out) >= count:
+                break
+        return out
+
+    def close(self) -> None:
+        """Release the folder's fd."""
+        self._iter.close()
+        os.close(self._fd)
+
+
+class VFS:
+    """A filesystem confined to one folder, by the kernel, for every operation."""
+
+    def __init__(self, root_fd: int, use_openat2: bool | None = None) -> None:
+        self._root = root_fd
+        self._openat2 = syscalls.openat2_works() if use_openat2 is None else use_openat2
+
+    @classmethod
+    def open_root(cls, path: str, use_openat2: bool | None = None) -> VFS:
+        """Open the folder ``path`` of the host as the root of a new VFS."""
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return cls(fd, use_openat2)
+
+    def sub(self, path: str) -> VFS:
+        """A VFS jailed to the folder ``path`` of this one (itself resolved in this jail)."""
+        return VFS(self._open(path, os.O_PATH | os.O_DIRECTORY), self._openat2)
+
+    def close(self) -> None:
+        """Release the root fd."""
+        os.close(self._root)
+
+    # -- resolution ---------------------------------------------------------------
+
+    def _open(self, path: str, flags: int, mode: int = 0) -> int:
+        """Open ``path`` with symlinks resolved inside the root; return the fd."""
+        try:
+            if self._openat2:
+                return syscalls.openat2(self._root, paths.relative(path), flags, mode, _RESOLVE)
+            return self._walk(path, flags, mode)
+        except OSError as exc:
+            exc.filename = path
+            raise
+
+    def _walk(self, path: str, flags: int, mode: int) -> int:
+        """Resolve without openat2: one O_NOFOLLOW open per name, links followed by hand."""
+        follow_last = not flags & os.O_NOFOLLOW
+        pending = [p for p in paths.relative(path).split("/") if p not in ("", ".")]
+        pending.reverse()  # a stack: the next name is at the end
+        chain = [os.dup(self._root)]  # fds from the root to the current folder
+        hops = 0
+        try:
+            if not pending:
+                return _reopen(chain[-1], flags)
+            while pending:
+                name = pending.pop()
+                last = not pending
+                if name == "..":
+                    if len(chain) > 1:
+                        os.close(chain.pop())
+                    if last:
+                        return _reopen(chain[-1], flags)
+                    continue
+                if not last or follow_last:
+                    try:
+                        target = os.readlink(name, dir_fd=chain[-1])
+                    except OSError as exc:
+                        if exc.errno not in (errno.EINVAL, errno.ENOENT):
+                            raise
+                    else:
+                        hops += 1
+                        if hops > _MAX_SYMLINK_HOPS:
+                            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+                        if target.startswith("/"):
+                            while len(chain) > 1:
+                                os.close(chain.pop())
+                        pending.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
+                        if not pending:  # a link to "/"
+                            return _reopen(chain[-1], flags)
+                        continue
+                if last:
+                    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=chain[-1])
+                chain.append(
+                    os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=chain[-1])
+                )
+            raise AssertionError("unreachable")
+        finally:
+            for fd in chain:
+                os.close(fd)
+
+    @contextmanager
+    def _fd(self, path: str, flags: int = os.O_PATH) -> Iterator[int]:
+        fd = self._open(path, flags)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def _parent(self, path: str, what: str = "operate on") -> Iterator[tuple[int, str]]:
+        """The parent folder's fd and the last name of ``path``; the root has no name."""
+        parent, name = paths.split(path)
+        if not name:
+            raise OSError(errno.EBUSY, f"Cannot {what} the root folder", "/")
+        with self._fd(parent, os.O_PATH | os.O_DIRECTORY) as fd:
+            yield fd, name
+
+    # -- reading --------------------------------------------------------------------
+
+    def stat(self, path: str) -> os.stat_result:
+        """stat, following symlinks inside the root."""
+        with self._fd(path) as fd:
+            return os.fstat(fd)
+
+    def lstat(self, path: str) -> os.stat_result:
+        """stat of the name itself (a symlink is not followed)."""
+        if path == "/":
+            return os.fstat(self._root)
+        with self._parent(path) as (dfd, name):
+            return os.stat(name, dir_fd=dfd, follow_symlinks=False)
+
+    def readlink(self, path: str) -> str:
+        """The target of the symlink ``path``, as stored."""
+        with self._parent(path, "read a link at") as (dfd, name):
+            return os.readlink(name, dir_fd=dfd)
+
+    def listdir(self, path: str) -> Listing:
+        """Open the folder ``path`` for listing."""
+        return Listing(self._open(path, os.O_RDONLY | os.O_DIRECTORY))
+
+    def statvfs(self, path: str = "/") -> os.statvfs_result:
+        """Capacity of the filesystem that holds ``path``."""
+        with self._fd(path) as fd:
+            return os.statvfs(fd)
+
+    def read_bytes(self, path: str, limit: int = 1 << 20) -> bytes:
+        """Read a small regular file whole (at most ``limit`` bytes)."""
+        fd = self.open_file(path, os.O_RDONLY)
+        try:
+            return os.read(fd, limit)
+        finally:
+            os.close(fd)
+
+    # -- opening files --------------------------------------------------------------
+
+    def open_file(self, path: str, flags: int, mode: int = 0o666) -> int:
+        """Open a regular file for data and return its fd; never opens a FIFO or device.
+
+        An existing file is first reached with O_PATH, checked to be regular and then
+        reopened through its fd, so the open that reads or writes can never block on a
+        FIFO or wake a device. A new file is created with O_NONBLOCK and checked too.
+        """
+        access = flags & (os.O_ACCMODE | os.O_APPEND | os.O_TRUNC)
+        try:
+            pfd = self._open(path, os.O_PATH)
+        except FileNotFoundError:
+            if not flags & os.O_CREAT:
+                raise
+            return self._create(path, flags, mode)
+        try:
+            if flags & os.O_CREAT and flags & os.O_EXCL:
+                raise OSError(errno.EEXIST, os.strerror(errno.EEXIST), path)
+            st = os.fstat(pfd)
+            if stat.S_ISDIR(st.st_mode):
+                raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.ENXIO, _NOT_REGULAR, path)
+            return os.open(_proc(pfd), access | os.O_CLOEXEC)
+        finally:
+            os.close(pfd)
+
+    def _create(self, path: str, flags: int, mode: int) -> int:
+        create = flags & (os.O_ACCMODE | os.O_APPEND | os.O_TRUNC | os.O_CREAT | os.O_EXCL)
+        fd = self._open(path, create | os.O_NONBLOCK, mode)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.ENXIO, _NOT_REGULAR, path)
+        os.set_blocking(fd, True)
+        return fd
+
+    # -- changing names ---------------------------------------------------------------
+
+    def mkdir(self, path: str, mode: int = 0o777) -> None:
+        """Create the folder ``path``."""
+        if path == "/":
+            raise OSError(errno.EEXIST, os.strerror(errno.EEXIST), path)
+        with self._parent(path) as (dfd, name):
+            os.mkdir(name, mode, dir_fd=dfd)
+
+    def rmdir(self, path: str) -> None:
+        """Remove the empty folder ``path``."""
+        with self._parent(path, "remove") as (dfd, name):
+            os.rmdir(name, dir_fd=dfd)
+
+    def unlink(self, path: str) -> None:
+        """Remove the non-folder ``path`` (a symlink itself, never its target)."""
+        with self._parent(path, "remove") as (dfd, name):
+            os.unlink(name, dir_fd=dfd)
+
+    def symlink(self, target: str, path: str) -> None:
+        """Create the symlink ``path`` pointing to ``target`` (stored as given)."""
+        if "\0" in target:
+            raise OSError(errno.EINVAL, "Invalid argument: link target contains a NUL byte")
+        with self._parent(path, "replace") as (dfd, name):
+            os.symlink(target, name, dir_fd=dfd)
+
+    def link(self, existing: str, new: str) -> None:
+        """Create the hard link ``new`` to ``existing`` (a symlink is linked itself)."""
+        with self._parent(existing, "link") as (sfd, sname), self._parent(new, "replace") as (
+            dfd,
+            dname,
+        ):
+            os.link(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
+
+    def rename(self, old: str, new: str, replace: bool) -> None:
+        """Rename ``old`` to ``new``; with ``replace`` false an existing ``new`` is an error."""
+        with self._parent(old, "rename") as (sfd, sname), self._parent(new, "replace") as (
+            dfd,
+            dname,
+        ):
+            if replace:
+                os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
+                return
+            try:
+                syscalls.renameat2(sfd, sname, dfd, dname, syscalls.RENAME_NOREPLACE)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or stat.S_ISDIR(
+                    os.stat(sname, dir_fd=sfd, follow_symlinks=False).st_mode
+                ):
+                    raise
+                # The filesystem lacks RENAME_NOREPLACE: link then unlink never replaces.
+                os.link(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
+                os.unlink(sname, dir_fd=sfd)
+
+    # -- changing attributes -------------------------------------------------------------
+
+    def set_attrs(
+        self,
+        path: str,
+        *,
+        follow: bool = True,
+        size: int | None = None,
+        mode: int | None = None,
+        owner: tuple[int, int] | None = None,
+        times: Times | None = None,
+    ) -> None:
+        """Change size, permission bits, owner and times of ``path``.
+
+        With ``follow`` false a symlink's own owner and times change (Linux links have
+        no permission bits, so a mode for a link is ignored).
+        """
+        if follow or path == "/":
+            with self._fd(path) as fd:
+                self._set_on_fd(fd, size, mode, owner, times)
+            return
+        with self._parent(path) as (dfd, name):
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode):
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+                try:
+                    self._set_on_fd(fd, size, mode, owner, times)
+                finally:
+                    os.close(fd)
+                return
+            if size is not None:
+                raise OSError(errno.EINVAL, "Cannot set the size of a symlink", path)
+            if owner is not None:
+                os.chown(name, *owner, dir_fd=dfd, follow_symlinks=False)
+            if times is not None:
+                os.utime(name, ns=(times.atime_ns, times.mtime_ns), dir_fd=dfd, follow_symlinks=False)
+
+    @staticmethod
+    def _set_on_fd(
+        fd: int,
+        size: int | None,
+        mode: int | None,
+        owner: tuple[int, int] | None,
+        times: Times | None,
+    ) -> None:
+        """Apply attributes through an O_PATH fd (via its /proc link, never a path)."""
+        if size is not None:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.ENXIO, _NOT_REGULAR)
+            wfd = os.open(_proc(fd), os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.ftruncate(wfd, size)
+            finally:
+                os.close(wfd)
+        if owner is not None:
+            os.chown(_proc(fd), *owner)
+        if mode is not None:
+            os.chmod(_proc(fd), mode & 0o7777)
+        if times is not None:
+            os.utime(_proc(fd), ns=(times.atime_ns, times.mtime_ns))
