@@ -87,6 +87,56 @@ class Listing:
         os.close(self._fd)
 
 
+class OpenFile:
+    """An open regular file: positional reads and writes on its fd."""
+
+    def __init__(self, fd: int, path: str) -> None:
+        self.fd = fd
+        self.path = path
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Read up to ``size`` bytes at ``offset`` (fewer at the end of the file)."""
+        return os.pread(self.fd, size, offset)
+
+    def write(self, offset: int, data: bytes) -> None:
+        """Write all of ``data`` at ``offset``."""
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self.fd, view, offset)
+            view, offset = view[written:], offset + written
+
+    def stat(self) -> os.stat_result:
+        """fstat of the open file."""
+        return os.fstat(self.fd)
+
+    def fsync(self) -> None:
+        """Flush the file's data and metadata to the disk."""
+        os.fsync(self.fd)
+
+    def set_attrs(
+        self,
+        size: int | None = None,
+        mode: int | None = None,
+        owner: tuple[int, int] | None = None,
+        times: Times | None = None,
+    ) -> None:
+        """Change size, permission bits, owner and times of the open file."""
+        if size is not None:
+            os.ftruncate(self.fd, size)
+        if owner is not None:
+            os.fchown(self.fd, *owner)
+        if mode is not None:
+            os.fchmod(self.fd, mode & 0o7777)
+        if times is not None:
+            os.utime(self.fd, ns=(times.atime_ns, times.mtime_ns))
+
+    def close(self) -> None:
+        """Close the file (a second close does nothing)."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
 class VFS:
     """A filesystem confined to one folder, by the kernel, for every operation."""
 
@@ -152,14 +202,22 @@ class VFS:
                         if target.startswith("/"):
                             while len(chain) > 1:
                                 os.close(chain.pop())
-                        pending.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
+                        pending.extend(
+                            reversed([p for p in target.split("/") if p not in ("", ".")])
+                        )
                         if not pending:  # a link to "/"
                             return _reopen(chain[-1], flags)
                         continue
                 if last:
-                    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=chain[-1])
+                    return os.open(
+                        name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=chain[-1]
+                    )
                 chain.append(
-                    os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=chain[-1])
+                    os.open(
+                        name,
+                        os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                        dir_fd=chain[-1],
+                    )
                 )
             raise AssertionError("unreachable")
         finally:
@@ -213,16 +271,16 @@ class VFS:
 
     def read_bytes(self, path: str, limit: int = 1 << 20) -> bytes:
         """Read a small regular file whole (at most ``limit`` bytes)."""
-        fd = self.open_file(path, os.O_RDONLY)
+        file = self.open_file(path, os.O_RDONLY)
         try:
-            return os.read(fd, limit)
+            return file.read(0, limit)
         finally:
-            os.close(fd)
+            file.close()
 
     # -- opening files --------------------------------------------------------------
 
-    def open_file(self, path: str, flags: int, mode: int = 0o666) -> int:
-        """Open a regular file for data and return its fd; never opens a FIFO or device.
+    def open_file(self, path: str, flags: int, mode: int = 0o666) -> OpenFile:
+        """Open a regular file for data; never opens a FIFO or device.
 
         An existing file is first reached with O_PATH, checked to be regular and then
         reopened through its fd, so the open that reads or writes can never block on a
@@ -234,7 +292,7 @@ class VFS:
         except FileNotFoundError:
             if not flags & os.O_CREAT:
                 raise
-            return self._create(path, flags, mode)
+            return OpenFile(self._create(path, flags, mode), path)
         try:
             if flags & os.O_CREAT and flags & os.O_EXCL:
                 raise OSError(errno.EEXIST, os.strerror(errno.EEXIST), path)
@@ -243,7 +301,7 @@ class VFS:
                 raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
             if not stat.S_ISREG(st.st_mode):
                 raise OSError(errno.ENXIO, _NOT_REGULAR, path)
-            return os.open(_proc(pfd), access | os.O_CLOEXEC)
+            return OpenFile(os.open(_proc(pfd), access | os.O_CLOEXEC), path)
         finally:
             os.close(pfd)
 
@@ -284,17 +342,23 @@ class VFS:
 
     def link(self, existing: str, new: str) -> None:
         """Create the hard link ``new`` to ``existing`` (a symlink is linked itself)."""
-        with self._parent(existing, "link") as (sfd, sname), self._parent(new, "replace") as (
-            dfd,
-            dname,
+        with (
+            self._parent(existing, "link") as (sfd, sname),
+            self._parent(new, "replace") as (
+                dfd,
+                dname,
+            ),
         ):
             os.link(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
 
     def rename(self, old: str, new: str, replace: bool) -> None:
         """Rename ``old`` to ``new``; with ``replace`` false an existing ``new`` is an error."""
-        with self._parent(old, "rename") as (sfd, sname), self._parent(new, "replace") as (
-            dfd,
-            dname,
+        with (
+            self._parent(old, "rename") as (sfd, sname),
+            self._parent(new, "replace") as (
+                dfd,
+                dname,
+            ),
         ):
             if replace:
                 os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
@@ -345,7 +409,9 @@ class VFS:
             if owner is not None:
                 os.chown(name, *owner, dir_fd=dfd, follow_symlinks=False)
             if times is not None:
-                os.utime(name, ns=(times.atime_ns, times.mtime_ns), dir_fd=dfd, follow_symlinks=False)
+                os.utime(
+                    name, ns=(times.atime_ns, times.mtime_ns), dir_fd=dfd, follow_symlinks=False
+                )
 
     @staticmethod
     def _set_on_fd(

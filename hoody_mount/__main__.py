@@ -1,0 +1,5 @@
+"""``python -m hoody_mount``."""
+
+from .cli import main
+
+main()

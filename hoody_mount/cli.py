@@ -1,0 +1,141 @@
+"""Command line: ``hoody-mount serve`` and ``hoody-mount user add|list|remove|passwd``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+from . import config as config_module
+from . import users_file
+from .config import ConfigError
+from .core.users import PROTOCOLS, hash_password
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hoody-mount", description="Serve a container's filesystem over SFTP and scp."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--config", type=Path, help="TOML file (default: the embedded default)")
+    serve.add_argument("--root", help="folder to serve")
+    serve.add_argument("--state-dir", help="folder for host keys and other state")
+    serve.add_argument("--ssh", metavar="HOST:PORT", help="SSH listen address (port 0: any)")
+    serve.add_argument("--http", metavar="HOST:PORT", help="HTTP listen address (port 0: any)")
+    serve.add_argument("--authorized-keys", metavar="FILE", help="keys of the default user")
+
+    user = commands.add_parser("user", help="edit the users of a configuration file")
+    user_commands = user.add_subparsers(dest="user_command", required=True)
+    for name, text in (
+        ("add", "add a user"),
+        ("list", "list the users"),
+        ("remove", "remove a user"),
+        ("passwd", "set a user's password"),
+    ):
+        sub = user_commands.add_parser(name, help=text)
+        sub.add_argument("--config", type=Path, required=True, help="the TOML file to edit")
+        if name != "list":
+            sub.add_argument("name")
+        if name in ("add", "passwd"):
+            sub.add_argument(
+                "--password-stdin", action="store_true", help="read the password from stdin"
+            )
+        if name == "add":
+            sub.add_argument("--root", default="/", help="jail folder (virtual path)")
+            sub.add_argument("--home", help="start folder (virtual path, default: /)")
+            sub.add_argument("--ro", action="store_true", help="read-only access")
+            sub.add_argument("--key", action="append", default=[], help="an authorized key")
+            sub.add_argument("--keys-file", action="append", default=[], help="authorized_keys")
+            sub.add_argument(
+                "--protocols", help=f"comma-separated, from {','.join(sorted(PROTOCOLS))}"
+            )
+    return parser
+
+
+def _password(args: argparse.Namespace, required: bool) -> str | None:
+    if args.password_stdin:
+        text = sys.stdin.readline().rstrip("\n")
+    elif sys.stdin.isatty():
+        text = getpass.getpass("Password (empty: keys only): ")
+    else:
+        text = ""
+    if not text and required:
+        raise ConfigError("passwd: an empty password is not accepted")
+    return text or None
+
+
+def _user_command(args: argparse.Namespace) -> None:
+    path: Path = args.config
+    if args.user_command == "list":
+        print("\n".join(users_file.list_users(path)))
+        return
+    name: str = args.name
+
+    def add(users: Any) -> None:
+        if name in users:
+            raise ConfigError(f"{path}: users.{name}: already exists")
+        table = tomlkit.table()
+        password = _password(args, required=False)
+        if password:
+            table["password_hash"] = hash_password(password)
+        if args.key:
+            table["authorized_keys"] = args.key
+        if args.keys_file:
+            table["authorized_keys_file"] = args.keys_file
+        table["root"] = args.root
+        if args.home:
+            table["home"] = args.home
+        table["access"] = "ro" if args.ro else "rw"
+        if args.protocols:
+            table["protocols"] = [p.strip() for p in args.protocols.split(",") if p.strip()]
+        users[name] = table
+
+    def remove(users: Any) -> None:
+        if name not in users:
+            raise ConfigError(f"{path}: users.{name}: no such user")
+        del users[name]
+
+    def passwd(users: Any) -> None:
+        if name not in users:
+            raise ConfigError(f"{path}: users.{name}: no such user")
+        users[name]["password_hash"] = hash_password(_password(args, required=True) or "")
+
+    change = {"add": add, "remove": remove, "passwd": passwd}[args.user_command]
+    users_file.edit(path, change)
+    print(f"{args.user_command}: {name}: saved to {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``hoody-mount`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "user":
+            _user_command(args)
+            return
+        base = config_module.load(args.config) if args.config else config_module.embedded_default()
+        cfg = config_module.with_overrides(
+            base,
+            root=args.root,
+            state_dir=args.state_dir,
+            ssh=args.ssh,
+            http=args.http,
+            authorized_keys=args.authorized_keys,
+        )
+    except ConfigError as exc:
+        print(f"hoody-mount: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    from . import app
+
+    os.umask(0o022)
+    app.serve(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""Configuration: a TOML file (or the embedded default) turned into frozen dataclasses.
+
+Every key is checked; a mistake becomes one ``ConfigError`` line that names the file and
+the key, which the command line prints before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .core import paths
+from .core.users import ACCESS_MODES, PROTOCOLS, User, is_password_hash
+
+
+class ConfigError(Exception):
+    """A configuration mistake, worded for the person who made it."""
+
+
+@dataclass(frozen=True)
+class Listen:
+    """A host and port to listen on (port 0: any free port)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SSHLimits:
+    """Bounds of the SSH server, each with a sane default."""
+
+    max_packet: int = 256 * 1024
+    max_read: int = 255 * 1024
+    max_handles: int = 512
+    max_sessions: int = 10
+    max_connections: int = 256
+    max_connections_per_address: int = 64
+    max_unauthenticated: int = 32
+    login_timeout: float = 30.0
+    keepalive_interval: float = 15.0
+    keepalive_count_max: int = 4
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the server needs to start."""
+
+    root: Path
+    state_dir: Path
+    log_dir: Path | None
+    ssh: Listen
+    http: Listen
+    users: Mapping[str, User]
+    default_user: str = "root"
+    ssh_limits: SSHLimits = field(default_factory=SSHLimits)
+    source: str = "embedded default"
+
+
+def parse_listen(text: str, where: str) -> Listen:
+    """Parse ``HOST:PORT`` (``[v6]:PORT`` for IPv6)."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{where}: expected HOST:PORT (port 0-65535), got {text!r}")
+    return Listen(host, int(port))
+
+
+def embedded_default(base: Path | None = None) -> Config:
+    """The configuration used when no file is given: a local data folder on loopback."""
+    base = base or Path.cwd()
+    home = Path(os.path.expanduser("~"))
+    root = User(
+        name="root",
+        authorized_keys_files=(str(home / ".ssh" / "authorized_keys"),),
+    )
+    return Config(
+        root=base / "data",
+        state_dir=base / ".hoody-mount",
+        log_dir=None,
+        ssh=Listen("127.0.0.1", 2222),
+        http=Listen("127.0.0.1", 8080),
+        users={"root": root},
+    )
+
+
+class _Reader:
+    """Reads typed keys out of one TOML table, naming the file and key in every error."""
+
+    def __init__(self, source: str, prefix: str, table: Mapping[str, Any]) -> None:
+        self.source, self.prefix, self.table = source, prefix, table
+        self.used: set[str] = set()
+
+    def where(self, key: str) -> str:
+        return f"{self.source}: {self.prefix}{key}"
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        if isinstance(value, bool) and kind in (int, float, (int, float)):
+            raise ConfigError(f"{self.where(key)}: expected a number, got {value!r}")
+        if not isinstance(value, kind):
+            name = kind.__name__ if isinstance(kind, type) else "number"
+            raise ConfigError(f"{self.where(key)}: expected {name}, got {value!r}")
+        return value
+
+    def strings(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.get(key, (str, list), default)
+        if isinstance(value, str):
+            return (value,)
+        if not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{self.where(key)}: expected a list of strings")
+        return tuple(value)
+
+    def virtual(self, key: str, default: str) -> str:
+        value = self.get(key, str, default)
+        if not value.startswith("/"):
+            raise ConfigError(f"{self.where(key)}: expected an absolute path, got {value!r}")
+        try:
+            return paths.normalize(value)
+        except OSError as exc:
+            raise ConfigError(f"{self.where(key)}: {exc.strerror}") from None
+
+    def positive(self, key: str, default: int) -> int:
+        value = self.get(key, int, default)
+        if value <= 0:
+            raise ConfigError(f"{self.where(key)}: must be a positive whole number, got {value}")
+        return int(value)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise ConfigError(f"{self.where(unknown[0])}: unknown key")
+
+
+def _user(source: str, name: str, table: Any) -> User:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: users.{name}: expected a table")
+    r = _Reader(source, f"users.{name}.", table)
+    password_hash = r.get("password_hash", str, None)
+    if password_hash is not None and not is_password_hash(password_hash):
+        raise ConfigError(f"{r.where('password_hash')}: not a hash made by 'hoody-mount user'")
+    access = r.get("access", str, "rw")
+    if access not in ACCESS_MODES:
+        raise ConfigError(f"{r.where('access')}: must be 'ro' or 'rw', got {access!r}")
+    protocols = frozenset(r.strings("protocols", tuple(sorted(PROTOCOLS))))
+    if protocols - PROTOCOLS:
+        bad = sorted(protocols - PROTOCOLS)[0]
+        raise ConfigError(
+            f"{r.where('protocols')}: unknown protocol {bad!r} "
+            f"(known: {', '.join(sorted(PROTOCOLS))})"
+        )
+    user = User(
+        name=name,
+        password_hash=password_hash,
+        authorized_keys=r.strings("authorized_keys", ()),
+        authorized_keys_files=r.strings("authorized_keys_file", ()),
+        root=r.virtual("root", "/"),
+        home=r.virtual("home", "/"),
+        access=access,
+        protocols=protocols,
+        shell=r.get("shell", bool, False),
+    )
+    r.finish()
+    if user.shell and user.root != "/":
+        raise ConfigError(f"{r.where('shell')}: a shell user cannot be jailed (root must be '/')")
+    return user
+
+
+def load(path: Path) -> Config:
+    """Read and check a configuration file."""
+    source = str(path)
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
+    base = path.parent
+    top = _Reader(source, "", data)
+    root = base / top.get("root", str, "/")
+    state_dir = base / top.get("state_dir", str, ".hoody-mount")
+    log_dir_text = top.get("log_dir", str, None)
+    default_user = top.get("default_user", str, "root")
+
+    ssh_table = top.get("ssh", dict, {})
+    s = _Reader(source, "ssh.", ssh_table)
+    ssh_listen = parse_listen(s.get("listen", str, "127.0.0.1:2222"), s.where("listen"))
+    d = SSHLimits()
+    limits = SSHLimits(
+        max_packet=s.positive("max_packet", d.max_packet),
+        max_read=s.positive("max_read", d.max_read),
+        max_handles=s.positive("max_handles", d.max_handles),
+        max_sessions=s.positive("max_sessions", d.max_sessions),
+        max_connections=s.positive("max_connections", d.max_connections),
+        max_connections_per_address=s.positive(
+            "max_connections_per_address", d.max_connections_per_address
+        ),
+        max_unauthenticated=s.positive("max_unauthenticated", d.max_unauthenticated),
+        login_timeout=float(s.get("login_timeout", (int, float), d.login_timeout)),
+        keepalive_interval=float(s.get("keepalive_interval", (int, float), d.keepalive_interval)),
+        keepalive_count_max=s.positive("keepalive_count_max", d.keepalive_count_max),
+    )
+    if limits.max_read + 1024 > limits.max_packet:
+        raise ConfigError(f"{s.where('max_read')}: must be at least 1 KiB below ssh.max_packet")
+    s.finish()
+
+    http_table = top.get("http", dict, {})
+    h = _Reader(source, "http.", http_table)
+    http_listen = parse_listen(h.get("listen", str, "127.0.0.1:8080"), h.where("listen"))
+    h.finish()
+
+    users_table = top.get("users", dict, {})
+    users = {name: _user(source, name, table) for name, table in users_table.items()}
+    top.finish()
+    if not users:
+        raise ConfigError(f"{source}: users: at least one user is needed")
+    return Config(
+        root=root,
+        state_dir=state_dir,
+        log_dir=base / log_dir_text if log_dir_text else None,
+        ssh=ssh_listen,
+        http=http_listen,
+        users=users,
+        default_user=default_user,
+        ssh_limits=limits,
+        source=source,
+    )
+
+
+def with_overrides(
+    config: Config,
+    *,
+    root: str | None = None,
+    state_dir: str | None = None,
+    ssh: str | None = None,
+    http: str | None = None,
+    authorized_keys: str | None = None,
+) -> Config:
+    """Apply command-line flags over a configuration."""
+    changes: dict[str, Any] = {}
+    if root:
+        changes["root"] = Path(root).absolute()
+    if state_dir:
+        changes["state_dir"] = Path(state_dir).absolute()
+    if ssh:
+        changes["ssh"] = parse_listen(ssh, "--ssh")
+    if http:
+        changes["http"] = parse_listen(http, "--http")
+    if authorized_keys:
+        name = config.default_user
+        if name not in config.users:
+            raise ConfigError(f"--authorized-keys: the default user {name!r} is not configured")
+        users = dict(config.users)
+        users[name] = replace(users[name], authorized_keys_files=(authorized_keys,))
+        changes["users"] = users
+    return replace(config, **changes) if changes else config

@@ -1,0 +1,228 @@
+"""One user's view of the filesystem: every front's operations go through here.
+
+Each operation runs the same steps: normalise the client's path once (relative paths
+start at the user's home), check the permission, call the user's jailed VFS, log
+changes. Methods are blocking; errors are ``OSError`` with the right errno.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from dataclasses import dataclass
+
+from . import paths
+from .names import NameMap
+from .users import User
+from .vfs import VFS, Listing, OpenFile, Times
+
+audit = logging.getLogger("hoody_mount.audit")
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_COPY_BLOCK = 1 << 20
+ST_RDONLY = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """What a client sees of the filesystem's size (statvfs fields)."""
+
+    bsize: int
+    frsize: int
+    blocks: int
+    bfree: int
+    bavail: int
+    files: int
+    ffree: int
+    favail: int
+    fsid: int
+    flag: int
+    namemax: int
+
+
+class Session:
+    """The operations one user may do, checked and confined."""
+
+    def __init__(self, user: User, vfs: VFS, names: NameMap, protocol: str) -> None:
+        self.user = user
+        self.vfs = vfs
+        self.names = names
+        self.protocol = protocol
+        self.home = user.home
+
+    # -- helpers ------------------------------------------------------------------
+
+    def path(self, raw: str) -> str:
+        """The virtual path of what the client sent (relative to the home folder)."""
+        return paths.normalize(raw, self.home)
+
+    def _check_write(self, op: str, path: str) -> None:
+        if self.user.read_only:
+            audit.warning(
+                "refused user=%s proto=%s op=%s path=%s: read-only",
+                self.user.name,
+                self.protocol,
+                op,
+                path,
+            )
+            raise OSError(errno.EACCES, "Permission denied: read-only access", path)
+
+    def _done(self, op: str, *targets: str) -> None:
+        audit.info(
+            "user=%s proto=%s op=%s path=%s",
+            self.user.name,
+            self.protocol,
+            op,
+            " -> ".join(targets),
+        )
+
+    # -- reading --------------------------------------------------------------------
+
+    def stat(self, raw: str, follow: bool = True) -> os.stat_result:
+        """stat (or lstat with ``follow`` false)."""
+        path = self.path(raw)
+        return self.vfs.stat(path) if follow else self.vfs.lstat(path)
+
+    def listdir(self, raw: str) -> Listing:
+        """Open a folder for listing."""
+        self.names.refresh()
+        return self.vfs.listdir(self.path(raw))
+
+    def readlink(self, raw: str) -> str:
+        """The stored target of a symlink."""
+        return self.vfs.readlink(self.path(raw))
+
+    def capacity(self, raw: str = "/") -> Capacity:
+        """The real capacity of the filesystem holding ``raw``; read-only users see ST_RDONLY."""
+        st = self.vfs.statvfs(self.path(raw))
+        flag = st.f_flag | (ST_RDONLY if self.user.read_only else 0)
+        return Capacity(
+            st.f_bsize,
+            st.f_frsize,
+            st.f_blocks,
+            st.f_bfree,
+            st.f_bavail,
+            st.f_files,
+            st.f_ffree,
+            st.f_favail,
+            st.f_fsid,
+            flag,
+            st.f_namemax,
+        )
+
+    # -- files ------------------------------------------------------------------------
+
+    def open(self, raw: str, flags: int, mode: int = 0o666) -> OpenFile:
+        """Open a regular file; any flag that could write needs write access."""
+        path = self.path(raw)
+        if flags & _WRITE_FLAGS:
+            self._check_write("open-write", path)
+        file = self.vfs.open_file(path, flags, mode)
+        if flags & (os.O_CREAT | os.O_TRUNC):
+            self._done("open-write", path)
+        return file
+
+    def write(self, file: OpenFile, offset: int, data: bytes) -> None:
+        """Write all of ``data`` at ``offset`` of an open file."""
+        self._check_write("write", file.path)
+        file.write(offset, data)
+
+    def fsync(self, file: OpenFile) -> None:
+        """Flush an open file to the disk."""
+        self._check_write("fsync", file.path)
+        file.fsync()
+
+    def copy_data(
+        self, src: OpenFile, src_offset: int, length: int, dst: OpenFile, dst_offset: int
+    ) -> None:
+        """Copy ``length`` bytes (0: to the end) between open files, never onto the same file."""
+        self._check_write("copy-data", dst.path)
+        a, b = src.stat(), dst.stat()
+        if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+            raise OSError(errno.EINVAL, "copy-data onto the same file is refused", dst.path)
+        remaining = length or None
+        while remaining is None or remaining > 0:
+            chunk = _COPY_BLOCK if remaining is None else min(_COPY_BLOCK, remaining)
+            data = src.read(src_offset, chunk)
+            if not data:
+                break
+            dst.write(dst_offset, data)
+            src_offset += len(data)
+            dst_offset += len(data)
+            if remaining is not None:
+                remaining -= len(data)
+
+    # -- names ---------------------------------------------------------------------------
+
+    def mkdir(self, raw: str, mode: int = 0o777) -> None:
+        """Create a folder."""
+        path = self.path(raw)
+        self._check_write("mkdir", path)
+        self.vfs.mkdir(path, mode)
+        self._done("mkdir", path)
+
+    def rmdir(self, raw: str) -> None:
+        """Remove an empty folder."""
+        path = self.path(raw)
+        self._check_write("rmdir", path)
+        self.vfs.rmdir(path)
+        self._done("rmdir", path)
+
+    def remove(self, raw: str) -> None:
+        """Remove a file or link."""
+        path = self.path(raw)
+        self._check_write("remove", path)
+        self.vfs.unlink(path)
+        self._done("remove", path)
+
+    def rename(self, raw_old: str, raw_new: str, replace: bool) -> None:
+        """Rename; with ``replace`` false an existing target is never overwritten."""
+        old, new = self.path(raw_old), self.path(raw_new)
+        self._check_write("rename", old)
+        self.vfs.rename(old, new, replace)
+        self._done("rename", old, new)
+
+    def link(self, raw_existing: str, raw_new: str) -> None:
+        """Create a hard link."""
+        existing, new = self.path(raw_existing), self.path(raw_new)
+        self._check_write("link", new)
+        self.vfs.link(existing, new)
+        self._done("link", existing, new)
+
+    def symlink(self, target: str, raw_new: str) -> None:
+        """Create a symlink; its target is stored as given and resolves inside the jail."""
+        new = self.path(raw_new)
+        self._check_write("symlink", new)
+        self.vfs.symlink(target, new)
+        self._done("symlink", new, target)
+
+    def set_attrs(
+        self,
+        raw: str,
+        *,
+        follow: bool = True,
+        size: int | None = None,
+        mode: int | None = None,
+        owner: tuple[int, int] | None = None,
+        times: Times | None = None,
+    ) -> None:
+        """Change attributes of a path (``follow`` false: of a symlink itself)."""
+        path = self.path(raw)
+        self._check_write("setstat", path)
+        self.vfs.set_attrs(path, follow=follow, size=size, mode=mode, owner=owner, times=times)
+        self._done("setstat", path)
+
+    def fset_attrs(
+        self,
+        file: OpenFile,
+        *,
+        size: int | None = None,
+        mode: int | None = None,
+        owner: tuple[int, int] | None = None,
+        times: Times | None = None,
+    ) -> None:
+        """Change attributes of an open file."""
+        self._check_write("fsetstat", file.path)
+        file.set_attrs(size=size, mode=mode, owner=owner, times=times)
+        self._done("fsetstat", file.path)

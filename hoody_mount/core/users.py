@@ -1,0 +1,86 @@
+"""Users: who may log in, how, where they are jailed and whether they may write.
+
+One model for every protocol. Passwords are kept only as scrypt hashes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+
+PROTOCOLS = frozenset({"sftp", "scp", "webdav", "http"})
+ACCESS_MODES = ("ro", "rw")
+
+_SCRYPT_LOG_N = 15
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+
+
+@dataclass(frozen=True)
+class User:
+    """A user of every protocol. ``root`` and ``home`` are virtual paths."""
+
+    name: str
+    password_hash: str | None = None
+    authorized_keys: tuple[str, ...] = ()
+    authorized_keys_files: tuple[str, ...] = ()
+    root: str = "/"
+    home: str = "/"
+    access: str = "rw"
+    protocols: frozenset[str] = field(default=PROTOCOLS)
+    shell: bool = False
+
+    @property
+    def read_only(self) -> bool:
+        """Whether every write is refused for this user."""
+        return self.access == "ro"
+
+    def allows(self, protocol: str) -> bool:
+        """Whether the user may log in with ``protocol``."""
+        return protocol in self.protocols
+
+
+def hash_password(password: str) -> str:
+    """Hash a password with scrypt and a random salt, in the ``$scrypt$`` text form."""
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, _SCRYPT_LOG_N, _SCRYPT_R, _SCRYPT_P)
+    return f"$scrypt$ln={_SCRYPT_LOG_N},r={_SCRYPT_R},p={_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str | None) -> bool:
+    """Check ``password`` against a stored ``$scrypt$`` hash in constant time."""
+    if not stored:
+        return False
+    try:
+        _, scheme, params, salt_text, digest_text = stored.split("$")
+        values = dict(item.split("=") for item in params.split(","))
+        log_n, r, p = int(values["ln"]), int(values["r"]), int(values["p"])
+        salt, expected = _unb64(salt_text), _unb64(digest_text)
+    except (ValueError, KeyError):
+        return False
+    if scheme != "scrypt" or not 10 <= log_n <= 20:
+        return False
+    return hmac.compare_digest(_scrypt(password, salt, log_n, r, p), expected)
+
+
+def is_password_hash(text: str) -> bool:
+    """Whether ``text`` has the form of a hash made by ``hash_password``."""
+    return text.startswith("$scrypt$") and text.count("$") == 4
+
+
+def _scrypt(password: str, salt: bytes, log_n: int, r: int, p: int) -> bytes:
+    n = 1 << log_n
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * n * r + (1 << 20), dklen=32
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4))

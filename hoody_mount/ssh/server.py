@@ -1,0 +1,232 @@
+"""The SSH server: authentication, connection limits and the SFTP and scp channels.
+
+Authentication uses the core's users (scrypt password hashes and authorized keys).
+Agent, X11 and port forwarding are refused. Each SFTP or scp channel gets a Session
+over the user's jail, opened when the channel starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncssh
+from asyncssh.constants import EXTENDED_DATA_STDERR
+from asyncssh.scp import run_scp_server
+from asyncssh.stream import SSHReader, SSHWriter
+
+from ..config import Listen, SSHLimits
+from ..core.names import NameMap
+from ..core.session import Session
+from ..core.users import User, verify_password
+from ..core.vfs import VFS
+from .protocol import SFTPHandler
+from .sftp import SFTPAdapter
+
+log = logging.getLogger("hoody_mount.ssh")
+T = TypeVar("T")
+
+
+@dataclass
+class SSHContext:
+    """What every connection shares: users, the root VFS, the worker pool, limits, counters."""
+
+    users: Mapping[str, User]
+    vfs: VFS
+    names: NameMap
+    pool: Executor
+    limits: SSHLimits
+    connections: collections.Counter[str] = field(default_factory=collections.Counter)
+    unauthenticated: int = 0
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call in the worker pool."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.pool, functools.partial(fn, *args)
+        )
+
+
+def _read_keys(user: User) -> str:
+    """The user's authorized keys: inline ones and those in the listed files (blocking)."""
+    lines = list(user.authorized_keys)
+    for name in user.authorized_keys_files:
+        try:
+            lines.append(Path(name).read_text())
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("cannot read authorized keys %s: %s", name, exc.strerror)
+    return "\n".join(lines)
+
+
+class SSHServer(asyncssh.SSHServer):
+    """One SSH connection's authentication and limits."""
+
+    def __init__(self, ctx: SSHContext) -> None:
+        self.ctx = ctx
+        self.peer = "?"
+        self.counted = False
+        self.authenticated = False
+        self.sessions = 0
+        self.conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        peer = conn.get_extra_info("peername")
+        self.peer = str(peer[0]) if peer else "?"
+        ctx, limits = self.ctx, self.ctx.limits
+        reason = None
+        if sum(ctx.connections.values()) >= limits.max_connections:
+            reason = "too many connections"
+        elif ctx.connections[self.peer] >= limits.max_connections_per_address:
+            reason = "too many connections from this address"
+        elif ctx.unauthenticated >= limits.max_unauthenticated:
+            reason = "too many unauthenticated connections"
+        if reason:
+            log.warning("refused connection from %s: %s", self.peer, reason)
+            conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, reason)
+            return
+        self.counted = True
+        ctx.connections[self.peer] += 1
+        ctx.unauthenticated += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.counted:
+            return
+        self.ctx.connections[self.peer] -= 1
+        if self.ctx.connections[self.peer] <= 0:
+            del self.ctx.connections[self.peer]
+        if not self.authenticated:
+            self.ctx.unauthenticated -= 1
+
+    async def begin_auth(self, username: str) -> bool:
+        user = self.ctx.users.get(username)
+        if user is not None and self.conn is not None:
+            keys = await self.ctx.run(_read_keys, user)
+            if keys.strip():
+                try:
+                    self.conn.set_authorized_keys(asyncssh.import_authorized_keys(keys))
+                except (ValueError, asyncssh.KeyImportError) as exc:
+                    log.warning("authorized keys of %s are unusable: %s", username, exc)
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        user = self.ctx.users.get(username)
+        stored = user.password_hash if user else None
+        ok = await self.ctx.run(verify_password, password, stored)
+        if not ok:
+            log.warning("failed password for %s from %s", username, self.peer)
+        return ok
+
+    def session_requested(self) -> asyncssh.SSHServerSession[bytes]:
+        return _Channel(functools.partial(_serve_channel, self.ctx), None, 0, False)
+
+    def auth_completed(self) -> None:
+        self.authenticated = True
+        self.ctx.unauthenticated -= 1
+        if self.conn is not None:
+            log.info("login %s from %s", self.conn.get_extra_info("username"), self.peer)
+
+
+class _Channel(asyncssh.SSHServerProcess[bytes]):
+    """A session channel that accepts the sftp subsystem and hands every request to us.
+
+    asyncssh would run its own SFTP handler for the sftp subsystem; ours (with the
+    limits and extensions of ``protocol.SFTPHandler``) starts from ``_serve_channel``.
+    """
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        return subsystem == "sftp"
+
+    def session_started(self) -> None:
+        chan = self._chan
+        stdin = SSHReader[bytes](self, chan)
+        stdout = SSHWriter[bytes](self, chan)
+        stderr = SSHWriter[bytes](self, chan, EXTENDED_DATA_STDERR)
+        handler = self._start_process(stdin, stdout, stderr)
+        if handler is not None:
+            chan.get_connection().create_task(handler, stdin.logger)
+
+
+async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[bytes]) -> None:
+    """Serve one session channel: SFTP, scp, or a clear refusal."""
+    conn = process.channel.get_connection()
+    owner = conn.get_owner()
+    assert isinstance(owner, SSHServer)
+    user = ctx.users[conn.get_extra_info("username")]
+    command = process.command or ""
+    if process.subsystem == "sftp":
+        protocol = "sftp"
+    elif command.startswith("scp "):
+        protocol = "scp"
+    else:
+        what = f"command {command!r}" if command else "a shell"
+        process.stderr.write(
+            f"hoody-mount: {what} is not available for {user.name}; use SFTP or scp\n".encode()
+        )
+        log.warning("refused %s for %s", what, user.name)
+        process.exit(1)
+        return
+    if not user.allows(protocol):
+        process.stderr.write(f"hoody-mount: {protocol} is not allowed for {user.name}\n".encode())
+        process.exit(1)
+        return
+    if owner.sessions >= ctx.limits.max_sessions:
+        process.stderr.write(b"hoody-mount: too many sessions on this connection\n")
+        process.exit(1)
+        return
+    owner.sessions += 1
+    jail: VFS | None = None
+    try:
+        jail = await ctx.run(ctx.vfs.sub, user.root)
+        session = Session(user, jail, ctx.names, protocol)
+        adapter = SFTPAdapter(
+            process.channel, session, ctx.pool, ctx.limits.max_read, ctx.limits.max_handles
+        )
+        if protocol == "sftp":
+            handler = SFTPHandler(adapter, process.stdin, process.stdout, ctx.limits.max_packet)
+            await handler.run()
+        else:
+            scp = run_scp_server(adapter, command, process.stdin, process.stdout, process.stderr)
+            if scp is not None:
+                await scp
+        process.exit(0)
+    except OSError as exc:
+        process.stderr.write(f"hoody-mount: {user.root}: {exc.strerror}\n".encode())
+        process.exit(1)
+    finally:
+        owner.sessions -= 1
+        if jail is not None:
+            jail.close()
+
+
+async def start(ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey) -> asyncssh.SSHAcceptor:
+    """Start listening; the acceptor tells the bound port."""
+    limits = ctx.limits
+    return await asyncssh.create_server(
+        lambda: SSHServer(ctx),
+        listen.host,
+        listen.port,
+        server_host_keys=[host_key],
+        encoding=None,
+        agent_forwarding=False,
+        x11_forwarding=False,
+        allow_pty=False,
+        login_timeout=limits.login_timeout,
+        keepalive_interval=limits.keepalive_interval,
+        keepalive_count_max=limits.keepalive_count_max,
+        reuse_address=True,
+    )

@@ -1,0 +1,269 @@
+"""The SFTP front: asyncssh's SFTPServer interface mapped onto one user's core Session.
+
+No path handling and no permission checks live here: paths are decoded and handed to
+the session; its ``OSError``s reach asyncssh, which maps errno to SFTP status codes.
+Every call that can block runs in the worker pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import os
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+import asyncssh
+from asyncssh.constants import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_WRITE
+from asyncssh.sftp import (
+    SFTPAttrs,
+    SFTPName,
+    SFTPVFSAttrs,
+)
+
+from ..core.session import Session
+from ..core.vfs import Listing, OpenFile, Times
+
+T = TypeVar("T")
+LISTING_BATCH = 128
+
+
+def _text(path: bytes) -> str:
+    return os.fsdecode(path)
+
+
+def _times(attrs: SFTPAttrs) -> Times | None:
+    if attrs.mtime is None and attrs.atime is None:
+        return None
+    mtime_ns = attrs.mtime_ns if attrs.mtime_ns is not None else (attrs.mtime or 0) * 10**9
+    atime_ns = attrs.atime_ns if attrs.atime_ns is not None else None
+    if atime_ns is None:
+        atime_ns = attrs.atime * 10**9 if attrs.atime is not None else mtime_ns
+    return Times(atime_ns, mtime_ns)
+
+
+def _owner(attrs: SFTPAttrs) -> tuple[int, int] | None:
+    if attrs.uid is None and attrs.gid is None:
+        return None
+    return (-1 if attrs.uid is None else attrs.uid, -1 if attrs.gid is None else attrs.gid)
+
+
+def _open_flags(pflags: int) -> int:
+    if pflags & FXF_READ and pflags & FXF_WRITE:
+        flags = os.O_RDWR
+    elif pflags & FXF_WRITE:
+        flags = os.O_WRONLY
+    else:
+        flags = os.O_RDONLY
+    if pflags & FXF_APPEND:
+        flags |= os.O_APPEND
+    if pflags & FXF_CREAT:
+        flags |= os.O_CREAT
+    if pflags & FXF_TRUNC:
+        flags |= os.O_TRUNC
+    if pflags & FXF_EXCL:
+        flags |= os.O_EXCL
+    return flags
+
+
+class NameStream:
+    """The names of an open folder, read from the disk a batch at a time."""
+
+    def __init__(self, adapter: SFTPAdapter, listing: Listing) -> None:
+        self._adapter = adapter
+        self._listing: Listing | None = listing
+        self._batch: list[SFTPName] = []
+
+    def __aiter__(self) -> NameStream:
+        return self
+
+    async def __anext__(self) -> SFTPName:
+        if not self._batch and self._listing is not None:
+            entries = await self._adapter.run(self._listing.read, LISTING_BATCH)
+            self._batch = [
+                SFTPName(os.fsencode(e.name), attrs=SFTPAttrs.from_local(e.stat))
+                for e in reversed(entries)
+            ]
+        if not self._batch:
+            raise StopAsyncIteration
+        return self._batch.pop()
+
+    async def close(self) -> None:
+        """Release the folder (safe to call twice)."""
+        if self._listing is not None:
+            listing, self._listing = self._listing, None
+            self._adapter.handles -= 1
+            await self._adapter.run(listing.close)
+
+
+class SFTPAdapter(asyncssh.SFTPServer):
+    """One SFTP (or scp) session of one user."""
+
+    def __init__(
+        self,
+        chan: asyncssh.SSHServerChannel[bytes],
+        session: Session,
+        pool: Executor,
+        max_read: int,
+        max_handles: int,
+    ) -> None:
+        super().__init__(chan)
+        self.session = session
+        self.pool = pool
+        self.max_read = max_read
+        self.max_handles = max_handles
+        self.handles = 0
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking core call in the worker pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, functools.partial(fn, *args, **kwargs))
+
+    def _take_handle(self) -> None:
+        if self.handles >= self.max_handles:
+            raise OSError(errno.EMFILE, f"Too many open handles (at most {self.max_handles})")
+        self.handles += 1
+
+    # -- names shown to clients ----------------------------------------------------
+
+    def format_user(self, uid: int | None) -> str:
+        return "" if uid is None else self.session.names.user(uid) or str(uid)
+
+    def format_group(self, gid: int | None) -> str:
+        return "" if gid is None else self.session.names.group(gid) or str(gid)
+
+    # -- files ------------------------------------------------------------------------
+
+    async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> OpenFile:
+        self._take_handle()
+        mode = attrs.permissions & 0o7777 if attrs.permissions is not None else 0o666
+        try:
+            return await self.run(self.session.open, _text(path), _open_flags(pflags), mode)
+        except BaseException:
+            self.handles -= 1
+            raise
+
+    async def close(self, file_obj: object) -> None:
+        assert isinstance(file_obj, OpenFile)
+        self.handles -= 1
+        await self.run(file_obj.close)
+
+    async def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        assert isinstance(file_obj, OpenFile)
+        return await self.run(file_obj.read, offset, min(size, self.max_read))
+
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        assert isinstance(file_obj, OpenFile)
+        await self.run(self.session.write, file_obj, offset, data)
+        return len(data)
+
+    async def fstat(self, file_obj: object) -> os.stat_result:
+        assert isinstance(file_obj, OpenFile)
+        return await self.run(file_obj.stat)
+
+    async def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
+        assert isinstance(file_obj, OpenFile)
+        await self.run(
+            self.session.fset_attrs,
+            file_obj,
+            size=attrs.size,
+            mode=attrs.permissions,
+            owner=_owner(attrs),
+            times=_times(attrs),
+        )
+
+    async def fsync(self, file_obj: object) -> None:
+        assert isinstance(file_obj, OpenFile)
+        await self.run(self.session.fsync, file_obj)
+
+    async def fstatvfs(self, file_obj: object) -> SFTPVFSAttrs:
+        assert isinstance(file_obj, OpenFile)
+        return await self._statvfs(file_obj.path)
+
+    async def copy_data(
+        self, src: OpenFile, src_offset: int, length: int, dst: OpenFile, dst_offset: int
+    ) -> None:
+        """copy-data: a server-side copy between two open handles."""
+        await self.run(self.session.copy_data, src, src_offset, length, dst, dst_offset)
+
+    # -- paths -------------------------------------------------------------------------
+
+    async def lstat(self, path: bytes) -> os.stat_result:
+        return await self.run(self.session.stat, _text(path), False)
+
+    async def stat(self, path: bytes) -> os.stat_result:
+        return await self.run(self.session.stat, _text(path), True)
+
+    async def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
+        await self._set_attrs(path, attrs, follow=True)
+
+    async def lsetstat(self, path: bytes, attrs: SFTPAttrs) -> None:
+        await self._set_attrs(path, attrs, follow=False)
+
+    async def _set_attrs(self, path: bytes, attrs: SFTPAttrs, follow: bool) -> None:
+        await self.run(
+            self.session.set_attrs,
+            _text(path),
+            follow=follow,
+            size=attrs.size,
+            mode=attrs.permissions,
+            owner=_owner(attrs),
+            times=_times(attrs),
+        )
+
+    async def open_listing(self, path: bytes) -> NameStream:
+        """Open a folder now (so errors come with OPENDIR) and list it in batches."""
+        self._take_handle()
+        try:
+            listing = await self.run(self.session.listdir, _text(path))
+        except BaseException:
+            self.handles -= 1
+            raise
+        return NameStream(self, listing)
+
+    async def remove(self, path: bytes) -> None:
+        await self.run(self.session.remove, _text(path))
+
+    async def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
+        mode = attrs.permissions & 0o7777 if attrs.permissions is not None else 0o777
+        await self.run(self.session.mkdir, _text(path), mode)
+
+    async def rmdir(self, path: bytes) -> None:
+        await self.run(self.session.rmdir, _text(path))
+
+    def realpath(self, path: bytes) -> bytes:
+        return os.fsencode(self.session.path(_text(path)))
+
+    async def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        await self.run(self.session.rename, _text(oldpath), _text(newpath), False)
+
+    async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        await self.run(self.session.rename, _text(oldpath), _text(newpath), True)
+
+    async def readlink(self, path: bytes) -> bytes:
+        return os.fsencode(await self.run(self.session.readlink, _text(path)))
+
+    async def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        await self.run(self.session.symlink, _text(oldpath), _text(newpath))
+
+    async def link(self, oldpath: bytes, newpath: bytes) -> None:
+        await self.run(self.session.link, _text(oldpath), _text(newpath))
+
+    async def statvfs(self, path: bytes) -> SFTPVFSAttrs:
+        return await self._statvfs(_text(path))
+
+    async def _statvfs(self, path: str) -> SFTPVFSAttrs:
+        c = await self.run(self.session.capacity, path)
+        return SFTPVFSAttrs(
+            c.bsize, c.frsize, c.blocks, c.bfree, c.bavail,
+            c.files, c.ffree, c.favail, c.fsid, c.flag, c.namemax,
+        )  # fmt: skip
+
+    def home_directory(self) -> bytes:
+        """The user's start folder, as home-directory and ``~`` expansion answer it."""
+        return os.fsencode(self.session.home)
+
+    async def exit(self) -> None:
+        """The SFTP session ended."""

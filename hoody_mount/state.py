@@ -1,0 +1,89 @@
+"""The server's own state in its state folder: host key and the default user's password hash.
+
+Secret files are created with mode 0600 from the first byte (O_EXCL into a temp name,
+fsync, rename into place, fsync the folder) and are never silently replaced: a corrupt
+host key stops the server with a clear error instead of changing its identity.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import asyncssh
+
+from .core.users import hash_password, is_password_hash
+
+HOST_KEY_NAME = "ssh_host_ed25519_key"
+PASSWORD_NAME = "default-password.hash"
+
+
+class StateError(Exception):
+    """The state folder holds something unusable; the message says what and where."""
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Atomically write ``data`` to ``path`` with mode 0600 from creation on."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def prepare(state_dir: Path) -> None:
+    """Create the state folder, private to its owner."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def host_key(state_dir: Path) -> tuple[asyncssh.SSHKey, bool]:
+    """Load the ed25519 host key, generating it on first start; return it and whether new."""
+    path = state_dir / HOST_KEY_NAME
+    if path.exists():
+        try:
+            return asyncssh.read_private_key(str(path)), False
+        except (asyncssh.KeyImportError, ValueError, OSError) as exc:
+            raise StateError(
+                f"{path}: the host key cannot be read ({exc}); it is not replaced "
+                "automatically, since clients would see a new identity. Restore it, or "
+                "remove it to generate a new one."
+            ) from None
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    write_secret(path, key.export_private_key())
+    write_secret(path.with_name(HOST_KEY_NAME + ".pub"), key.export_public_key())
+    return key, True
+
+
+def default_password_hash(state_dir: Path, from_env: str | None) -> tuple[str, str | None]:
+    """The default user's password hash, and the new password to print once (or None).
+
+    A password from the environment wins and is never printed. Otherwise the stored hash
+    is used; on first start a random password is made, its hash stored, and it is returned
+    so that it can be shown once.
+    """
+    if from_env:
+        return hash_password(from_env), None
+    path = state_dir / PASSWORD_NAME
+    if path.exists():
+        stored = path.read_text().strip()
+        if not is_password_hash(stored):
+            raise StateError(f"{path}: not a password hash; remove it to make a new password")
+        return stored, None
+    password = secrets.token_urlsafe(15)
+    stored = hash_password(password)
+    write_secret(path, stored.encode() + b"\n")
+    return stored, password
