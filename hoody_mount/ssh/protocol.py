@@ -82,9 +82,12 @@ class SFTPHandler(SFTPServerHandler):
         return SSHPacket(await self._reader.readexactly(length))
 
     async def _cleanup(self, exc: Exception | None) -> None:
+        """Close what the client left open; report exit status 0 as OpenSSH's server does."""
         for stream in list(self._dir_handles.values()):
             await cast(NameStream, stream).close()
         self._dir_handles = {}
+        if self._writer is not None:
+            cast(Any, self._writer.channel).exit(0)
         await super()._cleanup(exc)
 
     async def _process_opendir(self, packet: SSHPacket) -> bytes:

@@ -198,12 +198,12 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
         )
         if protocol == "sftp":
             handler = SFTPHandler(adapter, process.stdin, process.stdout, ctx.limits.max_packet)
-            await handler.run()
+            await handler.run()  # reports the exit status itself when the client leaves
         else:
             scp = run_scp_server(adapter, command, process.stdin, process.stdout, process.stderr)
             if scp is not None:
                 await scp
-        process.exit(0)
+            process.exit(0)
     except OSError as exc:
         process.stderr.write(f"hoody-mount: {user.root}: {exc.strerror}\n".encode())
         process.exit(1)

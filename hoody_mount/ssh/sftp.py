@@ -11,7 +11,7 @@ import asyncio
 import errno
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -222,6 +222,23 @@ class SFTPAdapter(asyncssh.SFTPServer):
             self.handles -= 1
             raise
         return NameStream(self, listing)
+
+    async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
+        """The names of a folder (used by scp's recursive copies and globbing)."""
+        stream = await self.open_listing(path)
+        try:
+            async for name in stream:
+                yield name
+        finally:
+            await stream.close()
+
+    def map_path(self, path: bytes) -> bytes:
+        """Never used: asyncssh's local-filesystem fallbacks must not run here."""
+        raise OSError(errno.EPERM, "local path mapping is disabled")
+
+    def reverse_map_path(self, path: bytes) -> bytes:
+        """Never used: see ``map_path``."""
+        raise OSError(errno.EPERM, "local path mapping is disabled")
 
     async def remove(self, path: bytes) -> None:
         await self.run(self.session.remove, _text(path))

@@ -1,0 +1,165 @@
+"""Shared fixtures: a real hoody-mount server on an ephemeral loopback port, and client keys.
+
+``server`` starts ``python -m hoody_mount serve`` with a config file of three users:
+- ``root``: read-write over the whole served root, key and password;
+- ``reader``: read-only, jailed to ``/share``, key and password;
+- ``jailed``: read-write, jailed to ``/home/jailed``, key only.
+The served root holds an ``outside`` neighbour folder (``<tmp>/outside``) that no user may
+ever reach. Clients tests need are checked by ``require``: a missing client fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hoody_mount.core.users import hash_password
+
+PASSWORD = "correct horse battery staple"
+READER_PASSWORD = "reader-secret"
+
+
+def require(*programs: str) -> None:
+    """Fail (never skip) when a client program the test drives is missing."""
+    missing = [p for p in programs if shutil.which(p) is None]
+    if missing:
+        pytest.fail(f"required client(s) not installed: {', '.join(missing)} (run `make test`)")
+
+
+@dataclass
+class Server:
+    """A running server and what a test needs to reach it."""
+
+    port: int
+    root: Path
+    outside: Path
+    state: Path
+    key: Path
+    process: subprocess.Popen[str]
+    log: Path
+
+    def ssh_options(self, key: Path | None = None) -> list[str]:
+        """OpenSSH client options for this server (key auth, no host key prompts)."""
+        return [
+            "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR",
+            "-o", "BatchMode=yes",
+            "-o", "IdentitiesOnly=yes",
+            "-i", str(key or self.key),
+        ]  # fmt: skip
+
+    def sftp_batch(self, commands: str, user: str = "root") -> subprocess.CompletedProcess[str]:
+        """Run OpenSSH ``sftp -b -`` with the commands on stdin."""
+        require("sftp")
+        return subprocess.run(
+            ["sftp", "-b", "-", "-P", str(self.port), *self.ssh_options(), f"{user}@127.0.0.1"],
+            input=commands,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+
+@pytest.fixture(scope="session")
+def client_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ed25519 client key pair made with ssh-keygen."""
+    require("ssh-keygen")
+    folder = tmp_path_factory.mktemp("keys")
+    key = folder / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key
+
+
+def write_config(path: Path, root: Path, state: Path, pub: str) -> None:
+    """A config with the three test users."""
+    path.write_text(
+        f"""
+root = "{root}"
+state_dir = "{state}"
+
+[ssh]
+listen = "127.0.0.1:0"
+max_handles = 64
+max_sessions = 4
+
+[users.root]
+password_hash = "{hash_password(PASSWORD)}"
+authorized_keys = ["{pub}"]
+
+[users.reader]
+password_hash = "{hash_password(READER_PASSWORD)}"
+authorized_keys = ["{pub}"]
+root = "/share"
+access = "ro"
+
+[users.jailed]
+authorized_keys = ["{pub}"]
+root = "/home/jailed"
+"""
+    )
+
+
+def start_server(config: Path, log: Path, extra: list[str] | None = None) -> tuple[
+    subprocess.Popen[str], int
+]:
+    """Start the server and wait for the port it prints."""
+    out = open(log, "w")  # noqa: SIM115 - the server writes here until it stops
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hoody_mount", "serve", "--config", str(config), *(extra or [])],
+        stdout=subprocess.PIPE,
+        stderr=out,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 30
+    banner = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        banner.append(line)
+        match = re.search(r"SSH/SFTP listening on \S+:(\d+)", line)
+        if match:
+            return process, int(match.group(1))
+    process.kill()
+    raise RuntimeError(f"server did not start: {''.join(banner)}\n{log.read_text()}")
+
+
+def stop_server(process: subprocess.Popen[str]) -> None:
+    """SIGTERM, then wait; a server that does not stop in time fails the test."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError("server did not stop on SIGTERM") from None
+
+
+@pytest.fixture
+def server(tmp_path: Path, client_key: Path) -> Iterator[Server]:
+    """A fresh server over a fresh tree for one test."""
+    base = tmp_path
+    root, outside, state = base / "root", base / "outside", base / "state"
+    for folder in (root / "share" / "docs", root / "home" / "jailed", root / "etc", outside):
+        folder.mkdir(parents=True)
+    (root / "share" / "docs" / "readme.txt").write_text("shared text\n")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/:\n")
+    (root / "etc" / "group").write_text("root:x:0:\nstaff:x:1000:\n")
+    (outside / "secret.txt").write_text("outside secret\n")
+    config = base / "hoody-mount.toml"
+    write_config(config, root, state, client_key.with_suffix(".pub").read_text().strip())
+    process, port = start_server(config, base / "server.log")
+    yield Server(port, root, outside, state, client_key, process, base / "server.log")
+    stop_server(process)
