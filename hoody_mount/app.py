@@ -86,6 +86,7 @@ async def run(config: Config, out: TextIO = sys.stdout) -> None:
         lines.append(f"Password of {config.default_user} (shown only this once): {password}")
     if default is not None:
         lines.append(_connect_help(bound, default.name, password))
+    lines.append("Ready. Stop with Ctrl-C or SIGTERM.")
     print("\n".join(lines), file=out, flush=True)
 
     stop = asyncio.Event()

@@ -110,31 +110,35 @@ root = "/home/jailed"
     )
 
 
-def start_server(config: Path, log: Path, extra: list[str] | None = None) -> tuple[
-    subprocess.Popen[str], int
-]:
-    """Start the server and wait for the port it prints."""
+def start_server(
+    args: list[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int, str]:
+    """Start ``hoody-mount serve ARGS``; wait for the SSH port it prints; return the banner too."""
     out = open(log, "w")  # noqa: SIM115 - the server writes here until it stops
     process = subprocess.Popen(
-        [sys.executable, "-m", "hoody_mount", "serve", "--config", str(config), *(extra or [])],
+        [sys.executable, "-m", "hoody_mount", "serve", *args],
         stdout=subprocess.PIPE,
         stderr=out,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=cwd,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     assert process.stdout is not None
     deadline = time.monotonic() + 30
-    banner = []
+    banner: list[str] = []
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line:
             break
         banner.append(line)
-        match = re.search(r"SSH/SFTP listening on \S+:(\d+)", line)
-        if match:
-            return process, int(match.group(1))
-    process.kill()
-    raise RuntimeError(f"server did not start: {''.join(banner)}\n{log.read_text()}")
+        if line.startswith("Ready."):
+            break
+    text = "".join(banner)
+    match = re.search(r"SSH/SFTP listening on \S+:(\d+)", text)
+    if match is None:
+        process.kill()
+        raise RuntimeError(f"server did not start: {text}\n{log.read_text()}")
+    return process, int(match.group(1)), text
 
 
 def stop_server(process: subprocess.Popen[str]) -> None:
@@ -160,6 +164,6 @@ def server(tmp_path: Path, client_key: Path) -> Iterator[Server]:
     (outside / "secret.txt").write_text("outside secret\n")
     config = base / "hoody-mount.toml"
     write_config(config, root, state, client_key.with_suffix(".pub").read_text().strip())
-    process, port = start_server(config, base / "server.log")
+    process, port, _ = start_server(["--config", str(config)], base / "server.log")
     yield Server(port, root, outside, state, client_key, process, base / "server.log")
     stop_server(process)

@@ -1,0 +1,40 @@
+# Two commands do all the set-up on a fresh machine:
+#   make serve   venv + install, then run the server on the embedded default
+#   make test    venv + test tools + system clients (apt, as root), then lint, types, tests
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: serve test lint typecheck pytest system-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+serve: $(VENV)/.installed
+	$(VENV)/bin/hoody-mount serve $(ARGS)
+
+system-deps:
+	bash scripts/install-system-deps
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check hoody_mount tests
+	$(VENV)/bin/ruff format --check hoody_mount
+
+typecheck: $(VENV)/.test-installed
+	$(VENV)/bin/mypy
+
+pytest: $(VENV)/.test-installed system-deps
+	$(PY) -m pytest
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

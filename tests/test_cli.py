@@ -1,0 +1,185 @@
+"""The command line, configuration errors, state files and the embedded default."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncssh
+import pytest
+from conftest import PASSWORD, start_server, stop_server, write_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _cli(*args: str, cwd: Path | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hoody_mount", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        cwd=cwd,
+        timeout=60,
+    )
+
+
+async def _password_login(port: int, user: str, password: str) -> list[str]:
+    async with (
+        asyncssh.connect(
+            "127.0.0.1", port, username=user, password=password, known_hosts=None, client_keys=None
+        ) as conn,
+        conn.start_sftp_client() as sftp,
+    ):
+        return sorted(await sftp.listdir("/"))
+
+
+@pytest.mark.parametrize(
+    ("content", "key"),
+    [
+        ('[users.root]\naccess = "rx"\n', "users.root.access"),
+        ('colour = "blue"\n[users.root]\n', "colour"),
+        ('[ssh]\nlisten = "nowhere"\n[users.root]\n', "ssh.listen"),
+        ("[ssh]\nmax_handles = -1\n[users.root]\n", "ssh.max_handles"),
+        ('[users.root]\nshell = true\nroot = "/srv"\n', "users.root.shell"),
+        ('[users.root]\nprotocols = ["ftp"]\n', "users.root.protocols"),
+        ("[users.root\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path: Path, content: str, key: str) -> None:
+    """A bad key gives exit status 2 and one line naming the file and the key."""
+    config = tmp_path / "bad.toml"
+    config.write_text(content)
+    result = _cli("serve", "--config", str(config))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(config) in lines[0] and key in lines[0]
+
+
+def test_bad_flag_exits_2(tmp_path: Path) -> None:
+    """A malformed --ssh address is refused with status 2 before anything starts."""
+    result = _cli("serve", "--ssh", "no-port-here", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--ssh" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_embedded_default_first_and_second_start(tmp_path: Path, client_key: Path) -> None:
+    """First start: data folder, 0600 host key, a password printed once and stored hashed."""
+    args = ["--ssh", "127.0.0.1:0", "--authorized-keys", str(client_key) + ".pub"]
+    process, port, banner = start_server(args, tmp_path / "log1", cwd=tmp_path)
+    try:
+        assert (tmp_path / "data").is_dir()
+        key_file = tmp_path / ".hoody-mount" / "ssh_host_ed25519_key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / ".hoody-mount").stat().st_mode) == 0o700
+        password = banner.split("(shown only this once): ")[1].split()[0]
+        stored = (tmp_path / ".hoody-mount" / "default-password.hash").read_text()
+        assert password not in stored and stored.startswith("$scrypt$")
+        for expected in (f"sftp -P {port} root@127.0.0.1", "sshfs -p", "reconnect", "rclone"):
+            assert expected in banner
+        import asyncio
+
+        assert asyncio.run(_password_login(port, "root", password)) == []
+    finally:
+        stop_server(process)
+    fingerprint = [line for line in banner.splitlines() if line.startswith("Host key")][0]
+    process, port, banner2 = start_server(args, tmp_path / "log2", cwd=tmp_path)
+    stop_server(process)
+    assert "shown only this once" not in banner2
+    assert fingerprint.replace(" (new)", "") in banner2
+
+
+def test_corrupt_host_key_is_not_replaced(tmp_path: Path) -> None:
+    """A corrupt host key stops the start with a clear error and is left as it is."""
+    state = tmp_path / ".hoody-mount"
+    state.mkdir(mode=0o700)
+    key_file = state / "ssh_host_ed25519_key"
+    key_file.write_text("garbage\n")
+    result = _cli("serve", "--ssh", "127.0.0.1:0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "host key" in result.stderr and str(key_file) in result.stderr
+    assert key_file.read_text() == "garbage\n"
+
+
+def test_password_from_environment(tmp_path: Path, client_key: Path) -> None:
+    """HOODY_MOUNT_PASSWORD sets the default user's password and is never printed."""
+    import asyncio
+
+    args = ["--ssh", "127.0.0.1:0", "--authorized-keys", "/dev/null"]
+    env = {"HOODY_MOUNT_PASSWORD": "from-the-env"}
+    process, port, banner = start_server(args, tmp_path / "log", cwd=tmp_path, env=env)
+    try:
+        assert "from-the-env" not in banner
+        assert asyncio.run(_password_login(port, "root", "from-the-env")) == []
+        with pytest.raises(asyncssh.PermissionDenied):
+            asyncio.run(_password_login(port, "root", "wrong"))
+    finally:
+        stop_server(process)
+
+
+def test_sigterm_stops_cleanly(tmp_path: Path, client_key: Path) -> None:
+    """SIGTERM ends the server with exit status 0."""
+    config = tmp_path / "c.toml"
+    write_config(config, tmp_path / "root", tmp_path / "state", "")
+    (tmp_path / "root").mkdir()
+    process, _, _ = start_server(["--config", str(config)], tmp_path / "log")
+    stop_server(process)
+    assert process.returncode == 0
+
+
+def test_container_profile_entry_command(tmp_path: Path) -> None:
+    """The Dockerfile's command (container profile) starts, with folders overridden here."""
+    import asyncio
+
+    root = tmp_path / "root"
+    (root / "hoody" / "storage").mkdir(parents=True)
+    args = [
+        "--config", str(REPO / "config" / "container.toml"),
+        "--root", str(root),
+        "--state-dir", str(tmp_path / "state"),
+        "--ssh", "127.0.0.1:0",
+        "--authorized-keys", "/dev/null",
+    ]  # fmt: skip
+    env = {"HOODY_MOUNT_PASSWORD": PASSWORD}
+    process, port, banner = start_server(args, tmp_path / "log", env=env)
+    try:
+        assert "container.toml" in banner
+        assert asyncio.run(_password_login(port, "root", PASSWORD)) == ["hoody"]
+    finally:
+        stop_server(process)
+    assert "ENTRYPOINT" in (REPO / "Dockerfile").read_text()
+
+
+def test_user_commands_edit_safely(tmp_path: Path) -> None:
+    """user add/list/passwd/remove keep comments, refuse mistakes and leave a valid file."""
+    config = tmp_path / "users.toml"
+    config.write_text('# my server\nroot = "/"\n\n[users.root] # the admin\naccess = "rw"\n')
+    added = _cli(
+        "user", "add", "--config", str(config), "share", "--password-stdin",
+        "--root", "/hoody/storage/myapp", "--ro", stdin="pw1\n",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    text = config.read_text()
+    assert "# my server" in text and "# the admin" in text and "pw1" not in text
+    listed = _cli("user", "list", "--config", str(config))
+    assert "share\tro\troot=/hoody/storage/myapp" in listed.stdout
+    again = _cli("user", "add", "--config", str(config), "share", stdin="")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    before = config.read_text()
+    bad = _cli("user", "add", "--config", str(config), "x", "--root", "relative", stdin="")
+    assert bad.returncode == 2 and "users.x.root" in bad.stderr
+    assert config.read_text() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    changed = _cli(
+        "user", "passwd", "--config", str(config), "share", "--password-stdin", stdin="pw2\n"
+    )
+    assert changed.returncode == 0
+    assert config.read_text() != before
+    removed = _cli("user", "remove", "--config", str(config), "share")
+    assert removed.returncode == 0
+    assert "share" not in _cli("user", "list", "--config", str(config)).stdout
+    assert os.stat(config).st_size > 0
