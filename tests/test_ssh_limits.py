@@ -1,0 +1,110 @@
+"""Connection bounds, login timeout, refused forwarding and refused commands."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncssh
+import pytest
+from conftest import PASSWORD, Server, require, start_server, stop_server, write_config
+
+
+@pytest.fixture
+def tight(tmp_path: Path, client_key: Path) -> Iterator[int]:
+    """A server allowing 3 connections per address, 2 unauthenticated, 2 s to log in."""
+    root = tmp_path / "root"
+    root.mkdir()
+    config = tmp_path / "c.toml"
+    pub = client_key.with_suffix(".pub").read_text().strip()
+    write_config(config, root, tmp_path / "state", pub)
+    text = config.read_text().replace(
+        "[ssh]\n",
+        "[ssh]\nmax_connections_per_address = 3\nmax_unauthenticated = 2\nlogin_timeout = 2\n",
+    )
+    config.write_text(text)
+    process, port, _ = start_server(["--config", str(config)], tmp_path / "log")
+    yield port
+    stop_server(process)
+
+
+async def _login(port: int) -> asyncssh.SSHClientConnection:
+    return await asyncssh.connect(
+        "127.0.0.1", port, username="root", password=PASSWORD, known_hosts=None, client_keys=None
+    )
+
+
+def _closed_by_server(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes this raw TCP connection within ``within`` seconds."""
+    sock.settimeout(within)
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            if sock.recv(4096) == b"":
+                return True
+    except (TimeoutError, ConnectionResetError):
+        return False
+    return False
+
+
+def test_connections_per_address_are_capped(tight: int) -> None:
+    """The 4th connection from one address is refused; closing one makes room again."""
+
+    async def scenario() -> None:
+        conns = [await _login(tight) for _ in range(3)]
+        with pytest.raises((asyncssh.Error, OSError)):
+            extra = await _login(tight)
+            await extra.run("true")
+        conns.pop().close()
+        await asyncio.sleep(0.3)
+        again = await _login(tight)
+        async with again.start_sftp_client() as sftp:
+            assert await sftp.listdir("/") == []
+        again.close()
+        for conn in conns:
+            conn.close()
+
+    asyncio.run(scenario())
+
+
+def test_unauthenticated_connections_are_capped_and_time_out(tight: int) -> None:
+    """Idle pre-auth connections are bounded in number and dropped after the login timeout."""
+    idle = [socket.create_connection(("127.0.0.1", tight)) for _ in range(2)]
+    time.sleep(0.3)
+    third = socket.create_connection(("127.0.0.1", tight))
+    assert _closed_by_server(third, 1.5), "a third unauthenticated connection was kept"
+    assert all(_closed_by_server(sock, 4.0) for sock in idle), "login timeout did not apply"
+    for sock in [*idle, third]:
+        sock.close()
+
+
+def test_port_forwarding_is_refused(server: Server) -> None:
+    """A direct-tcpip channel (ssh -L) is refused."""
+
+    async def scenario() -> None:
+        async with asyncssh.connect(
+            "127.0.0.1", server.port, username="root", client_keys=[str(server.key)],
+            known_hosts=None,
+        ) as conn:  # fmt: skip
+            with pytest.raises(asyncssh.ChannelOpenError):
+                await conn.open_connection("127.0.0.1", server.port)
+
+    asyncio.run(scenario())
+
+
+def test_shell_and_commands_are_refused_with_a_message(server: Server) -> None:
+    """Users without a shell get a clear refusal on stderr and exit status 1."""
+    require("ssh")
+    result = subprocess.run(
+        ["ssh", "-p", str(server.port), *server.ssh_options(), "root@127.0.0.1", "id"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "not available" in result.stderr
+    assert result.stdout == ""
