@@ -39,7 +39,10 @@ def normalize(path: str, cwd: str = "/") -> str:
         if len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
             raise _error(errno.ENAMETOOLONG, "File name too long", part[:64] + "...")
         parts.append(part)
-    return "/" + "/".join(parts)
+    result = "/" + "/".join(parts)
+    if len(result.encode("utf-8", "surrogateescape")) > PATH_MAX:
+        raise _error(errno.ENAMETOOLONG, "File name too long", result[:64] + "...")
+    return result
 
 
 def split(path: str) -> tuple[str, str]:

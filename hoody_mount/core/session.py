@@ -22,6 +22,7 @@ audit = logging.getLogger("hoody_mount.audit")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _COPY_BLOCK = 1 << 20
 ST_RDONLY = 1
+Owner = tuple[int, int] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,30 @@ class Session:
                 path,
             )
             raise OSError(errno.EACCES, "Permission denied: read-only access", path)
+
+    @property
+    def jailed(self) -> bool:
+        """Whether the user is confined to a sub-folder (and so is no administrator)."""
+        return self.user.root != "/"
+
+    def _create_mode(self, mode: int) -> int:
+        """Mode bits for a new file or folder: jailed users never create setuid/setgid."""
+        return mode & (0o1777 if self.jailed else 0o7777)
+
+    def _check_attrs(self, current: os.stat_result, mode: int | None, owner: Owner) -> None:
+        """Jailed users may not set setuid/setgid bits or give files to other owners.
+
+        The server runs as root, so either would let a share user plant a privileged file
+        in the container.
+        """
+        if not self.jailed:
+            return
+        if mode is not None and mode & 0o6000:
+            raise OSError(errno.EPERM, "Setting setuid or setgid bits is not allowed here")
+        if owner is not None:
+            uid, gid = owner
+            if uid not in (-1, current.st_uid) or gid not in (-1, current.st_gid):
+                raise OSError(errno.EPERM, "Changing the owner is not allowed here")
 
     def _done(self, op: str, *targets: str) -> None:
         audit.info(
@@ -118,7 +143,7 @@ class Session:
         path = self.path(raw)
         if flags & _WRITE_FLAGS:
             self._check_write("open-write", path)
-        file = self.vfs.open_file(path, flags, mode)
+        file = self.vfs.open_file(path, flags, self._create_mode(mode))
         if flags & (os.O_CREAT | os.O_TRUNC):
             self._done("open-write", path)
         return file
@@ -159,7 +184,7 @@ class Session:
         """Create a folder."""
         path = self.path(raw)
         self._check_write("mkdir", path)
-        self.vfs.mkdir(path, mode)
+        self.vfs.mkdir(path, self._create_mode(mode))
         self._done("mkdir", path)
 
     def rmdir(self, raw: str) -> None:
@@ -204,12 +229,15 @@ class Session:
         follow: bool = True,
         size: int | None = None,
         mode: int | None = None,
-        owner: tuple[int, int] | None = None,
+        owner: Owner = None,
         times: Times | None = None,
     ) -> None:
         """Change attributes of a path (``follow`` false: of a symlink itself)."""
         path = self.path(raw)
         self._check_write("setstat", path)
+        if mode is not None or owner is not None:
+            current = self.vfs.stat(path) if follow else self.vfs.lstat(path)
+            self._check_attrs(current, mode, owner)
         self.vfs.set_attrs(path, follow=follow, size=size, mode=mode, owner=owner, times=times)
         self._done("setstat", path)
 
@@ -219,10 +247,12 @@ class Session:
         *,
         size: int | None = None,
         mode: int | None = None,
-        owner: tuple[int, int] | None = None,
+        owner: Owner = None,
         times: Times | None = None,
     ) -> None:
         """Change attributes of an open file."""
         self._check_write("fsetstat", file.path)
+        if mode is not None or owner is not None:
+            self._check_attrs(file.stat(), mode, owner)
         file.set_attrs(size=size, mode=mode, owner=owner, times=times)
         self._done("fsetstat", file.path)

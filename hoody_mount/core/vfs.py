@@ -14,8 +14,10 @@ Errors are ``OSError`` with the errno that says what went wrong.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import secrets
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,12 +27,28 @@ from . import paths, syscalls
 
 _RESOLVE = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
 _MAX_SYMLINK_HOPS = 40
+_DIR_STEP = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOT_REGULAR = "not a regular file: FIFOs, sockets and devices are listed but never opened"
 
 
 def _proc(fd: int) -> str:
     """The /proc magic link of an fd: lets calls that need a path act on an O_PATH fd."""
     return f"/proc/self/fd/{fd}"
+
+
+def _swap(old: int, new: int) -> int:
+    """Close ``old`` and return ``new`` (which was opened before ``old`` is let go)."""
+    os.close(old)
+    return new
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would race other threads)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
 
 
 def _reopen(fd: int, flags: int) -> int:
@@ -137,6 +155,60 @@ class OpenFile:
             os.close(fd)
 
 
+class AtomicFile:
+    """A file written in full, then put in place: the old content stays until commit.
+
+    The data goes to a hidden temp file created with O_EXCL in the target's folder (held
+    as an fd, so the folder cannot be swapped underneath); ``commit`` fsyncs it, gives it
+    the old file's permission bits, renames it over the target and fsyncs the folder.
+    ``abort`` (or any failure in ``commit``) removes the temp file.
+    """
+
+    def __init__(self, dir_fd: int, name: str, path: str, mode: int) -> None:
+        self._dir = dir_fd
+        self._name = name
+        self.path = path
+        self._temp = f".{name[:200]}.hoody-{secrets.token_hex(6)}.part"
+        self._mode = mode
+        fd = os.open(
+            self._temp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=dir_fd,
+        )
+        self.file = OpenFile(fd, path)
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``."""
+        self.file.write(self.size, data)
+        self.size += len(data)
+
+    def commit(self) -> None:
+        """Flush, then atomically replace the target with the new content."""
+        try:
+            os.fchmod(self.file.fd, self._mode)
+            self.file.fsync()
+            self.file.close()
+            os.rename(self._temp, self._name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+            os.fsync(self._dir)
+        except BaseException:
+            self.abort()
+            raise
+        os.close(self._dir)
+        self._dir = -1
+
+    def abort(self) -> None:
+        """Throw the new content away; the target is left as it was."""
+        if self._dir < 0:
+            return
+        self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._temp, dir_fd=self._dir)
+        os.close(self._dir)
+        self._dir = -1
+
+
 class VFS:
     """A filesystem confined to one folder, by the kernel, for every operation."""
 
@@ -171,27 +243,31 @@ class VFS:
             raise
 
     def _walk(self, path: str, flags: int, mode: int) -> int:
-        """Resolve without openat2: one O_NOFOLLOW open per name, links followed by hand."""
-        follow_last = not flags & os.O_NOFOLLOW
+        """Resolve without openat2: one O_NOFOLLOW open per name, links followed by hand.
+
+        Only the current folder's fd is held, with the names that lead to it from the
+        root; ``..`` drops a name and walks down again from the root, so a deep path
+        never holds more than two fds at once.
+        """
+        exclusive = flags & os.O_CREAT and flags & os.O_EXCL
+        follow_last = not (flags & os.O_NOFOLLOW or exclusive)
         pending = [p for p in paths.relative(path).split("/") if p not in ("", ".")]
         pending.reverse()  # a stack: the next name is at the end
-        chain = [os.dup(self._root)]  # fds from the root to the current folder
+        trail: list[str] = []  # names from the root to the current folder
+        current = os.dup(self._root)
         hops = 0
         try:
-            if not pending:
-                return _reopen(chain[-1], flags)
             while pending:
                 name = pending.pop()
                 last = not pending
                 if name == "..":
-                    if len(chain) > 1:
-                        os.close(chain.pop())
-                    if last:
-                        return _reopen(chain[-1], flags)
+                    if trail:
+                        trail.pop()
+                        current = _swap(current, self._descend(trail))
                     continue
                 if not last or follow_last:
                     try:
-                        target = os.readlink(name, dir_fd=chain[-1])
+                        target = os.readlink(name, dir_fd=current)
                     except OSError as exc:
                         if exc.errno not in (errno.EINVAL, errno.ENOENT):
                             raise
@@ -200,29 +276,30 @@ class VFS:
                         if hops > _MAX_SYMLINK_HOPS:
                             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
                         if target.startswith("/"):
-                            while len(chain) > 1:
-                                os.close(chain.pop())
+                            trail.clear()
+                            current = _swap(current, os.dup(self._root))
                         pending.extend(
                             reversed([p for p in target.split("/") if p not in ("", ".")])
                         )
-                        if not pending:  # a link to "/"
-                            return _reopen(chain[-1], flags)
                         continue
                 if last:
-                    return os.open(
-                        name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=chain[-1]
-                    )
-                chain.append(
-                    os.open(
-                        name,
-                        os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                        dir_fd=chain[-1],
-                    )
-                )
-            raise AssertionError("unreachable")
+                    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=current)
+                current = _swap(current, os.open(name, _DIR_STEP, dir_fd=current))
+                trail.append(name)
+            return _reopen(current, flags)  # the path ended at a folder ("/", "..", a link)
         finally:
-            for fd in chain:
-                os.close(fd)
+            os.close(current)
+
+    def _descend(self, names: list[str]) -> int:
+        """Open the folder reached from the root by ``names`` (no links followed)."""
+        current = os.dup(self._root)
+        try:
+            for name in names:
+                current = _swap(current, os.open(name, _DIR_STEP, dir_fd=current))
+        except BaseException:
+            os.close(current)
+            raise
+        return current
 
     @contextmanager
     def _fd(self, path: str, flags: int = os.O_PATH) -> Iterator[int]:
@@ -304,6 +381,28 @@ class VFS:
             return OpenFile(os.open(_proc(pfd), access | os.O_CLOEXEC), path)
         finally:
             os.close(pfd)
+
+    def atomic_file(self, path: str) -> AtomicFile:
+        """Start writing the whole new content of the file ``path`` (see ``AtomicFile``)."""
+        parent, name = paths.split(path)
+        if not name:
+            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        dfd = self._open(parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            mode = 0o666 & ~_umask()
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                if stat.S_ISDIR(st.st_mode):
+                    raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+                if stat.S_ISREG(st.st_mode):
+                    mode = stat.S_IMODE(st.st_mode)  # a link is replaced, as rename(2) does
+            return AtomicFile(dfd, name, path, mode)
+        except BaseException:
+            os.close(dfd)
+            raise
 
     def _create(self, path: str, flags: int, mode: int) -> int:
         create = flags & (os.O_ACCMODE | os.O_APPEND | os.O_TRUNC | os.O_CREAT | os.O_EXCL)

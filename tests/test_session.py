@@ -1,0 +1,128 @@
+"""The per-user session: permission checks and policies that hold for every protocol."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hoody_mount.core.names import NameMap
+from hoody_mount.core.session import Session
+from hoody_mount.core.users import User
+from hoody_mount.core.vfs import VFS, Times
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[VFS]:
+    """A served root with a jail folder holding one file."""
+    (tmp_path / "jail" / "sub").mkdir(parents=True)
+    (tmp_path / "jail" / "f.txt").write_text("data")
+    vfs = VFS.open_root(str(tmp_path))
+    yield vfs
+    vfs.close()
+
+
+def _session(served: VFS, **fields: object) -> Session:
+    user = User(name="u", **fields)  # type: ignore[arg-type]
+    jail = served.sub(user.root)
+    return Session(user, jail, NameMap(served), "test")
+
+
+def test_relative_paths_start_at_home(root: VFS) -> None:
+    """Relative paths are taken from the start folder; `..` stops at the jail's root."""
+    session = _session(root, root="/jail", home="/sub")
+    assert session.path("x") == "/sub/x"
+    assert session.path("../../../f.txt") == "/f.txt"
+    assert session.stat("../f.txt").st_size == 4
+
+
+def test_read_only_refuses_every_write(root: VFS, tmp_path: Path) -> None:
+    """Each write of a read-only user raises EACCES and changes nothing."""
+    session = _session(root, root="/jail", access="ro")
+    file = session.open("/f.txt", os.O_RDONLY)
+    attempts = [
+        lambda: session.open("/f.txt", os.O_WRONLY),
+        lambda: session.open("/f.txt", os.O_RDONLY | os.O_CREAT),
+        lambda: session.open("/f.txt", os.O_RDONLY | os.O_TRUNC),
+        lambda: session.open("/f.txt", os.O_RDONLY | os.O_APPEND),
+        lambda: session.write(file, 0, b"x"),
+        lambda: session.fsync(file),
+        lambda: session.fset_attrs(file, size=0),
+        lambda: session.set_attrs("/f.txt", mode=0o600),
+        lambda: session.set_attrs("/f.txt", times=Times(0, 0)),
+        lambda: session.mkdir("/new"),
+        lambda: session.rmdir("/sub"),
+        lambda: session.remove("/f.txt"),
+        lambda: session.rename("/f.txt", "/g.txt", True),
+        lambda: session.link("/f.txt", "/g.txt"),
+        lambda: session.symlink("f.txt", "/g.txt"),
+        lambda: session.copy_data(file, 0, 0, file, 0),
+    ]
+    before = sorted(p.name for p in (tmp_path / "jail").iterdir())
+    for attempt in attempts:
+        with pytest.raises(PermissionError) as info:
+            attempt()
+        assert info.value.errno == errno.EACCES
+    file.close()
+    assert sorted(p.name for p in (tmp_path / "jail").iterdir()) == before
+    assert (tmp_path / "jail" / "f.txt").read_text() == "data"
+    assert session.capacity().flag & 1
+
+
+def test_jailed_user_cannot_plant_privileged_files(root: VFS, tmp_path: Path) -> None:
+    """No setuid/setgid bits and no owner changes for a jailed user; new modes are masked."""
+    session = _session(root, root="/jail")
+    with pytest.raises(PermissionError):
+        session.set_attrs("/f.txt", mode=0o4755)
+    with pytest.raises(PermissionError):
+        session.set_attrs("/f.txt", owner=(1234, 1234))
+    file = session.open("/new", os.O_WRONLY | os.O_CREAT, 0o6755)
+    with pytest.raises(PermissionError):
+        session.fset_attrs(file, mode=0o2755)
+    file.close()
+    assert not stat.S_IMODE((tmp_path / "jail" / "new").stat().st_mode) & 0o6000
+    current = (tmp_path / "jail" / "f.txt").stat()
+    session.set_attrs("/f.txt", mode=0o640, owner=(current.st_uid, -1))
+    assert stat.S_IMODE((tmp_path / "jail" / "f.txt").stat().st_mode) == 0o640
+
+
+def test_admin_may_set_any_mode(root: VFS, tmp_path: Path) -> None:
+    """The unjailed administrator keeps full control of mode bits."""
+    session = _session(root)
+    session.set_attrs("/jail/f.txt", mode=0o4755)
+    assert stat.S_IMODE((tmp_path / "jail" / "f.txt").stat().st_mode) == 0o4755
+
+
+def test_copy_data_refuses_the_same_file(root: VFS, tmp_path: Path) -> None:
+    """copy-data from a file onto itself (even through two handles) is refused."""
+    session = _session(root, root="/jail")
+    a = session.open("/f.txt", os.O_RDONLY)
+    b = session.open("/f.txt", os.O_WRONLY)
+    with pytest.raises(OSError) as info:
+        session.copy_data(a, 0, 0, b, 4)
+    assert info.value.errno == errno.EINVAL
+    a.close()
+    b.close()
+    assert (tmp_path / "jail" / "f.txt").read_text() == "data"
+
+
+def test_atomic_file_keeps_old_content_until_commit(root: VFS, tmp_path: Path) -> None:
+    """An aborted atomic write leaves the old file and no temp file; commit replaces."""
+    target = tmp_path / "jail" / "f.txt"
+    target.chmod(0o640)
+    upload = root.sub("/jail").atomic_file("/f.txt")
+    upload.write(b"new content")
+    assert target.read_text() == "data"
+    upload.abort()
+    assert target.read_text() == "data"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["f.txt", "sub"]
+    upload = root.sub("/jail").atomic_file("/f.txt")
+    upload.write(b"new content")
+    upload.commit()
+    assert target.read_text() == "new content"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert sorted(p.name for p in target.parent.iterdir()) == ["f.txt", "sub"]
