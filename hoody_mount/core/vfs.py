@@ -28,6 +28,8 @@ from . import paths, syscalls
 _RESOLVE = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
 _MAX_SYMLINK_HOPS = 40
 _DIR_STEP = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_COPY_BLOCK = 1 << 20
 _NOT_REGULAR = "not a regular file: FIFOs, sockets and devices are listed but never opened"
 
 
@@ -40,6 +42,18 @@ def _swap(old: int, new: int) -> int:
     """Close ``old`` and return ``new`` (which was opened before ``old`` is let go)."""
     os.close(old)
     return new
+
+
+def _descend_from(top: int, names: list[str], flags: int) -> int:
+    """Open the folder below ``top`` reached by ``names``, following no link."""
+    current = os.dup(top)
+    try:
+        for name in names:
+            current = _swap(current, os.open(name, _DIR_STEP, dir_fd=current))
+        return _swap(current, _reopen(current, flags))
+    except BaseException:
+        os.close(current)
+        raise
 
 
 def _umask() -> int:
@@ -184,6 +198,10 @@ class AtomicFile:
         self.file.write(self.size, data)
         self.size += len(data)
 
+    def set_mode(self, mode: int) -> None:
+        """The permission bits the file gets when it is put in place."""
+        self._mode = mode
+
     def commit(self) -> None:
         """Flush, then atomically replace the target with the new content."""
         try:
@@ -263,7 +281,7 @@ class VFS:
                 if name == "..":
                     if trail:
                         trail.pop()
-                        current = _swap(current, self._descend(trail))
+                        current = _swap(current, _descend_from(self._root, trail, os.O_PATH))
                     continue
                 if not last or follow_last:
                     try:
@@ -289,17 +307,6 @@ class VFS:
             return _reopen(current, flags)  # the path ended at a folder ("/", "..", a link)
         finally:
             os.close(current)
-
-    def _descend(self, names: list[str]) -> int:
-        """Open the folder reached from the root by ``names`` (no links followed)."""
-        current = os.dup(self._root)
-        try:
-            for name in names:
-                current = _swap(current, os.open(name, _DIR_STEP, dir_fd=current))
-        except BaseException:
-            os.close(current)
-            raise
-        return current
 
     @contextmanager
     def _fd(self, path: str, flags: int = os.O_PATH) -> Iterator[int]:
@@ -472,6 +479,67 @@ class VFS:
                 # The filesystem lacks RENAME_NOREPLACE: link then unlink never replaces.
                 os.link(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
                 os.unlink(sname, dir_fd=sfd)
+
+    def remove_tree(self, path: str) -> None:
+        """Remove ``path`` and, for a folder, everything below it (no recursion, no links
+        followed; at most three fds are held whatever the depth)."""
+        with self._parent(path, "remove") as (dfd, name):
+            if not stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
+                os.unlink(name, dir_fd=dfd)
+                return
+            top = os.open(name, _DIR_READ, dir_fd=dfd)
+            try:
+                self._empty_folder(top)
+            finally:
+                os.close(top)
+            os.rmdir(name, dir_fd=dfd)
+
+    @staticmethod
+    def _empty_folder(top: int) -> None:
+        trail: list[str] = []  # names from ``top`` to the folder being emptied
+        while True:
+            fd = _descend_from(top, trail, _DIR_READ)
+            try:
+                child = None
+                with os.scandir(fd) as entries:
+                    for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):
+                            child = entry.name
+                            break
+                        os.unlink(entry.name, dir_fd=fd)
+            finally:
+                os.close(fd)
+            if child is not None:
+                trail.append(child)
+                continue
+            if not trail:
+                return
+            emptied = trail.pop()
+            parent = _descend_from(top, trail, _DIR_READ)
+            try:
+                os.rmdir(emptied, dir_fd=parent)
+            finally:
+                os.close(parent)
+
+    def copy_file(self, src: str, dst: str) -> None:
+        """Copy a regular file's content, mode and times; the target appears whole or not."""
+        source = self.open_file(src, os.O_RDONLY)
+        try:
+            st = source.stat()
+            target = self.atomic_file(dst)
+            try:
+                offset = 0
+                while data := source.read(offset, _COPY_BLOCK):
+                    target.write(data)
+                    offset += len(data)
+                os.utime(target.file.fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+                target.set_mode(stat.S_IMODE(st.st_mode))
+            except BaseException:
+                target.abort()
+                raise
+            target.commit()
+        finally:
+            source.close()
 
     # -- changing attributes -------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 from typing import Any, cast
 
-from asyncssh.constants import FXP_CLOSE, FXP_EXTENDED_REPLY, FXP_NAME, FXP_OPENDIR
+from asyncssh.constants import FXP_CLOSE, FXP_EXTENDED_REPLY, FXP_NAME, FXP_OPENDIR, FXP_WRITE
 from asyncssh.packet import SSHPacket, String
 from asyncssh.sftp import (
     SFTPBadMessage,
@@ -110,6 +110,20 @@ class SFTPHandler(SFTPServerHandler):
             raise SFTPInvalidHandle("Invalid file handle")
         await self._adapter.close(file_obj)
 
+    async def _process_write(self, packet: SSHPacket) -> int:
+        """WRITE, ignoring bytes after the data as OpenSSH's sftp-server does.
+
+        rclone 1.60 (Debian 12's, built on pkg/sftp 1.13.5) sends the last short chunk of
+        a concurrent upload in a packet padded to the full chunk size.
+        """
+        handle = packet.get_string()
+        offset = packet.get_uint64()
+        data = packet.get_string()
+        file_obj = self._file_handles.get(handle)
+        if file_obj is None:
+            raise SFTPInvalidHandle("Invalid file handle")
+        return await self._adapter.write(file_obj, offset, data)
+
     async def _process_limits(self, packet: SSHPacket) -> SFTPLimits:
         packet.check_end()
         a = self._adapter
@@ -162,6 +176,7 @@ class SFTPHandler(SFTPServerHandler):
         **SFTPServerHandler._packet_handlers,
         FXP_OPENDIR: _process_opendir,
         FXP_CLOSE: _process_close,
+        FXP_WRITE: _process_write,
         b"limits@openssh.com": _process_limits,
         b"copy-data": _process_copy_data,
         b"expand-path@openssh.com": _process_expand_path,
