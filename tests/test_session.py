@@ -126,3 +126,33 @@ def test_atomic_file_keeps_old_content_until_commit(root: VFS, tmp_path: Path) -
     assert target.read_text() == "new content"
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
     assert sorted(p.name for p in target.parent.iterdir()) == ["f.txt", "sub"]
+
+
+def test_remove_tree_is_deep_and_never_follows_links(root: VFS, tmp_path: Path) -> None:
+    """remove_tree deletes 1500 levels without recursion and removes links, not targets."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    session = _session(root, root="/jail")
+    path = "/deep"
+    for _ in range(1500):
+        session.mkdir(path)
+        path += "/d"
+    (tmp_path / "jail" / "deep" / "link").symlink_to(outside)
+    (tmp_path / "jail" / "deep" / "file").write_text("x")
+    session.remove_tree("/deep")
+    assert not (tmp_path / "jail" / "deep").exists()
+    assert (outside / "keep.txt").read_text() == "keep"
+
+
+def test_copy_file_keeps_mode_and_times(root: VFS, tmp_path: Path) -> None:
+    """copy_file copies content, mode and mtime, through the jail."""
+    source = tmp_path / "jail" / "f.txt"
+    source.chmod(0o604)
+    os.utime(source, (1_000_000, 2_000_000))
+    session = _session(root, root="/jail")
+    session.copy_file("/f.txt", "/sub/copy.txt")
+    copy = tmp_path / "jail" / "sub" / "copy.txt"
+    assert copy.read_text() == "data"
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o604
+    assert copy.stat().st_mtime == 2_000_000

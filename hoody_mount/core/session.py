@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from . import paths
 from .names import NameMap
 from .users import User
-from .vfs import VFS, Listing, OpenFile, Times
+from .vfs import VFS, AtomicFile, Listing, OpenFile, Times
 
 audit = logging.getLogger("hoody_mount.audit")
 
@@ -51,6 +51,15 @@ class Session:
         self.names = names
         self.protocol = protocol
         self.home = user.home
+
+    @classmethod
+    def start(cls, user: User, root: VFS, names: NameMap, protocol: str) -> Session:
+        """A session over the user's jail, opened now inside the served root (blocking)."""
+        return cls(user, root.sub(user.root), names, protocol)
+
+    def close(self) -> None:
+        """Release the jail's fd; files opened through the session stay usable."""
+        self.vfs.close()
 
     # -- helpers ------------------------------------------------------------------
 
@@ -177,6 +186,26 @@ class Session:
             dst_offset += len(data)
             if remaining is not None:
                 remaining -= len(data)
+
+    def upload(self, raw: str) -> AtomicFile:
+        """Start replacing the whole content of a file (committed only when complete)."""
+        path = self.path(raw)
+        self._check_write("upload", path)
+        return self.vfs.atomic_file(path)
+
+    def copy_file(self, raw_src: str, raw_dst: str) -> None:
+        """Copy a file's content, mode and times (the target appears whole or not at all)."""
+        src, dst = self.path(raw_src), self.path(raw_dst)
+        self._check_write("copy", dst)
+        self.vfs.copy_file(src, dst)
+        self._done("copy", src, dst)
+
+    def remove_tree(self, raw: str) -> None:
+        """Remove a file, or a folder with everything below it."""
+        path = self.path(raw)
+        self._check_write("remove-tree", path)
+        self.vfs.remove_tree(path)
+        self._done("remove-tree", path)
 
     # -- names ---------------------------------------------------------------------------
 

@@ -189,10 +189,9 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
         process.exit(1)
         return
     owner.sessions += 1
-    jail: VFS | None = None
+    session: Session | None = None
     try:
-        jail = await ctx.run(ctx.vfs.sub, user.root)
-        session = Session(user, jail, ctx.names, protocol)
+        session = await ctx.run(Session.start, user, ctx.vfs, ctx.names, protocol)
         adapter = SFTPAdapter(
             process.channel, session, ctx.pool, ctx.limits.max_read, ctx.limits.max_handles
         )
@@ -209,8 +208,8 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
         process.exit(1)
     finally:
         owner.sessions -= 1
-        if jail is not None:
-            jail.close()
+        if session is not None:
+            session.close()
 
 
 async def start(ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey) -> asyncssh.SSHAcceptor:
