@@ -9,13 +9,20 @@ import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 from typing import TextIO
 
 from . import state
 from .config import Config, Listen
+from .core.guard import LoginGuard
 from .core.names import NameMap
+from .core.users import User
 from .core.vfs import VFS
+from .dav import app as dav_app
 from .ssh import server as ssh_server
+from .web import tls as tls_files
+from .web.auth import Authenticator
+from .web.server import WebFront, WebServer
 
 log = logging.getLogger("hoody_mount")
 WORKER_THREADS = 64
@@ -36,61 +43,92 @@ def setup_logging(config: Config) -> None:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 
-def _connect_help(listen: Listen, user: str, password: str | None) -> str:
-    host = "127.0.0.1" if listen.host in ("0.0.0.0", "::", "") else listen.host
+def _connect_help(ssh: Listen, web_url: str, user: str, password: str | None) -> str:
+    host = "127.0.0.1" if ssh.host in ("0.0.0.0", "::", "") else ssh.host
     target = f"{user}@{host}"
-    obscured = f"$(rclone obscure '{password}')" if password else "$(rclone obscure 'PASSWORD')"
+    secret = password or "PASSWORD"
     return "\n".join(
         [
             "Connect with:",
-            f"  sftp -P {listen.port} {target}",
-            f"  scp -P {listen.port} FILE {target}:",
-            f"  mkdir -p ~/hoody && sshfs -p {listen.port} {target}:/ ~/hoody "
+            f"  sftp -P {ssh.port} {target}",
+            f"  scp -P {ssh.port} FILE {target}:",
+            f"  mkdir -p ~/hoody && sshfs -p {ssh.port} {target}:/ ~/hoody "
             "-o reconnect,ServerAliveInterval=15,ServerAliveCountMax=3",
-            f"  rclone config create hoody sftp host {host} port {listen.port} user {user} "
-            f"pass {obscured} && rclone lsd hoody:/",
+            f"  rclone config create hoody sftp host {host} port {ssh.port} user {user} "
+            f"pass $(rclone obscure '{secret}') && rclone lsd hoody:/",
+            f"  rclone config create hoody-dav webdav url {web_url}/dav/ vendor other "
+            f"user {user} pass $(rclone obscure '{secret}') && rclone lsd hoody-dav:",
+            f"  curl -u {user} {web_url}/dav/",
         ]
     )
 
 
+def _web_url(listen: Listen, port: int, tls: bool) -> str:
+    host = "127.0.0.1" if listen.host in ("0.0.0.0", "::", "") else listen.host
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{host}:{port}"
+
+
+def _users_with_default_password(
+    config: Config,
+) -> tuple[dict[str, User], str | None]:
+    """The users, the default one given its env or generated password; and that password."""
+    users = dict(config.users)
+    default = users.get(config.default_user)
+    if default is None or default.password_hash is not None:
+        return users, None
+    hashed, password = state.default_password_hash(
+        config.state_dir, os.environ.get("HOODY_MOUNT_PASSWORD")
+    )
+    users[default.name] = replace(default, password_hash=hashed)
+    return users, password
+
+
 async def run(config: Config, out: TextIO = sys.stdout) -> None:
-    """Serve until SIGTERM or SIGINT."""
+    """Serve SSH and HTTP until SIGTERM or SIGINT."""
     state.prepare(config.state_dir)
     if config.source == "embedded default":
         config.root.mkdir(parents=True, exist_ok=True)
     host_key, new_key = state.host_key(config.state_dir)
-    password: str | None = None
-    users = dict(config.users)
-    default = users.get(config.default_user)
-    if default is not None and default.password_hash is None:
-        hashed, password = state.default_password_hash(
-            config.state_dir, os.environ.get("HOODY_MOUNT_PASSWORD")
-        )
-        users[default.name] = replace(default, password_hash=hashed)
+    users, password = _users_with_default_password(config)
+    options = config.http_options
+    tls: tuple[Path, Path] | None = None
+    if options.tls:
+        tls = (options.cert, options.key) if options.cert and options.key else None
+        tls = tls or tls_files.self_signed(config.state_dir)
 
     vfs = VFS.open_root(str(config.root))
     names = NameMap(vfs)
+    guard = LoginGuard()
     pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="hoody-io")
-    ctx = ssh_server.SSHContext(users, vfs, names, pool, config.ssh_limits)
-    acceptor = await ssh_server.start(ctx, config.ssh, host_key)
-    bound = Listen(config.ssh.host, acceptor.get_port())
+    loop = asyncio.get_running_loop()
 
-    fingerprint = host_key.get_fingerprint("sha256")
+    ctx = ssh_server.SSHContext(users, vfs, names, pool, config.ssh_limits, guard)
+    acceptor = await ssh_server.start(ctx, config.ssh, host_key)
+    ssh_bound = Listen(config.ssh.host, acceptor.get_port())
+
+    auth = Authenticator(users, guard, options.allow_basic_over_http)
+    front = WebFront(auth, vfs, names, dav_app.build(config.state_dir), None)
+    web = WebServer(front, config.http, tls, options.threads)
+    await loop.run_in_executor(pool, web.start)
+    web_url = _web_url(config.http, web.port, tls is not None)
+
     lines = [
         f"hoody-mount serving {config.root} ({config.source})",
-        f"SSH/SFTP listening on {bound}",
-        f"HTTP {config.http}: WebDAV and the file API are not served yet",
-        f"Host key {fingerprint}{' (new)' if new_key else ''}",
+        f"SSH/SFTP listening on {ssh_bound}",
+        f"HTTP listening on {web_url} (WebDAV at {web_url}/dav/)",
+        f"Host key {host_key.get_fingerprint('sha256')}{' (new)' if new_key else ''}",
     ]
+    if tls is not None:
+        lines.append(f"TLS certificate SHA-256 {tls_files.fingerprint(tls[0])}")
     if password:
         lines.append(f"Password of {config.default_user} (shown only this once): {password}")
-    if default is not None:
-        lines.append(_connect_help(bound, default.name, password))
+    if config.default_user in users:
+        lines.append(_connect_help(ssh_bound, web_url, config.default_user, password))
     lines.append("Ready. Stop with Ctrl-C or SIGTERM.")
     print("\n".join(lines), file=out, flush=True)
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
@@ -99,6 +137,7 @@ async def run(config: Config, out: TextIO = sys.stdout) -> None:
         log.info("stopping")
         acceptor.close()
         await acceptor.wait_closed()
+        await loop.run_in_executor(None, web.stop)
         pool.shutdown(wait=False, cancel_futures=True)
         vfs.close()
 

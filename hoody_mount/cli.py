@@ -19,7 +19,7 @@ from .core.users import PROTOCOLS, hash_password
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="hoody-mount", description="Serve a container's filesystem over SFTP and scp."
+        prog="hoody-mount", description="Serve a container's filesystem over SFTP, scp and WebDAV."
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--ssh", metavar="HOST:PORT", help="SSH listen address (port 0: any)")
     serve.add_argument("--http", metavar="HOST:PORT", help="HTTP listen address (port 0: any)")
     serve.add_argument("--authorized-keys", metavar="FILE", help="keys of the default user")
+    serve.add_argument("--tls", action="store_true", help="serve HTTPS (self-signed if no cert)")
 
     user = commands.add_parser("user", help="edit the users of a configuration file")
     user_commands = user.add_subparsers(dest="user_command", required=True)
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
             ssh=args.ssh,
             http=args.http,
             authorized_keys=args.authorized_keys,
+            tls=args.tls,
         )
     except ConfigError as exc:
         print(f"hoody-mount: {exc}", file=sys.stderr)

@@ -49,6 +49,17 @@ class SSHLimits:
 
 
 @dataclass(frozen=True)
+class HTTPOptions:
+    """The web listener: TLS and when Basic credentials may travel over plain HTTP."""
+
+    tls: bool = False
+    cert: Path | None = None
+    key: Path | None = None
+    allow_basic_over_http: bool = False
+    threads: int = 32
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the server needs to start."""
 
@@ -60,6 +71,7 @@ class Config:
     users: Mapping[str, User]
     default_user: str = "root"
     ssh_limits: SSHLimits = field(default_factory=SSHLimits)
+    http_options: HTTPOptions = field(default_factory=HTTPOptions)
     source: str = "embedded default"
 
 
@@ -219,6 +231,16 @@ def load(path: Path) -> Config:
     http_table = top.get("http", dict, {})
     h = _Reader(source, "http.", http_table)
     http_listen = parse_listen(h.get("listen", str, "127.0.0.1:8080"), h.where("listen"))
+    cert, key = h.get("cert", str, None), h.get("key", str, None)
+    if bool(cert) != bool(key):
+        raise ConfigError(f"{h.where('cert')}: cert and key go together")
+    http_options = HTTPOptions(
+        tls=h.get("tls", bool, False) or bool(cert),
+        cert=base / cert if cert else None,
+        key=base / key if key else None,
+        allow_basic_over_http=h.get("allow_basic_over_http", bool, False),
+        threads=h.positive("threads", HTTPOptions.threads),
+    )
     h.finish()
 
     users_table = top.get("users", dict, {})
@@ -226,6 +248,8 @@ def load(path: Path) -> Config:
     top.finish()
     if not users:
         raise ConfigError(f"{source}: users: at least one user is needed")
+    if default_user not in users:
+        raise ConfigError(f"{source}: default_user: no user {default_user!r} in [users]")
     return Config(
         root=root,
         state_dir=state_dir,
@@ -235,6 +259,7 @@ def load(path: Path) -> Config:
         users=users,
         default_user=default_user,
         ssh_limits=limits,
+        http_options=http_options,
         source=source,
     )
 
@@ -247,6 +272,7 @@ def with_overrides(
     ssh: str | None = None,
     http: str | None = None,
     authorized_keys: str | None = None,
+    tls: bool = False,
 ) -> Config:
     """Apply command-line flags over a configuration."""
     changes: dict[str, Any] = {}
@@ -258,6 +284,8 @@ def with_overrides(
         changes["ssh"] = parse_listen(ssh, "--ssh")
     if http:
         changes["http"] = parse_listen(http, "--http")
+    if tls:
+        changes["http_options"] = replace(config.http_options, tls=True)
     if authorized_keys:
         name = config.default_user
         if name not in config.users:

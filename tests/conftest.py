@@ -93,6 +93,9 @@ listen = "127.0.0.1:0"
 max_handles = 64
 max_sessions = 4
 
+[http]
+listen = "127.0.0.1:0"
+
 [users.root]
 password_hash = "{hash_password(PASSWORD)}"
 authorized_keys = ["{pub}"]

@@ -69,7 +69,8 @@ def test_bad_flag_exits_2(tmp_path: Path) -> None:
 
 def test_embedded_default_first_and_second_start(tmp_path: Path, client_key: Path) -> None:
     """First start: data folder, 0600 host key, a password printed once and stored hashed."""
-    args = ["--ssh", "127.0.0.1:0", "--authorized-keys", str(client_key) + ".pub"]
+    args = ["--ssh", "127.0.0.1:0", "--http", "127.0.0.1:0"]
+    args += ["--authorized-keys", str(client_key) + ".pub"]
     process, port, banner = start_server(args, tmp_path / "log1", cwd=tmp_path)
     try:
         assert (tmp_path / "data").is_dir()
@@ -109,7 +110,7 @@ def test_password_from_environment(tmp_path: Path, client_key: Path) -> None:
     """HOODY_MOUNT_PASSWORD sets the default user's password and is never printed."""
     import asyncio
 
-    args = ["--ssh", "127.0.0.1:0", "--authorized-keys", "/dev/null"]
+    args = ["--ssh", "127.0.0.1:0", "--http", "127.0.0.1:0", "--authorized-keys", "/dev/null"]
     env = {"HOODY_MOUNT_PASSWORD": "from-the-env"}
     process, port, banner = start_server(args, tmp_path / "log", cwd=tmp_path, env=env)
     try:
@@ -142,6 +143,7 @@ def test_container_profile_entry_command(tmp_path: Path) -> None:
         "--root", str(root),
         "--state-dir", str(tmp_path / "state"),
         "--ssh", "127.0.0.1:0",
+        "--http", "127.0.0.1:0",
         "--authorized-keys", "/dev/null",
     ]  # fmt: skip
     env = {"HOODY_MOUNT_PASSWORD": PASSWORD}

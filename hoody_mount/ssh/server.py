@@ -23,6 +23,7 @@ from asyncssh.scp import run_scp_server
 from asyncssh.stream import SSHReader, SSHWriter
 
 from ..config import Listen, SSHLimits
+from ..core.guard import LoginGuard
 from ..core.names import NameMap
 from ..core.session import Session
 from ..core.users import User, verify_password
@@ -43,6 +44,7 @@ class SSHContext:
     names: NameMap
     pool: Executor
     limits: SSHLimits
+    guard: LoginGuard = field(default_factory=LoginGuard)
     connections: collections.Counter[str] = field(default_factory=collections.Counter)
     unauthenticated: int = 0
 
@@ -124,11 +126,17 @@ class SSHServer(asyncssh.SSHServer):
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
+        guard = self.ctx.guard
+        if not guard.allowed(self.peer):
+            log.warning("refused login for %s from banned %s", username, self.peer)
+            return False
         user = self.ctx.users.get(username)
         stored = user.password_hash if user else None
         ok = await self.ctx.run(verify_password, password, stored)
-        if not ok:
-            log.warning("failed password for %s from %s", username, self.peer)
+        if ok:
+            guard.succeeded(self.peer)
+        else:
+            guard.failed(self.peer, username, "ssh")
         return ok
 
     def session_requested(self) -> asyncssh.SSHServerSession[bytes]:

@@ -1,0 +1,73 @@
+"""The WsgiDAV application: the session provider under /dav, and a tiny root collection.
+
+Windows probes ``OPTIONS /`` and ``PROPFIND /`` before it looks at the share, so ``/``
+answers as a read-only DAV collection holding the single folder ``dav``.
+Locks and dead properties are kept in shelve files in the state folder, so they survive
+restarts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from wsgidav.dav_error import HTTP_FORBIDDEN, DAVError
+from wsgidav.dav_provider import DAVCollection, DAVProvider
+from wsgidav.error_printer import ErrorPrinter
+from wsgidav.lock_man.lock_storage import LockStorageShelve
+from wsgidav.prop_man.property_manager import ShelvePropertyManager
+from wsgidav.request_resolver import RequestResolver
+from wsgidav.wsgidav_app import WsgiDAVApp
+
+from .provider import SessionProvider
+
+DAV_PREFIX = "/dav"
+BLOCK_SIZE = 1 << 20
+
+
+class _Root(DAVCollection):  # type: ignore[misc]
+    """``/``: one member, the share."""
+
+    def get_member_names(self) -> list[str]:
+        return [DAV_PREFIX.strip("/")]
+
+    def get_member(self, name: str) -> Any:
+        return None
+
+    def get_display_name(self) -> str:
+        return ""
+
+    def create_empty_resource(self, name: str) -> Any:
+        raise DAVError(HTTP_FORBIDDEN, "the root holds only the /dav share")
+
+    def create_collection(self, name: str) -> None:
+        raise DAVError(HTTP_FORBIDDEN, "the root holds only the /dav share")
+
+
+class RootProvider(DAVProvider):  # type: ignore[misc]
+    """A read-only provider for ``/`` that lists the share."""
+
+    def is_readonly(self) -> bool:
+        return True
+
+    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> Any:
+        return _Root("/", environ) if path in ("", "/") else None
+
+
+def build(state_dir: Path) -> WsgiDAVApp:
+    """The WsgiDAV application (authentication is done before it, by the web front)."""
+    config: dict[str, Any] = {
+        "provider_mapping": {DAV_PREFIX: SessionProvider(), "/": RootProvider()},
+        "lock_storage": LockStorageShelve(str(state_dir / "dav-locks.shelve")),
+        "property_manager": ShelvePropertyManager(str(state_dir / "dav-props.shelve")),
+        "middleware_stack": [ErrorPrinter, RequestResolver],
+        "http_authenticator": {"domain_controller": None},
+        "hotfixes": {"emulate_win32_lastmod": True},
+        "honor_mtime_header": True,
+        "add_header_MS_Author_Via": True,
+        "block_size": BLOCK_SIZE,
+        "dir_browser": {"enable": False},
+        "verbose": 1,
+        "logging": {"enable": False},
+    }
+    return WsgiDAVApp(config)

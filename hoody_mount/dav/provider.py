@@ -1,0 +1,364 @@
+"""The WebDAV front: a WsgiDAV provider over the request's core Session.
+
+WsgiDAV parses the protocol; every resource operation here is one Session call, and
+every ``OSError`` becomes the matching ``DAVError``. No path handling happens here:
+WsgiDAV's share-relative path goes to the session as it is.
+
+Lock and dead-property keys (``get_ref_url``) are the resource's path in the *server*
+root (the user's jail prefixed), so two users jailed in different folders never share a
+key by accident, and a file shared by two users has one set of locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote, unquote
+
+from wsgidav import util
+from wsgidav.dav_error import (
+    HTTP_BAD_REQUEST,
+    HTTP_CONFLICT,
+    HTTP_FORBIDDEN,
+    HTTP_INSUFFICIENT_STORAGE,
+    HTTP_INTERNAL_ERROR,
+    HTTP_METHOD_NOT_ALLOWED,
+    HTTP_NOT_FOUND,
+    DAVError,
+)
+from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
+
+from ..core import paths
+from ..core.session import Session
+from ..core.vfs import AtomicFile, OpenFile, Times
+
+SESSION_KEY = "hoody.session"
+
+_STATUS = {
+    errno.ENOENT: HTTP_NOT_FOUND,
+    errno.EACCES: HTTP_FORBIDDEN,
+    errno.EPERM: HTTP_FORBIDDEN,
+    errno.EROFS: HTTP_FORBIDDEN,
+    errno.ENXIO: HTTP_FORBIDDEN,
+    errno.EEXIST: HTTP_METHOD_NOT_ALLOWED,
+    errno.ENOTEMPTY: HTTP_CONFLICT,
+    errno.ENOTDIR: HTTP_CONFLICT,
+    errno.EISDIR: HTTP_CONFLICT,
+    errno.EBUSY: HTTP_FORBIDDEN,
+    errno.EXDEV: HTTP_FORBIDDEN,
+    errno.ELOOP: HTTP_CONFLICT,
+    errno.EINVAL: HTTP_BAD_REQUEST,
+    errno.ENAMETOOLONG: HTTP_BAD_REQUEST,
+    errno.ENOSPC: HTTP_INSUFFICIENT_STORAGE,
+    errno.EDQUOT: HTTP_INSUFFICIENT_STORAGE,
+}
+
+
+def dav_error(exc: OSError) -> DAVError:
+    """The DAVError for an OSError of the core, with its message."""
+    status = _STATUS.get(exc.errno or 0, HTTP_INTERNAL_ERROR)
+    return DAVError(status, exc.strerror or str(exc))
+
+
+@contextlib.contextmanager
+def _mapped() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise dav_error(exc) from None
+
+
+def _session(environ: dict[str, Any]) -> Session:
+    session = environ.get(SESSION_KEY)
+    if not isinstance(session, Session):
+        raise DAVError(HTTP_FORBIDDEN, "no session")
+    return session
+
+
+class _Reader:
+    """A file-like reader over an open file, for GET (with seek for ranges)."""
+
+    def __init__(self, file: OpenFile) -> None:
+        self._file = file
+        self._pos = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            size = max(self._file.stat().st_size - self._pos, 0)
+        data = self._file.read(self._pos, size)
+        self._pos += len(data)
+        return data
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self._pos = pos if whence == 0 else self._pos + pos
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _Writer:
+    """The body of a PUT, written into an atomic upload."""
+
+    def __init__(self, upload: AtomicFile) -> None:
+        self._upload = upload
+
+    def write(self, data: bytes) -> None:
+        with _mapped():
+            self._upload.write(data)
+
+    def close(self) -> None:
+        """Nothing yet: the upload is committed by ``end_write`` once WsgiDAV is done."""
+
+
+class _Common:
+    """What files and folders share: stat-based live properties and lock keys."""
+
+    path: str
+    environ: dict[str, Any]
+    provider: DAVProvider
+    st: os.stat_result
+
+    @property
+    def session(self) -> Session:
+        return _session(self.environ)
+
+    def get_creation_date(self) -> float:
+        return self.st.st_ctime
+
+    def get_last_modified(self) -> float:
+        return self.st.st_mtime
+
+    def get_display_name(self) -> str:
+        return paths.split(paths.normalize(self.path))[1]
+
+    def get_ref_url(self) -> str:
+        jail = self.session.user.root
+        preferred = self.get_preferred_path()  # type: ignore[attr-defined]
+        full = preferred if jail == "/" else jail + preferred
+        return quote(self.provider.share_path + full)
+
+    def set_last_modified(self, dest_path: str, time_stamp: Any, *, dry_run: bool) -> bool:
+        secs = time_stamp if isinstance(time_stamp, int) else util.parse_time_string(time_stamp)
+        if secs is None:
+            raise DAVError(HTTP_BAD_REQUEST, "unreadable time stamp")
+        if not dry_run:
+            with _mapped():
+                self.session.set_attrs(dest_path, times=Times(secs * 10**9, secs * 10**9))
+        return True
+
+    def _move_props(self, dest_path: str, with_children: bool) -> None:
+        manager = self.provider.prop_manager
+        if manager:
+            dest = self.provider.get_resource_inst(dest_path, self.environ)
+            if dest is not None:
+                manager.move_properties(
+                    self.get_ref_url(),
+                    dest.get_ref_url(),
+                    with_children=with_children,
+                    environ=self.environ,
+                )
+
+    def _copy_props(self, dest_path: str) -> None:
+        manager = self.provider.prop_manager
+        if manager:
+            dest = self.provider.get_resource_inst(dest_path, self.environ)
+            if dest is not None:
+                manager.copy_properties(self.get_ref_url(), dest.get_ref_url(), self.environ)
+
+    def support_recursive_move(self, dest_path: str) -> bool:
+        return True
+
+    def move_recursive(self, dest_path: str) -> list[Any]:
+        with _mapped():
+            self.session.rename(self.path, dest_path, replace=False)
+        manager = self.provider.prop_manager
+        if manager:
+            jail = self.session.user.root
+            dest = dest_path if jail == "/" else jail + dest_path
+            if self.st and stat.S_ISDIR(self.st.st_mode):
+                dest += "/"
+            manager.move_properties(
+                self.get_ref_url(),
+                quote(self.provider.share_path + dest),
+                with_children=True,
+                environ=self.environ,
+            )
+        return []
+
+
+class FileResource(_Common, DAVNonCollection):  # type: ignore[misc]
+    """A regular file (or any non-folder) of the user's jail."""
+
+    def __init__(self, path: str, environ: dict[str, Any], st: os.stat_result | None) -> None:
+        DAVNonCollection.__init__(self, path, environ)
+        self.st = st  # type: ignore[assignment]  # None: a PUT target not on disk yet
+        self._upload: AtomicFile | None = None
+
+    def get_content_length(self) -> int | None:
+        return self.st.st_size if self.st else 0
+
+    def get_content_type(self) -> str:
+        return str(util.guess_mime_type(self.path))
+
+    def get_creation_date(self) -> float | None:  # type: ignore[override]
+        return self.st.st_ctime if self.st else None
+
+    def get_last_modified(self) -> float | None:  # type: ignore[override]
+        return self.st.st_mtime if self.st else None
+
+    def get_etag(self) -> str | None:
+        if not self.st:
+            return None
+        return f"{self.st.st_ino:x}-{self.st.st_size:x}-{self.st.st_mtime_ns:x}"
+
+    def support_etag(self) -> bool:
+        return True
+
+    def support_ranges(self) -> bool:
+        return True
+
+    def get_content(self) -> _Reader:
+        with _mapped():
+            return _Reader(self.session.open(self.path, os.O_RDONLY))
+
+    def begin_write(self, *, content_type: str | None = None) -> _Writer:
+        with _mapped():
+            self._upload = self.session.upload(self.path)
+        return _Writer(self._upload)
+
+    def end_write(self, *, with_errors: bool) -> None:
+        upload, self._upload = self._upload, None
+        if upload is None:
+            return
+        if with_errors:
+            upload.abort()
+            return
+        with _mapped():
+            upload.commit()
+            self.st = self.session.stat(self.path)
+
+    def delete(self) -> None:
+        with _mapped():
+            self.session.remove(self.path)
+        self.remove_all_properties(recursive=True)
+        self.remove_all_locks(recursive=True)
+
+    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        with _mapped():
+            self.session.copy_file(self.path, dest_path)
+        if is_move:
+            self._move_props(dest_path, with_children=False)
+        else:
+            self._copy_props(dest_path)
+
+
+class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
+    """A folder of the user's jail."""
+
+    def __init__(self, path: str, environ: dict[str, Any], st: os.stat_result) -> None:
+        DAVCollection.__init__(self, path, environ)
+        self.st = st
+
+    def get_etag(self) -> None:
+        return None
+
+    def support_etag(self) -> bool:
+        return False
+
+    def get_used_bytes(self) -> int:
+        with _mapped():
+            c = self.session.capacity(self.path)
+        return (c.blocks - c.bfree) * c.frsize
+
+    def get_available_bytes(self) -> int:
+        with _mapped():
+            c = self.session.capacity(self.path)
+        return c.bavail * c.frsize
+
+    def get_member_names(self) -> list[str]:
+        names: list[str] = []
+        with _mapped():
+            listing = self.session.listdir(self.path)
+            try:
+                while batch := listing.read(1024):
+                    names.extend(entry.name for entry in batch)
+            finally:
+                listing.close()
+        return names
+
+    def get_member(self, name: str) -> Any:
+        return self.provider.get_resource_inst(util.join_uri(self.path, name), self.environ)
+
+    def create_empty_resource(self, name: str) -> FileResource:
+        path = util.join_uri(self.path, name)
+        if self.environ.get("REQUEST_METHOD") == "PUT":
+            return FileResource(path, self.environ, None)  # written by begin/end_write
+        with _mapped():
+            self.session.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666).close()
+            return FileResource(path, self.environ, self.session.stat(path))
+
+    def create_collection(self, name: str) -> None:
+        with _mapped():
+            self.session.mkdir(util.join_uri(self.path, name))
+
+    def support_recursive_delete(self) -> bool:
+        return True
+
+    def delete(self) -> None:
+        with _mapped():
+            self.session.remove_tree(self.path)
+        self.remove_all_properties(recursive=True)
+        self.remove_all_locks(recursive=True)
+
+    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        with _mapped():
+            with contextlib.suppress(FileExistsError):
+                self.session.mkdir(dest_path, stat.S_IMODE(self.st.st_mode))
+            times = Times(self.st.st_atime_ns, self.st.st_mtime_ns)
+            self.session.set_attrs(dest_path, times=times)
+        if is_move:
+            self._move_props(dest_path, with_children=False)
+        else:
+            self._copy_props(dest_path)
+
+
+class SessionProvider(DAVProvider):  # type: ignore[misc]
+    """Resources of the requesting user's jail, through their Session."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._local = threading.local()
+
+    def is_readonly(self) -> bool:
+        return False
+
+    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> Any:
+        session = _session(environ)
+        self._local.jail = session.user.root
+        try:
+            st = session.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return None
+            raise dav_error(exc) from None
+        if stat.S_ISDIR(st.st_mode):
+            return FolderResource(path, environ, st)
+        return FileResource(path, environ, st)
+
+    def ref_url_to_path(self, ref_url: str) -> str:
+        path = "/" + unquote(ref_url.removeprefix(self.share_path)).lstrip("/")
+        jail = getattr(self._local, "jail", "/")
+        if jail != "/" and paths.is_within(path, jail):
+            path = path[len(jail) :] or "/"
+        return path

@@ -1,0 +1,127 @@
+"""HTTP authentication for the web fronts: Basic (and, through a token check, Bearer).
+
+Basic credentials travel in clear text, so they are accepted over plain HTTP only from
+loopback clients or where the configuration says so. Verified passwords are remembered
+for a few minutes (by a keyed digest, never in clear), since WebDAV clients send them
+with every request and scrypt is deliberately slow.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.guard import LoginGuard
+from ..core.users import User, verify_password
+
+_CACHE_SECONDS = 300.0
+_CACHE_SIZE = 1024
+
+TokenCheck = Callable[[str], "Grant | None"]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Who a request acts as, and whether this credential may only read."""
+
+    user: User
+    read_only: bool = False
+
+
+class AuthError(Exception):
+    """Authentication failed or is missing: answer with ``status``."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def is_loopback(address: str) -> bool:
+    """Whether the client address is on this machine."""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+class Authenticator:
+    """Checks the Authorization header of a request against the users (and tokens)."""
+
+    def __init__(
+        self,
+        users: Mapping[str, User],
+        guard: LoginGuard,
+        allow_basic_over_http: bool = False,
+        tokens: TokenCheck | None = None,
+    ) -> None:
+        self.users = users
+        self.guard = guard
+        self.allow_basic_over_http = allow_basic_over_http
+        self.tokens = tokens
+        self._key = secrets.token_bytes(32)
+        self._cache: OrderedDict[bytes, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def authenticate(self, environ: dict[str, Any]) -> Grant:
+        """The grant of the request, or AuthError (401, 403 or 429)."""
+        address = str(environ.get("REMOTE_ADDR", ""))
+        header = str(environ.get("HTTP_AUTHORIZATION", ""))
+        scheme, _, value = header.partition(" ")
+        if not header:
+            raise AuthError("401 Unauthorized", "authentication required")
+        if not self.guard.allowed(address):
+            raise AuthError("429 Too Many Requests", "too many failed logins; try again later")
+        if scheme.lower() == "bearer" and self.tokens is not None:
+            grant = self.tokens(value.strip())
+            if grant is None:
+                self.guard.failed(address, "<token>", "http")
+                raise AuthError("401 Unauthorized", "invalid or expired token")
+            return grant
+        if scheme.lower() != "basic":
+            raise AuthError("401 Unauthorized", f"unsupported authorization scheme {scheme!r}")
+        if environ.get("wsgi.url_scheme") != "https" and not (
+            self.allow_basic_over_http or is_loopback(address)
+        ):
+            raise AuthError(
+                "403 Forbidden", "Basic authentication is accepted only over HTTPS from here"
+            )
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise AuthError("401 Unauthorized", "malformed Basic credentials") from None
+        name, _, password = decoded.partition(":")
+        user = self.users.get(name)
+        if user is None or not self._check(user, password):
+            self.guard.failed(address, name, "http")
+            raise AuthError("401 Unauthorized", "wrong user name or password")
+        self.guard.succeeded(address)
+        return Grant(user)
+
+    def _check(self, user: User, password: str) -> bool:
+        digest = hmac.new(
+            self._key, f"{user.name}\0{user.password_hash}\0{password}".encode(), hashlib.sha256
+        ).digest()
+        now = time.monotonic()
+        with self._lock:
+            expiry = self._cache.get(digest)
+            if expiry is not None and expiry > now:
+                return True
+        if not verify_password(password, user.password_hash):
+            return False
+        with self._lock:
+            self._cache[digest] = now + _CACHE_SECONDS
+            self._cache.move_to_end(digest)
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return True

@@ -1,0 +1,198 @@
+"""The HTTP listener shared by WebDAV and the file API: cheroot, TLS, auth, sessions.
+
+Each request is authenticated, gets a Session over the user's jail for its lifetime, and
+goes to the front that owns its path. Bodies of non-upload requests are bounded, PROPFIND
+with infinite depth is refused, and every response tells browsers not to sniff content
+(active content such as HTML or SVG is sent as a sandboxed attachment).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from ..config import Listen
+from ..core.names import NameMap
+from ..core.session import Session
+from ..core.users import User
+from ..core.vfs import VFS
+from .auth import Authenticator, AuthError
+
+log = logging.getLogger("hoody_mount.web")
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+API_PREFIX = "/api/"
+BODY_LIMIT = 1 << 20  # XML and JSON request bodies
+READ_ONLY_METHODS = "OPTIONS, HEAD, GET, PROPFIND"
+_ACTIVE_TYPES = ("text/html", "image/svg+xml", "application/xhtml+xml", "text/xml")
+_FINITE_DEPTH = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n'
+    b'<D:error xmlns:D="DAV:"><D:propfind-finite-depth/></D:error>\n'
+)
+
+
+class _Closing:
+    """A response body that runs ``on_close`` once the server is done with it."""
+
+    def __init__(self, body: Iterable[bytes], on_close: Callable[[], None]) -> None:
+        self._body = body
+        self._on_close = on_close
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._on_close()
+
+
+def _plain(start_response: StartResponse, status: str, text: str, extra: list[Any]) -> list[bytes]:
+    body = (text + "\n").encode()
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("X-Content-Type-Options", "nosniff"),
+        *extra,
+    ]
+    start_response(status, headers)
+    return [body]
+
+
+class WebFront:
+    """The WSGI application behind the listener."""
+
+    def __init__(
+        self, auth: Authenticator, root: VFS, names: NameMap, dav: WSGIApp, api: WSGIApp | None
+    ) -> None:
+        self.auth = auth
+        self.root = root
+        self.names = names
+        self.dav = dav
+        self.api = api
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = str(environ.get("REQUEST_METHOD", ""))
+        path = str(environ.get("PATH_INFO", ""))
+        try:
+            grant = self.auth.authenticate(environ)
+        except AuthError as exc:
+            challenge = [("WWW-Authenticate", 'Basic realm="hoody-mount", charset="UTF-8"')]
+            extra = challenge if exc.status.startswith("401") else []
+            return _plain(start_response, exc.status, exc.message, extra)
+        protocol = "http" if path.startswith(API_PREFIX) else "webdav"
+        app = self.api if protocol == "http" else self.dav
+        if app is None:
+            return _plain(start_response, "404 Not Found", "no such endpoint", [])
+        user = grant.user if not grant.read_only else replace(grant.user, access="ro")
+        if not user.allows(protocol):
+            return _plain(start_response, "403 Forbidden", f"{protocol} is not allowed", [])
+        refusal = self._refuse(environ, method)
+        if refusal is not None:
+            status, text, body = refusal
+            start_response(status, [("Content-Type", text), ("Content-Length", str(len(body)))])
+            return [body]
+        return self._serve(environ, start_response, app, user, protocol, method)
+
+    def _serve(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        app: WSGIApp,
+        user: User,
+        protocol: str,
+        method: str,
+    ) -> Iterable[bytes]:
+        """Run the front's app with a session that lives as long as the response."""
+        try:
+            session = Session.start(user, self.root, self.names, protocol)
+        except OSError as exc:
+            log.error("cannot open the jail %s of %s: %s", user.root, user.name, exc.strerror)
+            return _plain(start_response, "500 Internal Server Error", "jail unavailable", [])
+        environ["hoody.session"] = session
+        environ["wsgidav.auth.user_name"] = user.name
+        environ["wsgidav.auth.realm"] = "hoody-mount"
+        environ["wsgidav.auth.roles"] = ("reader",) if user.read_only else ("editor",)
+        try:
+            body = app(environ, self._headers(start_response, method, user.read_only))
+        except BaseException:
+            session.close()
+            raise
+        return _Closing(body, session.close)
+
+    @staticmethod
+    def _refuse(environ: dict[str, Any], method: str) -> tuple[str, str, bytes] | None:
+        """Requests refused before any front sees them: huge bodies, infinite PROPFIND."""
+        if method not in ("PUT", "POST"):
+            length = str(environ.get("CONTENT_LENGTH") or "0")
+            if not length.isdigit() or int(length) > BODY_LIMIT:
+                return ("413 Content Too Large", "text/plain", b"request body too large\n")
+        if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").lower() == "infinity":
+            return ("403 Forbidden", "application/xml; charset=utf-8", _FINITE_DEPTH)
+        return None
+
+    @staticmethod
+    def _headers(start_response: StartResponse, method: str, read_only: bool) -> StartResponse:
+        """Add safety headers; show read-only users only the methods they may use."""
+
+        def wrapped(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            names = {name.lower() for name, _ in headers}
+            if read_only and method == "OPTIONS":
+                headers = [
+                    (n, READ_ONLY_METHODS if n.lower() == "allow" else v) for n, v in headers
+                ]
+            if "x-content-type-options" not in names:
+                headers.append(("X-Content-Type-Options", "nosniff"))
+            kind = next((v for n, v in headers if n.lower() == "content-type"), "")
+            if method in ("GET", "HEAD") and kind.split(";")[0].strip() in _ACTIVE_TYPES:
+                headers.append(("Content-Disposition", "attachment"))
+                headers.append(("Content-Security-Policy", "sandbox"))
+            return start_response(status, headers, exc_info)
+
+        return wrapped
+
+
+class WebServer:
+    """cheroot serving one WSGI application, in its own threads."""
+
+    def __init__(
+        self, app: WSGIApp, listen: Listen, tls: tuple[Path, Path] | None, threads: int
+    ) -> None:
+        self._server = wsgi.Server(
+            (listen.host, listen.port),
+            app,
+            numthreads=threads,
+            server_name="hoody-mount",
+            timeout=60,
+            shutdown_timeout=5,
+        )
+        self._server.max_request_header_size = 64 * 1024
+        if tls is not None:
+            self._server.ssl_adapter = BuiltinSSLAdapter(str(tls[0]), str(tls[1]))
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        """Bind (blocking) and serve in a background thread."""
+        self._server.prepare()
+        self.port = int(self._server.bind_addr[1])
+        self._thread = threading.Thread(target=self._server.serve, name="hoody-web", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting and finish (blocking)."""
+        self._server.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
