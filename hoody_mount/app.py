@@ -97,11 +97,14 @@ async def run(config: Config, out: TextIO = sys.stdout) -> None:
         tls = (options.cert, options.key) if options.cert and options.key else None
         tls = tls or tls_files.self_signed(config.state_dir)
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     vfs = VFS.open_root(str(config.root))
     names = NameMap(vfs)
     guard = LoginGuard()
     pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="hoody-io")
-    loop = asyncio.get_running_loop()
 
     ctx = ssh_server.SSHContext(users, vfs, names, pool, config.ssh_limits, guard)
     acceptor = await ssh_server.start(ctx, config.ssh, host_key)
@@ -128,9 +131,6 @@ async def run(config: Config, out: TextIO = sys.stdout) -> None:
     lines.append("Ready. Stop with Ctrl-C or SIGTERM.")
     print("\n".join(lines), file=out, flush=True)
 
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:

@@ -47,6 +47,12 @@ class Server:
     key: Path
     process: subprocess.Popen[str]
     log: Path
+    http_port: int = 0
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP listener (WebDAV lives under /dav/)."""
+        return f"http://127.0.0.1:{self.http_port}"
 
     def ssh_options(self, key: Path | None = None) -> list[str]:
         """OpenSSH client options for this server (key auth, no host key prompts)."""
@@ -144,6 +150,13 @@ def start_server(
     return process, int(match.group(1)), text
 
 
+def http_port(banner: str) -> int:
+    """The HTTP port a server printed at start."""
+    match = re.search(r"HTTP listening on https?://\S+:(\d+)", banner)
+    assert match, banner
+    return int(match.group(1))
+
+
 def stop_server(process: subprocess.Popen[str]) -> None:
     """SIGTERM, then wait; a server that does not stop in time fails the test."""
     process.send_signal(signal.SIGTERM)
@@ -167,6 +180,8 @@ def server(tmp_path: Path, client_key: Path) -> Iterator[Server]:
     (outside / "secret.txt").write_text("outside secret\n")
     config = base / "hoody-mount.toml"
     write_config(config, root, state, client_key.with_suffix(".pub").read_text().strip())
-    process, port, _ = start_server(["--config", str(config)], base / "server.log")
-    yield Server(port, root, outside, state, client_key, process, base / "server.log")
+    process, port, banner = start_server(["--config", str(config)], base / "server.log")
+    yield Server(
+        port, root, outside, state, client_key, process, base / "server.log", http_port(banner)
+    )
     stop_server(process)
