@@ -13,15 +13,18 @@ from pathlib import Path
 from typing import TextIO
 
 from . import state
+from .api.app import FilesAPI
 from .config import Config, Listen
+from .core.digests import DigestCache
 from .core.guard import LoginGuard
 from .core.names import NameMap
+from .core.tokens import TokenStore
 from .core.users import User
 from .core.vfs import VFS
 from .dav import app as dav_app
 from .ssh import server as ssh_server
 from .web import tls as tls_files
-from .web.auth import Authenticator
+from .web.auth import Authenticator, Grant
 from .web.server import WebFront, WebServer
 
 log = logging.getLogger("hoody_mount")
@@ -110,8 +113,16 @@ async def run(config: Config, out: TextIO = sys.stdout) -> None:
     acceptor = await ssh_server.start(ctx, config.ssh, host_key)
     ssh_bound = Listen(config.ssh.host, acceptor.get_port())
 
-    auth = Authenticator(users, guard, options.allow_basic_over_http)
-    front = WebFront(auth, vfs, names, dav_app.build(config.state_dir), None)
+    tokens = TokenStore(config.state_dir)
+
+    def token_grant(text: str) -> Grant | None:
+        token = tokens.check(text)
+        user = users.get(token.user) if token else None
+        return Grant(user, token.read_only) if token and user else None
+
+    auth = Authenticator(users, guard, options.allow_basic_over_http, token_grant)
+    api = FilesAPI(DigestCache())
+    front = WebFront(auth, vfs, names, dav_app.build(config.state_dir), api)
     web = WebServer(front, config.http, tls, options.threads)
     await loop.run_in_executor(pool, web.start)
     web_url = _web_url(config.http, web.port, tls is not None)
@@ -119,7 +130,7 @@ async def run(config: Config, out: TextIO = sys.stdout) -> None:
     lines = [
         f"hoody-mount serving {config.root} ({config.source})",
         f"SSH/SFTP listening on {ssh_bound}",
-        f"HTTP listening on {web_url} (WebDAV at {web_url}/dav/)",
+        f"HTTP listening on {web_url} (WebDAV at {web_url}/dav/, files at {web_url}/api/v1/files/)",
         f"Host key {host_key.get_fingerprint('sha256')}{' (new)' if new_key else ''}",
     ]
     if tls is not None:

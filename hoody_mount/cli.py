@@ -6,6 +6,7 @@ import argparse
 import getpass
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import tomlkit
 from . import config as config_module
 from . import users_file
 from .config import ConfigError
+from .core.tokens import TokenStore, parse_duration
 from .core.users import PROTOCOLS, hash_password
 
 
@@ -57,7 +59,50 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--protocols", help=f"comma-separated, from {','.join(sorted(PROTOCOLS))}"
             )
+    token = commands.add_parser("token", help="API tokens (Bearer) of the users")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    for name, text in (("create", "make a token"), ("list", "list tokens"), ("revoke", "revoke")):
+        sub = token_commands.add_parser(name, help=text)
+        sub.add_argument("--config", type=Path, help="TOML file (default: the embedded default)")
+        sub.add_argument("--state-dir", help="state folder holding tokens.json")
+        if name == "create":
+            sub.add_argument("user")
+            sub.add_argument("--ro", action="store_true", help="read-only token")
+            sub.add_argument("--expires", metavar="DURATION", help="e.g. 30m, 12h, 90d, 2w")
+        if name == "revoke":
+            sub.add_argument("id", help="the token id (second part of hm_<id>_…)")
     return parser
+
+
+def _token_command(args: argparse.Namespace) -> None:
+    base = config_module.load(args.config) if args.config else config_module.embedded_default()
+    cfg = config_module.with_overrides(base, state_dir=args.state_dir)
+    store = TokenStore(cfg.state_dir)
+    if args.token_command == "create":
+        if args.user not in cfg.users:
+            raise ConfigError(f"{cfg.source}: users.{args.user}: no such user")
+        try:
+            expires = parse_duration(args.expires) if args.expires else None
+        except ValueError as exc:
+            raise ConfigError(f"--expires: {exc}") from None
+        cfg.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        text, record = store.create(args.user, args.ro, expires)
+        print(text)
+        print(
+            f"token {record.id} for {record.user}"
+            f"{' (read-only)' if record.read_only else ''}: shown only this once",
+            file=sys.stderr,
+        )
+    elif args.token_command == "list":
+        for t in store.list():
+            state = "expired" if t.expired() else "valid"
+            until = time.strftime("%Y-%m-%d %H:%M", time.localtime(t.expires)) if t.expires else "-"
+            access = "ro" if t.read_only else "rw"
+            print(f"{t.id}\t{t.user}\t{access}\texpires={until}\t{state}")
+    elif not store.revoke(args.id):
+        raise ConfigError(f"token {args.id}: no such token")
+    else:
+        print(f"revoked {args.id}")
 
 
 def _password(args: argparse.Namespace, required: bool) -> str | None:
@@ -119,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "user":
             _user_command(args)
+            return
+        if args.command == "token":
+            _token_command(args)
             return
         base = config_module.load(args.config) if args.config else config_module.embedded_default()
         cfg = config_module.with_overrides(

@@ -200,6 +200,13 @@ class Session:
         self.vfs.copy_file(src, dst)
         self._done("copy", src, dst)
 
+    def copy_tree(self, raw_src: str, raw_dst: str) -> None:
+        """Copy a file or a whole folder to a new name."""
+        src, dst = self.path(raw_src), self.path(raw_dst)
+        self._check_write("copy", dst)
+        self.vfs.copy_tree(src, dst)
+        self._done("copy", src, dst)
+
     def remove_tree(self, raw: str) -> None:
         """Remove a file, or a folder with everything below it."""
         path = self.path(raw)

@@ -541,6 +541,50 @@ class VFS:
         finally:
             source.close()
 
+    def copy_tree(self, src: str, dst: str) -> None:
+        """Copy a file, or a folder with everything below it (links copied as links).
+
+        Folders are walked with an explicit stack; a folder is never copied into itself.
+        ``dst`` must not exist yet.
+        """
+        if paths.is_within(dst, src):
+            raise OSError(errno.EINVAL, "Cannot copy a folder into itself", dst)
+        top = self.lstat(src)
+        if not stat.S_ISDIR(top.st_mode):
+            self._copy_entry(src, dst, top)
+            return
+        pending = [("", top)]
+        while pending:
+            rel, st = pending.pop()
+            self.mkdir(dst + rel, stat.S_IMODE(st.st_mode))
+            listing = self.listdir(src + rel)
+            try:
+                while batch := listing.read(256):
+                    for entry in batch:
+                        child = f"{rel}/{entry.name}"
+                        if stat.S_ISDIR(entry.stat.st_mode):
+                            pending.append((child, entry.stat))
+                        else:
+                            self._copy_entry(src + child, dst + child, entry.stat)
+            finally:
+                listing.close()
+
+    def _copy_entry(self, src: str, dst: str, st: os.stat_result) -> None:
+        if stat.S_ISLNK(st.st_mode):
+            self.symlink(self.readlink(src), dst)
+        elif stat.S_ISREG(st.st_mode):
+            if self._exists(dst):
+                raise OSError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
+            self.copy_file(src, dst)
+        # FIFOs, sockets and devices are not copied: their data is never opened.
+
+    def _exists(self, path: str) -> bool:
+        try:
+            self.lstat(path)
+        except FileNotFoundError:
+            return False
+        return True
+
     # -- changing attributes -------------------------------------------------------------
 
     def set_attrs(

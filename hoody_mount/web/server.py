@@ -8,6 +8,7 @@ with infinite depth is refused, and every response tells browsers not to sniff c
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -60,9 +61,11 @@ class _Closing:
 
 
 def _plain(start_response: StartResponse, status: str, text: str, extra: list[Any]) -> list[bytes]:
-    body = (text + "\n").encode()
+    """A short error answer (JSON for the file API, whose clients parse errors)."""
+    code = status.split(" ", 1)[1].lower().replace(" ", "_")
+    body = (json.dumps({"error": code, "message": text}) + "\n").encode()
     headers = [
-        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Type", "application/json"),
         ("Content-Length", str(len(body))),
         ("X-Content-Type-Options", "nosniff"),
         *extra,
@@ -126,7 +129,8 @@ class WebFront:
         environ["wsgidav.auth.realm"] = "hoody-mount"
         environ["wsgidav.auth.roles"] = ("reader",) if user.read_only else ("editor",)
         try:
-            body = app(environ, self._headers(start_response, method, user.read_only))
+            wrapped = self._headers(start_response, method, user.read_only, protocol == "webdav")
+            body = app(environ, wrapped)
         except BaseException:
             session.close()
             raise
@@ -144,8 +148,14 @@ class WebFront:
         return None
 
     @staticmethod
-    def _headers(start_response: StartResponse, method: str, read_only: bool) -> StartResponse:
-        """Add safety headers; show read-only users only the methods they may use."""
+    def _headers(
+        start_response: StartResponse, method: str, read_only: bool, files_inline: bool
+    ) -> StartResponse:
+        """Add safety headers; show read-only users only the methods they may use.
+
+        With ``files_inline`` (WebDAV, which serves stored files as they are), active
+        content such as HTML or SVG is sent as a sandboxed attachment.
+        """
 
         def wrapped(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             names = {name.lower() for name, _ in headers}
@@ -156,7 +166,8 @@ class WebFront:
             if "x-content-type-options" not in names:
                 headers.append(("X-Content-Type-Options", "nosniff"))
             kind = next((v for n, v in headers if n.lower() == "content-type"), "")
-            if method in ("GET", "HEAD") and kind.split(";")[0].strip() in _ACTIVE_TYPES:
+            active = kind.split(";")[0].strip() in _ACTIVE_TYPES
+            if files_inline and method in ("GET", "HEAD") and active:
                 headers.append(("Content-Disposition", "attachment"))
                 headers.append(("Content-Security-Policy", "sandbox"))
             return start_response(status, headers, exc_info)

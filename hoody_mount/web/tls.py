@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ..state import write_secret
+from ..core.secret_file import write_secret
 
 CERT_NAME = "tls-cert.pem"
 KEY_NAME = "tls-key.pem"

@@ -1,0 +1,447 @@
+"""The HTTP file API at /api/v1/files/<path>: read, write, list, digest, move, copy, delete.
+
+A thin front over the request's Session (opened by the web listener): it decodes the
+URL into the client's path, calls the session and turns ``OSError`` into JSON errors.
+Downloads stream in 1 MiB blocks with a ``Repr-Digest`` (RFC 9530); uploads stream into
+an atomic upload and are checked against an expected digest before they replace anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import hashlib
+import json
+import mimetypes
+import os
+import re
+import secrets
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from urllib.parse import parse_qs
+
+from ..core.digests import DigestCache
+from ..core.session import Session
+from ..core.vfs import Entry, OpenFile
+from . import page, ranges
+from .errors import ApiError, from_os_error, status_line
+
+PREFIX = "/api/v1/files"
+BLOCK = 1 << 20
+JSON_BODY_LIMIT = 64 * 1024
+PAGE_DEFAULT, PAGE_MAX = 1000, 10000
+ACTIVE_TYPES = ("text/html", "image/svg+xml", "application/xhtml+xml", "text/xml")
+
+StartResponse = Callable[..., Any]
+Headers = list[tuple[str, str]]
+
+
+def _json(status: int, data: object, extra: Headers | None = None) -> tuple[str, Headers, bytes]:
+    body = json.dumps(data, ensure_ascii=False).encode("utf-8", "replace") + b"\n"
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    return status_line(status), headers + (extra or []), body
+
+
+def _etag(st: os.stat_result) -> str:
+    return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
+
+
+def _text(name: str) -> str:
+    """A name for JSON (undecodable bytes shown as U+FFFD)."""
+    return os.fsencode(name).decode("utf-8", "replace")
+
+
+def _expected_digest(environ: dict[str, Any]) -> bytes | None:
+    """The SHA-256 a client expects for its upload, from Content-/Repr-Digest or X-Expected."""
+    hex_value = environ.get("HTTP_X_EXPECTED_SHA256")
+    if hex_value is not None:
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", hex_value.strip()):
+            raise ApiError(400, "bad_digest", "X-Expected-SHA256 must be 64 hex digits")
+        return bytes.fromhex(hex_value.strip())
+    for key in ("HTTP_CONTENT_DIGEST", "HTTP_REPR_DIGEST"):
+        header = environ.get(key)
+        if header is None:
+            continue
+        match = re.search(r"(?:^|,)\s*sha-256\s*=\s*:([A-Za-z0-9+/=]+):", header)
+        if match is None:
+            raise ApiError(400, "bad_digest", f"{key[5:].title()} has no sha-256 value")
+        try:
+            digest = base64.b64decode(match.group(1), validate=True)
+        except binascii.Error:
+            raise ApiError(400, "bad_digest", "sha-256 digest is not valid base64") from None
+        if len(digest) != 32:
+            raise ApiError(400, "bad_digest", "sha-256 digest must be 32 bytes")
+        return digest
+    return None
+
+
+def _digest_header(digest: bytes) -> str:
+    return f"sha-256=:{base64.b64encode(digest).decode()}:"
+
+
+def _entry_json(entry: Entry) -> dict[str, object]:
+    mode = entry.stat.st_mode
+    kind = (
+        "directory" if stat.S_ISDIR(mode)
+        else "file" if stat.S_ISREG(mode)
+        else "symlink" if stat.S_ISLNK(mode)
+        else "fifo" if stat.S_ISFIFO(mode)
+        else "socket" if stat.S_ISSOCK(mode)
+        else "device"
+    )  # fmt: skip
+    item: dict[str, object] = {
+        "name": _text(entry.name),
+        "type": kind,
+        "size": entry.stat.st_size,
+        "mtime": entry.stat.st_mtime,
+        "mode": f"{stat.S_IMODE(mode):04o}",
+    }
+    if entry.link_target is not None:
+        item["target"] = _text(entry.link_target)
+    return item
+
+
+class _FileBody:
+    """Streams byte ranges of an open file, then closes it."""
+
+    def __init__(self, file: OpenFile, parts: list[tuple[bytes, int, int]], tail: bytes) -> None:
+        self._file = file
+        self._parts = parts  # (prefix bytes, first, last) for each range
+        self._tail = tail
+
+    def __iter__(self) -> Iterator[bytes]:
+        for prefix, first, last in self._parts:
+            if prefix:
+                yield prefix
+            offset = first
+            while offset <= last:
+                data = self._file.read(offset, min(BLOCK, last - offset + 1))
+                if not data:
+                    return  # the file shrank while it was sent
+                offset += len(data)
+                yield data
+        if self._tail:
+            yield self._tail
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class FilesAPI:
+    """The WSGI application of /api/v1/files."""
+
+    def __init__(self, digests: DigestCache) -> None:
+        self.digests = digests
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            status, headers, body = self._dispatch(environ)
+        except ApiError as exc:
+            status, headers, body = _json(exc.status, {"error": exc.code, "message": exc.message})
+        except OSError as exc:
+            err = from_os_error(exc)
+            status, headers, body = _json(err.status, {"error": err.code, "message": err.message})
+        start_response(status, headers)
+        if environ["REQUEST_METHOD"] == "HEAD":
+            if isinstance(body, _FileBody):
+                body.close()
+            return [b""]
+        return [body] if isinstance(body, bytes) else body
+
+    def _dispatch(self, environ: dict[str, Any]) -> tuple[str, Headers, bytes | _FileBody]:
+        session: Session = environ["hoody.session"]
+        raw = str(environ.get("PATH_INFO", ""))
+        if not (raw == PREFIX or raw.startswith(PREFIX + "/")):
+            raise ApiError(404, "not_found", "unknown endpoint")
+        path = os.fsdecode(raw[len(PREFIX) :].encode("latin-1")) or "/"
+        query = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
+        method = environ["REQUEST_METHOD"]
+        if method in ("GET", "HEAD"):
+            return self._get(environ, session, path, query)
+        if method == "PUT":
+            return self._put(environ, session, path)
+        if method == "POST":
+            return self._post(environ, session, path, query)
+        if method == "DELETE":
+            return self._delete(session, path, query)
+        raise ApiError(405, "method_not_allowed", f"{method} is not supported here")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _get(
+        self, environ: dict[str, Any], session: Session, path: str, query: dict[str, list[str]]
+    ) -> tuple[str, Headers, bytes | _FileBody]:
+        st = session.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            if "sha256" in query:
+                raise ApiError(400, "is_a_directory", "a folder has no digest")
+            accept = str(environ.get("HTTP_ACCEPT", ""))
+            if "json" in query or ("application/json" in accept and "text/html" not in accept):
+                return self._list_json(session, path, query)
+            return self._list_html(session, path, query)
+        file = session.open(path, os.O_RDONLY)
+        try:
+            st = file.stat()
+            digest = self.digests.sha256(file)
+            if "sha256" in query:
+                file.close()
+                return _json(
+                    200,
+                    {"path": _text(session.path(path)), "size": st.st_size, "sha256": digest.hex()},
+                    [("Repr-Digest", _digest_header(digest))],
+                )
+            return self._send_file(environ, file, path, st, digest)
+        except BaseException:
+            file.close()
+            raise
+
+    def _send_file(
+        self,
+        environ: dict[str, Any],
+        file: OpenFile,
+        path: str,
+        st: os.stat_result,
+        digest: bytes,
+    ) -> tuple[str, Headers, bytes | _FileBody]:
+        etag = _etag(st)
+        kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        headers: Headers = [
+            ("ETag", etag),
+            ("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True)),
+            ("Accept-Ranges", "bytes"),
+            ("Repr-Digest", _digest_header(digest)),
+        ]
+        if kind in ACTIVE_TYPES:
+            headers += [
+                ("Content-Disposition", "attachment"),
+                ("Content-Security-Policy", "sandbox"),
+            ]
+        if _not_modified(environ, etag, st):
+            file.close()
+            return status_line(304), headers, b""
+        size = st.st_size
+        wanted = environ.get("HTTP_RANGE")
+        if_range = environ.get("HTTP_IF_RANGE")
+        spans = None
+        if wanted and (if_range is None or if_range == etag):
+            try:
+                spans = ranges.parse(wanted, size)
+            except ranges.RangeError as exc:
+                file.close()
+                return _json(
+                    416,
+                    {"error": "range_not_satisfiable", "message": str(exc)},
+                    [("Content-Range", f"bytes */{size}")],
+                )
+        if not spans:
+            headers += [("Content-Type", kind), ("Content-Length", str(size))]
+            return status_line(200), headers, _FileBody(file, [(b"", 0, size - 1)], b"")
+        if len(spans) == 1:
+            first, last = spans[0]
+            headers += [
+                ("Content-Type", kind),
+                ("Content-Length", str(last - first + 1)),
+                ("Content-Range", f"bytes {first}-{last}/{size}"),
+            ]
+            return status_line(206), headers, _FileBody(file, [(b"", first, last)], b"")
+        boundary = secrets.token_hex(12)
+        parts = []
+        length = 0
+        for first, last in spans:
+            prefix = (
+                f"\r\n--{boundary}\r\nContent-Type: {kind}\r\n"
+                f"Content-Range: bytes {first}-{last}/{size}\r\n\r\n"
+            ).encode()
+            parts.append((prefix, first, last))
+            length += len(prefix) + last - first + 1
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        headers += [
+            ("Content-Type", f"multipart/byteranges; boundary={boundary}"),
+            ("Content-Length", str(length + len(tail))),
+        ]
+        return status_line(206), headers, _FileBody(file, parts, tail)
+
+    @staticmethod
+    def _entries(session: Session, path: str) -> list[Entry]:
+        listing = session.listdir(path)
+        try:
+            entries: list[Entry] = []
+            while batch := listing.read(1024):
+                entries.extend(batch)
+            return entries
+        finally:
+            listing.close()
+
+    def _list_json(
+        self, session: Session, path: str, query: dict[str, list[str]]
+    ) -> tuple[str, Headers, bytes]:
+        try:
+            limit = int(query.get("limit", [str(PAGE_DEFAULT)])[0])
+        except ValueError:
+            raise ApiError(400, "bad_request", "limit must be a whole number") from None
+        if not 1 <= limit <= PAGE_MAX:
+            raise ApiError(400, "bad_request", f"limit must be from 1 to {PAGE_MAX}")
+        after = os.fsdecode(query.get("after", [""])[0].encode("utf-8", "surrogateescape"))
+        entries = sorted(self._entries(session, path), key=lambda e: os.fsencode(e.name))
+        if after:
+            key = os.fsencode(after)
+            entries = [e for e in entries if os.fsencode(e.name) > key]
+        page_entries = entries[:limit]
+        more = len(entries) > limit
+        data = {
+            "path": _text(session.path(path)),
+            "type": "directory",
+            "entries": [_entry_json(e) for e in page_entries],
+            "next": _text(page_entries[-1].name) if more and page_entries else None,
+        }
+        return _json(200, data)
+
+    def _list_html(
+        self, session: Session, path: str, query: dict[str, list[str]]
+    ) -> tuple[str, Headers, bytes]:
+        nonce = secrets.token_urlsafe(16)
+        body = page.render(
+            session.path(path),
+            self._entries(session, path),
+            query.get("sort", ["name"])[0],
+            "desc" in query,
+            nonce,
+        )
+        csp = (
+            f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
+            "connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'"
+        )
+        headers = [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Content-Security-Policy", csp),
+            ("Cache-Control", "no-store"),
+        ]
+        return status_line(200), headers, body
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _put(
+        self, environ: dict[str, Any], session: Session, path: str
+    ) -> tuple[str, Headers, bytes]:
+        expected = _expected_digest(environ)
+        length_text = str(environ.get("CONTENT_LENGTH") or "")
+        chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
+        if not length_text and not chunked:
+            raise ApiError(411, "length_required", "send Content-Length or a chunked body")
+        if length_text and not length_text.isdigit():
+            raise ApiError(400, "bad_request", "Content-Length is not a number")
+        try:
+            existed = not stat.S_ISDIR(session.stat(path).st_mode)
+        except FileNotFoundError:
+            existed = False
+        try:
+            upload = session.upload(path)
+        except FileNotFoundError:
+            raise ApiError(409, "no_parent", "the parent folder does not exist") from None
+        hasher = hashlib.sha256()
+        try:
+            stream = environ["wsgi.input"]
+            remaining = int(length_text) if length_text else None
+            while remaining is None or remaining > 0:
+                data = stream.read(BLOCK if remaining is None else min(BLOCK, remaining))
+                if not data:
+                    break
+                upload.write(data)
+                hasher.update(data)
+                if remaining is not None:
+                    remaining -= len(data)
+            if remaining:
+                raise ApiError(400, "incomplete_body", "the body ended before Content-Length")
+            digest = hasher.digest()
+            if expected is not None and digest != expected:
+                raise ApiError(
+                    422,
+                    "digest_mismatch",
+                    f"expected sha256 {expected.hex()}, received {digest.hex()}",
+                )
+        except BaseException:
+            upload.abort()
+            raise
+        upload.commit()
+        st = session.stat(path)
+        self.digests.remember(st, digest)
+        data = {"path": _text(session.path(path)), "size": st.st_size, "sha256": digest.hex()}
+        extra = [("Repr-Digest", _digest_header(digest)), ("ETag", _etag(st))]
+        return _json(200 if existed else 201, data, extra)
+
+    def _post(
+        self,
+        environ: dict[str, Any],
+        session: Session,
+        path: str,
+        query: dict[str, list[str]],
+    ) -> tuple[str, Headers, bytes]:
+        if "mkdir" in query:
+            session.mkdir(path)
+            return _json(201, {"path": _text(session.path(path)), "type": "directory"})
+        request = self._json_body(environ)
+        action, target = request.get("action"), request.get("to")
+        overwrite = request.get("overwrite", False)
+        if action not in ("move", "copy"):
+            raise ApiError(400, "bad_request", 'action must be "move" or "copy"')
+        if not isinstance(target, str) or not target:
+            raise ApiError(400, "bad_request", '"to" must be a path')
+        if not isinstance(overwrite, bool):
+            raise ApiError(400, "bad_request", '"overwrite" must be true or false')
+        if action == "move":
+            session.rename(path, target, replace=overwrite)
+        else:
+            source = session.stat(path, follow=False)
+            if overwrite and stat.S_ISREG(source.st_mode):
+                session.copy_file(path, target)
+            else:
+                session.copy_tree(path, target)
+        return _json(200, {"path": _text(session.path(target)), "action": action})
+
+    @staticmethod
+    def _json_body(environ: dict[str, Any]) -> dict[str, Any]:
+        length_text = str(environ.get("CONTENT_LENGTH") or "0")
+        if not length_text.isdigit():
+            raise ApiError(400, "bad_request", "Content-Length is not a number")
+        length = int(length_text)
+        if length > JSON_BODY_LIMIT:
+            raise ApiError(413, "too_large", f"JSON bodies are limited to {JSON_BODY_LIMIT} bytes")
+        raw = environ["wsgi.input"].read(length) if length else b""
+        try:
+            data = json.loads(raw or b"null")
+        except ValueError:
+            raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "bad_request", 'send {"action": "move"|"copy", "to": "<path>"}')
+        return data
+
+    @staticmethod
+    def _delete(
+        session: Session, path: str, query: dict[str, list[str]]
+    ) -> tuple[str, Headers, bytes]:
+        st = session.stat(path, follow=False)
+        if not stat.S_ISDIR(st.st_mode):
+            session.remove(path)
+        elif "recursive" in query:
+            session.remove_tree(path)
+        else:
+            session.rmdir(path)
+        return status_line(204), [("Content-Length", "0")], b""
+
+
+def _not_modified(environ: dict[str, Any], etag: str, st: os.stat_result) -> bool:
+    none_match = environ.get("HTTP_IF_NONE_MATCH")
+    if none_match is not None:
+        tags = [t.strip() for t in none_match.split(",")]
+        return "*" in tags or etag in tags or f"W/{etag}" in tags
+    since = environ.get("HTTP_IF_MODIFIED_SINCE")
+    if since:
+        try:
+            parsed = email.utils.parsedate_to_datetime(since).timestamp()
+        except (TypeError, ValueError):
+            return False
+        return int(st.st_mtime) <= parsed
+    return False

@@ -1,0 +1,50 @@
+"""HTTP Range requests (RFC 9110 §14): ``bytes=`` ranges resolved against a size."""
+
+from __future__ import annotations
+
+MAX_RANGES = 16
+
+
+class RangeError(Exception):
+    """The Range header cannot be satisfied (answer 416)."""
+
+
+def parse(header: str, size: int) -> list[tuple[int, int]] | None:
+    """Inclusive (first, last) byte pairs, or None when the header is to be ignored.
+
+    Malformed headers and units other than bytes are ignored (a 200 with the whole
+    file), as the RFC asks. Ranges that do not overlap the file raise RangeError, and so
+    does a request for more than ``MAX_RANGES`` ranges.
+    """
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or not spec.strip():
+        return None
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if len(parts) > MAX_RANGES:
+        raise RangeError(f"at most {MAX_RANGES} ranges per request")
+    ranges: list[tuple[int, int]] = []
+    for part in parts:
+        first_text, dash, last_text = part.partition("-")
+        if not dash:
+            return None
+        first_text, last_text = first_text.strip(), last_text.strip()
+        if not first_text:
+            if not last_text.isdigit():
+                return None
+            length = int(last_text)
+            if length == 0:
+                continue
+            ranges.append((max(size - length, 0), size - 1))
+            continue
+        if not first_text.isdigit() or (last_text and not last_text.isdigit()):
+            return None
+        first = int(first_text)
+        last = int(last_text) if last_text else size - 1
+        if last < first:
+            return None
+        if first >= size:
+            continue
+        ranges.append((first, min(last, size - 1)))
+    if not ranges:
+        raise RangeError("no range overlaps the file")
+    return ranges
