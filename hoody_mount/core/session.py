@@ -22,6 +22,7 @@ audit = logging.getLogger("hoody_mount.audit")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _COPY_BLOCK = 1 << 20
 ST_RDONLY = 1
+ST_NOSUID = 2
 Owner = tuple[int, int] | None
 
 
@@ -130,7 +131,9 @@ class Session:
     def capacity(self, raw: str = "/") -> Capacity:
         """The real capacity of the filesystem holding ``raw``; read-only users see ST_RDONLY."""
         st = self.vfs.statvfs(self.path(raw))
-        flag = st.f_flag | (ST_RDONLY if self.user.read_only else 0)
+        flag = st.f_flag & (ST_RDONLY | ST_NOSUID)  # the two bits SFTP defines
+        if self.user.read_only:
+            flag |= ST_RDONLY
         return Capacity(
             st.f_bsize,
             st.f_frsize,

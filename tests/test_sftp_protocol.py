@@ -1,0 +1,1011 @@
+"""SFTP protocol behaviour at the packet level: extensions, limits and edge cases.
+
+Most tests drive asyncssh's SFTP client; the ones that need exact packets (the version
+message, extended replies, oversized packets, a READ longer than the limit) use ``RawSFTP``,
+a minimal SFTP v3 client over an asyncssh session channel. Where a behaviour is open to
+interpretation the expectation is what OpenSSH's sftp-server does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import socket
+import stat
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncssh
+import paramiko
+import pytest
+from asyncssh.constants import (
+    FX_NO_SUCH_FILE,
+    FX_OK,
+    FXF_CREAT,
+    FXF_READ,
+    FXF_TRUNC,
+    FXF_WRITE,
+    FXP_CLOSE,
+    FXP_DATA,
+    FXP_EXTENDED,
+    FXP_EXTENDED_REPLY,
+    FXP_HANDLE,
+    FXP_INIT,
+    FXP_NAME,
+    FXP_OPEN,
+    FXP_OPENDIR,
+    FXP_READ,
+    FXP_STATUS,
+    FXP_VERSION,
+    FXP_WRITE,
+)
+from conftest import Server
+
+T = TypeVar("T")
+
+TIMEOUT = 60.0
+MAX_PACKET = 256 * 1024
+MAX_READ = 255 * 1024
+MAX_HANDLES = 64
+MAX_SESSIONS = 4
+ST_RDONLY = 1
+ST_NOSUID = 2
+
+EXPECTED_EXTENSIONS = {
+    b"posix-rename@openssh.com": b"1",
+    b"statvfs@openssh.com": b"2",
+    b"fstatvfs@openssh.com": b"2",
+    b"hardlink@openssh.com": b"1",
+    b"fsync@openssh.com": b"1",
+    b"lsetstat@openssh.com": b"1",
+    b"limits@openssh.com": b"1",
+    b"expand-path@openssh.com": b"1",
+    b"copy-data": b"1",
+    b"home-directory": b"1",
+    b"users-groups-by-id@openssh.com": b"1",
+}
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def run(factory: Callable[[], Awaitable[T]], timeout: float = 120.0) -> T:
+    """Run one async test body on a fresh event loop, bounded by ``timeout`` seconds."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(factory(), timeout)
+
+    return asyncio.run(bounded())
+
+
+async def connect(server: Server, user: str = "root") -> asyncssh.SSHClientConnection:
+    """An SSH connection to the test server with the test key (no agent, no known hosts)."""
+    return await asyncio.wait_for(
+        asyncssh.connect(
+            "127.0.0.1",
+            server.port,
+            username=user,
+            client_keys=[str(server.key)],
+            known_hosts=None,
+            agent_path=None,
+            password=None,
+        ),
+        TIMEOUT,
+    )
+
+
+def u32(value: int) -> bytes:
+    """An SSH uint32."""
+    return value.to_bytes(4, "big")
+
+
+def u64(value: int) -> bytes:
+    """An SSH uint64."""
+    return value.to_bytes(8, "big")
+
+
+def sstr(value: bytes) -> bytes:
+    """An SSH string."""
+    return u32(len(value)) + value
+
+
+class Buf:
+    """A cursor over a reply body."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, size: int) -> bytes:
+        """The next ``size`` bytes (an error when the body is shorter)."""
+        if self.pos + size > len(self.data):
+            raise AssertionError(f"reply too short: wanted {size} bytes at {self.pos}")
+        chunk = self.data[self.pos : self.pos + size]
+        self.pos += size
+        return chunk
+
+    def u32(self) -> int:
+        """The next uint32."""
+        return int.from_bytes(self.take(4), "big")
+
+    def u64(self) -> int:
+        """The next uint64."""
+        return int.from_bytes(self.take(8), "big")
+
+    def string(self) -> bytes:
+        """The next string."""
+        return self.take(self.u32())
+
+    def at_end(self) -> bool:
+        """Whether the whole body has been read."""
+        return self.pos == len(self.data)
+
+
+class RawSFTP:
+    """A minimal SFTP v3 client: raw packets over one asyncssh session channel."""
+
+    def __init__(
+        self, writer: asyncssh.SSHWriter[bytes], reader: asyncssh.SSHReader[bytes]
+    ) -> None:
+        self.writer = writer
+        self.reader = reader
+        self.next_id = 1
+        self.version = 0
+        self.extensions: dict[bytes, bytes] = {}
+
+    @classmethod
+    async def start(cls, conn: asyncssh.SSHClientConnection) -> RawSFTP:
+        """Open the sftp subsystem and exchange INIT / VERSION."""
+        writer, reader, _ = await conn.open_session(subsystem="sftp", encoding=None)
+        raw = cls(writer, reader)
+        raw.send(bytes([FXP_INIT]) + u32(3))
+        ptype, body = await raw.recv()
+        assert ptype == FXP_VERSION
+        buf = Buf(body)
+        raw.version = buf.u32()
+        while not buf.at_end():
+            name = buf.string()
+            raw.extensions[name] = buf.string()
+        return raw
+
+    def send(self, body: bytes) -> None:
+        """Send one packet (the length prefix is added here)."""
+        self.writer.write(u32(len(body)) + body)
+
+    async def recv(self) -> tuple[int, bytes]:
+        """Read one packet: its type and the rest of its body."""
+        length = int.from_bytes(await asyncio.wait_for(self.reader.readexactly(4), TIMEOUT))
+        data = await asyncio.wait_for(self.reader.readexactly(length), TIMEOUT)
+        return data[0], data[1:]
+
+    async def request(self, ptype: int, payload: bytes) -> tuple[int, Buf]:
+        """Send a request and return the reply's type and its body after the id."""
+        rid = self.next_id
+        self.next_id += 1
+        self.send(bytes([ptype]) + u32(rid) + payload)
+        rtype, body = await self.recv()
+        buf = Buf(body)
+        assert buf.u32() == rid, "reply to another request"
+        return rtype, buf
+
+    async def extended(self, name: bytes, payload: bytes = b"") -> tuple[int, Buf]:
+        """Send an SSH_FXP_EXTENDED request."""
+        return await self.request(FXP_EXTENDED, sstr(name) + payload)
+
+    async def open(self, path: bytes, pflags: int) -> bytes:
+        """OPEN and return the handle (an assertion error on a STATUS reply)."""
+        rtype, buf = await self.request(FXP_OPEN, sstr(path) + u32(pflags) + u32(0))
+        assert rtype == FXP_HANDLE, f"OPEN {path!r} failed: status {status(rtype, buf)}"
+        return buf.string()
+
+    async def close(self, handle: bytes) -> None:
+        """CLOSE a handle, expecting OK."""
+        rtype, buf = await self.request(FXP_CLOSE, sstr(handle))
+        assert status(rtype, buf) == FX_OK
+
+
+def status(rtype: int, buf: Buf) -> int:
+    """The status code of a STATUS reply (an assertion error for any other reply)."""
+    assert rtype == FXP_STATUS, f"expected STATUS, got packet type {rtype}"
+    return buf.u32()
+
+
+def names_of(rtype: int, buf: Buf) -> list[bytes]:
+    """The file names of a NAME reply."""
+    assert rtype == FXP_NAME, f"expected NAME, got packet type {rtype}"
+    count = buf.u32()
+    out = []
+    for _ in range(count):
+        out.append(buf.string())
+        buf.string()  # long name
+        flags = buf.u32()  # attributes: skip what the flags announce
+        if flags & 0x1:
+            buf.u64()
+        if flags & 0x2:
+            buf.u32()
+            buf.u32()
+        if flags & 0x4:
+            buf.u32()
+        if flags & 0x8:
+            buf.u32()
+            buf.u32()
+        if flags & 0x80000000:
+            for _ in range(buf.u32()):
+                buf.string()
+                buf.string()
+    return out
+
+
+def strings(blob: bytes) -> list[bytes]:
+    """A blob of consecutive SSH strings, split."""
+    buf = Buf(blob)
+    out = []
+    while not buf.at_end():
+        out.append(buf.string())
+    return out
+
+
+# -- version and limits --------------------------------------------------------------------
+
+
+def test_version_advertises_extensions(server: Server) -> None:
+    """The VERSION reply is v3 and names every extension with OpenSSH's version strings."""
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            assert raw.version == 3
+            for name, version in EXPECTED_EXTENSIONS.items():
+                assert raw.extensions.get(name) == version, (name, raw.extensions)
+
+    run(body)
+
+
+def test_limits_reply_and_read_cap(server: Server) -> None:
+    """limits@openssh.com tells the configured values; a 1 MiB READ returns at most max_read."""
+    data = os.urandom(1 << 20)
+    (server.root / "big.bin").write_bytes(data)
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            rtype, buf = await raw.extended(b"limits@openssh.com")
+            assert rtype == FXP_EXTENDED_REPLY
+            assert (buf.u64(), buf.u64(), buf.u64(), buf.u64()) == (
+                MAX_PACKET,
+                MAX_READ,
+                MAX_READ,
+                MAX_HANDLES,
+            )
+            assert buf.at_end()
+
+            handle = await raw.open(b"/big.bin", FXF_READ)
+            rtype, buf = await raw.request(FXP_READ, sstr(handle) + u64(0) + u32(1 << 20))
+            assert rtype == FXP_DATA
+            chunk = buf.string()
+            assert 0 < len(chunk) <= MAX_READ
+            assert chunk == data[: len(chunk)]
+            # The largest length a READ can ask for is capped the same way.
+            rtype, buf = await raw.request(FXP_READ, sstr(handle) + u64(7) + u32(0xFFFFFFFF))
+            assert rtype == FXP_DATA
+            chunk = buf.string()
+            assert 0 < len(chunk) <= MAX_READ
+            assert chunk == data[7 : 7 + len(chunk)]
+            await raw.close(handle)
+
+            # A WRITE of the advertised max write length fits in one packet and is accepted.
+            handle = await raw.open(b"/w.bin", FXF_WRITE | FXF_CREAT | FXF_TRUNC)
+            payload = os.urandom(MAX_READ)
+            rtype, buf = await raw.request(FXP_WRITE, sstr(handle) + u64(0) + sstr(payload))
+            assert status(rtype, buf) == FX_OK
+            await raw.close(handle)
+            assert (server.root / "w.bin").read_bytes() == payload
+
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            # asyncssh's client adopts the advertised limits.
+            assert sftp._handler.limits.max_read_len == MAX_READ
+            assert sftp._handler.limits.max_write_len == MAX_READ
+
+    run(body)
+
+
+# -- renames ----------------------------------------------------------------------------------
+
+
+def test_plain_rename_never_replaces(server: Server) -> None:
+    """SSH_FXP_RENAME (v3) onto an existing file fails and keeps both files as they were."""
+    (server.root / "a.txt").write_text("A")
+    (server.root / "b.txt").write_text("B")
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            with pytest.raises(asyncssh.SFTPError):
+                await sftp.rename("/a.txt", "/b.txt")
+            assert (server.root / "a.txt").read_text() == "A"
+            assert (server.root / "b.txt").read_text() == "B"
+            # Onto a free name it works.
+            await sftp.rename("/a.txt", "/c.txt")
+
+    run(body)
+    assert (server.root / "b.txt").read_text() == "B"
+    assert (server.root / "c.txt").read_text() == "A"
+    assert not (server.root / "a.txt").exists()
+
+
+def test_posix_rename_replaces(server: Server) -> None:
+    """posix-rename@openssh.com replaces an existing target atomically."""
+    (server.root / "a.txt").write_text("A")
+    (server.root / "b.txt").write_text("B")
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            await sftp.posix_rename("/a.txt", "/b.txt")
+
+    run(body)
+    assert not (server.root / "a.txt").exists()
+    assert (server.root / "b.txt").read_text() == "A"
+
+
+def test_rename_folders(server: Server) -> None:
+    """v3 rename of a folder onto an existing (even empty) folder fails; posix-rename
+    replaces an empty folder and refuses a file onto a folder."""
+    for name in ("d1", "d2", "d3"):
+        (server.root / name).mkdir()
+    (server.root / "d1" / "inner.txt").write_text("1")
+    (server.root / "f.txt").write_text("f")
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            with pytest.raises(asyncssh.SFTPError):
+                await sftp.rename("/d1", "/d2")
+            assert (server.root / "d1" / "inner.txt").exists() and (server.root / "d2").is_dir()
+            await sftp.posix_rename("/d1", "/d2")
+            assert (server.root / "d2" / "inner.txt").read_text() == "1"
+            with pytest.raises(asyncssh.SFTPError):
+                await sftp.posix_rename("/f.txt", "/d3")
+            with pytest.raises(asyncssh.SFTPError):  # a folder into itself
+                await sftp.posix_rename("/d2", "/d2/sub")
+
+    run(body)
+    assert not (server.root / "d1").exists()
+    assert (server.root / "f.txt").read_text() == "f"
+    assert (server.root / "d3").is_dir()
+
+
+def test_paramiko_client(server: Server) -> None:
+    """paramiko (OpenSSH's SYMLINK argument order, plain v3 RENAME) works as expected."""
+    (server.root / "a.txt").write_text("A")
+    (server.root / "b.txt").write_text("B")
+    transport = paramiko.Transport(("127.0.0.1", server.port))
+    transport.banner_timeout = TIMEOUT
+    transport.auth_timeout = TIMEOUT
+    try:
+        transport.connect(
+            username="root", pkey=paramiko.Ed25519Key.from_private_key_file(str(server.key))
+        )
+        sftp = paramiko.SFTPClient.from_transport(transport)
+        assert sftp is not None
+        channel = sftp.get_channel()
+        assert channel is not None
+        channel.settimeout(TIMEOUT)
+        sftp.symlink("a.txt", "/lnk")
+        assert os.readlink(server.root / "lnk") == "a.txt"
+        with pytest.raises(OSError):
+            sftp.rename("/a.txt", "/b.txt")  # SSH_FXP_RENAME: never replaces
+        assert (server.root / "a.txt").read_text() == "A"
+        assert (server.root / "b.txt").read_text() == "B"
+        sftp.posix_rename("/a.txt", "/b.txt")
+        assert (server.root / "b.txt").read_text() == "A"
+        with sftp.open("/b.txt", "rb") as f:
+            assert f.read() == b"A"
+        assert sorted(sftp.listdir("/")) == sorted(os.listdir(server.root))
+        sftp.close()
+    finally:
+        transport.close()
+
+
+# -- statvfs ------------------------------------------------------------------------------------
+
+
+def test_statvfs_matches_disk(server: Server) -> None:
+    """statvfs@openssh.com and fstatvfs@openssh.com report the real filesystem of the root."""
+    (server.root / "f.txt").write_text("x")
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            vfs = await sftp.statvfs("/")
+            disk = os.statvfs(server.root)
+            assert vfs.bsize == disk.f_bsize
+            assert vfs.frsize == disk.f_frsize
+            assert vfs.blocks == disk.f_blocks
+            assert vfs.namemax == disk.f_namemax
+            # Other writers on the same disk may move free space a little meanwhile.
+            tolerance = max(disk.f_blocks // 100, 1024)
+            assert abs(vfs.bavail - disk.f_bavail) <= tolerance
+            assert abs(vfs.bfree - disk.f_bfree) <= tolerance
+            assert vfs.flags & ST_RDONLY == disk.f_flag & ST_RDONLY
+            async with sftp.open("/f.txt", "rb") as f:
+                fvfs = await f.statvfs()
+            assert fvfs.blocks == disk.f_blocks
+            assert fvfs.bsize == disk.f_bsize
+
+    run(body)
+
+
+def test_statvfs_flags_use_openssh_bits(server: Server) -> None:
+    """The flag field carries only SSH2_FXE_STATVFS_ST_RDONLY (1) and ST_NOSUID (2).
+
+    OpenSSH's sftp-server maps the host's f_flag onto these two protocol bits; Linux-only
+    bits such as ST_RELATIME (0x1000) have no meaning in the protocol.
+    """
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            vfs = await sftp.statvfs("/")
+            disk = os.statvfs(server.root)
+            assert vfs.flags & ~(ST_RDONLY | ST_NOSUID) == 0, hex(vfs.flags)
+            assert vfs.flags & ST_NOSUID == disk.f_flag & ST_NOSUID
+
+    run(body)
+
+
+def test_statvfs_read_only_user_has_rdonly_flag(server: Server) -> None:
+    """For the read-only user, statvfs sets ST_RDONLY (1) while the root user's does not."""
+
+    async def body() -> None:
+        async with await connect(server, "reader") as conn, conn.start_sftp_client() as sftp:
+            vfs = await sftp.statvfs("/")
+            assert vfs.flags & ST_RDONLY
+            assert vfs.blocks == os.statvfs(server.root).f_blocks
+            async with sftp.open("/docs/readme.txt", "rb") as f:
+                assert (await f.statvfs()).flags & ST_RDONLY
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            vfs = await sftp.statvfs("/")
+            assert vfs.flags & ST_RDONLY == os.statvfs(server.root).f_flag & ST_RDONLY
+
+    run(body)
+
+
+# -- links, fsync, attributes -----------------------------------------------------------------
+
+
+def test_hardlink(server: Server) -> None:
+    """hardlink@openssh.com makes a second name for the same inode."""
+    (server.root / "a.txt").write_text("A")
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            await sftp.link("/a.txt", "/b.txt")
+            with pytest.raises(asyncssh.SFTPError):  # never replaces an existing name
+                await sftp.link("/a.txt", "/b.txt")
+
+    run(body)
+    a, b = os.stat(server.root / "a.txt"), os.stat(server.root / "b.txt")
+    assert a.st_nlink == 2
+    assert (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def test_fsync(server: Server) -> None:
+    """fsync@openssh.com on a written handle answers OK and the data is there."""
+
+    async def body() -> None:
+        async with (
+            await connect(server) as conn,
+            conn.start_sftp_client() as sftp,
+            sftp.open("/f.txt", "wb") as f,
+        ):
+            await f.write(b"synced")
+            await f.fsync()
+
+    run(body)
+    assert (server.root / "f.txt").read_bytes() == b"synced"
+
+
+def test_lsetstat_changes_link_not_target(server: Server) -> None:
+    """lsetstat@openssh.com sets the times of a symlink itself; setstat follows it."""
+    target = server.root / "target.txt"
+    target.write_text("T")
+    link = server.root / "link"
+    link.symlink_to("target.txt")
+    before = os.stat(target).st_mtime_ns
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            attrs = asyncssh.SFTPAttrs(atime=1_000_000_000, mtime=1_000_000_000)
+            await sftp.setstat("/link", attrs, follow_symlinks=False)
+
+    run(body)
+    assert os.lstat(link).st_mtime == 1_000_000_000
+    assert os.stat(target).st_mtime_ns == before
+    assert link.is_symlink()
+
+    async def follow() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            attrs = asyncssh.SFTPAttrs(atime=1_100_000_000, mtime=1_100_000_000)
+            await sftp.setstat("/link", attrs)
+
+    run(follow)
+    assert os.stat(target).st_mtime == 1_100_000_000
+    assert os.lstat(link).st_mtime == 1_000_000_000
+
+
+def test_setstat_size_truncates(server: Server) -> None:
+    """SETSTAT with a size truncates (and extends) the file; FSETSTAT does too."""
+    (server.root / "f.txt").write_bytes(b"0123456789")
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            await sftp.setstat("/f.txt", asyncssh.SFTPAttrs(size=4))
+            assert (server.root / "f.txt").read_bytes() == b"0123"
+            await sftp.truncate("/f.txt", 6)
+            assert (server.root / "f.txt").read_bytes() == b"0123\0\0"
+            async with sftp.open("/f.txt", "r+b") as f:
+                await f.truncate(2)
+            assert (server.root / "f.txt").read_bytes() == b"01"
+
+    run(body)
+
+
+# -- names -------------------------------------------------------------------------------------
+
+
+def test_expand_path(server: Server) -> None:
+    """expand-path@openssh.com expands ``~``, ``~/x``, ``~user/x`` and normalises ``..``."""
+    (server.root / "a").mkdir()
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            cases = {b"~": b"/", b"~/x": b"/x", b"~root/x": b"/x", b"a/../b": b"/b"}
+            for path, expected in cases.items():
+                rtype, buf = await raw.extended(b"expand-path@openssh.com", sstr(path))
+                assert names_of(rtype, buf) == [expected], path
+            rtype, buf = await raw.extended(b"expand-path@openssh.com", sstr(b"~nosuchuser/x"))
+            assert status(rtype, buf) != FX_OK
+        async with await connect(server, "jailed") as conn:
+            raw = await RawSFTP.start(conn)
+            for path, expected in {b"~": b"/", b"~/x/../y": b"/y"}.items():
+                rtype, buf = await raw.extended(b"expand-path@openssh.com", sstr(path))
+                assert names_of(rtype, buf) == [expected], path
+
+    run(body)
+
+
+def test_home_directory(server: Server) -> None:
+    """home-directory answers the user's start folder (inside the jail) and refuses others."""
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            rtype, buf = await raw.extended(b"home-directory", sstr(b"root"))
+            assert names_of(rtype, buf) == [b"/"]
+            rtype, buf = await raw.extended(b"home-directory", sstr(b"nosuchuser"))
+            assert status(rtype, buf) != FX_OK
+        async with await connect(server, "jailed") as conn:
+            raw = await RawSFTP.start(conn)
+            rtype, buf = await raw.extended(b"home-directory", sstr(b"jailed"))
+            assert names_of(rtype, buf) == [b"/"]
+
+    run(body)
+
+
+def _host_ids(path: str, served: set[int]) -> int:
+    """An id the host's account file names but the served root's does not."""
+    with open(path) as handle:
+        for line in handle:
+            fields = line.split(":")
+            if len(fields) >= 3 and fields[2].isdigit() and int(fields[2]) not in served:
+                return int(fields[2])
+    raise AssertionError(f"{path} has no id missing from the served root's file")
+
+
+def test_users_groups_by_id_from_served_root(server: Server) -> None:
+    """users-groups-by-id@openssh.com reads the served root's etc/passwd and etc/group."""
+    host_uid = _host_ids("/etc/passwd", {0, 1000})
+    host_gid = _host_ids("/etc/group", {0, 1000})
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            uids = b"".join(u32(i) for i in (1000, 0, 4242, host_uid))
+            gids = b"".join(u32(i) for i in (1000, 0, 4343, host_gid))
+            rtype, buf = await raw.extended(
+                b"users-groups-by-id@openssh.com", sstr(uids) + sstr(gids)
+            )
+            assert rtype == FXP_EXTENDED_REPLY
+            users, groups = strings(buf.string()), strings(buf.string())
+            assert buf.at_end()
+            assert users == [b"alice", b"root", b"", b""]
+            assert groups == [b"staff", b"root", b"", b""]
+            # A uid list that is not whole uint32s is a bad message, not a crash.
+            rtype, buf = await raw.extended(
+                b"users-groups-by-id@openssh.com", sstr(b"\0\0\0") + sstr(b"")
+            )
+            assert status(rtype, buf) != FX_OK
+
+    run(body)
+
+
+def test_listing_owner_names_from_served_root(server: Server) -> None:
+    """``ls -l`` long names show owners named by the served root's files, not the host's."""
+    uid, gid = os.getuid(), os.getgid()
+    (server.root / "etc" / "passwd").write_text(f"served-owner:x:{uid}:{gid}::/:\n")
+    (server.root / "etc" / "group").write_text(f"served-group:x:{gid}:\n")
+
+    async def body() -> None:
+        async with await connect(server, "reader") as conn, conn.start_sftp_client() as sftp:
+            # The server re-reads the files every few seconds: wait out a cached copy.
+            deadline = asyncio.get_running_loop().time() + 20
+            while True:
+                entries = {e.filename: e for e in await sftp.readdir("/docs")}
+                fields = entries["readme.txt"].longname.split()
+                if fields[2:4] == ["served-owner", "served-group"]:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, fields
+                await asyncio.sleep(0.5)
+
+    run(body)
+
+
+def test_names_from_a_fifo_passwd_do_not_hang(server: Server) -> None:
+    """An etc/passwd that is a FIFO is never opened: names are empty and nothing blocks."""
+    (server.root / "etc" / "passwd").unlink()
+    os.mkfifo(server.root / "etc" / "passwd")
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            rtype, buf = await asyncio.wait_for(
+                raw.extended(b"users-groups-by-id@openssh.com", sstr(u32(1000)) + sstr(u32(1000))),
+                10,
+            )
+            assert rtype == FXP_EXTENDED_REPLY
+            assert (strings(buf.string()), strings(buf.string())) == ([b""], [b"staff"])
+            rtype, buf = await asyncio.wait_for(raw.request(FXP_OPENDIR, sstr(b"/etc")), 10)
+            assert rtype == FXP_HANDLE
+
+    run(body)
+
+
+def test_large_folder_listing(server: Server) -> None:
+    """A folder of 3000 names lists every name exactly once (READDIR in batches)."""
+    folder = server.root / "many"
+    folder.mkdir()
+    expected = {f"file-{i:05d}-{'x' * 40}" for i in range(3000)}
+    for name in expected:
+        (folder / name).touch()
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            names = [n for n in await sftp.listdir("/many") if n not in (".", "..")]
+            assert len(names) == len(expected)
+            assert set(names) == expected
+
+    run(body)
+
+
+# -- copy-data -----------------------------------------------------------------------------------
+
+
+def test_copy_data_between_files(server: Server) -> None:
+    """copy-data copies between two handles, whole file (length 0) and a range."""
+    data = os.urandom(3 << 20)
+    (server.root / "src.bin").write_bytes(data)
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            await sftp.remote_copy("/src.bin", "/dst.bin")
+            async with sftp.open("/src.bin", "rb") as src, sftp.open("/part.bin", "wb") as dst:
+                await sftp.remote_copy(src, dst, src_offset=10, src_length=1000, dst_offset=5)
+
+    run(body)
+    assert (server.root / "dst.bin").read_bytes() == data
+    assert (server.root / "part.bin").read_bytes() == b"\0" * 5 + data[10:1010]
+
+
+def test_copy_data_onto_same_file_refused(server: Server) -> None:
+    """copy-data from a file onto itself (same handle, two handles, a hard link) is refused.
+
+    The server's file size limit is lowered first, so a server that did copy a file onto
+    its own end would stop at 64 MiB instead of filling the disk.
+    """
+    data = os.urandom(64 << 10)
+    path = server.root / "self.bin"
+    path.write_bytes(data)
+    os.link(path, server.root / "alias.bin")
+    cap = 64 << 20
+    resource.prlimit(server.process.pid, resource.RLIMIT_FSIZE, (cap, cap))
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            handler = sftp._handler
+            async with (
+                sftp.open("/self.bin", "rb") as src,
+                sftp.open("/self.bin", "r+b") as dst,
+                sftp.open("/alias.bin", "r+b") as alias,
+            ):
+                for target in (dst, alias):
+                    with pytest.raises(asyncssh.SFTPError):
+                        await handler.copy_data(src.handle, 0, 0, target.handle, len(data))
+                    with pytest.raises(asyncssh.SFTPError):
+                        await handler.copy_data(src.handle, 0, len(data), target.handle, 0)
+                with pytest.raises(asyncssh.SFTPError):
+                    await handler.copy_data(dst.handle, 0, 0, dst.handle, len(data))
+
+    run(body)
+    assert path.read_bytes() == data
+
+
+# -- handles and sessions ------------------------------------------------------------------------
+
+
+def test_handle_limit(server: Server) -> None:
+    """More than max_handles open handles fail cleanly; closing one frees a slot."""
+    for i in range(MAX_HANDLES + 2):
+        (server.root / f"f{i}.txt").write_text(str(i))
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            files = [await sftp.open(f"/f{i}.txt", "rb") for i in range(MAX_HANDLES - 1)]
+            folder = await sftp._handler.opendir(b"/")  # a folder handle counts too
+            with pytest.raises(asyncssh.SFTPError):
+                await sftp.open(f"/f{MAX_HANDLES}.txt", "rb")
+            with pytest.raises(asyncssh.SFTPError):
+                await sftp._handler.opendir(b"/")
+            with pytest.raises(asyncssh.SFTPError):
+                await sftp.open("/new.txt", "wb")
+            assert not (server.root / "new.txt").exists()
+            # The session still answers, and a freed slot can be used again.
+            assert (await sftp.stat("/f0.txt")).size == 1
+            await files.pop().close()
+            extra = await sftp.open(f"/f{MAX_HANDLES}.txt", "rb")
+            content: object = await extra.read()
+            assert content == str(MAX_HANDLES).encode()
+            with pytest.raises(asyncssh.SFTPError):
+                await sftp.open(f"/f{MAX_HANDLES + 1}.txt", "rb")
+            await sftp._handler.close(folder)
+            listing = await sftp.listdir("/")
+            assert "f0.txt" in listing
+            for f in [*files, extra]:
+                await f.close()
+            more = [await sftp.open(f"/f{i}.txt", "rb") for i in range(MAX_HANDLES)]
+            for f in more:
+                await f.close()
+
+    run(body)
+
+
+def _open_fds(pid: int) -> int:
+    """How many fds the process ``pid`` holds."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_handles_released_on_disconnect(server: Server) -> None:
+    """Handles a client leaves open (files and folders) are closed when it goes away."""
+    for i in range(8):
+        (server.root / f"f{i}.txt").write_text(str(i))
+    pid = server.process.pid
+
+    async def settle(limit: int) -> int:
+        deadline = asyncio.get_running_loop().time() + 15
+        while (count := _open_fds(pid)) > limit:
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        return count
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            await sftp.listdir("/")
+        baseline = _open_fds(pid)
+        for _ in range(20):  # let the first connection's teardown finish
+            await asyncio.sleep(0.1)
+            baseline = min(baseline, _open_fds(pid))
+        for round_ in range(4):
+            conn = await connect(server)
+            sftp = await conn.start_sftp_client()
+            for i in range(MAX_HANDLES // 2):
+                await sftp.open(f"/f{i % 8}.txt", "rb")
+            for _ in range(MAX_HANDLES // 2):
+                await sftp._handler.opendir(b"/share")
+            assert _open_fds(pid) >= baseline + MAX_HANDLES
+            if round_ % 2:
+                conn.abort()  # drop the TCP connection without a goodbye
+            else:
+                sftp.exit()
+                conn.close()
+            await conn.wait_closed()
+            count = await settle(baseline + 4)
+            assert count <= baseline + 4, f"round {round_}: {count} fds, baseline {baseline}"
+
+    run(body)
+
+
+def test_session_limit(server: Server) -> None:
+    """A fifth SFTP session on one connection is refused while four are open."""
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            clients = [await conn.start_sftp_client() for _ in range(MAX_SESSIONS)]
+            for c in clients:
+                assert await c.listdir("/")
+            with pytest.raises((asyncssh.Error, OSError)):
+                extra = await asyncio.wait_for(conn.start_sftp_client(), TIMEOUT)
+                await asyncio.wait_for(extra.listdir("/"), TIMEOUT)
+            # The four open sessions are unaffected.
+            for c in clients:
+                assert "share" in await c.listdir("/")
+            # Closing one lets a new one in (the server notices the close asynchronously).
+            clients[0].exit()
+            await clients[0].wait_closed()
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:
+                try:
+                    fresh = await asyncio.wait_for(conn.start_sftp_client(), TIMEOUT)
+                    assert "share" in await fresh.listdir("/")
+                    break
+                except (asyncssh.Error, OSError):
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+            fresh.exit()
+            for c in clients[1:]:
+                c.exit()
+
+    run(body)
+
+
+def test_oversized_packet_closes_channel_only(server: Server) -> None:
+    """A packet longer than max_packet closes that channel; the connection and server live on."""
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            other = await conn.start_sftp_client()
+            # Announce a packet just over the limit and start sending it.
+            raw.writer.write(u32(MAX_PACKET + 1) + bytes([FXP_WRITE]) + b"\0" * 65536)
+            rest = await asyncio.wait_for(raw.reader.read(), TIMEOUT)  # EOF: channel closed
+            assert rest == b""
+            assert "share" in await asyncio.wait_for(other.listdir("/"), TIMEOUT)
+            other.exit()
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            assert "share" in await sftp.listdir("/")
+        # A huge announced length (4 GiB - 1) is refused the same way, without allocating it.
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            raw.writer.write(u32(0xFFFFFFFF) + bytes([FXP_WRITE]))
+            assert await asyncio.wait_for(raw.reader.read(), TIMEOUT) == b""
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            assert "share" in await sftp.listdir("/")
+
+    run(body)
+    assert server.process.poll() is None
+
+
+# -- odd files -----------------------------------------------------------------------------------
+
+
+def test_fifo_listed_and_open_fails_fast(server: Server) -> None:
+    """A FIFO is listed with its type; opening it (read or write) fails at once.
+
+    A unix socket is treated the same way: listed, never opened.
+    """
+    os.mkfifo(server.root / "pipe")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(server.root / "sock"))
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            entries = {e.filename: e for e in await sftp.readdir("/")}
+            assert "pipe" in entries
+            perms = entries["pipe"].attrs.permissions
+            assert perms is not None and stat.S_ISFIFO(perms)
+            assert str(entries["pipe"].longname).startswith("p")
+            assert stat.S_ISFIFO((await sftp.lstat("/pipe")).permissions or 0)
+            for mode in ("rb", "wb", "ab", "r+b"):
+                with pytest.raises(asyncssh.SFTPError):
+                    await asyncio.wait_for(sftp.open("/pipe", mode), 10)
+            with pytest.raises(asyncssh.SFTPError):
+                await asyncio.wait_for(sftp.truncate("/pipe", 0), 10)
+            sock_perms = entries["sock"].attrs.permissions
+            assert sock_perms is not None and stat.S_ISSOCK(sock_perms)
+            for mode in ("rb", "wb"):
+                with pytest.raises(asyncssh.SFTPError):
+                    await asyncio.wait_for(sftp.open("/sock", mode), 10)
+            # The session still works.
+            assert "pipe" in await sftp.listdir("/")
+
+    try:
+        run(body)
+    finally:
+        sock.close()
+    assert stat.S_ISFIFO(os.lstat(server.root / "pipe").st_mode)
+
+
+def test_opendir_missing_fails_at_opendir(server: Server) -> None:
+    """OPENDIR of a missing folder or a file fails at OPENDIR, not at the first READDIR."""
+    (server.root / "file.txt").write_text("x")
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            rtype, buf = await raw.request(FXP_OPENDIR, sstr(b"/no/such/folder"))
+            assert status(rtype, buf) == FX_NO_SUCH_FILE
+            rtype, buf = await raw.request(FXP_OPENDIR, sstr(b"/nosuch"))
+            assert status(rtype, buf) == FX_NO_SUCH_FILE
+            rtype, buf = await raw.request(FXP_OPENDIR, sstr(b"/file.txt"))
+            assert status(rtype, buf) != FX_OK
+            rtype, buf = await raw.request(FXP_OPENDIR, sstr(b"/share"))
+            assert rtype == FXP_HANDLE
+            await raw.close(buf.string())
+
+    run(body)
+
+
+def test_non_utf8_names_round_trip(server: Server) -> None:
+    """File names that are not UTF-8 are listed, stat-ed, read and created byte for byte."""
+    name = b"caf\xe9-\xff.txt"
+    with open(os.path.join(os.fsencode(server.root), name), "wb") as handle:
+        handle.write(b"latin-1 name")
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            sftp = await conn.start_sftp_client(path_encoding=None)
+            names = [e.filename for e in await sftp.readdir(b"/")]
+            assert name in names
+            attrs = await sftp.stat(b"/" + name)
+            assert attrs.size == len(b"latin-1 name")
+            async with sftp.open(b"/" + name, "rb") as f:
+                content: object = await f.read()
+            assert content == b"latin-1 name"
+            new = b"new-\x80\xfe"
+            async with sftp.open(b"/" + new, "wb") as f:
+                await f.write(b"made remotely")
+            await sftp.rename(b"/" + new, b"/" + new + b"\xc0")
+            sftp.exit()
+
+    run(body)
+    on_disk = os.listdir(os.fsencode(server.root))
+    assert b"new-\x80\xfe\xc0" in on_disk
+    assert (server.root / os.fsdecode(b"new-\x80\xfe\xc0")).read_bytes() == b"made remotely"
+
+
+def test_server_still_serving_after_bad_requests(server: Server) -> None:
+    """Malformed requests get an error status (or close the channel), never crash the server."""
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            # An unknown extended request is OP_UNSUPPORTED.
+            rtype, buf = await raw.extended(b"no-such-extension@example.com", b"junk")
+            assert status(rtype, buf) == 8
+            # A READ on a handle that was never issued.
+            rtype, buf = await raw.request(FXP_READ, sstr(b"bogus") + u64(0) + u32(10))
+            assert status(rtype, buf) != FX_OK
+            # A truncated OPEN (no pflags) is a bad message, not a crash.
+            rtype, buf = await raw.request(FXP_OPEN, sstr(b"/x"))
+            assert status(rtype, buf) != FX_OK
+            # A string length running past the end of the packet.
+            rtype, buf = await raw.request(FXP_OPENDIR, u32(0x7FFFFFFF) + b"/share")
+            assert status(rtype, buf) != FX_OK
+            # Huge offsets: errors, not crashes.
+            handle = await raw.open(b"/share/docs/readme.txt", FXF_READ)
+            rtype, buf = await raw.request(FXP_READ, sstr(handle) + u64(2**64 - 1) + u32(10))
+            assert rtype == FXP_STATUS
+            await raw.close(handle)
+            handle = await raw.open(b"/huge.bin", FXF_WRITE | FXF_CREAT)
+            rtype, buf = await raw.request(FXP_WRITE, sstr(handle) + u64(2**64 - 2) + sstr(b"x"))
+            assert status(rtype, buf) != FX_OK
+            await raw.close(handle)
+        # A packet too short to hold a type and an id.
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            raw.writer.write(u32(0))
+            raw.writer.write(u32(2) + b"\x05\x00")
+            await asyncio.wait_for(raw.reader.read(), TIMEOUT)  # the channel ends
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            assert "share" in await sftp.listdir("/")
+
+    run(body)
+    assert server.process.poll() is None
