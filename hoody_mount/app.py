@@ -109,7 +109,9 @@ async def run(config: Config, out: TextIO = sys.stdout) -> None:
     guard = LoginGuard()
     pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="hoody-io")
 
-    ctx = ssh_server.SSHContext(users, vfs, names, pool, config.ssh_limits, guard)
+    ctx = ssh_server.SSHContext(
+        users, vfs, config.root.absolute(), names, pool, config.ssh_limits, guard
+    )
     acceptor = await ssh_server.start(ctx, config.ssh, host_key)
     ssh_bound = Listen(config.ssh.host, acceptor.get_port())
 

@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", metavar="HOST:PORT", help="HTTP listen address (port 0: any)")
     serve.add_argument("--authorized-keys", metavar="FILE", help="keys of the default user")
     serve.add_argument("--tls", action="store_true", help="serve HTTPS (self-signed if no cert)")
+    serve.add_argument(
+        "--shell", action="store_true", help="give the default user a login shell and exec"
+    )
 
     user = commands.add_parser("user", help="edit the users of a configuration file")
     user_commands = user.add_subparsers(dest="user_command", required=True)
@@ -177,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
             http=args.http,
             authorized_keys=args.authorized_keys,
             tls=args.tls,
+            shell=args.shell,
         )
     except ConfigError as exc:
         print(f"hoody-mount: {exc}", file=sys.stderr)

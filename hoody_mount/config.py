@@ -180,6 +180,8 @@ def _user(source: str, name: str, table: Any) -> User:
         access=access,
         protocols=protocols,
         shell=r.get("shell", bool, False),
+        os_user=r.get("os_user", str, None),
+        port_forwarding=r.get("port_forwarding", bool, False),
     )
     r.finish()
     if user.shell and user.root != "/":
@@ -273,6 +275,7 @@ def with_overrides(
     http: str | None = None,
     authorized_keys: str | None = None,
     tls: bool = False,
+    shell: bool = False,
 ) -> Config:
     """Apply command-line flags over a configuration."""
     changes: dict[str, Any] = {}
@@ -286,11 +289,19 @@ def with_overrides(
         changes["http"] = parse_listen(http, "--http")
     if tls:
         changes["http_options"] = replace(config.http_options, tls=True)
-    if authorized_keys:
+    if shell or authorized_keys:
         name = config.default_user
-        if name not in config.users:
-            raise ConfigError(f"--authorized-keys: the default user {name!r} is not configured")
-        users = dict(config.users)
-        users[name] = replace(users[name], authorized_keys_files=(authorized_keys,))
-        changes["users"] = users
+        flag = "--shell" if shell else "--authorized-keys"
+        default = config.users.get(name)
+        if default is None:
+            raise ConfigError(f"{flag}: the default user {name!r} is not configured")
+        if shell and default.root != "/":
+            raise ConfigError(
+                f"--shell: {name} is jailed to {default.root}; a shell user cannot be"
+            )
+        if shell:
+            default = replace(default, shell=True)
+        if authorized_keys:
+            default = replace(default, authorized_keys_files=(authorized_keys,))
+        changes["users"] = {**config.users, name: default}
     return replace(config, **changes) if changes else config

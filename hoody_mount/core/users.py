@@ -11,7 +11,7 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 
-PROTOCOLS = frozenset({"sftp", "scp", "webdav", "http"})
+PROTOCOLS = frozenset({"sftp", "scp", "ssh", "webdav", "http"})
 ACCESS_MODES = ("ro", "rw")
 
 _SCRYPT_LOG_N = 15
@@ -32,6 +32,8 @@ class User:
     access: str = "rw"
     protocols: frozenset[str] = field(default=PROTOCOLS)
     shell: bool = False
+    os_user: str | None = None
+    port_forwarding: bool = False
 
     @property
     def read_only(self) -> bool:

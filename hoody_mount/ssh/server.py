@@ -28,6 +28,7 @@ from ..core.names import NameMap
 from ..core.session import Session
 from ..core.users import User, verify_password
 from ..core.vfs import VFS
+from . import commands, shell
 from .protocol import SFTPHandler
 from .sftp import SFTPAdapter
 
@@ -41,6 +42,7 @@ class SSHContext:
 
     users: Mapping[str, User]
     vfs: VFS
+    root_path: Path
     names: NameMap
     pool: Executor
     limits: SSHLimits
@@ -139,6 +141,20 @@ class SSHServer(asyncssh.SSHServer):
             guard.failed(self.peer, username, "ssh")
         return ok
 
+    def _forwarding(self) -> bool:
+        name = self.conn.get_extra_info("username") if self.conn else None
+        user = self.ctx.users.get(name) if name else None
+        return bool(user and user.port_forwarding)
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str,
+                             orig_port: int) -> bool:  # fmt: skip
+        """Local port forwarding (ssh -L): only for users whose config enables it."""
+        return self._forwarding()
+
+    def server_requested(self, listen_host: str, listen_port: int) -> bool:
+        """Remote port forwarding (ssh -R): only for users whose config enables it."""
+        return self._forwarding()
+
     def session_requested(self) -> asyncssh.SSHServerSession[bytes]:
         return _Channel(functools.partial(_serve_channel, self.ctx), None, 0, False)
 
@@ -169,51 +185,65 @@ class _Channel(asyncssh.SSHServerProcess[bytes]):
             chan.get_connection().create_task(handler, stdin.logger)
 
 
+def _kind(user: User, process: asyncssh.SSHServerProcess[bytes]) -> str:
+    """What a channel asks for: sftp, scp, shell (a real one) or command (a built-in)."""
+    command = process.command or ""
+    if process.subsystem == "sftp":
+        return "sftp"
+    if user.shell:
+        return "shell"
+    if command.startswith("scp "):
+        return "scp"
+    return "command"
+
+
+def _refuse(process: asyncssh.SSHServerProcess[bytes], text: str) -> None:
+    process.stderr.write(f"hoody-mount: {text}\n".encode())
+    process.exit(1)
+
+
 async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[bytes]) -> None:
-    """Serve one session channel: SFTP, scp, or a clear refusal."""
+    """Serve one session channel: SFTP, scp, a shell user's shell, or a built-in command."""
     conn = process.channel.get_connection()
     owner = conn.get_owner()
     assert isinstance(owner, SSHServer)
     user = ctx.users[conn.get_extra_info("username")]
-    command = process.command or ""
-    if process.subsystem == "sftp":
-        protocol = "sftp"
-    elif command.startswith("scp "):
-        protocol = "scp"
-    else:
-        what = f"command {command!r}" if command else "a shell"
-        process.stderr.write(
-            f"hoody-mount: {what} is not available for {user.name}; use SFTP or scp\n".encode()
-        )
-        log.warning("refused %s for %s", what, user.name)
-        process.exit(1)
-        return
+    kind = _kind(user, process)
+    protocol = kind if kind in ("sftp", "scp") else "ssh"
     if not user.allows(protocol):
-        process.stderr.write(f"hoody-mount: {protocol} is not allowed for {user.name}\n".encode())
-        process.exit(1)
-        return
+        return _refuse(process, f"{protocol} is not allowed for {user.name}")
+    if kind == "command" and not process.command:
+        log.warning("refused a shell for %s", user.name)
+        return _refuse(process, f"no shell for {user.name}: use SFTP, scp or sshfs")
     if owner.sessions >= ctx.limits.max_sessions:
-        process.stderr.write(b"hoody-mount: too many sessions on this connection\n")
-        process.exit(1)
-        return
+        return _refuse(process, "too many sessions on this connection")
     owner.sessions += 1
     session: Session | None = None
     try:
+        if kind == "shell":
+            log.info("%s for %s: %s", "exec" if process.command else "shell", user.name,
+                     process.command or "")  # fmt: skip
+            await shell.run(process, user.os_user, ctx.root_path / user.home.lstrip("/"))
+            return
         session = await ctx.run(Session.start, user, ctx.vfs, ctx.names, protocol)
+        if kind == "command":
+            await commands.answer(process, process.command or "", session, ctx.run)
+            return
         adapter = SFTPAdapter(
             process.channel, session, ctx.pool, ctx.limits.max_read, ctx.limits.max_handles
         )
-        if protocol == "sftp":
+        if kind == "sftp":
             handler = SFTPHandler(adapter, process.stdin, process.stdout, ctx.limits.max_packet)
             await handler.run()  # reports the exit status itself when the client leaves
         else:
-            scp = run_scp_server(adapter, command, process.stdin, process.stdout, process.stderr)
+            scp = run_scp_server(
+                adapter, process.command or "", process.stdin, process.stdout, process.stderr
+            )
             if scp is not None:
                 await scp
             process.exit(0)
     except OSError as exc:
-        process.stderr.write(f"hoody-mount: {user.root}: {exc.strerror}\n".encode())
-        process.exit(1)
+        _refuse(process, f"{exc.filename or user.root}: {exc.strerror}")
     finally:
         owner.sessions -= 1
         if session is not None:
@@ -231,7 +261,7 @@ async def start(ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey) -> a
         encoding=None,
         agent_forwarding=False,
         x11_forwarding=False,
-        allow_pty=False,
+        allow_pty=True,
         login_timeout=limits.login_timeout,
         keepalive_interval=limits.keepalive_interval,
         keepalive_count_max=limits.keepalive_count_max,

@@ -1,0 +1,136 @@
+"""Commands for users without a shell: a few built-ins served through the VFS, nothing else.
+
+rclone's sftp backend runs ``echo`` (to learn the shell's kind) and ``md5sum`` /
+``sha1sum`` to verify transfers, and ``df`` for ``rclone about``. These are answered
+here, inside the user's jail, in the exact output format of GNU coreutils. No external
+program ever runs for such a user; anything else is refused on stderr with status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from ..core.session import Session
+
+log = logging.getLogger("hoody_mount.ssh")
+
+HASHES: dict[str, Callable[[], Any]] = {
+    "md5sum": hashlib.md5,
+    "sha1sum": hashlib.sha1,
+    "sha256sum": hashlib.sha256,
+}
+BLOCK = 1 << 20
+_VARIABLE = re.compile(r"\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*")
+
+Runner = Callable[..., Any]
+
+
+class Outcome:
+    """What a built-in wrote and its exit status."""
+
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self.err: list[bytes] = []
+        self.status = 0
+
+    def fail(self, text: str) -> None:
+        self.err.append(text.encode("utf-8", "surrogateescape") + b"\n")
+        self.status = 1
+
+
+def _hash_file(session: Session, path: str, algorithm: Callable[[], Any]) -> str:
+    file = session.open(path, os.O_RDONLY)
+    try:
+        hasher = algorithm()
+        offset = 0
+        while data := file.read(offset, BLOCK):
+            hasher.update(data)
+            offset += len(data)
+        return str(hasher.hexdigest())
+    finally:
+        file.close()
+
+
+def _df(session: Session, args: list[str], outcome: Outcome) -> None:
+    paths = [a for a in args if not a.startswith("-")] or ["/"]
+    outcome.out.append(b"Filesystem     1K-blocks      Used Available Use% Mounted on\n")
+    for path in paths:
+        try:
+            c = session.capacity(path)
+        except OSError as exc:
+            outcome.fail(f"df: {path}: {exc.strerror}")
+            continue
+        total = c.blocks * c.frsize // 1024
+        free = c.bfree * c.frsize // 1024
+        avail = c.bavail * c.frsize // 1024
+        used = total - free
+        percent = -(-used * 100 // (used + avail)) if used + avail else 0
+        line = f"hoody-mount {total:>13} {used:>9} {avail:>9} {percent:>3}% /\n"
+        outcome.out.append(line.encode())
+
+
+async def _checksum(
+    name: str, args: list[str], session: Session, run: Runner, stdin: Any, outcome: Outcome
+) -> None:
+    algorithm = HASHES[name]
+    files = [a for a in args if a not in ("-b", "--binary", "-t", "--text", "--")]
+    if any(a.startswith("-") and a != "-" for a in files):
+        outcome.fail(f"{name}: only file names are supported here")
+        return
+    for path in files or ["-"]:
+        if path == "-":
+            hasher = algorithm()
+            while data := await stdin.read(BLOCK):
+                hasher.update(data)
+            outcome.out.append(f"{hasher.hexdigest()}  -\n".encode())
+            continue
+        try:
+            digest = await run(_hash_file, session, path, algorithm)
+        except IsADirectoryError:
+            outcome.fail(f"{name}: {path}: Is a directory")
+            continue
+        except OSError as exc:
+            outcome.fail(f"{name}: {path}: {exc.strerror}")
+            continue
+        outcome.out.append(f"{digest}  {path}\n".encode("utf-8", "surrogateescape"))
+
+
+async def run_builtin(command: str, session: Session, run: Runner, stdin: Any) -> Outcome:
+    """Run one built-in command line for a user without a shell."""
+    outcome = Outcome()
+    try:
+        argv = shlex.split(_VARIABLE.sub("", command))
+    except ValueError:
+        argv = []
+    name = argv[0] if argv else ""
+    if name == "echo":
+        outcome.out.append((" ".join(argv[1:]) + "\n").encode("utf-8", "surrogateescape"))
+    elif name in HASHES:
+        await _checksum(name, argv[1:], session, run, stdin, outcome)
+    elif name == "df":
+        await run(_df, session, argv[1:], outcome)
+    else:
+        log.warning("refused command %r for %s", command, session.user.name)
+        outcome.fail(
+            f"hoody-mount: {name or 'this command'!s} is not available for {session.user.name}: "
+            "only SFTP, scp, md5sum, sha1sum, sha256sum and df are served"
+        )
+    return outcome
+
+
+async def answer(process: Any, command: str, session: Session, run: Runner) -> None:
+    """Run a built-in on an SSH channel and report its output and exit status."""
+    outcome = await run_builtin(command, session, run, process.stdin)
+    for chunk in outcome.out:
+        process.stdout.write(chunk)
+    for chunk in outcome.err:
+        process.stderr.write(chunk)
+    await asyncio.sleep(0)
+    process.exit(outcome.status)
