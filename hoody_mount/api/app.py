@@ -22,17 +22,18 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
+from ..core import byteranges as ranges
+from ..core.content import is_active
 from ..core.digests import DigestCache
 from ..core.session import Session
 from ..core.vfs import Entry, OpenFile
-from . import page, ranges
+from . import page
 from .errors import ApiError, from_os_error, status_line
 
 PREFIX = "/api/v1/files"
 BLOCK = 1 << 20
 JSON_BODY_LIMIT = 64 * 1024
 PAGE_DEFAULT, PAGE_MAX = 1000, 10000
-ACTIVE_TYPES = ("text/html", "image/svg+xml", "application/xhtml+xml", "text/xml")
 
 StartResponse = Callable[..., Any]
 Headers = list[tuple[str, str]]
@@ -213,7 +214,7 @@ class FilesAPI:
             ("Accept-Ranges", "bytes"),
             ("Repr-Digest", _digest_header(digest)),
         ]
-        if kind in ACTIVE_TYPES:
+        if is_active(kind):
             headers += [
                 ("Content-Disposition", "attachment"),
                 ("Content-Security-Policy", "sandbox"),

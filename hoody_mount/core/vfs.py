@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterator
@@ -36,6 +37,15 @@ _NOT_REGULAR = "not a regular file: FIFOs, sockets and devices are listed but ne
 def _proc(fd: int) -> str:
     """The /proc magic link of an fd: lets calls that need a path act on an O_PATH fd."""
     return f"/proc/self/fd/{fd}"
+
+
+_TEMP_MARK = ".hoody-"
+_TEMP_NAME = re.compile(r"\..+\.hoody-[0-9a-f]{12}\.part")
+
+
+def is_upload_temp(name: str) -> bool:
+    """Whether a name is the hidden temp file of an upload in flight (not listed)."""
+    return name.startswith(".") and name.endswith(".part") and bool(_TEMP_NAME.fullmatch(name))
 
 
 def _swap(old: int, new: int) -> int:
@@ -98,6 +108,8 @@ class Listing:
         """Return up to ``count`` more entries (an empty list at the end)."""
         out: list[Entry] = []
         for item in self._iter:
+            if is_upload_temp(item.name):
+                continue  # an upload in flight is not a file yet
             try:
                 st = item.stat(follow_symlinks=False)
             except FileNotFoundError:
@@ -182,7 +194,7 @@ class AtomicFile:
         self._dir = dir_fd
         self._name = name
         self.path = path
-        self._temp = f".{name[:200]}.hoody-{secrets.token_hex(6)}.part"
+        self._temp = f".{name[:200]}{_TEMP_MARK}{secrets.token_hex(6)}.part"
         self._mode = mode
         fd = os.open(
             self._temp,
@@ -547,9 +559,11 @@ class VFS:
         Folders are walked with an explicit stack; a folder is never copied into itself.
         ``dst`` must not exist yet.
         """
+        top = self.lstat(src)
+        if dst == src:
+            raise OSError(errno.EINVAL, "Source and destination are the same", dst)
         if paths.is_within(dst, src):
             raise OSError(errno.EINVAL, "Cannot copy a folder into itself", dst)
-        top = self.lstat(src)
         if not stat.S_ISDIR(top.st_mode):
             self._copy_entry(src, dst, top)
             return

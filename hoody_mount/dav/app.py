@@ -19,10 +19,21 @@ from wsgidav.prop_man.property_manager import ShelvePropertyManager
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
+from .gate import DavGate
 from .provider import SessionProvider
 
 DAV_PREFIX = "/dav"
 BLOCK_SIZE = 1 << 20
+
+
+class _ShareEntry(DAVCollection):  # type: ignore[misc]
+    """How ``/dav`` looks when ``/`` is listed (its content is served by its own share)."""
+
+    def get_member_names(self) -> list[str]:
+        return []
+
+    def get_display_name(self) -> str:
+        return DAV_PREFIX.strip("/")
 
 
 class _Root(DAVCollection):  # type: ignore[misc]
@@ -32,6 +43,8 @@ class _Root(DAVCollection):  # type: ignore[misc]
         return [DAV_PREFIX.strip("/")]
 
     def get_member(self, name: str) -> Any:
+        if name == DAV_PREFIX.strip("/"):
+            return _ShareEntry(DAV_PREFIX, self.environ)
         return None
 
     def get_display_name(self) -> str:
@@ -45,17 +58,21 @@ class _Root(DAVCollection):  # type: ignore[misc]
 
 
 class RootProvider(DAVProvider):  # type: ignore[misc]
-    """A read-only provider for ``/`` that lists the share."""
+    """The provider for ``/`` that lists the share (its resources refuse every change).
+
+    It is not marked read-only: WsgiDAV would then announce DAV class 1 on ``/``, and
+    Windows decides from ``OPTIONS /`` whether it can lock.
+    """
 
     def is_readonly(self) -> bool:
-        return True
+        return False
 
     def get_resource_inst(self, path: str, environ: dict[str, Any]) -> Any:
         return _Root("/", environ) if path in ("", "/") else None
 
 
-def build(state_dir: Path) -> WsgiDAVApp:
-    """The WsgiDAV application (authentication is done before it, by the web front)."""
+def build(state_dir: Path) -> DavGate:
+    """The WebDAV application: WsgiDAV behind its gate (authentication comes before both)."""
     config: dict[str, Any] = {
         "provider_mapping": {DAV_PREFIX: SessionProvider(), "/": RootProvider()},
         "lock_storage": LockStorageShelve(str(state_dir / "dav-locks.shelve")),
@@ -70,4 +87,4 @@ def build(state_dir: Path) -> WsgiDAVApp:
         "verbose": 1,
         "logging": {"enable": False},
     }
-    return WsgiDAVApp(config)
+    return DavGate(WsgiDAVApp(config))

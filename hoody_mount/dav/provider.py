@@ -239,6 +239,10 @@ class FileResource(_Common, DAVNonCollection):  # type: ignore[misc]
         upload, self._upload = self._upload, None
         if upload is None:
             return
+        expected = str(self.environ.get("CONTENT_LENGTH") or "")
+        if not with_errors and expected.isdigit() and upload.size != int(expected):
+            upload.abort()  # the client went away before the whole body arrived
+            raise DAVError(HTTP_BAD_REQUEST, "the body ended before Content-Length")
         if with_errors:
             upload.abort()
             return

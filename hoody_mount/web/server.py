@@ -1,9 +1,8 @@
 """The HTTP listener shared by WebDAV and the file API: cheroot, TLS, auth, sessions.
 
 Each request is authenticated, gets a Session over the user's jail for its lifetime, and
-goes to the front that owns its path. Bodies of non-upload requests are bounded, PROPFIND
-with infinite depth is refused, and every response tells browsers not to sniff content
-(active content such as HTML or SVG is sent as a sandboxed attachment).
+goes to the front that owns its path. Bodies of non-upload requests are bounded, and
+every response tells browsers not to sniff content.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cheroot import server as cheroot_server
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
@@ -33,12 +33,6 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 API_PREFIX = "/api/"
 BODY_LIMIT = 1 << 20  # XML and JSON request bodies
-READ_ONLY_METHODS = "OPTIONS, HEAD, GET, PROPFIND"
-_ACTIVE_TYPES = ("text/html", "image/svg+xml", "application/xhtml+xml", "text/xml")
-_FINITE_DEPTH = (
-    b'<?xml version="1.0" encoding="utf-8"?>\n'
-    b'<D:error xmlns:D="DAV:"><D:propfind-finite-depth/></D:error>\n'
-)
 
 
 class _Closing:
@@ -102,11 +96,10 @@ class WebFront:
         user = grant.user if not grant.read_only else replace(grant.user, access="ro")
         if not user.allows(protocol):
             return _plain(start_response, "403 Forbidden", f"{protocol} is not allowed", [])
-        refusal = self._refuse(environ, method)
-        if refusal is not None:
-            status, text, body = refusal
-            start_response(status, [("Content-Type", text), ("Content-Length", str(len(body)))])
-            return [body]
+        if method not in ("PUT", "POST"):
+            length = str(environ.get("CONTENT_LENGTH") or "0")
+            if not length.isdigit() or int(length) > BODY_LIMIT:
+                return _plain(start_response, "413 Content Too Large", "request body too large", [])
         return self._serve(environ, start_response, app, user, protocol, method)
 
     def _serve(
@@ -129,50 +122,49 @@ class WebFront:
         environ["wsgidav.auth.realm"] = "hoody-mount"
         environ["wsgidav.auth.roles"] = ("reader",) if user.read_only else ("editor",)
         try:
-            wrapped = self._headers(start_response, method, user.read_only, protocol == "webdav")
-            body = app(environ, wrapped)
+            body = app(environ, self._headers(start_response))
         except BaseException:
             session.close()
             raise
         return _Closing(body, session.close)
 
     @staticmethod
-    def _refuse(environ: dict[str, Any], method: str) -> tuple[str, str, bytes] | None:
-        """Requests refused before any front sees them: huge bodies, infinite PROPFIND."""
-        if method not in ("PUT", "POST"):
-            length = str(environ.get("CONTENT_LENGTH") or "0")
-            if not length.isdigit() or int(length) > BODY_LIMIT:
-                return ("413 Content Too Large", "text/plain", b"request body too large\n")
-        if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").lower() == "infinity":
-            return ("403 Forbidden", "application/xml; charset=utf-8", _FINITE_DEPTH)
-        return None
-
-    @staticmethod
-    def _headers(
-        start_response: StartResponse, method: str, read_only: bool, files_inline: bool
-    ) -> StartResponse:
-        """Add safety headers; show read-only users only the methods they may use.
-
-        With ``files_inline`` (WebDAV, which serves stored files as they are), active
-        content such as HTML or SVG is sent as a sandboxed attachment.
-        """
+    def _headers(start_response: StartResponse) -> StartResponse:
+        """Tell browsers never to guess content types."""
 
         def wrapped(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            names = {name.lower() for name, _ in headers}
-            if read_only and method == "OPTIONS":
-                headers = [
-                    (n, READ_ONLY_METHODS if n.lower() == "allow" else v) for n, v in headers
-                ]
-            if "x-content-type-options" not in names:
+            if not any(name.lower() == "x-content-type-options" for name, _ in headers):
                 headers.append(("X-Content-Type-Options", "nosniff"))
-            kind = next((v for n, v in headers if n.lower() == "content-type"), "")
-            active = kind.split(";")[0].strip() in _ACTIVE_TYPES
-            if files_inline and method in ("GET", "HEAD") and active:
-                headers.append(("Content-Disposition", "attachment"))
-                headers.append(("Content-Security-Policy", "sandbox"))
             return start_response(status, headers, exc_info)
 
         return wrapped
+
+
+DRAIN_LIMIT = 64 << 20
+DRAIN_BLOCK = 1 << 20
+
+
+class _Request(cheroot_server.HTTPRequest):
+    """cheroot's request, except that an unread body is drained in blocks, or not at all.
+
+    cheroot reads whatever body the application left unread in one piece to keep the
+    connection alive; a refused 1 GiB upload would then sit in memory whole. Here up to
+    ``DRAIN_LIMIT`` is read and thrown away a block at a time (so a client that is still
+    sending gets its answer); beyond that the connection is closed instead.
+    """
+
+    def send_headers(self) -> None:
+        remaining = getattr(self.rfile, "remaining", 0)
+        if remaining > DRAIN_LIMIT:
+            self.close_connection = True
+        elif remaining > 0 and not self.close_connection and not self.chunked_read:
+            while self.rfile.remaining > 0 and self.rfile.read(min(DRAIN_BLOCK, remaining)):
+                remaining = self.rfile.remaining
+        super().send_headers()
+
+
+class _Connection(cheroot_server.HTTPConnection):
+    RequestHandlerClass = _Request
 
 
 class WebServer:
@@ -190,6 +182,7 @@ class WebServer:
             shutdown_timeout=5,
         )
         self._server.max_request_header_size = 64 * 1024
+        self._server.ConnectionClass = _Connection
         if tls is not None:
             self._server.ssl_adapter = BuiltinSSLAdapter(str(tls[0]), str(tls[1]))
         self._thread: threading.Thread | None = None

@@ -39,11 +39,11 @@ def parse(header: str, size: int) -> list[tuple[int, int]] | None:
         if not first_text.isdigit() or (last_text and not last_text.isdigit()):
             return None
         first = int(first_text)
-        last = int(last_text) if last_text else size - 1
-        if last < first:
-            return None
+        if last_text and int(last_text) < first:
+            return None  # a reversed range makes the whole header invalid
         if first >= size:
-            continue
+            continue  # unsatisfiable
+        last = int(last_text) if last_text else size - 1
         ranges.append((first, min(last, size - 1)))
     if not ranges:
         raise RangeError("no range overlaps the file")

@@ -1,0 +1,119 @@
+"""Request hygiene in front of WsgiDAV: what must be refused or cleaned before it parses.
+
+- Read-only users: every method that could change anything (PUT, DELETE, MKCOL, COPY,
+  MOVE, PROPPATCH, LOCK, UNLOCK, POST) gets 403 before WsgiDAV stores a lock or a dead
+  property; OPTIONS shows them only the read methods.
+- Paths with a ``..`` segment get a complete 400 (WsgiDAV would answer without a body).
+- XML bodies with a DOCTYPE get 400: no DTD of any kind, internal or external.
+- ``Depth: infinity`` PROPFIND (also the default with no Depth) gets 403
+  propfind-finite-depth (RFC 4918 §9.1).
+- A Range header WsgiDAV would misread (reversed, unknown unit, malformed) is dropped,
+  so the whole file is sent; an unsatisfiable one gets 416.
+- Stored HTML, SVG and XML are sent as sandboxed attachments.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..core import byteranges
+from ..core.content import is_active
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+WRITE_METHODS = frozenset(
+    {"PUT", "DELETE", "MKCOL", "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK", "POST", "PATCH"}
+)
+READ_ONLY_ALLOW = "OPTIONS, HEAD, GET, PROPFIND"
+SHARE = "/dav"
+XML_LIMIT = 1 << 20
+_FINITE_DEPTH = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n'
+    b'<D:error xmlns:D="DAV:"><D:propfind-finite-depth/></D:error>\n'
+)
+
+
+def _answer(
+    start_response: StartResponse, status: str, body: bytes, kind: str = "text/plain"
+) -> list[bytes]:
+    start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class DavGate:
+    """WSGI middleware that refuses or cleans requests before WsgiDAV sees them."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = str(environ.get("REQUEST_METHOD", ""))
+        session = environ.get("hoody.session")
+        read_only = bool(session is not None and session.user.read_only)
+        if read_only and method in WRITE_METHODS:
+            return _answer(start_response, "403 Forbidden", b"read-only access\n")
+        if ".." in str(environ.get("PATH_INFO", "")).split("/"):
+            return _answer(start_response, "400 Bad Request", b"'..' is not allowed in paths\n")
+        if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").lower() == "infinity":
+            return _answer(
+                start_response, "403 Forbidden", _FINITE_DEPTH, "application/xml; charset=utf-8"
+            )
+        if method not in ("PUT", "GET", "HEAD") and not self._xml_body_ok(environ):
+            return _answer(start_response, "400 Bad Request", b"DTDs are not accepted\n")
+        if method in ("GET", "HEAD") and "HTTP_RANGE" in environ:
+            refusal = self._check_range(environ, start_response)
+            if refusal is not None:
+                return refusal
+        return self.app(environ, self._headers(start_response, method, read_only))
+
+    @staticmethod
+    def _xml_body_ok(environ: dict[str, Any]) -> bool:
+        """Read a small request body (the listener already bounds it) and refuse any DTD."""
+        length = str(environ.get("CONTENT_LENGTH") or "0")
+        if not length.isdigit() or int(length) == 0:
+            return True
+        body = environ["wsgi.input"].read(min(int(length), XML_LIMIT))
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return b"<!doctype" not in body.lower()
+
+    @staticmethod
+    def _check_range(environ: dict[str, Any], start_response: StartResponse) -> list[bytes] | None:
+        session = environ.get("hoody.session")
+        if session is None:
+            return None
+        path = os.fsdecode(str(environ.get("PATH_INFO", "")).encode("latin-1"))
+        if not (path == SHARE or path.startswith(SHARE + "/")):
+            return None
+        path = path.removeprefix(SHARE) or "/"
+        try:
+            size = session.stat(path).st_size
+        except OSError:
+            return None  # WsgiDAV answers for missing paths
+        try:
+            if byteranges.parse(str(environ["HTTP_RANGE"]), size) is None:
+                del environ["HTTP_RANGE"]
+        except byteranges.RangeError:
+            start_response(
+                "416 Range Not Satisfiable",
+                [("Content-Range", f"bytes */{size}"), ("Content-Length", "0")],
+            )
+            return [b""]
+        return None
+
+    @staticmethod
+    def _headers(start_response: StartResponse, method: str, read_only: bool) -> StartResponse:
+        def wrapped(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if read_only and method == "OPTIONS":
+                headers = [(n, READ_ONLY_ALLOW if n.lower() == "allow" else v) for n, v in headers]
+            kind = next((v for n, v in headers if n.lower() == "content-type"), "")
+            if method in ("GET", "HEAD") and is_active(kind):
+                headers.append(("Content-Disposition", "attachment"))
+                headers.append(("Content-Security-Policy", "sandbox"))
+            return start_response(status, headers, exc_info)
+
+        return wrapped
