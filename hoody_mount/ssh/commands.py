@@ -76,6 +76,14 @@ def _df(session: Session, args: list[str], outcome: Outcome) -> None:
         outcome.out.append(line.encode())
 
 
+def _checksum_line(digest: str, path: str) -> bytes:
+    """One output line as GNU coreutils writes it (escaped when the name needs it)."""
+    if "\\" in path or "\n" in path:
+        escaped = path.replace("\\", "\\\\").replace("\n", "\\n")
+        return f"\\{digest}  {escaped}\n".encode("utf-8", "surrogateescape")
+    return f"{digest}  {path}\n".encode("utf-8", "surrogateescape")
+
+
 async def _checksum(
     name: str, args: list[str], session: Session, run: Runner, stdin: Any, outcome: Outcome
 ) -> None:
@@ -99,7 +107,7 @@ async def _checksum(
         except OSError as exc:
             outcome.fail(f"{name}: {path}: {exc.strerror}")
             continue
-        outcome.out.append(f"{digest}  {path}\n".encode("utf-8", "surrogateescape"))
+        outcome.out.append(_checksum_line(digest, path))
 
 
 async def run_builtin(command: str, session: Session, run: Runner, stdin: Any) -> Outcome:

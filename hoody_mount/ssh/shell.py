@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import pty
 import pwd
@@ -50,6 +51,30 @@ def environment(
     if term:
         env["TERM"] = term
     return env
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
+async def _read_pty(master: int, size: int) -> bytes:
+    """Read the PTY master; EIO (the child side closed) is the end of the output."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return os.read(master, size)
+        except BlockingIOError:
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(master, _wake, ready)
+            try:
+                await ready
+            finally:
+                loop.remove_reader(master)
+        except OSError as exc:
+            if exc.errno == errno.EIO:
+                return b""
+            raise
 
 
 def _set_size(fd: int, size: tuple[int, int, int, int]) -> None:
@@ -129,12 +154,10 @@ async def run(process: Any, os_user: str | None, start: Path) -> None:
             )  # fmt: skip
         finally:
             os.close(slave)
-        reader = asyncio.StreamReader()
-        master_in = os.fdopen(os.dup(master), "rb", buffering=0)
+        os.set_blocking(master, False)
         master_out = os.fdopen(os.dup(master), "wb", buffering=0)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), master_in)
         tty, _ = await loop.connect_write_pipe(asyncio.Protocol, master_out)
-        outputs = [_pump_out(reader.read, process.stdout)]
+        outputs = [_pump_out(functools.partial(_read_pty, master), process.stdout)]
         feeder = asyncio.ensure_future(_pump_in(process, child, tty))
     else:
         master, tty = None, None
