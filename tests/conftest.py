@@ -16,8 +16,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
+import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,3 +187,65 @@ def server(tmp_path: Path, client_key: Path) -> Iterator[Server]:
         port, root, outside, state, client_key, process, base / "server.log", http_port(banner)
     )
     stop_server(process)
+
+
+# Stdlib packages whose sources make a realistic tree of a few hundred files.
+SOURCE_PACKAGES = (
+    "json", "email", "http", "asyncio", "unittest", "xml", "encodings", "lib2to3", "idlelib",
+    "ctypes", "multiprocessing", "importlib", "concurrent", "tkinter", "logging", "sqlite3",
+)  # fmt: skip
+MIN_FILES, MAX_FILES = 300, 700
+
+
+@pytest.fixture(scope="session")
+def source_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tar of a few hundred stdlib source files (no ``__pycache__``)."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    chosen: list[str] = []
+    count = 0
+    for package in SOURCE_PACKAGES:
+        folder = stdlib / package
+        if not folder.is_dir():
+            continue
+        files = [p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        if count + len(files) > MAX_FILES:
+            continue
+        chosen.append(package)
+        count += len(files)
+    assert count >= MIN_FILES, f"only {count} stdlib source files found under {stdlib}"
+    tar = tmp_path_factory.mktemp("source") / "source.tar"
+
+    def no_cache(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        return None if "__pycache__" in info.name.split("/") else info
+
+    with tarfile.open(tar, "w") as archive:
+        for package in chosen:
+            archive.add(stdlib / package, arcname=package, filter=no_cache)
+    return tar
+
+
+def extract(tar: Path, into: Path) -> Path:
+    """Extract ``tar`` into a new local folder ``into`` with the tar program."""
+    require("tar")
+    into.mkdir(parents=True)
+    result = subprocess.run(
+        ["tar", "-xf", str(tar), "-C", str(into)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return into
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass; whether it held."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+
+
+def server_log(server: Server) -> str:
+    """The end of the server's log, for failure messages."""
+    return server.log.read_text(errors="replace")[-4000:]

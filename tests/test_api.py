@@ -37,8 +37,10 @@ from conftest import (
     Server,
     http_port,
     require,
+    server_log,
     start_server,
     stop_server,
+    wait_until,
     write_config,
 )
 
@@ -268,22 +270,6 @@ def peak_memory(pid: int) -> int:
     match = re.search(r"^VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
     assert match, f"no VmHWM for {pid}"
     return int(match.group(1)) * 1024
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` seconds pass; whether it held."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-
-
-def server_log(server: Server) -> str:
-    """The end of the server's log, for failure messages."""
-    return server.log.read_text(errors="replace")[-3000:]
 
 
 def raw_exchange(server: Server, request_line: str, auth: Auth, extra: str = "") -> bytes:

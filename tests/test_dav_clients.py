@@ -14,22 +14,24 @@ import os
 import re
 import stat
 import subprocess
-import sysconfig
-import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, READER_PASSWORD, Server, require
+from conftest import (
+    MAX_FILES,
+    MIN_FILES,
+    PASSWORD,
+    READER_PASSWORD,
+    Server,
+    extract,
+    require,
+    server_log,
+    wait_until,
+)
 
-# Stdlib packages whose sources make a realistic tree of a few hundred files.
-SOURCE_PACKAGES = (
-    "json", "email", "http", "asyncio", "unittest", "xml", "encodings", "importlib",
-    "concurrent", "logging", "sqlite3", "ctypes", "multiprocessing", "tkinter", "idlelib",
-)  # fmt: skip
-MIN_FILES, MAX_FILES = 300, 700
 LITMUS_SUITES = ("basic", "copymove", "props", "locks", "http")
 PASSWORDS = {"root": PASSWORD, "reader": READER_PASSWORD}
 BIG_SIZE = 5 * 1024 * 1024
@@ -62,58 +64,7 @@ def run(
     return result
 
 
-def server_log(server: Server) -> str:
-    """The last part of the server's log, for failure messages."""
-    return server.log.read_text(errors="replace")[-4000:]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` seconds pass; whether it held."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-
-
 # --------------------------------------------------------------------------- source tree
-
-
-@pytest.fixture(scope="module")
-def source_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tar of a few hundred stdlib source files (no ``__pycache__``)."""
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    chosen: list[str] = []
-    count = 0
-    for package in SOURCE_PACKAGES:
-        folder = stdlib / package
-        if not folder.is_dir():
-            continue
-        files = [p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-        if count + len(files) > MAX_FILES:
-            continue
-        chosen.append(package)
-        count += len(files)
-    assert count >= MIN_FILES, f"only {count} stdlib source files found under {stdlib}"
-    tar = tmp_path_factory.mktemp("source") / "source.tar"
-
-    def no_cache(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        return None if "__pycache__" in info.name.split("/") else info
-
-    with tarfile.open(tar, "w") as archive:
-        for package in chosen:
-            archive.add(stdlib / package, arcname=package, filter=no_cache)
-    return tar
-
-
-def extract(tar: Path, into: Path) -> Path:
-    """Extract ``tar`` into a new local folder ``into`` with the tar program."""
-    require("tar")
-    into.mkdir(parents=True)
-    run(["tar", "-xf", str(tar), "-C", str(into)])
-    return into
 
 
 def count_files(folder: Path) -> int:

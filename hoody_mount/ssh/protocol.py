@@ -10,10 +10,19 @@ users-groups-by-id@openssh.com.
 from __future__ import annotations
 
 import errno
+import functools
 from typing import Any, cast
 
-from asyncssh.constants import FXP_CLOSE, FXP_EXTENDED_REPLY, FXP_NAME, FXP_OPENDIR, FXP_WRITE
-from asyncssh.packet import SSHPacket, String
+from asyncssh.constants import (
+    FXP_CLOSE,
+    FXP_EXTENDED_REPLY,
+    FXP_NAME,
+    FXP_OPENDIR,
+    FXP_READ,
+    FXP_WRITE,
+)
+from asyncssh.misc import Error
+from asyncssh.packet import PacketDecodeError, SSHPacket, String
 from asyncssh.sftp import (
     SFTPBadMessage,
     SFTPInvalidHandle,
@@ -22,6 +31,7 @@ from asyncssh.sftp import (
     SFTPServerHandler,
 )
 
+from .pipeline import Pipeline, classify
 from .sftp import NameStream, SFTPAdapter
 
 SFTP_VERSION = 3
@@ -73,13 +83,40 @@ class SFTPHandler(SFTPServerHandler):
         self._adapter = adapter
         self._max_packet = max_packet
 
-    async def recv_packet(self) -> SSHPacket:
-        """Read one packet, refusing any longer than the configured limit."""
+    async def _read_payload(self) -> bytes:
+        """Read one packet's bytes, refusing any longer than the configured limit."""
         assert self._reader is not None
         length = int.from_bytes(await self._reader.readexactly(4), "big")
         if length > self._max_packet:
             raise SFTPBadMessage(f"Packet of {length} bytes exceeds the limit {self._max_packet}")
-        return SSHPacket(await self._reader.readexactly(length))
+        return await self._reader.readexactly(length)
+
+    async def recv_packet(self) -> SSHPacket:
+        """Read one packet (the INIT exchange)."""
+        return SSHPacket(await self._read_payload())
+
+    async def recv_packets(self) -> None:
+        """Serve requests until the client leaves; READs and WRITEs run concurrently."""
+        pipeline = Pipeline()
+        exc: Exception | None = None
+        try:
+            while self._reader:
+                payload = await self._read_payload()
+                kind, span = classify(payload, FXP_READ, FXP_WRITE)
+                packet = SSHPacket(payload)
+                pkttype = packet.get_byte()
+                pktid = packet.get_uint32()
+                self.log_received_packet(pkttype, pktid, packet)
+                run = functools.partial(self._process_packet, pkttype, pktid, packet)
+                await pipeline.submit(kind, span, run)
+        except PacketDecodeError as error:
+            exc = SFTPBadMessage(str(error))
+        except EOFError:
+            exc = None
+        except (OSError, Error) as error:
+            exc = error
+        await pipeline.drain()
+        await self._cleanup(exc)
 
     async def _cleanup(self, exc: Exception | None) -> None:
         """Close what the client left open; report exit status 0 as OpenSSH's server does."""
