@@ -67,7 +67,7 @@ def _url(path: str) -> str:
 
 
 def _breadcrumbs(path: str) -> str:
-    crumbs = ['<a href="' + _url("/") + '">/</a>']
+    crumbs = ['<a href="' + _url("/") + '">files</a>']
     walked = ""
     for part in [p for p in path.split("/") if p]:
         walked += "/" + part
