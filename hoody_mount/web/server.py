@@ -140,6 +140,7 @@ class WebFront:
         return wrapped
 
 
+KEEP_ALIVE_LIMIT = 1024
 DRAIN_LIMIT = 64 << 20
 DRAIN_BLOCK = 1 << 20
 
@@ -183,6 +184,7 @@ class WebServer:
         )
         self._server.max_request_header_size = 64 * 1024
         self._server.ConnectionClass = _Connection
+        self._server.keep_alive_conn_limit = KEEP_ALIVE_LIMIT  # cheroot keeps only 10
         if tls is not None:
             self._server.ssl_adapter = BuiltinSSLAdapter(str(tls[0]), str(tls[1]))
         self._thread: threading.Thread | None = None
