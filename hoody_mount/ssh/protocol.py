@@ -101,6 +101,8 @@ class SFTPHandler(SFTPServerHandler):
         exc: Exception | None = None
         try:
             while self._reader:
+                if self._writer is not None:
+                    await self._writer.drain()  # answers not yet sent hold back new requests
                 payload = await self._read_payload()
                 kind, span = classify(payload, FXP_READ, FXP_WRITE)
                 packet = SSHPacket(payload)
