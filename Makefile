@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: serve test lint typecheck pytest system-deps clean
+.PHONY: serve test lint typecheck pytest system-deps clean bench bench-quick
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ system-deps:
 	bash scripts/install-system-deps
 
 lint: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check hoody_mount tests
+	$(VENV)/bin/ruff check hoody_mount tests bench
 	$(VENV)/bin/ruff format --check hoody_mount
 
 typecheck: $(VENV)/.test-installed
@@ -35,6 +35,12 @@ pytest: $(VENV)/.test-installed system-deps
 	$(PY) -m pytest
 
 test: lint typecheck pytest
+
+bench: $(VENV)/.installed system-deps
+	$(VENV)/bin/python bench/run.py $(ARGS)
+
+bench-quick: $(VENV)/.installed system-deps
+	$(VENV)/bin/python bench/run.py --quick $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,963 @@
+"""The workloads: each runs against one server at a time and times its steps.
+
+A workload is a function ``run(bench, endpoint, recorder, index)`` that performs one run of
+its steps against one server; each timed step goes through ``Recorder.timed``, which keeps
+the elapsed time or, when the step fails or overruns its timeout, counts an error. The
+harness calls the workload for each run and alternates the servers (A B C A B C ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sysconfig
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import servers
+from servers import (
+    HOODY,
+    OPENSSH,
+    RCLONE_SFTP,
+    RCLONE_WEBDAV,
+    WSGIDAV,
+    Endpoint,
+    rss_kb,
+    tree_rss_kb,
+)
+
+MIB = 1024 * 1024
+
+
+class StepError(Exception):
+    """A step failed: a client exited with an error, or the result was wrong."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each workload is (quick and full modes differ only here)."""
+
+    file_mib: int
+    tree_files: int
+    propfind_files: int
+    clients: int = 20
+    files_per_client: int = 50
+    small_file_kib: int = 16
+    idle_connections: int = 200
+    big_timeout: float = 300.0
+    step_timeout: float = 120.0
+
+    @property
+    def file_text(self) -> str:
+        """The big file's size, for labels."""
+        return (
+            f"{self.file_mib // 1024} GiB" if self.file_mib % 1024 == 0 else f"{self.file_mib} MiB"
+        )
+
+
+# Quick: about a minute and a half in all. The tree is small (40 files) because rclone
+# 1.60's WebDAV backend paces its calls (at most ~100 per second, whatever the server):
+# with 150 files the rclone tree copy alone would take over a minute.
+QUICK = Sizes(
+    file_mib=64,
+    tree_files=40,
+    propfind_files=2000,
+    files_per_client=10,
+    idle_connections=50,
+    big_timeout=60,
+    step_timeout=60,
+)
+FULL = Sizes(file_mib=1024, tree_files=600, propfind_files=10_000)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal for hoody-mount: ``hoody / anchor <= ratio`` (times: lower is better)."""
+
+    anchor: str
+    ratio: float
+
+    @property
+    def text(self) -> str:
+        """The target as printed in the table."""
+        return f"<= {self.ratio:.1f}x {servers.LABELS[self.anchor]}"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One measured quantity of a workload."""
+
+    id: str
+    label: str
+    target: Target | None = None
+    zero_errors: bool = False  # the target is also: no errors at all
+
+
+@dataclass
+class Cell:
+    """The samples of one metric on one server."""
+
+    samples: list[float] = field(default_factory=list)
+    errors: int = 0
+    notes: list[str] = field(default_factory=list)
+    info: str = ""  # shown next to the value (e.g. how many processes were summed)
+
+    def error(self, message: str, count: int = 1) -> None:
+        """Count ``count`` errors; keep the first few messages."""
+        self.errors += count
+        if len(self.notes) < 3:
+            self.notes.append(message.strip().replace("\n", " ")[:300])
+
+
+Results = dict[str, dict[str, Cell]]
+
+
+class Recorder:
+    """Collects the samples of one server for the harness's results."""
+
+    def __init__(self, results: Results, server: str, verbose: Callable[[str], None]) -> None:
+        self.results, self.server, self.say = results, server, verbose
+
+    def cell(self, metric: str) -> Cell:
+        """The cell of ``metric`` for this server."""
+        return self.results.setdefault(metric, {}).setdefault(self.server, Cell())
+
+    def timed(self, metric: str, step: Callable[[], object]) -> bool:
+        """Time ``step``; on an exception count an error instead. True when it worked."""
+        start = time.perf_counter()
+        try:
+            step()
+        except (StepError, OSError, subprocess.SubprocessError) as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            self.cell(metric).error(message)
+            self.say(f"    {metric} on {self.server}: ERROR {message[:200]}")
+            return False
+        elapsed = time.perf_counter() - start
+        self.cell(metric).samples.append(elapsed)
+        self.say(f"    {metric} on {self.server}: {elapsed:.3f} s")
+        return True
+
+    def value(self, metric: str, value: float, unit: str = "MB") -> None:
+        """Record a measured value that is not a time."""
+        self.cell(metric).samples.append(value)
+        self.say(f"    {metric} on {self.server}: {value:.1f} {unit}")
+
+
+class Bench:
+    """The client side: data to send, temp folders, and helpers to drive the clients."""
+
+    def __init__(self, base: Path, sizes: Sizes, key: Path) -> None:
+        self.base, self.sizes, self.key = base, sizes, key
+        self.client = base / "client"
+        self.mounts = base / "mnt"
+        self.big = self.client / "big.bin"
+        self.tree = self.client / "tree"
+        self.tree_tar = self.client / "tree.tar"
+        self.small = self.client / "small"
+        self.tree_bytes = 0
+        self.can_drop_caches = os.geteuid() == 0 and os.access("/proc/sys/vm/drop_caches", os.W_OK)
+        for folder in (self.client, self.mounts):
+            folder.mkdir(exist_ok=True)
+
+    # --- data -------------------------------------------------------------------------
+
+    def make_big_file(self) -> None:
+        """``file_mib`` MiB of pseudo-random bytes (one random MiB, repeated)."""
+        block = os.urandom(MIB)
+        with open(self.big, "wb") as out:
+            for index in range(self.sizes.file_mib):
+                out.write(block[index % 251 :] + block[: index % 251])
+
+    def make_tree(self) -> None:
+        """A source tree from the stdlib (a deterministic stride sample), and its tar."""
+        stdlib = Path(sysconfig.get_paths()["stdlib"])
+        files: list[Path] = []
+        for folder, dirs, names in os.walk(stdlib):
+            dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", "site-packages"))
+            for name in sorted(names):
+                path = Path(folder, name)
+                if path.is_file() and not path.is_symlink() and path.stat().st_size <= MIB:
+                    files.append(path)
+        step = len(files) / self.sizes.tree_files
+        chosen = [files[int(i * step)] for i in range(min(self.sizes.tree_files, len(files)))]
+        for path in chosen:
+            target = self.tree / path.relative_to(stdlib)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+            self.tree_bytes += target.stat().st_size
+        with tarfile.open(self.tree_tar, "w") as tar:
+            tar.add(self.tree, arcname=".")
+
+    def make_small_files(self) -> None:
+        """For the many-clients runs: ``files_per_client`` small files for each client."""
+        for client in range(self.sizes.clients):
+            folder = self.small / f"c{client:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(self.sizes.files_per_client):
+                (folder / f"f{index:02d}").write_bytes(os.urandom(self.sizes.small_file_kib * 1024))
+
+    def prepare_server(self, data: Path, propfind: bool) -> None:
+        """Identical starting data in every served folder (before the servers start)."""
+        (data / "small.txt").write_text("hello\n")
+        if propfind:
+            many = data / "many"
+            many.mkdir(exist_ok=True)
+            for index in range(self.sizes.propfind_files):
+                (many / f"file-{index:05d}.txt").write_bytes(b"x" * 100)
+
+    # --- system -----------------------------------------------------------------------
+
+    def settle(self, drop: bool = False) -> None:
+        """``sync``, and drop the page cache when asked (and allowed): a cold read next."""
+        os.sync()
+        if drop and self.can_drop_caches:
+            with open("/proc/sys/vm/drop_caches", "w") as handle:
+                handle.write("3\n")
+
+    def warm(self, path: Path) -> None:
+        """Read a local file once so the client side reads it from memory."""
+        with open(path, "rb") as handle:
+            while handle.read(4 * MIB):
+                pass
+
+    def run(
+        self,
+        command: list[str],
+        timeout: float,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+        merge: bool = False,
+    ) -> str:
+        """Run a client; its stdout (and stderr if ``merge``), or StepError with the end
+        of its stderr."""
+        try:
+            done = subprocess.run(
+                command,
+                input=stdin.encode() if stdin is not None else None,
+                stdin=None if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT if merge else subprocess.PIPE,
+                timeout=timeout,
+                env={**os.environ, **(env or {})},
+            )
+        except subprocess.TimeoutExpired:
+            raise StepError(f"{command[0]}: timed out after {timeout:.0f} s") from None
+        if done.returncode != 0:
+            tail = (done.stdout if merge else done.stderr).decode(errors="replace").strip()[-400:]
+            raise StepError(f"{command[0]}: exit {done.returncode}: {tail}")
+        return done.stdout.decode(errors="replace")
+
+    def ssh_options(self) -> list[str]:
+        """OpenSSH client options: our key only, no host key prompts, no user config."""
+        return [
+            "-F", "/dev/null",
+            "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR",
+            "-o", "BatchMode=yes",
+            "-o", "IdentitiesOnly=yes",
+            "-o", f"IdentityFile={self.key}",
+        ]  # fmt: skip
+
+    def sftp(self, endpoint: Endpoint, commands: str, timeout: float) -> str:
+        """OpenSSH ``sftp -b -`` with ``commands`` on stdin."""
+        return self.run(
+            ["sftp", "-b", "-", "-P", str(endpoint.ssh_port), *self.ssh_options(),
+             f"{endpoint.ssh_user}@{servers.HOST}"],
+            timeout,
+            stdin=commands,
+        )  # fmt: skip
+
+    @contextmanager
+    def sshfs(self, endpoint: Endpoint) -> Iterator[Path]:
+        """Mount the server with sshfs (default options) for the duration of the block."""
+        point = self.mounts / endpoint.key
+        point.mkdir(exist_ok=True)
+        command = [
+            "sshfs", "-f", "-p", str(endpoint.ssh_port), *self.ssh_options(),
+            f"{endpoint.ssh_user}@{servers.HOST}:{endpoint.ssh_base}", str(point),
+        ]  # fmt: skip
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while not os.path.ismount(point):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    error = b""
+                    if process.poll() is not None and process.stderr is not None:
+                        error = process.stderr.read()
+                    raise StepError(f"sshfs: mount failed: {error.decode(errors='replace')}")
+                time.sleep(0.02)
+            yield point
+        finally:
+            if os.path.ismount(point):
+                unmount = subprocess.run(["fusermount3", "-u", str(point)], capture_output=True)
+                if unmount.returncode != 0:
+                    subprocess.run(["fusermount3", "-u", "-z", str(point)], capture_output=True)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+    def rclone_env(self, endpoint: Endpoint) -> dict[str, str]:
+        """An rclone remote ``bench:`` for the server's WebDAV share (no config file)."""
+        obscured = self.run(["rclone", "obscure", endpoint.dav_password], 30).strip()
+        return {
+            "RCLONE_CONFIG": str(self.base / "rclone.conf"),
+            "RCLONE_CONFIG_BENCH_TYPE": "webdav",
+            "RCLONE_CONFIG_BENCH_URL": endpoint.dav_url,
+            "RCLONE_CONFIG_BENCH_VENDOR": "other",
+            "RCLONE_CONFIG_BENCH_USER": endpoint.dav_user,
+            "RCLONE_CONFIG_BENCH_PASS": obscured,
+        }
+
+    def curl(self, endpoint: Endpoint, *args: str, timeout: float) -> str:
+        """curl with the server's credentials; ``-f``: an HTTP error is a failed step."""
+        return self.run(
+            ["curl", "-sS", "-f", "-u", f"{endpoint.dav_user}:{endpoint.dav_password}", *args],
+            timeout,
+        )
+
+    def auth_header(self, endpoint: Endpoint) -> str:
+        """The Basic Authorization header value."""
+        pair = f"{endpoint.dav_user}:{endpoint.dav_password}".encode()
+        return "Basic " + base64.b64encode(pair).decode()
+
+
+# A server may finish writing shortly after the client is done (rclone's VFS closes files
+# in the background): results are checked until they are right or this grace has passed.
+GRACE = 10.0
+
+
+def _size_is(path: Path, size: int) -> None:
+    deadline = time.monotonic() + GRACE
+    while True:
+        actual = path.stat().st_size if path.exists() else -1
+        if actual == size:
+            return
+        if time.monotonic() > deadline:
+            raise StepError(f"{path.name}: {actual} bytes instead of {size}")
+        time.sleep(0.01)
+
+
+def _count_files(folder: Path) -> tuple[int, int]:
+    count = total = 0
+    for dirpath, _dirs, names in os.walk(folder):
+        for name in names:
+            count += 1
+            total += os.lstat(os.path.join(dirpath, name)).st_size
+    return count, total
+
+
+def _same_tree(bench: Bench, folder: Path) -> None:
+    deadline = time.monotonic() + GRACE
+    while (count_total := _count_files(folder)) != (bench.sizes.tree_files, bench.tree_bytes):
+        if time.monotonic() > deadline:
+            count, total = count_total
+            raise StepError(
+                f"{folder.name}: {count} files / {total} bytes instead of "
+                f"{bench.sizes.tree_files} / {bench.tree_bytes}"
+            )
+        time.sleep(0.02)
+
+
+def _unlink(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+# --- sshfs ----------------------------------------------------------------------------
+
+
+def sshfs_file(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """sshfs: write the big file sequentially (dd bs=1M), drop caches, read it back."""
+    name, size = f"big-{index}.bin", bench.sizes.file_mib * MIB
+    on_server = endpoint.data / name
+    timeout = bench.sizes.big_timeout
+    try:
+        bench.settle(drop=True)
+        bench.warm(bench.big)
+        with bench.sshfs(endpoint) as mount:
+
+            def write() -> None:
+                bench.run(["dd", f"if={bench.big}", f"of={mount / name}", "bs=1M"], timeout)
+                _size_is(on_server, size)
+
+            rec.timed("sshfs-write", write)
+        if not on_server.exists() or on_server.stat().st_size != size:
+            shutil.copyfile(bench.big, on_server)
+        bench.settle(drop=True)
+        with bench.sshfs(endpoint) as mount:
+
+            def read() -> None:
+                out = bench.run(
+                    ["dd", f"if={mount / name}", "of=/dev/null", "bs=1M"], timeout, merge=True
+                )
+                if not re.search(rf"^{size} bytes", out, re.MULTILINE):
+                    raise StepError(f"dd: did not read {size} bytes: {out.strip()[-200:]}")
+
+            rec.timed("sshfs-read", read)
+    finally:
+        _unlink(on_server)
+
+
+def sshfs_tree(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """sshfs: extract the source tree (tar), ``ls -lR`` it, ``rm -rf`` it; fresh mounts."""
+    name = f"tree-{index}"
+    on_server = endpoint.data / name
+    timeout = bench.sizes.step_timeout
+    try:
+        bench.settle()
+        with bench.sshfs(endpoint) as mount:
+            (mount / name).mkdir()
+
+            def untar() -> None:
+                bench.run(
+                    ["tar", "--no-same-owner", "-xf", str(bench.tree_tar), "-C", str(mount / name)],
+                    timeout,
+                )
+                _same_tree(bench, on_server)
+
+            extracted = rec.timed("sshfs-untar", untar)
+        if not extracted:
+            _unlink(on_server)
+            shutil.copytree(bench.tree, on_server)
+        bench.settle()
+        with bench.sshfs(endpoint) as mount:
+
+            def listing() -> None:
+                out = bench.run(["ls", "-lR", str(mount / name)], timeout)
+                if out.count("\n") < bench.sizes.tree_files:
+                    raise StepError(f"ls -lR: only {out.count(chr(10))} lines")
+
+            rec.timed("sshfs-ls", listing)
+        bench.settle()
+        with bench.sshfs(endpoint) as mount:
+
+            def remove() -> None:
+                bench.run(["rm", "-rf", str(mount / name)], timeout)
+                if on_server.exists():
+                    raise StepError(f"rm -rf: {name} still exists")
+
+            rec.timed("sshfs-rm", remove)
+    finally:
+        _unlink(on_server)
+
+
+# --- OpenSSH sftp client --------------------------------------------------------------
+
+
+def sftp_file(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """OpenSSH sftp: put the big file, drop caches, get it back (to a local file)."""
+    name, size = f"big-{index}.bin", bench.sizes.file_mib * MIB
+    on_server, local = endpoint.data / name, bench.client / f"got-{index}.bin"
+    timeout = bench.sizes.big_timeout
+    try:
+        bench.settle(drop=True)
+        bench.warm(bench.big)
+
+        def put() -> None:
+            bench.sftp(endpoint, f"put {bench.big} {endpoint.remote(name)}\n", timeout)
+            _size_is(on_server, size)
+
+        rec.timed("sftp-put", put)
+        if not on_server.exists() or on_server.stat().st_size != size:
+            shutil.copyfile(bench.big, on_server)
+        bench.settle(drop=True)
+
+        def get() -> None:
+            bench.sftp(endpoint, f"get {endpoint.remote(name)} {local}\n", timeout)
+            _size_is(local, size)
+
+        rec.timed("sftp-get", get)
+    finally:
+        _unlink(on_server)
+        _unlink(local)
+
+
+# --- WebDAV ---------------------------------------------------------------------------
+
+
+def dav_file(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """curl: PUT the big file, drop caches, GET it (to /dev/null)."""
+    name, size = f"big-{index}.bin", bench.sizes.file_mib * MIB
+    on_server = endpoint.data / name
+    timeout = bench.sizes.big_timeout
+    try:
+        bench.settle(drop=True)
+        bench.warm(bench.big)
+
+        def put() -> None:
+            bench.curl(endpoint, "-T", str(bench.big), "-o", "/dev/null", endpoint.url(name),
+                       timeout=timeout)  # fmt: skip
+            _size_is(on_server, size)
+
+        rec.timed("dav-put", put)
+        if not on_server.exists() or on_server.stat().st_size != size:
+            shutil.copyfile(bench.big, on_server)
+        bench.settle(drop=True)
+
+        def get() -> None:
+            got = bench.curl(endpoint, "-o", "/dev/null", "-w", "%{size_download}",
+                             endpoint.url(name), timeout=timeout)  # fmt: skip
+            if got.strip() != str(size):
+                raise StepError(f"GET: {got.strip()} bytes instead of {size}")
+
+        rec.timed("dav-get", get)
+    finally:
+        _unlink(on_server)
+
+
+def dav_tree(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """rclone (WebDAV backend): copy the source tree up, then down again."""
+    name = f"tree-{index}"
+    on_server, local = endpoint.data / name, bench.client / f"down-{index}"
+    timeout = bench.sizes.step_timeout
+    env = bench.rclone_env(endpoint)
+    # Retries would hide server errors: one attempt per file, errors are counted.
+    flags = ["--retries", "1", "--low-level-retries", "1", "-q"]
+    try:
+        bench.settle()
+
+        def up() -> None:
+            bench.run(
+                ["rclone", "copy", str(bench.tree), f"bench:{name}", *flags], timeout, env=env
+            )
+            _same_tree(bench, on_server)
+
+        if not rec.timed("dav-tree-up", up):
+            _unlink(on_server)
+            shutil.copytree(bench.tree, on_server)
+        bench.settle()
+
+        def down() -> None:
+            bench.run(["rclone", "copy", f"bench:{name}", str(local), *flags], timeout, env=env)
+            _same_tree(bench, local)
+
+        rec.timed("dav-tree-down", down)
+    finally:
+        _unlink(on_server)
+        _unlink(local)
+
+
+PROPFIND_BODY = (
+    '<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop>'
+    "<D:resourcetype/><D:getcontentlength/><D:getlastmodified/><D:getetag/>"
+    "<D:getcontenttype/></D:prop></D:propfind>"
+)
+
+
+def dav_propfind(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """curl: PROPFIND Depth 1 of the folder of many files (the usual client properties)."""
+    del index
+    expected = bench.sizes.propfind_files + 1
+
+    def propfind() -> None:
+        out = bench.curl(
+            endpoint, "-X", "PROPFIND", "-H", "Depth: 1",
+            "-H", "Content-Type: application/xml; charset=utf-8", "--data-binary", PROPFIND_BODY,
+            endpoint.url("many/"), timeout=bench.sizes.step_timeout,
+        )  # fmt: skip
+        found = len(re.findall(r"<(?:[\w.-]+:)?response[\s>]", out))
+        if found != expected:
+            raise StepError(f"PROPFIND: {found} responses instead of {expected}")
+
+    rec.timed("dav-propfind", propfind)
+
+
+# --- many clients ---------------------------------------------------------------------
+
+
+def _check_small(bench: Bench, folder: Path, client: int) -> int:
+    """Files of one client under ``folder`` that are missing or differ from the originals."""
+    wrong = 0
+    for index in range(bench.sizes.files_per_client):
+        original = bench.small / f"c{client:02d}" / f"f{index:02d}"
+        copy = folder / f"f{index:02d}"
+        if not copy.exists() or copy.read_bytes() != original.read_bytes():
+            wrong += 1
+    return wrong
+
+
+def many_sftp(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """20 concurrent OpenSSH sftp sessions, each putting then getting its 50 small files."""
+    top = f"many-{index}"
+    on_server, back = endpoint.data / top, bench.client / f"back-{index}"
+    timeout = bench.sizes.step_timeout
+    cell = rec.cell("many-sftp")
+    try:
+        # Made through the server: rclone's VFS would not see a folder made behind its back.
+        bench.sftp(endpoint, f"mkdir {endpoint.remote(top)}\n", timeout)
+        scripts = []
+        for client in range(bench.sizes.clients):
+            remote = endpoint.remote(f"{top}/c{client:02d}")
+            local = back / f"c{client:02d}"
+            local.mkdir(parents=True)
+            lines = [f"mkdir {remote}"]
+            for n in range(bench.sizes.files_per_client):
+                lines.append(f"put {bench.small}/c{client:02d}/f{n:02d} {remote}/f{n:02d}")
+            for n in range(bench.sizes.files_per_client):
+                lines.append(f"get {remote}/f{n:02d} {local}/f{n:02d}")
+            scripts.append("\n".join(lines) + "\n")
+        bench.settle()
+        command = ["sftp", "-b", "-", "-P", str(endpoint.ssh_port), *bench.ssh_options(),
+                   f"{endpoint.ssh_user}@{servers.HOST}"]  # fmt: skip
+        failures: list[str] = []
+
+        def sessions() -> None:
+            processes = [
+                subprocess.Popen(
+                    command,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )  # fmt: skip
+                for _ in scripts
+            ]
+            threads = [
+                threading.Thread(target=_feed, args=(p, s, timeout, failures))
+                for p, s in zip(processes, scripts, strict=True)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+        rec.timed("many-sftp", sessions)
+        for message in failures:
+            cell.error(message)
+        wrong = sum(
+            _check_small(bench, on_server / f"c{c:02d}", c)
+            + _check_small(bench, back / f"c{c:02d}", c)
+            for c in range(bench.sizes.clients)
+        )
+        if wrong:
+            cell.error(f"{wrong} files missing or different after the run", wrong)
+    finally:
+        _unlink(on_server)
+        _unlink(back)
+
+
+def _feed(
+    process: subprocess.Popen[bytes], script: str, timeout: float, failures: list[str]
+) -> None:
+    try:
+        _out, err = process.communicate(script.encode(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        failures.append(f"sftp session timed out after {timeout:.0f} s")
+        return
+    if process.returncode != 0:
+        failures.append(f"sftp exit {process.returncode}: {err.decode(errors='replace')[-200:]}")
+
+
+def _dav_client(
+    bench: Bench, endpoint: Endpoint, top: str, client: int, start: threading.Barrier,
+    failures: list[str],
+) -> None:  # fmt: skip
+    """One WebDAV client on one keep-alive connection: MKCOL, 50 PUTs, 50 GETs."""
+    host, _, port = endpoint.dav_url.split("/")[2].partition(":")
+    prefix = "/" + endpoint.dav_url.split("/", 3)[3]
+    headers = {"Authorization": bench.auth_header(endpoint)}
+    folder = f"{prefix}{top}/c{client:02d}/"
+    originals = bench.small / f"c{client:02d}"
+    connection = http.client.HTTPConnection(host, int(port), timeout=bench.sizes.step_timeout)
+
+    def request(method: str, path: str, body: bytes | None, ok: tuple[int, ...]) -> bytes:
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            failures.append(f"{method} {path}: {type(exc).__name__}: {exc}")
+            return b""
+        if response.status not in ok:
+            failures.append(f"{method} {path}: HTTP {response.status}")
+        return data
+
+    try:
+        start.wait(timeout=60)
+        request("MKCOL", folder, None, (201,))
+        for n in range(bench.sizes.files_per_client):
+            body = (originals / f"f{n:02d}").read_bytes()
+            request("PUT", f"{folder}f{n:02d}", body, (200, 201, 204))
+        for n in range(bench.sizes.files_per_client):
+            data = request("GET", f"{folder}f{n:02d}", None, (200,))
+            if (
+                hashlib.sha256(data).digest()
+                != hashlib.sha256((originals / f"f{n:02d}").read_bytes()).digest()
+            ):
+                failures.append(f"GET {folder}f{n:02d}: wrong content")
+    except threading.BrokenBarrierError:
+        failures.append("client did not start")
+    finally:
+        connection.close()
+
+
+def many_dav(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """20 concurrent WebDAV clients (one keep-alive connection each), 50 PUTs and GETs each."""
+    top = f"many-{index}"
+    on_server = endpoint.data / top
+    cell = rec.cell("many-dav")
+    try:
+        # Made through the server: rclone's VFS would not see a folder made behind its back.
+        bench.curl(endpoint, "-X", "MKCOL", endpoint.url(top + "/"), "-o", "/dev/null",
+                   timeout=bench.sizes.step_timeout)  # fmt: skip
+        bench.settle()
+        failures: list[str] = []
+        clients = bench.sizes.clients
+        start = threading.Barrier(clients + 1)
+        threads = [
+            threading.Thread(
+                target=_dav_client, args=(bench, endpoint, top, c, start, failures), daemon=True
+            )
+            for c in range(clients)
+        ]
+        for thread in threads:
+            thread.start()
+
+        def run() -> None:
+            start.wait(timeout=60)
+            deadline = time.monotonic() + bench.sizes.step_timeout
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            if any(thread.is_alive() for thread in threads):
+                raise StepError("WebDAV clients still running at the timeout")
+
+        rec.timed("many-dav", run)
+        for message in failures:
+            cell.error(message)
+        wrong = sum(_check_small(bench, on_server / f"c{c:02d}", c) for c in range(clients))
+        if wrong:
+            cell.error(f"{wrong} files missing or different on the server", wrong)
+    finally:
+        _unlink(on_server)
+
+
+# --- memory ---------------------------------------------------------------------------
+
+
+def kib_to_mb(kib: int) -> float:
+    """KiB (as /proc reports them) to MB (10^6 bytes)."""
+    return kib * 1024 / 1e6
+
+
+async def _open_ssh(bench: Bench, endpoint: Endpoint, count: int) -> tuple[list[Any], list[str]]:
+    """``count`` authenticated SSH connections, each with an SFTP session open."""
+    import asyncssh
+
+    gate = asyncio.Semaphore(8)
+
+    async def one() -> Any:
+        async with gate:
+            connection = await asyncio.wait_for(
+                asyncssh.connect(
+                    servers.HOST, endpoint.ssh_port, username=endpoint.ssh_user,
+                    client_keys=[str(bench.key)], known_hosts=None, agent_path=None,
+                    config=None, keepalive_interval=0,
+                ),
+                timeout=30,
+            )  # fmt: skip
+            client = await asyncio.wait_for(connection.start_sftp_client(), timeout=30)
+            return connection, client
+
+    outcomes = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+    good = [o for o in outcomes if not isinstance(o, BaseException)]
+    bad = [f"{type(o).__name__}: {o}" for o in outcomes if isinstance(o, BaseException)]
+    return good, bad
+
+
+def _open_http(
+    endpoint: Endpoint, auth: str, count: int
+) -> tuple[list[socket.socket], int, list[str]]:
+    """``count`` HTTP/1.1 keep-alive connections, each after one authenticated GET.
+
+    Returns the connections the server kept open, how many it closed after the answer
+    (``Connection: close``) and the errors.
+    """
+    host, _, port = endpoint.dav_url.split("/")[2].partition(":")
+    path = "/" + endpoint.dav_url.split("/", 3)[3] + "small.txt"
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: {auth}\r\n"
+        "Connection: keep-alive\r\n\r\n"
+    ).encode()
+    sockets, closed, errors = [], 0, []
+    for _ in range(count):
+        try:
+            sock = socket.create_connection((host, int(port)), timeout=30)
+            sock.sendall(request)
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            response.read()
+            if response.status != 200:
+                errors.append(f"GET: HTTP {response.status}")
+                sock.close()
+            elif response.will_close:
+                closed += 1
+                sock.close()
+            else:
+                sockets.append(sock)
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+    return sockets, closed, errors
+
+
+def _still_open(sockets: list[socket.socket]) -> int:
+    alive = 0
+    for sock in sockets:
+        sock.setblocking(False)
+        try:
+            alive += 1 if sock.recv(1, socket.MSG_PEEK) else 0
+        except BlockingIOError:
+            alive += 1
+        except OSError:
+            pass
+    return alive
+
+
+def idle_connections(
+    bench: Bench, endpoint: Endpoint, rec: Recorder, ssh: bool, http_: bool
+) -> None:
+    """RSS of the server (summed over its processes) holding idle SSH and/or HTTP conns."""
+    count = bench.sizes.idle_connections
+    metric = "idle-" + ("ssh" if ssh and not http_ else "http" if http_ and not ssh else "both")
+    cell = rec.cell(metric)
+
+    async def hold() -> None:
+        conns: list[Any] = []
+        sockets: list[socket.socket] = []
+        refused = 0
+        try:
+            if ssh:
+                conns, errors = await _open_ssh(bench, endpoint, count)
+                for message in errors:
+                    cell.error(message)
+            if http_:
+                auth = bench.auth_header(endpoint)
+                sockets, refused, errors = await asyncio.to_thread(
+                    _open_http, endpoint, auth, count
+                )
+                for message in errors:
+                    cell.error(message)
+            await asyncio.sleep(1)
+            rss, pss, processes = tree_rss_kb(endpoint.pid)
+            alive_http = _still_open(sockets)
+            alive_ssh = sum(1 for c, _s in conns if not c.is_closed())
+            note = f"{processes} processes, PSS {kib_to_mb(pss):.0f} MB" if processes > 1 else ""
+            rec.value(metric, kib_to_mb(rss))
+            cell.info = note
+            if ssh and alive_ssh < count:
+                cell.error(f"{alive_ssh}/{count} SSH connections open", 1)
+            if http_ and alive_http < count:
+                why = f", {refused} got Connection: close" if refused else ""
+                cell.error(f"{alive_http}/{count} kept open{why}", 1)
+        finally:
+            for sock in sockets:
+                sock.close()
+            for connection, client in conns:
+                client.exit()
+                connection.close()
+            await asyncio.gather(*(c.wait_closed() for c, _s in conns), return_exceptions=True)
+
+    asyncio.run(hold())
+
+
+def idle_rss(endpoint: Endpoint, rec: Recorder) -> None:
+    """RSS of the server with no connections."""
+    rss, _pss, _processes = tree_rss_kb(endpoint.pid)
+    rec.value("idle-none", kib_to_mb(rss))
+
+
+def current_rss_mb(endpoint: Endpoint) -> float:
+    """The server's RSS now (its main process)."""
+    return kib_to_mb(rss_kb(endpoint.pid))
+
+
+def peak_rss_mb(endpoint: Endpoint) -> float:
+    """The server's peak RSS (VmHWM) since start or the last reset."""
+    return kib_to_mb(rss_kb(endpoint.pid, "VmHWM"))
+
+
+# --- the catalogue --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A named workload, the servers it compares and the metrics it measures."""
+
+    name: str
+    group: str
+    servers: tuple[str, ...]
+    run: Callable[[Bench, Endpoint, Recorder, int], None]
+    metrics: tuple[Metric, ...]
+
+
+def catalogue(sizes: Sizes) -> list[Workload]:
+    """Every workload, in the order they run."""
+    big = sizes.file_text
+    tree = f"{sizes.tree_files} files"
+    ssh_servers = (HOODY, OPENSSH, RCLONE_SFTP)
+    dav_servers = (HOODY, RCLONE_WEBDAV, WSGIDAV)
+    vs_openssh = Target(OPENSSH, 1.0)
+    return [
+        Workload("sshfs-file", "sshfs", ssh_servers, sshfs_file, (
+            Metric("sshfs-write", f"sshfs: write {big}", vs_openssh),
+            Metric("sshfs-read", f"sshfs: read {big}", vs_openssh),
+        )),
+        Workload("sshfs-tree", "sshfs", ssh_servers, sshfs_tree, (
+            Metric("sshfs-untar", f"sshfs: extract tree ({tree})", vs_openssh),
+            Metric("sshfs-ls", "sshfs: ls -lR of the tree", vs_openssh),
+            Metric("sshfs-rm", "sshfs: rm -rf of the tree", vs_openssh),
+        )),
+        Workload("sftp", "sftp", ssh_servers, sftp_file, (
+            Metric("sftp-put", f"sftp: put {big}", vs_openssh),
+            Metric("sftp-get", f"sftp: get {big}", vs_openssh),
+        )),
+        Workload("dav-file", "webdav", dav_servers, dav_file, (
+            Metric("dav-put", f"WebDAV curl: PUT {big}", Target(WSGIDAV, 0.5)),
+            Metric("dav-get", f"WebDAV curl: GET {big}", Target(RCLONE_WEBDAV, 1.0)),
+        )),
+        Workload("dav-tree", "webdav", dav_servers, dav_tree, (
+            Metric("dav-tree-up", f"WebDAV rclone: copy tree up ({tree})", Target(WSGIDAV, 0.5)),
+            Metric("dav-tree-down", "WebDAV rclone: copy tree down", Target(WSGIDAV, 0.5)),
+        )),
+        Workload("dav-propfind", "webdav", dav_servers, dav_propfind, (
+            Metric("dav-propfind", f"WebDAV: PROPFIND Depth 1, {sizes.propfind_files} files"),
+        )),
+        Workload("many-sftp", "many", ssh_servers, many_sftp, (
+            Metric(
+                "many-sftp",
+                f"{sizes.clients} SFTP sessions x {sizes.files_per_client} files",
+                zero_errors=True,
+            ),
+        )),
+        Workload("many-dav", "many", dav_servers, many_dav, (
+            Metric(
+                "many-dav",
+                f"{sizes.clients} WebDAV clients x {sizes.files_per_client} files",
+                zero_errors=True,
+            ),
+        )),
+    ]  # fmt: skip
+
+
+MEMORY = "memory"
