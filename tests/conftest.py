@@ -249,3 +249,37 @@ def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 
 def server_log(server: Server) -> str:
     """The end of the server's log, for failure messages."""
     return server.log.read_text(errors="replace")[-4000:]
+
+
+def is_mounted(path: Path) -> bool:
+    """Whether ``path`` is a mount point, read from mountinfo (never touching a hung mount)."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as info:
+        for line in info:
+            fields = line.split()
+            if len(fields) > 4 and fields[4].replace("\\040", " ") == target:
+                return True
+    return False
+
+
+def unmount(mountpoint: Path, process: subprocess.Popen[str] | None) -> None:
+    """Unmount a FUSE mount, stop its client process, and make sure nothing is left behind."""
+
+    def quiet(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, capture_output=True, text=True, timeout=30)
+
+    if (
+        is_mounted(mountpoint)
+        and quiet("fusermount3", "-u", str(mountpoint)).returncode
+        and is_mounted(mountpoint)
+    ):
+        quiet("fusermount3", "-u", "-z", str(mountpoint))
+    if process is not None:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=20)
+    if is_mounted(mountpoint):
+        quiet("umount", "-l", str(mountpoint))
+    assert not is_mounted(mountpoint), f"{mountpoint} is still mounted"

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import MAX_FILES, MIN_FILES, Server, extract, require, server_log
+from conftest import MAX_FILES, MIN_FILES, Server, extract, is_mounted, require, server_log, unmount
 
 GIT_IDENTITY = ["-c", "user.name=hoody test", "-c", "user.email=test@hoody.invalid"]
 
@@ -76,33 +76,6 @@ def snapshot(folder: Path) -> Snapshot:
 
 
 # --------------------------------------------------------------------------- sshfs
-
-
-def is_mounted(path: Path) -> bool:
-    """Whether ``path`` is a mount point, read from mountinfo (never touching a hung mount)."""
-    target = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as info:
-        for line in info:
-            fields = line.split()
-            if len(fields) > 4 and fields[4].replace("\\040", " ") == target:
-                return True
-    return False
-
-
-def unmount(mountpoint: Path, process: subprocess.Popen[str] | None) -> None:
-    """Unmount, stop the sshfs process, and make sure no mount is left behind."""
-    unmounted = run(["fusermount3", "-u", str(mountpoint)], check=False, timeout=30)
-    if unmounted.returncode and is_mounted(mountpoint):
-        run(["fusermount3", "-u", "-z", str(mountpoint)], check=False, timeout=30)
-    if process is not None:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-    if is_mounted(mountpoint):
-        run(["umount", "-l", str(mountpoint)], check=False, timeout=30)
-    assert not is_mounted(mountpoint), f"{mountpoint} is still mounted"
 
 
 @contextmanager

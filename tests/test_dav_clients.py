@@ -27,8 +27,10 @@ from conftest import (
     READER_PASSWORD,
     Server,
     extract,
+    is_mounted,
     require,
     server_log,
+    unmount,
     wait_until,
 )
 
@@ -386,34 +388,6 @@ def test_rclone_webdav_listing_hides_uploads_in_flight(server: Server, tmp_path:
 
 
 # --------------------------------------------------------------------------- rclone mount
-
-
-def is_mounted(path: Path) -> bool:
-    """Whether ``path`` is a mount point, read from mountinfo (never touching a hung mount)."""
-    target = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as info:
-        for line in info:
-            fields = line.split()
-            if len(fields) > 4 and fields[4].replace("\\040", " ") == target:
-                return True
-    return False
-
-
-def unmount(mountpoint: Path, process: subprocess.Popen[str] | None) -> None:
-    """Unmount, stop the rclone process, and make sure no mount is left behind."""
-    if is_mounted(mountpoint):
-        unmounted = run(["fusermount3", "-u", str(mountpoint)], check=False, timeout=30)
-        if unmounted.returncode and is_mounted(mountpoint):
-            run(["fusermount3", "-u", "-z", str(mountpoint)], check=False, timeout=30)
-    if process is not None:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=20)
-    if is_mounted(mountpoint):
-        run(["umount", "-l", str(mountpoint)], check=False, timeout=30)
-    assert not is_mounted(mountpoint), f"{mountpoint} is still mounted"
 
 
 @contextmanager
