@@ -7,6 +7,7 @@ outcome both through the client and on the disk under ``server.root``.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import time
@@ -349,3 +350,21 @@ def test_rclone_upload_sizes_around_its_write_chunk(server: Server, tmp_path: Pa
     assert result.returncode == 0 and failed == [], (
         f"sizes not uploaded intact: {failed}\n{result.stderr[-2000:]}"
     )
+
+
+def _status_kib(pid: int, field: str) -> int:
+    """A memory figure (VmRSS, VmHWM) of a process, in KiB."""
+    match = re.search(rf"^{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
+    assert match, f"no {field} for {pid}"
+    return int(match.group(1))
+
+
+def test_sshfs_fast_upload_keeps_memory_bounded(server: Server, tmp_path: Path) -> None:
+    """An sshfs client writing faster than the server stores never grows the server's
+    memory without bound: the SSH window caps what may be buffered."""
+    before = _status_kib(server.process.pid, "VmRSS")
+    with sshfs_mount(server, "root", tmp_path / "mnt", tmp_path / "sshfs.log") as mnt:
+        run(["dd", "if=/dev/zero", f"of={mnt}/big.bin", "bs=1M", "count=384"], timeout=300)
+    assert (server.root / "big.bin").stat().st_size == 384 << 20
+    growth = _status_kib(server.process.pid, "VmHWM") - before
+    assert growth < 100 * 1024, f"peak RSS grew by {growth // 1024} MiB"

@@ -28,7 +28,7 @@ from ..core.names import NameMap
 from ..core.session import Session
 from ..core.users import User, verify_password
 from ..core.vfs import VFS
-from . import commands, shell
+from . import commands, flowcontrol, shell
 from .protocol import SFTPHandler
 from .sftp import SFTPAdapter
 
@@ -263,6 +263,7 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
 async def start(ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey) -> asyncssh.SSHAcceptor:
     """Start listening; the acceptor tells the bound port."""
     limits = ctx.limits
+    flowcontrol.install()
     return await asyncssh.create_server(
         lambda: SSHServer(ctx),
         listen.host,
