@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -283,3 +284,21 @@ def unmount(mountpoint: Path, process: subprocess.Popen[str] | None) -> None:
     if is_mounted(mountpoint):
         quiet("umount", "-l", str(mountpoint))
     assert not is_mounted(mountpoint), f"{mountpoint} is still mounted"
+
+
+Snapshot = dict[str, tuple[int, int, bytes]]
+
+
+def snapshot(folder: Path) -> Snapshot:
+    """Every path under ``folder`` (itself included) with its mode, mtime and content."""
+    state: Snapshot = {}
+    for path in [folder, *sorted(folder.rglob("*"))]:
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            content = os.readlink(path).encode()
+        elif stat.S_ISREG(info.st_mode):
+            content = path.read_bytes()
+        else:
+            content = b""
+        state[str(path.relative_to(folder))] = (info.st_mode, info.st_mtime_ns, content)
+    return state

@@ -16,7 +16,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import MAX_FILES, MIN_FILES, Server, extract, is_mounted, require, server_log, unmount
+from conftest import (
+    MAX_FILES,
+    MIN_FILES,
+    Server,
+    extract,
+    is_mounted,
+    require,
+    server_log,
+    snapshot,
+    unmount,
+)
 
 GIT_IDENTITY = ["-c", "user.name=hoody test", "-c", "user.email=test@hoody.invalid"]
 
@@ -56,24 +66,6 @@ def assert_same_tree(left: Path, right: Path) -> None:
     assert result.returncode == 0, (
         f"diff -r {left} {right}:\n{result.stdout[-3000:]}{result.stderr}"
     )
-
-
-Snapshot = dict[str, tuple[int, int, bytes]]
-
-
-def snapshot(folder: Path) -> Snapshot:
-    """Every path under ``folder`` (itself included) with its mode, mtime and content."""
-    state: Snapshot = {}
-    for path in [folder, *sorted(folder.rglob("*"))]:
-        info = path.lstat()
-        if stat.S_ISLNK(info.st_mode):
-            content = os.readlink(path).encode()
-        elif stat.S_ISREG(info.st_mode):
-            content = path.read_bytes()
-        else:
-            content = b""
-        state[str(path.relative_to(folder))] = (info.st_mode, info.st_mtime_ns, content)
-    return state
 
 
 # --------------------------------------------------------------------------- sshfs

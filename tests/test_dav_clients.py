@@ -12,7 +12,6 @@ import functools
 import http.client
 import os
 import re
-import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from conftest import (
     is_mounted,
     require,
     server_log,
+    snapshot,
     unmount,
     wait_until,
 )
@@ -88,24 +88,6 @@ def assert_same_tree(left: Path, right: Path) -> None:
     """``diff -r`` finds no difference between the two folders."""
     difference = tree_difference(left, right)
     assert difference == "", difference
-
-
-Snapshot = dict[str, tuple[int, int, bytes]]
-
-
-def snapshot(folder: Path) -> Snapshot:
-    """Every path under ``folder`` (itself included) with its mode, mtime and content."""
-    state: Snapshot = {}
-    for path in [folder, *sorted(folder.rglob("*"))]:
-        info = path.lstat()
-        if stat.S_ISLNK(info.st_mode):
-            content = os.readlink(path).encode()
-        elif stat.S_ISREG(info.st_mode):
-            content = path.read_bytes()
-        else:
-            content = b""
-        state[str(path.relative_to(folder))] = (info.st_mode, info.st_mtime_ns, content)
-    return state
 
 
 # --------------------------------------------------------------------------- litmus
