@@ -20,6 +20,7 @@ import asyncssh
 import paramiko
 import pytest
 from asyncssh.constants import (
+    FX_EOF,
     FX_NO_SUCH_FILE,
     FX_OK,
     FXF_CREAT,
@@ -306,6 +307,82 @@ def test_limits_reply_and_read_cap(server: Server) -> None:
             # asyncssh's client adopts the advertised limits.
             assert sftp._handler.limits.max_read_len == MAX_READ
             assert sftp._handler.limits.max_write_len == MAX_READ
+
+    run(body)
+
+
+def _evict(path: os.PathLike[str]) -> None:
+    """Drop a file's pages from the page cache, so the next read has to wait for the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def test_reads_from_cache_and_disk_agree_and_follow_writes(server: Server) -> None:
+    """READs answered from the page cache (on the event loop) and from the disk (on a
+    worker) return the same bytes; a READ sent right behind WRITEs, without waiting for
+    their replies, sees what they wrote; short reads at the end and EOF past it."""
+    size = 3 * MAX_READ + 1000
+    data = bytearray(os.urandom(size))
+    path = server.root / "cached.bin"
+    path.write_bytes(data)
+
+    async def read_all(raw: RawSFTP, handle: bytes) -> bytes:
+        ids = []
+        for offset in range(0, size, MAX_READ):  # all in flight at once
+            ids.append(raw.next_id)
+            request = sstr(handle) + u64(offset) + u32(MAX_READ)
+            raw.send(bytes([FXP_READ]) + u32(raw.next_id) + request)
+            raw.next_id += 1
+        replies = {}
+        for _ in ids:
+            rtype, body = await raw.recv()
+            buf = Buf(body)
+            rid = buf.u32()
+            assert rtype == FXP_DATA, f"READ {rid}: status {status(rtype, buf)}"
+            replies[rid] = buf.string()
+        return b"".join(replies[rid] for rid in ids)
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            handle = await raw.open(b"/cached.bin", FXF_READ | FXF_WRITE)
+            _evict(path)
+            assert await read_all(raw, handle) == data  # from the disk
+            assert await read_all(raw, handle) == data  # now from the page cache
+
+            # WRITE, WRITE, READ of both ranges: all sent before any reply is read.
+            first, second = os.urandom(500), os.urandom(700)
+            wid = raw.next_id
+            raw.send(bytes([FXP_WRITE]) + u32(wid) + sstr(handle) + u64(100) + sstr(first))
+            at = u64(MAX_READ)
+            raw.send(bytes([FXP_WRITE]) + u32(wid + 1) + sstr(handle) + at + sstr(second))
+            raw.send(bytes([FXP_READ]) + u32(wid + 2) + sstr(handle) + u64(0) + u32(MAX_READ + 700))
+            raw.next_id += 3
+            replies = {}
+            for _ in range(3):
+                rtype, body = await raw.recv()
+                buf = Buf(body)
+                replies[buf.u32()] = (rtype, buf)
+            assert status(*replies[wid]) == FX_OK
+            assert status(*replies[wid + 1]) == FX_OK
+            rtype, buf = replies[wid + 2]
+            assert rtype == FXP_DATA
+            data[100:600] = first
+            data[MAX_READ : MAX_READ + 700] = second
+            chunk = buf.string()
+            assert chunk == bytes(data[: len(chunk)]) and len(chunk) == MAX_READ
+
+            # The tail: a short read, then EOF.
+            rtype, buf = await raw.request(FXP_READ, sstr(handle) + u64(size - 10) + u32(100))
+            assert rtype == FXP_DATA and buf.string() == bytes(data[-10:])
+            rtype, buf = await raw.request(FXP_READ, sstr(handle) + u64(size) + u32(100))
+            assert status(rtype, buf) == FX_EOF
+            await raw.close(handle)
+        assert path.read_bytes() == data
 
     run(body)
 

@@ -131,16 +131,39 @@ class Listing:
         os.close(self._fd)
 
 
+MAX_OFFSET = 2**63 - 1  # off_t
+
+
 class OpenFile:
     """An open regular file: positional reads and writes on its fd."""
 
     def __init__(self, fd: int, path: str) -> None:
         self.fd = fd
         self.path = path
+        self._nowait = True  # until the filesystem refuses RWF_NOWAIT
 
     def read(self, offset: int, size: int) -> bytes:
         """Read up to ``size`` bytes at ``offset`` (fewer at the end of the file)."""
         return os.pread(self.fd, size, offset)
+
+    def read_cached(self, offset: int, size: int) -> bytearray | None:
+        """Read exactly ``size`` bytes at ``offset`` if the page cache holds them all, or
+        return None at once: ``preadv2(RWF_NOWAIT)`` never waits for the disk, so this is
+        safe on an event loop. A miss starts the kernel's readahead; ``read`` does the rest.
+        """
+        if not self._nowait or size <= 0 or offset + size > MAX_OFFSET:
+            return None
+        buf = bytearray(size)
+        try:
+            got = os.preadv(self.fd, [buf], offset, os.RWF_NOWAIT)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno != errno.EOPNOTSUPP:
+                raise
+            self._nowait = False
+            return None
+        return buf if got == size else None
 
     def write(self, offset: int, data: bytes) -> None:
         """Write all of ``data`` at ``offset``."""

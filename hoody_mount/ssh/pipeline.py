@@ -59,6 +59,11 @@ class Pipeline:
         self._tasks[task] = span
         task.add_done_callback(self._tasks.pop)
 
+    @property
+    def writing(self) -> bool:
+        """Whether WRITEs are in flight (so a READ must wait for them)."""
+        return self._kind == WRITE
+
     async def drain(self) -> None:
         """Wait until every started request has finished."""
         while self._tasks:

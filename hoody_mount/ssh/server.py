@@ -28,7 +28,7 @@ from ..core.names import NameMap
 from ..core.session import Session
 from ..core.users import User, verify_password
 from ..core.vfs import VFS
-from . import commands, flowcontrol, shell
+from . import commands, flowcontrol, ignore_packets, shell
 from .protocol import SFTPHandler
 from .sftp import SFTPAdapter
 
@@ -264,6 +264,7 @@ async def start(ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey) -> a
     """Start listening; the acceptor tells the bound port."""
     limits = ctx.limits
     flowcontrol.install()
+    ignore_packets.install(CIPHERS)
     return await asyncssh.create_server(
         lambda: SSHServer(ctx),
         listen.host,

@@ -154,6 +154,12 @@ class SFTPAdapter(asyncssh.SFTPServer):
         assert isinstance(file_obj, OpenFile)
         return await self.run(file_obj.read, offset, min(size, self.max_read))
 
+    def read_cached(self, file_obj: object, offset: int, size: int) -> bytearray | None:
+        """``read`` from the page cache, on the event loop; None if it would wait."""
+        if not isinstance(file_obj, OpenFile):
+            return None
+        return file_obj.read_cached(offset, min(size, self.max_read))
+
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         assert isinstance(file_obj, OpenFile)
         await self.run(self.session.write, file_obj, offset, data)
