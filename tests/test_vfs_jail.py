@@ -12,10 +12,12 @@ same, and no new name may appear next to ``root``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import resource
 import stat
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -242,6 +244,26 @@ def _op_lstat(v: VFS, d: str) -> object:
     return v.lstat(f"{d}/secret.txt")
 
 
+def _cached(v: VFS, path: str, follow: bool) -> object:
+    """stat or lstat from the kernel's caches (filled by a first lookup), else as usual."""
+    with contextlib.suppress(OSError):
+        v.stat(path) if follow else v.lstat(path)
+    result = v.stat_cached(path, follow)
+    if result is None:
+        return v.stat(path) if follow else v.lstat(path)
+    return result
+
+
+def _op_stat_cached(v: VFS, d: str) -> object:
+    """stat a file behind the door, from the caches."""
+    return _cached(v, f"{d}/secret.txt", True)
+
+
+def _op_lstat_cached(v: VFS, d: str) -> object:
+    """lstat a file behind the door, from the caches."""
+    return _cached(v, f"{d}/secret.txt", False)
+
+
 def _op_read(v: VFS, d: str) -> object:
     """Read a file behind the door."""
     return v.read_bytes(f"{d}/secret.txt")
@@ -380,6 +402,8 @@ def _op_statvfs(v: VFS, d: str) -> object:
 DOOR_OPS: dict[str, tuple[Callable[[VFS, str], object], Callable[[Path, Path, object], None]]] = {
     "stat": (_op_stat, lambda dec, root, r: _same_ino(r, dec / "secret.txt")),
     "lstat": (_op_lstat, lambda dec, root, r: _same_ino(r, dec / "secret.txt")),
+    "stat-cached": (_op_stat_cached, lambda dec, root, r: _same_ino(r, dec / "secret.txt")),
+    "lstat-cached": (_op_lstat_cached, lambda dec, root, r: _same_ino(r, dec / "secret.txt")),
     "read": (_op_read, lambda dec, root, r: _eq(r, (dec / "secret.txt").read_bytes())),
     "write": (_op_write, lambda dec, root, r: _eq((dec / "secret.txt").read_bytes(), b"pwned")),
     "create": (_op_create, lambda dec, root, r: _true((dec / "new.txt").is_file())),
@@ -1153,3 +1177,48 @@ def test_swap_race_leaf(jail: Jail, target_kind: str) -> None:
 
     counts = _race(jail, "/leaf", "leaf", jail.vfs.read_bytes, jail.vfs.stat, touch)
     _assert_race_ran_clean(jail, counts)
+
+
+def test_cached_stat_matches_stat_and_stays_on_its_mount(jail: Jail, mode: bool) -> None:
+    """stat_cached agrees with stat and lstat, answers from the dcache only, refuses to
+    leave the root's mount, and is off without openat2."""
+    assert os.geteuid() == 0, "dropping caches and mounting need root (CI runs as root)"
+    os.symlink("/inside.txt", jail.root / "link")
+    os.symlink("/nowhere", jail.root / "dangling")
+    found = [("/inside.txt", True), ("/inside.txt", False), ("/link", True), ("/link", False)]
+    found += [("/", True), ("/", False), ("/dangling", False)]
+    missing = [("/nowhere", True), ("/nowhere", False), ("/dangling", True)]
+    for path, follow in found:
+        expected = jail.vfs.stat(path) if follow else jail.vfs.lstat(path)
+        got = jail.vfs.stat_cached(path, follow)
+        if not mode:
+            assert got is None, "the walk has no cached lookups"
+            continue
+        assert got is not None, f"{path} was just looked up, so it is cached"
+        assert (got.st_ino, got.st_mode) == (expected.st_ino, expected.st_mode)
+    for path, follow in missing:
+        lookup = jail.vfs.stat if follow else jail.vfs.lstat
+        assert _errno_of(partial(lookup, path)) == errno.ENOENT
+        try:
+            assert jail.vfs.stat_cached(path, follow) is None  # not kept: ask the disk
+        except OSError as exc:
+            assert mode and exc.errno == errno.ENOENT  # a kept negative dentry
+    if not mode:
+        return
+    # A path whose dentries were dropped needs the disk: None, not a blocking lookup.
+    (jail.root / "cold").mkdir()
+    (jail.root / "cold" / "file").write_bytes(b"x")
+    Path("/proc/sys/vm/drop_caches").write_text("2")
+    assert jail.vfs.stat_cached("/cold/file") is None
+    assert jail.vfs.stat("/cold/file").st_size == 1
+    assert jail.vfs.stat_cached("/cold/file") is not None
+    # Another mount below the root is never answered from the caches.
+    mnt = jail.root / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "none", str(mnt)], check=True)
+    try:
+        (mnt / "f").write_bytes(b"x")
+        assert jail.vfs.stat("/mnt/f").st_size == 1
+        assert jail.vfs.stat_cached("/mnt/f") is None
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

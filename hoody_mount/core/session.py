@@ -119,6 +119,11 @@ class Session:
         path = self.path(raw)
         return self.vfs.stat(path) if follow else self.vfs.lstat(path)
 
+    def stat_cached(self, raw: str, follow: bool = True) -> os.stat_result | None:
+        """``stat`` from the kernel's caches alone, safe on an event loop; None means
+        that answering needs the disk: call ``stat`` on a worker."""
+        return self.vfs.stat_cached(self.path(raw), follow)
+
     def listdir(self, raw: str) -> Listing:
         """Open a folder for listing."""
         self.names.refresh()

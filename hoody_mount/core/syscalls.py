@@ -17,6 +17,7 @@ RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
+RESOLVE_CACHED = 0x20  # Linux 5.12: answer from the dcache alone, else EAGAIN
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
@@ -48,7 +49,8 @@ def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) 
     """Open ``path`` relative to ``dirfd`` with the given RESOLVE_* flags; return an fd.
 
     ``mode`` is passed only when the flags create a file (the kernel refuses it otherwise).
-    EAGAIN (a concurrent rename raced the lookup) is retried a few times.
+    EAGAIN (a concurrent rename raced the lookup) is retried a few times, except with
+    RESOLVE_CACHED, where it means that the lookup would need the disk.
     """
     creates = bool(flags & os.O_CREAT) or (flags & os.O_TMPFILE) == os.O_TMPFILE
     how = _OpenHow(flags | os.O_CLOEXEC, mode if creates else 0, resolve)
@@ -58,7 +60,7 @@ def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) 
         fd = _syscall(number, dirfd, encoded, ctypes.byref(how), ctypes.sizeof(how))
         if fd >= 0:
             return int(fd)
-        if ctypes.get_errno() != errno.EAGAIN:
+        if ctypes.get_errno() != errno.EAGAIN or resolve & RESOLVE_CACHED:
             break
     _raise(path)
     raise AssertionError("unreachable")

@@ -8,8 +8,11 @@ the fd it got. Operations on a name (unlink, mkdir, rename…) resolve the paren
 that way and then act on one plain name relative to it.
 
 Paths given to a VFS are normalised virtual paths (see ``paths.normalize``). Every
-method is blocking: fronts call them from worker threads, never on an event loop.
-Errors are ``OSError`` with the errno that says what went wrong.
+method is blocking: fronts call them from worker threads, never on an event loop; the
+exceptions are the ``*_cached`` methods, which the kernel answers from its caches or
+refuses at once (``RWF_NOWAIT``, ``RESOLVE_CACHED``), so an event loop may call them and
+fall back to a worker when they return None. Errors are ``OSError`` with the errno that
+says what went wrong.
 """
 
 from __future__ import annotations
@@ -32,6 +35,20 @@ _DIR_STEP = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _COPY_BLOCK = 1 << 20
 _NOT_REGULAR = "not a regular file: FIFOs, sockets and devices are listed but never opened"
+# Filesystems whose stat never waits on a network: only there are cached lookups used.
+_LOCAL_FS = {
+    "ext2",
+    "ext3",
+    "ext4",
+    "xfs",
+    "btrfs",
+    "f2fs",
+    "bcachefs",
+    "zfs",
+    "tmpfs",
+    "ramfs",
+    "overlay",
+}
 
 
 def _proc(fd: int) -> str:
@@ -41,6 +58,18 @@ def _proc(fd: int) -> str:
 
 _TEMP_MARK = ".hoody-"
 _TEMP_NAME = re.compile(r"\..+\.hoody-[0-9a-f]{12}\.part")
+
+
+def _fs_type(fd: int) -> str:
+    """The filesystem type of the mount holding ``fd``, read from procfs (never blocks)."""
+    with open(f"/proc/self/fdinfo/{fd}") as info:
+        mount_id = next(line.split()[1] for line in info if line.startswith("mnt_id:"))
+    with open("/proc/self/mountinfo") as mounts:
+        for line in mounts:
+            fields = line.split()
+            if fields[0] == mount_id:
+                return fields[fields.index("-") + 1]
+    return ""
 
 
 def is_upload_temp(name: str) -> bool:
@@ -268,6 +297,9 @@ class VFS:
     def __init__(self, root_fd: int, use_openat2: bool | None = None) -> None:
         self._root = root_fd
         self._openat2 = syscalls.openat2_works() if use_openat2 is None else use_openat2
+        # Cached lookups stay on the root's own mount (RESOLVE_NO_XDEV), and only a local
+        # filesystem's stat is sure never to wait for a server.
+        self._cached_lookups = self._openat2 and _fs_type(root_fd) in _LOCAL_FS
 
     @classmethod
     def open_root(cls, path: str, use_openat2: bool | None = None) -> VFS:
@@ -366,6 +398,29 @@ class VFS:
         """stat, following symlinks inside the root."""
         with self._fd(path) as fd:
             return os.fstat(fd)
+
+    def stat_cached(self, path: str, follow: bool = True) -> os.stat_result | None:
+        """``stat`` (or ``lstat``) from the kernel's caches only: None when answering would
+        need the disk, another mount or an old kernel (no RESOLVE_CACHED). Safe on an
+        event loop: the lookup is dcache-only and fstat of a local inode does no I/O."""
+        if not self._cached_lookups:
+            return None
+        flags = os.O_PATH | (0 if follow else os.O_NOFOLLOW)
+        resolve = _RESOLVE | syscalls.RESOLVE_CACHED | syscalls.RESOLVE_NO_XDEV
+        try:
+            fd = syscalls.openat2(self._root, paths.relative(path), flags, 0, resolve)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EXDEV):
+                return None
+            if exc.errno == errno.EINVAL:  # a kernel before 5.12
+                self._cached_lookups = False
+                return None
+            exc.filename = path
+            raise
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
 
     def lstat(self, path: str) -> os.stat_result:
         """stat of the name itself (a symlink is not followed)."""

@@ -197,10 +197,17 @@ class SFTPAdapter(asyncssh.SFTPServer):
     # -- paths -------------------------------------------------------------------------
 
     async def lstat(self, path: bytes) -> os.stat_result:
-        return await self.run(self.session.stat, _text(path), False)
+        return await self._stat(_text(path), False)
 
     async def stat(self, path: bytes) -> os.stat_result:
-        return await self.run(self.session.stat, _text(path), True)
+        return await self._stat(_text(path), True)
+
+    async def _stat(self, path: str, follow: bool) -> os.stat_result:
+        """From the kernel's caches on the spot if it can, else on a worker."""
+        st = self.session.stat_cached(path, follow)
+        if st is None:
+            st = await self.run(self.session.stat, path, follow)
+        return st
 
     async def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
         await self._set_attrs(path, attrs, follow=True)
