@@ -25,6 +25,7 @@ from asyncssh.sftp import (
 
 from ..core.session import Session
 from ..core.vfs import Listing, OpenFile, Times
+from .batches import Batches
 
 T = TypeVar("T")
 LISTING_BATCH = 128
@@ -115,6 +116,7 @@ class SFTPAdapter(asyncssh.SFTPServer):
         self.max_read = max_read
         self.max_handles = max_handles
         self.handles = 0
+        self._writes: Batches | None = None
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking core call in the worker pool."""
@@ -162,7 +164,9 @@ class SFTPAdapter(asyncssh.SFTPServer):
 
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         assert isinstance(file_obj, OpenFile)
-        await self.run(self.session.write, file_obj, offset, data)
+        if self._writes is None:
+            self._writes = Batches(self.pool, asyncio.get_running_loop())
+        await self._writes.run(functools.partial(self.session.write, file_obj, offset, data))
         return len(data)
 
     async def fstat(self, file_obj: object) -> os.stat_result:
