@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import asyncssh
+import asyncssh.connection
+import asyncssh.packet
 import paramiko
 import pytest
 from asyncssh.constants import (
@@ -40,6 +42,7 @@ from asyncssh.constants import (
     FXP_STATUS,
     FXP_VERSION,
     FXP_WRITE,
+    MSG_IGNORE,
 )
 from conftest import Server
 
@@ -382,9 +385,40 @@ def test_reads_from_cache_and_disk_agree_and_follow_writes(server: Server) -> No
             rtype, buf = await raw.request(FXP_READ, sstr(handle) + u64(size) + u32(100))
             assert status(rtype, buf) == FX_EOF
             await raw.close(handle)
+            # A READ on a write-only handle is an error reply; the session goes on.
+            handle = await raw.open(b"/cached.bin", FXF_WRITE)
+            rtype, buf = await raw.request(FXP_READ, sstr(handle) + u64(0) + u32(100))
+            assert status(rtype, buf) not in (FX_OK, FX_EOF)
+            await raw.close(handle)
         assert path.read_bytes() == data
 
     run(body)
+
+
+def test_no_empty_ignore_packets(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server sends data packets alone: no SSH_MSG_IGNORE before each (asyncssh's CBC
+    countermeasure, pointless with the AES-CTR and AES-GCM ciphers offered)."""
+    ignored: list[bytes] = []
+    handlers = asyncssh.connection.SSHConnection._packet_handlers
+    original = handlers[MSG_IGNORE]
+
+    def count(conn: object, pkttype: int, pktid: int, packet: asyncssh.packet.SSHPacket) -> None:
+        ignored.append(packet.get_full_payload())
+        original(conn, pkttype, pktid, packet)
+
+    monkeypatch.setitem(handlers, MSG_IGNORE, count)
+    data = os.urandom(300_000)
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            async with sftp.open("/ignore.bin", "wb") as f:
+                await f.write(data)
+            async with sftp.open("/ignore.bin", "rb") as f:
+                assert await f.read() == data
+            assert (await sftp.stat("/ignore.bin")).size == len(data)
+
+    run(body)
+    assert ignored == []
 
 
 # -- renames ----------------------------------------------------------------------------------

@@ -185,12 +185,9 @@ class OpenFile:
         buf = bytearray(size)
         try:
             got = os.preadv(self.fd, [buf], offset, os.RWF_NOWAIT)
-        except BlockingIOError:
-            return None
-        except OSError as exc:
-            if exc.errno != errno.EOPNOTSUPP:
-                raise
-            self._nowait = False
+        except OSError as exc:  # EAGAIN: not cached; any error: ``read`` reports it
+            if exc.errno == errno.EOPNOTSUPP:
+                self._nowait = False
             return None
         return buf if got == size else None
 
