@@ -295,8 +295,9 @@ class VFS:
         self._root = root_fd
         self._openat2 = syscalls.openat2_works() if use_openat2 is None else use_openat2
         # Cached lookups stay on the root's own mount (RESOLVE_NO_XDEV), and only a local
-        # filesystem's stat is sure never to wait for a server.
-        self._cached_lookups = self._openat2 and _fs_type(root_fd) in _LOCAL_FS
+        # filesystem's stat is sure never to wait for a server. Found out at the first
+        # cached lookup, so sessions that make none (an HTTP request) skip reading procfs.
+        self._cached_lookups: bool | None = None if self._openat2 else False
 
     @classmethod
     def open_root(cls, path: str, use_openat2: bool | None = None) -> VFS:
@@ -400,6 +401,8 @@ class VFS:
         """``stat`` (or ``lstat``) from the kernel's caches only: None when answering would
         need the disk, another mount or an old kernel (no RESOLVE_CACHED). Safe on an
         event loop: the lookup is dcache-only and fstat of a local inode does no I/O."""
+        if self._cached_lookups is None:
+            self._cached_lookups = _fs_type(self._root) in _LOCAL_FS
         if not self._cached_lookups:
             return None
         flags = os.O_PATH | (0 if follow else os.O_NOFOLLOW)
