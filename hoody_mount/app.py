@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
@@ -26,6 +25,7 @@ from .ssh import server as ssh_server
 from .web import tls as tls_files
 from .web.auth import Authenticator, Grant
 from .web.server import WebFront, WebServer
+from .workers import Workers
 
 log = logging.getLogger("hoody_mount")
 WORKER_THREADS = 64
@@ -107,7 +107,7 @@ async def run(config: Config, out: TextIO = sys.stdout) -> None:
     vfs = VFS.open_root(str(config.root))
     names = NameMap(vfs)
     guard = LoginGuard()
-    pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="hoody-io")
+    pool = Workers(WORKER_THREADS, "hoody-io")
 
     ctx = ssh_server.SSHContext(
         users, vfs, config.root.absolute(), names, pool, config.ssh_limits, guard

@@ -12,7 +12,6 @@ import collections
 import functools
 import logging
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +27,7 @@ from ..core.names import NameMap
 from ..core.session import Session
 from ..core.users import User, verify_password
 from ..core.vfs import VFS
+from ..workers import Workers
 from . import commands, flowcontrol, ignore_packets, shell
 from .protocol import SFTPHandler
 from .sftp import SFTPAdapter
@@ -54,7 +54,7 @@ class SSHContext:
     vfs: VFS
     root_path: Path
     names: NameMap
-    pool: Executor
+    pool: Workers
     limits: SSHLimits
     guard: LoginGuard = field(default_factory=LoginGuard)
     connections: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -62,9 +62,7 @@ class SSHContext:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call in the worker pool."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self.pool, functools.partial(fn, *args)
-        )
+        return await self.pool.call(asyncio.get_running_loop(), fn, *args)
 
 
 def _read_keys(user: User) -> str:
