@@ -23,28 +23,34 @@ import paramiko
 import pytest
 from asyncssh.constants import (
     FX_EOF,
+    FX_FAILURE,
     FX_NO_SUCH_FILE,
     FX_OK,
     FXF_CREAT,
     FXF_READ,
     FXF_TRUNC,
     FXF_WRITE,
+    FXP_ATTRS,
     FXP_CLOSE,
     FXP_DATA,
     FXP_EXTENDED,
     FXP_EXTENDED_REPLY,
+    FXP_FSTAT,
     FXP_HANDLE,
     FXP_INIT,
     FXP_NAME,
     FXP_OPEN,
     FXP_OPENDIR,
     FXP_READ,
+    FXP_READDIR,
     FXP_STATUS,
     FXP_VERSION,
     FXP_WRITE,
     MSG_IGNORE,
 )
 from conftest import Server
+
+from hoody_mount.ssh.sftp import LISTING_BATCH
 
 T = TypeVar("T")
 
@@ -391,6 +397,87 @@ def test_reads_from_cache_and_disk_agree_and_follow_writes(server: Server) -> No
             assert status(rtype, buf) not in (FX_OK, FX_EOF)
             await raw.close(handle)
         assert path.read_bytes() == data
+
+    run(body)
+
+
+def test_fstat_and_close_follow_pipelined_writes(server: Server) -> None:
+    """FSTAT and CLOSE sent right behind WRITEs, before any reply is read, see every
+    write (FSTAT is answered on the event loop, the fd is closed behind CLOSE's answer);
+    the closed handle is gone and the file holds all the bytes."""
+    pid = server.process.pid
+    chunks = [os.urandom(10_000) for _ in range(8)]
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            await raw.close(await raw.open(b"/warmup", FXF_WRITE | FXF_CREAT))
+            baseline = _open_fds(pid)
+            handle = await raw.open(b"/piped.bin", FXF_WRITE | FXF_CREAT | FXF_TRUNC)
+            first = raw.next_id
+            for i, chunk in enumerate(chunks):
+                raw.send(
+                    bytes([FXP_WRITE]) + u32(first + i) + sstr(handle)
+                    + u64(i * len(chunk)) + sstr(chunk)
+                )  # fmt: skip
+            fstat_id, close_id = first + len(chunks), first + len(chunks) + 1
+            raw.send(bytes([FXP_FSTAT]) + u32(fstat_id) + sstr(handle))
+            raw.send(bytes([FXP_CLOSE]) + u32(close_id) + sstr(handle))
+            raw.next_id = close_id + 1
+            replies = {}
+            for _ in range(len(chunks) + 2):
+                rtype, reply = await raw.recv()
+                buf = Buf(reply)
+                replies[buf.u32()] = (rtype, buf)
+            for i in range(len(chunks)):
+                assert status(*replies[first + i]) == FX_OK
+            rtype, buf = replies[fstat_id]
+            assert rtype == FXP_ATTRS and buf.u32() & 0x1, "FSTAT: attributes with a size"
+            assert buf.u64() == sum(map(len, chunks))
+            assert status(*replies[close_id]) == FX_OK
+            rtype, buf = await raw.request(FXP_READ, sstr(handle) + u64(0) + u32(100))
+            assert status(rtype, buf) == FX_FAILURE, "the handle is closed"
+            deadline = asyncio.get_running_loop().time() + 5
+            while _open_fds(pid) > baseline and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
+            assert _open_fds(pid) <= baseline, "the file's fd was closed"
+        assert (server.root / "piped.bin").read_bytes() == b"".join(chunks)
+
+    run(body)
+
+
+def test_readdir_to_the_end_then_eof(server: Server) -> None:
+    """Folders smaller than, equal to and larger than one batch list every name once;
+    READDIR past the end keeps answering EOF, CLOSE then succeeds once."""
+    sizes = [0, 1, LISTING_BATCH - 1, LISTING_BATCH, LISTING_BATCH + 1, 3 * LISTING_BATCH]
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            for size in sizes:
+                folder = server.root / f"dir{size}"
+                folder.mkdir()
+                expected = {f"n{i}".encode() for i in range(size)}
+                for name in expected:
+                    (folder / name.decode()).touch()
+                rtype, buf = await raw.request(FXP_OPENDIR, sstr(f"/dir{size}".encode()))
+                assert rtype == FXP_HANDLE
+                handle = buf.string()
+                seen: list[bytes] = []
+                while True:
+                    rtype, buf = await raw.request(FXP_READDIR, sstr(handle))
+                    if rtype == FXP_STATUS:
+                        assert buf.u32() == FX_EOF
+                        break
+                    seen += names_of(rtype, buf)
+                names = [n for n in seen if n not in (b".", b"..")]
+                assert len(names) == len(set(names)) and set(names) == expected, size
+                for _ in range(2):
+                    rtype, buf = await raw.request(FXP_READDIR, sstr(handle))
+                    assert status(rtype, buf) == FX_EOF
+                await raw.close(handle)
+                rtype, buf = await raw.request(FXP_CLOSE, sstr(handle))
+                assert status(rtype, buf) == FX_FAILURE, "closed twice"
 
     run(body)
 
@@ -896,6 +983,10 @@ def test_handles_released_on_disconnect(server: Server) -> None:
     """Handles a client leaves open (files and folders) are closed when it goes away."""
     for i in range(8):
         (server.root / f"f{i}.txt").write_text(str(i))
+    big = server.root / "big"  # more names than one batch: its listing stays open
+    big.mkdir()
+    for i in range(LISTING_BATCH + 1):
+        (big / f"n{i}").touch()
     pid = server.process.pid
 
     async def settle(limit: int) -> int:
@@ -919,7 +1010,7 @@ def test_handles_released_on_disconnect(server: Server) -> None:
             for i in range(MAX_HANDLES // 2):
                 await sftp.open(f"/f{i % 8}.txt", "rb")
             for _ in range(MAX_HANDLES // 2):
-                await sftp._handler.opendir(b"/share")
+                await sftp._handler.opendir(b"/big")
             assert _open_fds(pid) >= baseline + MAX_HANDLES
             if round_ % 2:
                 conn.abort()  # drop the TCP connection without a goodbye

@@ -1222,3 +1222,30 @@ def test_cached_stat_matches_stat_and_stays_on_its_mount(jail: Jail, mode: bool)
         assert jail.vfs.stat_cached("/mnt/f") is None
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_open_file_is_local_only_on_the_roots_own_filesystem(jail: Jail) -> None:
+    """An open file answers fstat on the spot (``stat_cached``) only on the root's own
+    local filesystem; one on another mount below the root goes to a worker."""
+    assert os.geteuid() == 0, "mounting needs root (CI runs as root)"
+    file = jail.vfs.open_file("/inside.txt", os.O_RDONLY)
+    try:
+        assert file.local
+        cached = file.stat_cached()
+        assert cached is not None and cached.st_ino == file.stat().st_ino
+    finally:
+        file.close()
+    mnt = jail.root / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "none", str(mnt)], check=True)
+    try:
+        for flags in (os.O_RDONLY, os.O_WRONLY | os.O_CREAT):
+            (mnt / "f").write_bytes(b"x")
+            other = jail.vfs.open_file("/mnt/f" if flags == os.O_RDONLY else "/mnt/new", flags)
+            try:
+                assert not other.local
+                assert other.stat_cached() is None
+            finally:
+                other.close()
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

@@ -166,9 +166,12 @@ MAX_OFFSET = 2**63 - 1  # off_t
 class OpenFile:
     """An open regular file: positional reads and writes on its fd."""
 
-    def __init__(self, fd: int, path: str) -> None:
+    def __init__(self, fd: int, path: str, local: bool = False) -> None:
         self.fd = fd
         self.path = path
+        # On the root's local filesystem: fstat never waits, and close reports nothing
+        # (no local filesystem returns write-back errors from close; NFS does).
+        self.local = local
         self._nowait = True  # until the filesystem refuses RWF_NOWAIT
 
     def read(self, offset: int, size: int) -> bytes:
@@ -201,6 +204,10 @@ class OpenFile:
     def stat(self) -> os.stat_result:
         """fstat of the open file."""
         return os.fstat(self.fd)
+
+    def stat_cached(self) -> os.stat_result | None:
+        """fstat if it cannot wait (a local filesystem: the inode is in memory), else None."""
+        return os.fstat(self.fd) if self.local else None
 
     def fsync(self) -> None:
         """Flush the file's data and metadata to the disk."""
@@ -295,9 +302,10 @@ class VFS:
         self._root = root_fd
         self._openat2 = syscalls.openat2_works() if use_openat2 is None else use_openat2
         # Cached lookups stay on the root's own mount (RESOLVE_NO_XDEV), and only a local
-        # filesystem's stat is sure never to wait for a server. Found out at the first
-        # cached lookup, so sessions that make none (an HTTP request) skip reading procfs.
-        self._cached_lookups: bool | None = None if self._openat2 else False
+        # filesystem's stat is sure never to wait for a server. Found out when first
+        # needed, so sessions that need none (an HTTP request) skip reading procfs.
+        self._cached_lookups = self._openat2
+        self._local_dev: int | None = -1  # -1: not yet known
 
     @classmethod
     def open_root(cls, path: str, use_openat2: bool | None = None) -> VFS:
@@ -401,9 +409,7 @@ class VFS:
         """``stat`` (or ``lstat``) from the kernel's caches only: None when answering would
         need the disk, another mount or an old kernel (no RESOLVE_CACHED). Safe on an
         event loop: the lookup is dcache-only and fstat of a local inode does no I/O."""
-        if self._cached_lookups is None:
-            self._cached_lookups = _fs_type(self._root) in _LOCAL_FS
-        if not self._cached_lookups:
+        if not self._cached_lookups or self._local_device() is None:
             return None
         flags = os.O_PATH | (0 if follow else os.O_NOFOLLOW)
         resolve = _RESOLVE | syscalls.RESOLVE_CACHED | syscalls.RESOLVE_NO_XDEV
@@ -421,6 +427,17 @@ class VFS:
             return os.fstat(fd)
         finally:
             os.close(fd)
+
+    def _local_device(self) -> int | None:
+        """The device of the root's filesystem if that is local, else None (procfs, once)."""
+        if self._local_dev == -1:
+            local = _fs_type(self._root) in _LOCAL_FS
+            self._local_dev = os.fstat(self._root).st_dev if local else None
+        return self._local_dev
+
+    def _on_local_fs(self, st: os.stat_result) -> bool:
+        """Whether a file with this stat lives on the root's own local filesystem."""
+        return st.st_dev == self._local_device()
 
     def lstat(self, path: str) -> os.stat_result:
         """stat of the name itself (a symlink is not followed)."""
@@ -466,7 +483,8 @@ class VFS:
         except FileNotFoundError:
             if not flags & os.O_CREAT:
                 raise
-            return OpenFile(self._create(path, flags, mode), path)
+            fd, st = self._create(path, flags, mode)
+            return OpenFile(fd, path, self._on_local_fs(st))
         try:
             if flags & os.O_CREAT and flags & os.O_EXCL:
                 raise OSError(errno.EEXIST, os.strerror(errno.EEXIST), path)
@@ -475,7 +493,8 @@ class VFS:
                 raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
             if not stat.S_ISREG(st.st_mode):
                 raise OSError(errno.ENXIO, _NOT_REGULAR, path)
-            return OpenFile(os.open(_proc(pfd), access | os.O_CLOEXEC), path)
+            fd = os.open(_proc(pfd), access | os.O_CLOEXEC)
+            return OpenFile(fd, path, self._on_local_fs(st))
         finally:
             os.close(pfd)
 
@@ -501,14 +520,15 @@ class VFS:
             os.close(dfd)
             raise
 
-    def _create(self, path: str, flags: int, mode: int) -> int:
+    def _create(self, path: str, flags: int, mode: int) -> tuple[int, os.stat_result]:
         create = flags & (os.O_ACCMODE | os.O_APPEND | os.O_TRUNC | os.O_CREAT | os.O_EXCL)
         fd = self._open(path, create | os.O_NONBLOCK, mode)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise OSError(errno.ENXIO, _NOT_REGULAR, path)
         os.set_blocking(fd, True)
-        return fd
+        return fd, st
 
     # -- changing names ---------------------------------------------------------------
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 import asyncssh
@@ -24,10 +24,12 @@ from asyncssh.sftp import (
 )
 
 from ..core.session import Session
-from ..core.vfs import Listing, OpenFile, Times
+from ..core.vfs import Entry, Listing, OpenFile, Times
+from ..workers import Workers
 from .batches import Batches
 
 T = TypeVar("T")
+log = logging.getLogger("hoody_mount.sftp")
 LISTING_BATCH = 128
 
 
@@ -69,33 +71,68 @@ def _open_flags(pflags: int) -> int:
     return flags
 
 
-class NameStream:
-    """The names of an open folder, read from the disk a batch at a time."""
+def _close_logging_errors(file_obj: OpenFile) -> None:
+    """On a worker: close a file whose CLOSE was already answered."""
+    try:
+        file_obj.close()
+    except OSError as exc:
+        log.warning("closing %s after CLOSE was answered: %s", file_obj.path, exc)
 
-    def __init__(self, adapter: SFTPAdapter, listing: Listing) -> None:
+
+def _read_batch(listing: Listing) -> tuple[list[Entry], bool]:
+    """On a worker: the next names of a folder, and whether that was the end (then the
+    folder is closed in the same hand-off, so READDIRs and CLOSE past it need none)."""
+    try:
+        entries = listing.read(LISTING_BATCH)
+    except BaseException:
+        listing.close()
+        raise
+    if len(entries) < LISTING_BATCH:  # a short batch: the folder is read to its end
+        listing.close()
+        return entries, True
+    return entries, False
+
+
+class NameStream:
+    """The names of an open folder, read from the disk a batch at a time.
+
+    The first batch is read with the open; a folder that fits in it (nearly all) is
+    closed right away, and READDIR and CLOSE are then answered on the event loop.
+    """
+
+    def __init__(self, adapter: SFTPAdapter, listing: Listing | None, first: list[Entry]) -> None:
         self._adapter = adapter
-        self._listing: Listing | None = listing
-        self._batch: list[SFTPName] = []
+        self._listing = listing  # None once read to its end (and closed)
+        self._batch = self._names(first)
+        self._open = True  # holds one of the session's handles
+
+    @staticmethod
+    def _names(entries: list[Entry]) -> list[SFTPName]:
+        return [
+            SFTPName(os.fsencode(e.name), attrs=SFTPAttrs.from_local(e.stat))
+            for e in reversed(entries)
+        ]
 
     def __aiter__(self) -> NameStream:
         return self
 
     async def __anext__(self) -> SFTPName:
         if not self._batch and self._listing is not None:
-            entries = await self._adapter.run(self._listing.read, LISTING_BATCH)
-            self._batch = [
-                SFTPName(os.fsencode(e.name), attrs=SFTPAttrs.from_local(e.stat))
-                for e in reversed(entries)
-            ]
+            entries, at_end = await self._adapter.run(_read_batch, self._listing)
+            if at_end:
+                self._listing = None
+            self._batch = self._names(entries)
         if not self._batch:
             raise StopAsyncIteration
         return self._batch.pop()
 
     async def close(self) -> None:
         """Release the folder (safe to call twice)."""
+        if self._open:
+            self._open = False
+            self._adapter.handles -= 1
         if self._listing is not None:
             listing, self._listing = self._listing, None
-            self._adapter.handles -= 1
             await self._adapter.run(listing.close)
 
 
@@ -106,7 +143,7 @@ class SFTPAdapter(asyncssh.SFTPServer):
         self,
         chan: asyncssh.SSHServerChannel[bytes],
         session: Session,
-        pool: Executor,
+        pool: Workers,
         max_read: int,
         max_handles: int,
     ) -> None:
@@ -120,8 +157,8 @@ class SFTPAdapter(asyncssh.SFTPServer):
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking core call in the worker pool."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, functools.partial(fn, *args, **kwargs))
+        call = functools.partial(fn, *args, **kwargs) if kwargs else fn
+        return await self.pool.call(asyncio.get_running_loop(), call, *(() if kwargs else args))
 
     def _take_handle(self) -> None:
         if self.handles >= self.max_handles:
@@ -148,8 +185,13 @@ class SFTPAdapter(asyncssh.SFTPServer):
             raise
 
     async def close(self, file_obj: object) -> None:
+        """Release a file. On a local filesystem close reports nothing a client could act
+        on, so the answer goes out at once and a worker closes the fd right behind it."""
         assert isinstance(file_obj, OpenFile)
         self.handles -= 1
+        if file_obj.local:
+            self.pool.submit(_close_logging_errors, file_obj)
+            return
         await self.run(file_obj.close)
 
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
@@ -171,7 +213,10 @@ class SFTPAdapter(asyncssh.SFTPServer):
 
     async def fstat(self, file_obj: object) -> os.stat_result:
         assert isinstance(file_obj, OpenFile)
-        return await self.run(file_obj.stat)
+        st = file_obj.stat_cached()
+        if st is None:
+            st = await self.run(file_obj.stat)
+        return st
 
     async def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
         assert isinstance(file_obj, OpenFile)
@@ -234,11 +279,17 @@ class SFTPAdapter(asyncssh.SFTPServer):
         """Open a folder now (so errors come with OPENDIR) and list it in batches."""
         self._take_handle()
         try:
-            listing = await self.run(self.session.listdir, _text(path))
+            listing, first = await self.run(self._start_listing, _text(path))
         except BaseException:
             self.handles -= 1
             raise
-        return NameStream(self, listing)
+        return NameStream(self, listing, first)
+
+    def _start_listing(self, path: str) -> tuple[Listing | None, list[Entry]]:
+        """On a worker: open the folder and read its first batch (closing it at the end)."""
+        listing = self.session.listdir(path)
+        first, at_end = _read_batch(listing)
+        return (None if at_end else listing), first
 
     async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         """The names of a folder (used by scp's recursive copies and globbing)."""
