@@ -164,11 +164,13 @@ def time_table(metrics: list[Metric], results: Results, order: list[str]) -> lis
     return lines
 
 
-MEMORY_ROWS = [
-    ("peak-run", "Peak RSS, whole run"),
-    ("peak-many-sftp", "Peak RSS during the many-SFTP-sessions workload"),
-    ("peak-many-dav", "Peak RSS during the many-WebDAV-clients workload"),
-    ("peak-many", "Peak RSS, many-clients run"),
+PEAK_LABELS = {
+    "peak-run": "Peak RSS, whole run",
+    "peak-many-sftp": "Peak RSS during the many-SFTP-sessions workload",
+    "peak-many-dav": "Peak RSS during the many-WebDAV-clients workload",
+    "peak-many": "Peak RSS, many-clients run",
+}
+IDLE_ROWS = [
     ("idle-none", "RSS, no connections"),
     ("idle-ssh", "RSS, 200 idle SSH connections (SFTP open)"),
     ("idle-http", "RSS, 200 idle HTTP keep-alive connections"),
@@ -177,16 +179,28 @@ MEMORY_ROWS = [
 MEMORY_COLUMNS = [HOODY, OPENSSH, RCLONE_SFTP, WSGIDAV, RCLONE_WEBDAV]
 
 
+def memory_rows(results: Results) -> list[tuple[str, str]]:
+    """The memory rows present: the whole run's peak, each workload's, then idle RSS."""
+    per_workload = [
+        (metric, PEAK_LABELS.get(metric, f"Peak RSS during the {metric[5:]} workload"))
+        for metric in results
+        if metric.startswith("peak-") and metric not in ("peak-run", "peak-many")
+    ]
+    rows = [("peak-run", PEAK_LABELS["peak-run"]), *per_workload]
+    return [*rows, ("peak-many", PEAK_LABELS["peak-many"]), *IDLE_ROWS]
+
+
 def memory_table(results: Results, idle_connections: int) -> list[str]:
     """Memory in MB (10^6 bytes): hoody-mount and the anchors that were measured."""
-    columns = [k for k in MEMORY_COLUMNS if any(k in results.get(m, {}) for m, _ in MEMORY_ROWS)]
+    rows = memory_rows(results)
+    columns = [k for k in MEMORY_COLUMNS if any(k in results.get(m, {}) for m, _ in rows)]
     if not columns:
         return []
     lines = [
         "| Memory (MB) | " + " | ".join(LABELS[k] for k in columns) + " | Target |",
         "|---|" + "---:|" * len(columns) + "---|",
     ]
-    for metric, label in MEMORY_ROWS:
+    for metric, label in rows:
         cells = results.get(metric, {})
         if not cells:
             continue
@@ -213,7 +227,7 @@ def memory_table(results: Results, idle_connections: int) -> list[str]:
 def details(metrics: list[Metric], results: Results, order: list[str]) -> list[str]:
     """Every sample and every error message, for the record."""
     lines = []
-    ids = [m.id for m in metrics] + [m for m, _ in MEMORY_ROWS]
+    ids = [m.id for m in metrics] + [m for m, _ in memory_rows(results)]
     for metric in ids:
         for key in order:
             cell = results.get(metric, {}).get(key)
@@ -259,7 +273,7 @@ def render(
             "RSS of the server process; for OpenSSH the sum over sshd and its per-connection",
             "processes (their PSS in brackets). Peaks (single-process servers only) are the",
             "higher of VmHWM and the RSS sampled every 50 ms; both restart before each",
-            "many-clients workload.",
+            "workload, so a workload's peak is its own (the whole run's is the highest).",
             "",
             *memory,
             "",

@@ -286,15 +286,14 @@ def main(argv: list[str] | None = None) -> int:
             peak_many: dict[str, float] = {}
             for workload in sorted(chosen, key=lambda w: w.group != "many"):
                 began = time.monotonic()
-                many = workload.group == "many"
-                if many:
-                    peaks.new_window()
+                peaks.new_window()
                 run_workload(workload, bench, endpoints, results, args.runs)
                 for key_name in peaks.endpoints:
-                    if many and key_name in workload.servers:
+                    if key_name in workload.servers:
                         value = peaks.window(key_name)
                         Recorder(results, key_name, say).value(f"peak-{workload.name}", value)
-                        peak_many[key_name] = max(peak_many.get(key_name, 0.0), value)
+                        if workload.group == "many":
+                            peak_many[key_name] = max(peak_many.get(key_name, 0.0), value)
                 durations[workload.name] = time.monotonic() - began
             for key_name, value in peak_many.items():
                 Recorder(results, key_name, say).value("peak-many", value)
