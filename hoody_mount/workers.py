@@ -64,9 +64,9 @@ class Workers(Executor):
             try:
                 result = fn(*args)
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
-                loop.call_soon_threadsafe(_settle, future, None, exc)
+                loop.call_soon_threadsafe(settle, future, None, exc)
             else:
-                loop.call_soon_threadsafe(_settle, future, result, None)
+                loop.call_soon_threadsafe(settle, future, result, None)
 
         self._post(_Job(job, lambda: loop.call_soon_threadsafe(future.cancel)))
         return future
@@ -163,7 +163,8 @@ class Workers(Executor):
 _SLEEP = _Job(lambda: None, lambda: None)  # a marker: no job was waiting
 
 
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+def settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    """On the loop: give a future its result or exception, unless it was cancelled."""
     if future.cancelled():
         return
     if exc is None:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
+from ..workers import settle
+
 T = TypeVar("T")
 MAX_BATCH = 16  # results go back at least this often, so replies keep flowing
 
@@ -54,12 +56,7 @@ class Batches:
     def _finish(self, done: _Done) -> None:
         """On the loop: settle the futures; start the next batch if calls are waiting."""
         for future, result, exc in done:
-            if future.cancelled():
-                continue
-            if exc is None:
-                future.set_result(result)
-            else:
-                future.set_exception(exc)
+            settle(future, result, exc)
         if self._waiting:
             self._pool.submit(self._run_batch)
         else:
