@@ -71,6 +71,7 @@ class Authenticator:
         self.tokens = tokens
         self._key = secrets.token_bytes(32)
         self._cache: OrderedDict[bytes, float] = OrderedDict()
+        self._checking: dict[bytes, _Check] = {}  # credentials being verified right now
         self._lock = threading.Lock()
 
     def authenticate(self, environ: dict[str, Any]) -> Grant:
@@ -109,6 +110,9 @@ class Authenticator:
         return Grant(user)
 
     def _check(self, user: User, password: str) -> bool:
+        """Verify a password, once for all requests that bring the same one at once:
+        a WebDAV client opens several connections together, and each scrypt check costs
+        32 MiB and a tenth of a second."""
         digest = hmac.new(
             self._key, f"{user.name}\0{user.password_hash}\0{password}".encode(), hashlib.sha256
         ).digest()
@@ -117,11 +121,30 @@ class Authenticator:
             expiry = self._cache.get(digest)
             if expiry is not None and expiry > now:
                 return True
-        if not verify_password(password, user.password_hash):
-            return False
-        with self._lock:
-            self._cache[digest] = now + _CACHE_SECONDS
-            self._cache.move_to_end(digest)
-            while len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
-        return True
+            check = self._checking.get(digest)
+            first = check is None
+            if check is None:
+                check = self._checking[digest] = _Check()
+        if not first:
+            check.done.wait()
+            return check.ok
+        try:
+            check.ok = verify_password(password, user.password_hash)
+        finally:
+            with self._lock:
+                del self._checking[digest]
+                if check.ok:
+                    self._cache[digest] = now + _CACHE_SECONDS
+                    self._cache.move_to_end(digest)
+                    while len(self._cache) > _CACHE_SIZE:
+                        self._cache.popitem(last=False)
+            check.done.set()
+        return check.ok
+
+
+class _Check:
+    """A password check in flight; requests with the same credentials wait for it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ok = False
