@@ -82,3 +82,16 @@ def openat2_works() -> bool:
         return False
     os.close(fd)
     return True
+
+
+SYNC_FILE_RANGE_WRITE = 2
+_sync_file_range = getattr(_libc, "sync_file_range", None)
+if _sync_file_range is not None:
+    _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing a range of a file's dirty pages to the disk, without waiting
+    (sync_file_range with SYNC_FILE_RANGE_WRITE); a hint, so failures are ignored."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)

@@ -165,6 +165,9 @@ MAX_OFFSET = 2**63 - 1  # off_t
 # the kernel's own readahead keeps too little in flight, and a cold 1 GiB read took
 # 0.8-1.1 s here against 0.45 s with 16 MiB advised ahead.
 READ_AHEAD = 16 << 20
+# An upload's pages are sent to the disk every this many bytes: 1 GiB took 0.45 s more
+# to fsync at the end otherwise, time in which the client only waits.
+WRITEBACK_STEP = 8 << 20
 _SEQUENTIAL_SLACK = 1 << 20  # concurrent READs of one client arrive a little out of order
 
 
@@ -283,11 +286,18 @@ class AtomicFile:
         )
         self.file = OpenFile(fd, path)
         self.size = 0
+        self._written_back = 0  # bytes whose writeback was started
 
     def write(self, data: bytes) -> None:
-        """Append ``data``."""
+        """Append ``data``; every ``WRITEBACK_STEP`` bytes the disk starts on them, so the
+        fsync at commit waits for the tail only, not for the whole upload."""
         self.file.write(self.size, data)
         self.size += len(data)
+        if self.size - self._written_back >= WRITEBACK_STEP:
+            syscalls.start_writeback(
+                self.file.fd, self._written_back, self.size - self._written_back
+            )
+            self._written_back = self.size
 
     def set_mode(self, mode: int) -> None:
         """The permission bits the file gets when it is put in place."""
