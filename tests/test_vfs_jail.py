@@ -1249,3 +1249,26 @@ def test_open_file_is_local_only_on_the_roots_own_filesystem(jail: Jail) -> None
                 other.close()
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_jails_learn_the_filesystem_from_their_parent(
+    jail: Jail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """procfs is read once per served root, not once per jail (an HTTP request opens a
+    jail every time); a jail on another filesystem finds out for itself."""
+    from hoody_mount.core import vfs as vfs_module
+
+    reads: list[int] = []
+    real = vfs_module._fs_type
+    monkeypatch.setattr(vfs_module, "_fs_type", lambda fd: reads.append(fd) or real(fd))
+    (jail.root / "sub").mkdir(exist_ok=True)
+    (jail.root / "sub" / "f").write_bytes(b"x")
+    for _ in range(5):
+        sub = jail.vfs.sub("/sub")
+        try:
+            file = sub.open_file("/f", os.O_RDONLY)
+            assert file.local
+            file.close()
+        finally:
+            sub.close()
+    assert len(reads) == 1, "the root's filesystem was read once"
