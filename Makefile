@@ -18,6 +18,10 @@ $(VENV)/.test-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
+
 serve: $(VENV)/.installed
 	$(VENV)/bin/hoody-mount serve $(ARGS)
 
@@ -36,10 +40,10 @@ pytest: $(VENV)/.test-installed system-deps
 
 test: lint typecheck pytest
 
-bench: $(VENV)/.installed system-deps
+bench: $(VENV)/.bench-installed system-deps
 	$(VENV)/bin/python bench/run.py $(ARGS)
 
-bench-quick: $(VENV)/.installed system-deps
+bench-quick: $(VENV)/.bench-installed system-deps
 	$(VENV)/bin/python bench/run.py --quick $(ARGS)
 
 clean:

