@@ -168,7 +168,7 @@ READ_AHEAD = 16 << 20
 # An upload's pages are sent to the disk every this many bytes: 1 GiB took 0.45 s more
 # to fsync at the end otherwise, time in which the client only waits.
 WRITEBACK_STEP = 8 << 20
-_SEQUENTIAL_SLACK = 8 << 20  # READs in flight at once (64 of 128 KiB) arrive out of order
+_SEQUENTIAL_SLACK = 1 << 20  # concurrent READs of one client arrive a little out of order
 
 
 class OpenFile:
@@ -193,32 +193,24 @@ class OpenFile:
     def _read_ahead(self, start: int, end: int) -> None:
         """Keep the kernel ``READ_AHEAD`` bytes ahead of a sequential reader; a reader
         that jumps around gets no advice (it would only waste the disk's time)."""
-        if not self._reads_on(start, end) or end + READ_AHEAD // 2 < self._ahead_to:
+        sequential = abs(start - self._last_end) <= _SEQUENTIAL_SLACK
+        self._last_end = max(self._last_end, end) if sequential else end
+        if not sequential or end + READ_AHEAD // 2 < self._ahead_to:
             return
         begin = max(end, self._ahead_to)
         self._ahead_to = end + READ_AHEAD
         with contextlib.suppress(OSError):  # only a hint
             os.posix_fadvise(self.fd, begin, self._ahead_to - begin, os.POSIX_FADV_WILLNEED)
 
-    def _reads_on(self, start: int, end: int) -> bool:
-        """Note a read; True if it went on from where the reader was (sequential)."""
-        sequential = abs(start - self._last_end) <= _SEQUENTIAL_SLACK
-        self._last_end = max(self._last_end, end) if sequential else end
-        return sequential
-
     def read_cached(self, offset: int, size: int) -> bytearray | None:
         """Read exactly ``size`` bytes at ``offset`` if the page cache holds them all, or
         return None at once: ``preadv2(RWF_NOWAIT)`` never waits for the disk, so this is
         safe on an event loop. A miss starts the kernel's readahead; ``read`` does the rest.
-        A sequential reader near the end of the advised read-ahead gets None too: then a
-        worker reads, and advises on.
         """
         if not self._nowait or size <= 0 or offset + size > MAX_OFFSET:
             return None
-        end = offset + size
-        near_end = self._ahead_to and end + READ_AHEAD // 2 > self._ahead_to
-        if near_end and abs(offset - self._last_end) <= _SEQUENTIAL_SLACK:
-            return None
+        if self._ahead_to and offset + size + READ_AHEAD // 2 > self._ahead_to:
+            return None  # near the end of the advised read-ahead: a worker reads and advises on
         buf = bytearray(size)
         try:
             got = os.preadv(self.fd, [buf], offset, os.RWF_NOWAIT)
@@ -226,10 +218,7 @@ class OpenFile:
             if exc.errno == errno.EOPNOTSUPP:
                 self._nowait = False
             return None
-        if got != size:
-            return None
-        self._reads_on(offset, end)
-        return buf
+        return buf if got == size else None
 
     def write(self, offset: int, data: bytes) -> None:
         """Write all of ``data`` at ``offset``."""
