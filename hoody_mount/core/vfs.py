@@ -161,14 +161,9 @@ class Listing:
 
 
 MAX_OFFSET = 2**63 - 1  # off_t
-# A sequential reader gets the kernel reading this far ahead of it (POSIX_FADV_WILLNEED):
-# the kernel's own readahead keeps too little in flight, and a cold 1 GiB read took
-# 0.8-1.1 s here against 0.45 s with 16 MiB advised ahead.
-READ_AHEAD = 16 << 20
 # An upload's pages are sent to the disk every this many bytes: 1 GiB took 0.45 s more
 # to fsync at the end otherwise, time in which the client only waits.
 WRITEBACK_STEP = 8 << 20
-_SEQUENTIAL_SLACK = 1 << 20  # concurrent READs of one client arrive a little out of order
 
 
 class OpenFile:
@@ -181,26 +176,10 @@ class OpenFile:
         # (no local filesystem returns write-back errors from close; NFS does).
         self.local = local
         self._nowait = True  # until the filesystem refuses RWF_NOWAIT
-        self._last_end = 0  # where the last read ended
-        self._ahead_to = 0  # how far the kernel was asked to read ahead (0: not yet)
 
     def read(self, offset: int, size: int) -> bytes:
         """Read up to ``size`` bytes at ``offset`` (fewer at the end of the file)."""
-        data = os.pread(self.fd, size, offset)
-        self._read_ahead(offset, offset + len(data))
-        return data
-
-    def _read_ahead(self, start: int, end: int) -> None:
-        """Keep the kernel ``READ_AHEAD`` bytes ahead of a sequential reader; a reader
-        that jumps around gets no advice (it would only waste the disk's time)."""
-        sequential = abs(start - self._last_end) <= _SEQUENTIAL_SLACK
-        self._last_end = max(self._last_end, end) if sequential else end
-        if not sequential or end + READ_AHEAD // 2 < self._ahead_to:
-            return
-        begin = max(end, self._ahead_to)
-        self._ahead_to = end + READ_AHEAD
-        with contextlib.suppress(OSError):  # only a hint
-            os.posix_fadvise(self.fd, begin, self._ahead_to - begin, os.POSIX_FADV_WILLNEED)
+        return os.pread(self.fd, size, offset)
 
     def read_cached(self, offset: int, size: int) -> bytearray | None:
         """Read exactly ``size`` bytes at ``offset`` if the page cache holds them all, or
@@ -209,8 +188,6 @@ class OpenFile:
         """
         if not self._nowait or size <= 0 or offset + size > MAX_OFFSET:
             return None
-        if self._ahead_to and offset + size + READ_AHEAD // 2 > self._ahead_to:
-            return None  # near the end of the advised read-ahead: a worker reads and advises on
         buf = bytearray(size)
         try:
             got = os.preadv(self.fd, [buf], offset, os.RWF_NOWAIT)
