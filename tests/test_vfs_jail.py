@@ -1272,3 +1272,16 @@ def test_jails_learn_the_filesystem_from_their_parent(
         finally:
             sub.close()
     assert len(reads) == 1, "the root's filesystem was read once"
+
+
+def test_listing_close_twice_never_closes_another_fd(jail: Jail) -> None:
+    """A second close of a listing is a no-op: its fd number may already belong to
+    another open file."""
+    listing = jail.vfs.listdir("/")
+    listing.close()
+    other = os.open(jail.root / "inside.txt", os.O_RDONLY)  # likely reuses the number
+    try:
+        listing.close()
+        os.fstat(other)  # still open
+    finally:
+        os.close(other)

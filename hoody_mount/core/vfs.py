@@ -155,9 +155,11 @@ class Listing:
         return out
 
     def close(self) -> None:
-        """Release the folder's fd."""
-        self._iter.close()
-        os.close(self._fd)
+        """Release the folder's fd (a second close does nothing: the number may be reused)."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            self._iter.close()
+            os.close(fd)
 
 
 MAX_OFFSET = 2**63 - 1  # off_t
