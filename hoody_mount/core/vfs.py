@@ -310,11 +310,8 @@ class AtomicFile:
 class VFS:
     """A filesystem confined to one folder, by the kernel, for every operation."""
 
-    def __init__(
-        self, root_fd: int, use_openat2: bool | None = None, parent: VFS | None = None
-    ) -> None:
+    def __init__(self, root_fd: int, use_openat2: bool | None = None) -> None:
         self._root = root_fd
-        self._cut_from = parent  # the VFS this one was cut from (it may know the filesystem)
         self._openat2 = syscalls.openat2_works() if use_openat2 is None else use_openat2
         # Cached lookups stay on the root's own mount (RESOLVE_NO_XDEV), and only a local
         # filesystem's stat is sure never to wait for a server. Found out when first
@@ -330,7 +327,14 @@ class VFS:
 
     def sub(self, path: str) -> VFS:
         """A VFS jailed to the folder ``path`` of this one (itself resolved in this jail)."""
-        return VFS(self._open(path, os.O_PATH | os.O_DIRECTORY), self._openat2, self)
+        jail = VFS(self._open(path, os.O_PATH | os.O_DIRECTORY), self._openat2)
+        # Blocking, like every call here: a jail on this root's local device takes its
+        # answer, so an HTTP request (a jail each) reads no procfs, and the event loop
+        # never has to fstat a root that could be on NFS.
+        local = self._local_device()
+        if local is not None and os.fstat(jail._root).st_dev == local:
+            jail._local_dev = local
+        return jail
 
     def close(self) -> None:
         """Release the root fd."""
@@ -444,16 +448,11 @@ class VFS:
             os.close(fd)
 
     def _local_device(self) -> int | None:
-        """The device of the root's filesystem if that is local, else None. Read from
-        procfs once per served root: a jail on the same device as its parent (an HTTP
-        request's, every time) takes the parent's answer."""
+        """The device of the root's filesystem if that is local, else None (read from
+        procfs once; a jail cut from a local root learns it in ``sub``)."""
         if self._local_dev == -1:
-            parent = self._cut_from._local_device() if self._cut_from is not None else None
-            if parent is not None and os.fstat(self._root).st_dev == parent:
-                self._local_dev = parent
-            else:
-                local = _fs_type(self._root) in _LOCAL_FS
-                self._local_dev = os.fstat(self._root).st_dev if local else None
+            local = _fs_type(self._root) in _LOCAL_FS
+            self._local_dev = os.fstat(self._root).st_dev if local else None
         return self._local_dev
 
     def _on_local_fs(self, st: os.stat_result) -> bool:

@@ -157,8 +157,9 @@ class SFTPAdapter(asyncssh.SFTPServer):
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking core call in the worker pool."""
-        call = functools.partial(fn, *args, **kwargs) if kwargs else fn
-        return await self.pool.call(asyncio.get_running_loop(), call, *(() if kwargs else args))
+        if kwargs:
+            fn = functools.partial(fn, **kwargs)
+        return await self.pool.call(asyncio.get_running_loop(), fn, *args)
 
     def _take_handle(self) -> None:
         if self.handles >= self.max_handles:
