@@ -17,6 +17,7 @@ keeps the standard ``Executor`` interface for everything else.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 from collections import deque
@@ -59,17 +60,31 @@ class Workers(Executor):
     ) -> asyncio.Future[T]:
         """Run ``fn(*args)`` on a worker; the returned future settles on ``loop``."""
         future: asyncio.Future[T] = loop.create_future()
+        self.post(loop, functools.partial(settle, future), fn, *args)
+        return future
+
+    def post(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        done: Callable[[Any, BaseException | None], None],
+        fn: Callable[..., Any],
+        *args: Any,
+    ) -> None:
+        """Run ``fn(*args)`` on a worker, then ``done(result, error)`` on ``loop``
+        (``done(None, CancelledError())`` if the job is dropped at shutdown)."""
 
         def job() -> None:
             try:
                 result = fn(*args)
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
-                loop.call_soon_threadsafe(settle, future, None, exc)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's callback
+                loop.call_soon_threadsafe(done, None, exc)
             else:
-                loop.call_soon_threadsafe(settle, future, result, None)
+                loop.call_soon_threadsafe(done, result, None)
 
-        self._post(_Job(job, lambda: loop.call_soon_threadsafe(future.cancel)))
-        return future
+        def cancel() -> None:
+            loop.call_soon_threadsafe(done, None, asyncio.CancelledError())
+
+        self._post(_Job(job, cancel))
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """The ``Executor`` interface: run ``fn`` on a worker, a ``Future`` for its result."""
@@ -164,10 +179,13 @@ _SLEEP = _Job(lambda: None, lambda: None)  # a marker: no job was waiting
 
 
 def settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    """On the loop: give a future its result or exception, unless it was cancelled."""
+    """On the loop: give a future its result or exception, unless it was cancelled
+    (a job dropped at shutdown cancels it)."""
     if future.cancelled():
         return
-    if exc is None:
+    if isinstance(exc, asyncio.CancelledError):
+        future.cancel()
+    elif exc is None:
         future.set_result(result)
     else:
         future.set_exception(exc)

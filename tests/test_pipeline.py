@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from hoody_mount.ssh.pipeline import BARRIER, READ, WRITE, Pipeline, Span, classify
 
 READ_TYPE, WRITE_TYPE = 5, 6
@@ -28,46 +26,47 @@ def test_classify() -> None:
     assert classify(b"\x05\x00\x00\x00\x01\x00", READ_TYPE, WRITE_TYPE) == (BARRIER, None)
 
 
-def test_order_is_kept_around_barriers() -> None:
-    """Reads overlap each other; a barrier starts only after them and runs alone."""
-    events: list[str] = []
-
-    async def job(name: str, delay: float) -> None:
-        events.append(f"start {name}")
-        await asyncio.sleep(delay)
-        events.append(f"end {name}")
-
-    async def scenario() -> None:
-        pipe = Pipeline()
-        await pipe.submit(READ, Span(b"h", 0, 10), lambda: job("r1", 0.05))
-        await pipe.submit(READ, Span(b"h", 10, 20), lambda: job("r2", 0.01))
-        await pipe.submit(BARRIER, None, lambda: job("close", 0.01))
-        await pipe.submit(WRITE, Span(b"h", 0, 10), lambda: job("w1", 0.03))
-        await pipe.submit(WRITE, Span(b"h", 5, 15), lambda: job("w2", 0.01))  # overlaps w1
-        await pipe.drain()
-
-    asyncio.run(scenario())
-    assert events.index("start r2") < events.index("end r1")  # the reads overlapped
-    assert events.index("start close") > max(events.index("end r1"), events.index("end r2"))
-    assert events.index("start w1") > events.index("end close")
-    assert events.index("start w2") > events.index("end w1")  # overlapping writes in order
+def test_reads_run_together_and_a_barrier_runs_alone() -> None:
+    """Reads join running reads; a barrier waits for them, and nothing joins a barrier."""
+    pipe = Pipeline()
+    r1, r2 = Span(b"h", 0, 10), Span(b"h", 10, 20)
+    assert pipe.idle and pipe.admits(READ, r1)
+    pipe.started(READ, r1)
+    assert pipe.admits(READ, r2)
+    pipe.started(READ, r2)
+    assert not pipe.admits(BARRIER, None)
+    assert not pipe.admits(WRITE, Span(b"h", 100, 110))  # reads and writes never mix
+    pipe.finished(r1)
+    assert not pipe.admits(BARRIER, None) and not pipe.idle
+    pipe.finished(r2)
+    assert pipe.idle and pipe.admits(BARRIER, None)
+    pipe.started(BARRIER, None)
+    for kind, span in ((BARRIER, None), (READ, r1), (WRITE, Span(b"h", 0, 1))):
+        assert not pipe.admits(kind, span)
+    pipe.finished(None)
+    assert pipe.idle
 
 
-def test_reads_and_writes_never_mix() -> None:
-    """A write waits for the reads before it, and a read for the writes before it."""
-    events: list[str] = []
+def test_writes_run_together_unless_they_overlap() -> None:
+    """Writes to distinct bytes (or other files) run together; an overlapping one waits."""
+    pipe = Pipeline()
+    w1 = Span(b"h", 0, 10)
+    pipe.started(WRITE, w1)
+    assert pipe.admits(WRITE, Span(b"h", 10, 20))  # adjacent, not overlapping
+    assert pipe.admits(WRITE, Span(b"other", 0, 10))
+    assert not pipe.admits(WRITE, Span(b"h", 5, 15))
+    assert not pipe.admits(READ, Span(b"h", 50, 60))  # a read waits for the writes
+    pipe.finished(w1)
+    assert pipe.admits(WRITE, Span(b"h", 5, 15))
 
-    async def job(name: str) -> None:
-        events.append(f"start {name}")
-        await asyncio.sleep(0.01)
-        events.append(f"end {name}")
 
-    async def scenario() -> None:
-        pipe = Pipeline()
-        await pipe.submit(READ, Span(b"a", 0, 1), lambda: job("r"))
-        await pipe.submit(WRITE, Span(b"b", 0, 1), lambda: job("w"))
-        await pipe.submit(READ, Span(b"a", 0, 1), lambda: job("r2"))
-        await pipe.drain()
-
-    asyncio.run(scenario())
-    assert events == ["start r", "end r", "start w", "end w", "start r2", "end r2"]
+def test_at_most_the_limit_run_at_once() -> None:
+    """The limit caps how many requests run; a finished one makes room."""
+    pipe = Pipeline(limit=3)
+    spans = [Span(b"h", i, i + 1) for i in range(3)]
+    for span in spans:
+        assert pipe.admits(READ, span)
+        pipe.started(READ, span)
+    assert not pipe.admits(READ, Span(b"h", 9, 10))
+    pipe.finished(spans[1])
+    assert pipe.admits(READ, Span(b"h", 9, 10))

@@ -14,6 +14,7 @@ import resource
 import socket
 import stat
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import asyncssh
@@ -1206,6 +1207,116 @@ def test_server_still_serving_after_bad_requests(server: Server) -> None:
             raw.writer.write(u32(0))
             raw.writer.write(u32(2) + b"\x05\x00")
             await asyncio.wait_for(raw.reader.read(), TIMEOUT)  # the channel ends
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            assert "share" in await sftp.listdir("/")
+
+    run(body)
+    assert server.process.poll() is None
+
+
+# -- the channel: order, flow and the end ---------------------------------------------------
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_first_packet_must_be_init(server: Server) -> None:
+    """A channel whose first packet is not INIT is closed; the connection lives on."""
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            writer, reader, _ = await conn.open_session(subsystem="sftp", encoding=None)
+            writer.write(u32(9) + bytes([FXP_OPENDIR]) + u32(1) + sstr(b"/"))
+            assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""  # closed, no reply
+            raw = await RawSFTP.start(conn)
+            rtype, buf = await raw.request(FXP_OPENDIR, sstr(b"/share"))
+            assert rtype == FXP_HANDLE
+
+    run(body)
+
+
+def test_unknown_request_type_is_unsupported(server: Server) -> None:
+    """A request type outside version 3 gets OP_UNSUPPORTED with its id."""
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            rtype, buf = await raw.request(99, b"whatever")
+            assert status(rtype, buf) == 8
+            assert b"99" in buf.string()
+
+    run(body)
+
+
+def test_replies_not_read_pause_the_channel(server: Server) -> None:
+    """A client that sends requests and reads no replies makes the server stop reading
+    (memory stays bounded); once it reads, every request is answered, in full."""
+    data = os.urandom(8 << 20)
+    (server.root / "eight.bin").write_bytes(data)
+    pid = server.process.pid
+    count, size = 600, MAX_READ  # about 150 MB of replies
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            handle = await raw.open(b"/eight.bin", FXF_READ)
+            before = _rss_kib(pid)
+            offsets = {}
+            for i in range(count):
+                offset = (i * size) % (len(data) - size)
+                offsets[raw.next_id] = offset
+                raw.send(
+                    bytes([FXP_READ]) + u32(raw.next_id) + sstr(handle) + u64(offset) + u32(size)
+                )
+                raw.next_id += 1
+            await asyncio.sleep(2)
+            grown = _rss_kib(pid) - before
+            assert grown < 64 * 1024, f"the server grew by {grown} KiB while replies waited"
+            for _ in range(count):
+                rtype, body = await raw.recv()
+                assert rtype == FXP_DATA
+                buf = Buf(body)
+                offset = offsets.pop(buf.u32())
+                assert buf.string() == data[offset : offset + size]
+            assert not offsets
+            await raw.close(handle)
+
+    run(body)
+
+
+def test_disconnect_while_requests_run(server: Server) -> None:
+    """A client that vanishes with OPENs and WRITEs in flight leaves no fd behind and no
+    half-written surprise: the server goes on serving others."""
+    pid = server.process.pid
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            await sftp.listdir("/")
+        await asyncio.sleep(1)
+        baseline = _open_fds(pid)
+        for round_ in range(3):
+            conn = await connect(server)
+            raw = await RawSFTP.start(conn)
+            handle = await raw.open(f"/gone{round_}.bin".encode(), FXF_WRITE | FXF_CREAT)
+            for i in range(64):
+                raw.send(bytes([FXP_WRITE]) + u32(raw.next_id) + sstr(handle)
+                         + u64(i * 65536) + sstr(b"x" * 65536))  # fmt: skip
+                raw.next_id += 1
+            for i in range(16):
+                name = f"/gone{round_}-{i}.txt".encode()
+                raw.send(bytes([FXP_OPEN]) + u32(raw.next_id) + sstr(name)
+                         + u32(FXF_WRITE | FXF_CREAT) + u32(0))  # fmt: skip
+                raw.next_id += 1
+            conn.abort()
+            await conn.wait_closed()
+        deadline = asyncio.get_running_loop().time() + 15
+        while _open_fds(pid) > baseline + 2 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        assert _open_fds(pid) <= baseline + 2
         async with await connect(server) as conn, conn.start_sftp_client() as sftp:
             assert "share" in await sftp.listdir("/")
 

@@ -11,6 +11,7 @@ batch instead of one per request.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -21,7 +22,7 @@ from ..workers import settle
 T = TypeVar("T")
 MAX_BATCH = 16  # results go back at least this often, so replies keep flowing
 
-_Done = list[tuple["asyncio.Future[Any]", Any, Exception | None]]
+Done = Callable[[Any, "BaseException | None"], None]
 
 
 class Batches:
@@ -30,33 +31,37 @@ class Batches:
     def __init__(self, pool: Executor, loop: asyncio.AbstractEventLoop) -> None:
         self._pool = pool
         self._loop = loop
-        self._waiting: deque[tuple[Callable[[], Any], asyncio.Future[Any]]] = deque()
+        self._waiting: deque[tuple[Callable[[], Any], Done]] = deque()
         self._busy = False  # a batch is running (read and written on the loop only)
 
     def run(self, call: Callable[[], T]) -> asyncio.Future[T]:
         """Queue ``call``; the future gets its result or exception."""
         future: asyncio.Future[T] = self._loop.create_future()
-        self._waiting.append((call, future))
+        self.post(call, functools.partial(settle, future))
+        return future
+
+    def post(self, call: Callable[[], Any], done: Done) -> None:
+        """Queue ``call``; ``done(result, error)`` runs on the loop when it has run."""
+        self._waiting.append((call, done))
         if not self._busy:
             self._busy = True
             self._pool.submit(self._run_batch)
-        return future
 
     def _run_batch(self) -> None:
         """On a worker: run what is waiting, then report back to the loop."""
-        done: _Done = []
-        while self._waiting and len(done) < MAX_BATCH:
-            call, future = self._waiting.popleft()
+        results: list[tuple[Done, Any, Exception | None]] = []
+        while self._waiting and len(results) < MAX_BATCH:
+            call, done = self._waiting.popleft()
             try:
-                done.append((future, call(), None))
-            except Exception as exc:  # handed to the awaiting request
-                done.append((future, None, exc))
-        self._loop.call_soon_threadsafe(self._finish, done)
+                results.append((done, call(), None))
+            except Exception as exc:  # handed to the request's callback
+                results.append((done, None, exc))
+        self._loop.call_soon_threadsafe(self._finish, results)
 
-    def _finish(self, done: _Done) -> None:
-        """On the loop: settle the futures; start the next batch if calls are waiting."""
-        for future, result, exc in done:
-            settle(future, result, exc)
+    def _finish(self, results: list[tuple[Done, Any, Exception | None]]) -> None:
+        """On the loop: report the results; start the next batch if calls are waiting."""
+        for done, result, exc in results:
+            done(result, exc)
         if self._waiting:
             self._pool.submit(self._run_batch)
         else:

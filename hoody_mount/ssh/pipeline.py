@@ -1,5 +1,4 @@
-"""Running SFTP requests of one channel concurrently, with the results of running them in
-order.
+"""Which SFTP requests of one channel may run at the same time.
 
 Clients keep many READ or WRITE requests in flight (sshfs 32 KiB each, OpenSSH's sftp
 64 at a time); answering them one by one leaves the disk and the worker threads idle
@@ -7,12 +6,14 @@ between requests. Here consecutive READs run together, and so do consecutive WRI
 whose byte ranges do not overlap; any other request is a barrier: it waits for
 everything before it, runs alone, and everything after it waits for it. So no request
 can observe a later one, exactly as with strictly sequential processing.
+
+``Pipeline`` only keeps the count; the channel asks ``admits`` for the request at the
+head of its queue, and reports ``started`` and ``finished`` for those it hands to a
+worker (a request answered on the spot never counts as running).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 READ, WRITE, BARRIER = "read", "write", "barrier"
@@ -32,60 +33,52 @@ class Span:
 
 
 class Pipeline:
-    """Admits requests in arrival order and runs those that may overlap concurrently."""
+    """The requests of one channel that are running, and whether another may join them."""
 
     def __init__(self, limit: int = MAX_IN_FLIGHT) -> None:
         self._limit = limit
-        self._kind: str | None = None
-        self._tasks: dict[asyncio.Task[None], Span | None] = {}
-
-    async def submit(
-        self, kind: str, span: Span | None, run: Callable[[], Awaitable[None]]
-    ) -> None:
-        """Start ``run`` once it may run; return as soon as it has started (or finished,
-        for a barrier), so the caller reads the next request only then."""
-        if kind == BARRIER:
-            await self.drain()
-            await run()
-            return
-        if self._kind != kind or len(self._tasks) >= self._limit or (
-            kind == WRITE and span is not None and any(
-                other is not None and span.overlaps(other) for other in self._tasks.values()
-            )
-        ):  # fmt: skip
-            await self.drain()
-        self._kind = kind
-        task = asyncio.ensure_future(run())
-        self._tasks[task] = span
-        task.add_done_callback(self._tasks.pop)
+        self._kind: str | None = None  # the kind of those running; None when idle
+        self._spans: list[Span | None] = []
 
     @property
-    def writing(self) -> bool:
-        """Whether WRITEs are in flight (so a READ must wait for them)."""
-        return self._kind == WRITE
+    def idle(self) -> bool:
+        """Whether nothing is running."""
+        return self._kind is None
 
-    async def drain(self) -> None:
-        """Wait until every started request has finished."""
-        while self._tasks:
-            await asyncio.wait(list(self._tasks))
-        self._kind = None
+    def admits(self, kind: str, span: Span | None) -> bool:
+        """Whether a request may start now, given those running."""
+        if self._kind is None:
+            return True
+        if kind != self._kind or kind == BARRIER or len(self._spans) >= self._limit:
+            return False
+        return (
+            kind == READ
+            or span is None
+            or not any(other is not None and span.overlaps(other) for other in self._spans)
+        )
+
+    def started(self, kind: str, span: Span | None) -> None:
+        """Count an admitted request as running."""
+        self._kind = kind
+        self._spans.append(span)
+
+    def finished(self, span: Span | None) -> None:
+        """A running request has finished."""
+        self._spans.remove(span)
+        if not self._spans:
+            self._kind = None
 
 
 def classify(payload: bytes, read_type: int, write_type: int) -> tuple[str, Span | None]:
     """The kind of a raw SFTP request (type byte first) and, for READ/WRITE, its span."""
-    kind = READ if payload[:1] == bytes([read_type]) else WRITE if (
-        payload[:1] == bytes([write_type])
-    ) else BARRIER  # fmt: skip
+    kind = READ if payload[0] == read_type else WRITE if payload[0] == write_type else BARRIER
     if kind == BARRIER:
         return BARRIER, None
-    try:
-        handle_len = int.from_bytes(payload[5:9], "big")
-        at = 9 + handle_len
-        handle = payload[9:at]
-        offset = int.from_bytes(payload[at : at + 8], "big")
-        length = int.from_bytes(payload[at + 8 : at + 12], "big")
-    except (IndexError, ValueError):
-        return BARRIER, None
+    handle_len = int.from_bytes(payload[5:9], "big")
+    at = 9 + handle_len
     if len(payload) < at + 12:
         return BARRIER, None  # malformed: let the ordinary path report it
+    handle = payload[9:at]
+    offset = int.from_bytes(payload[at : at + 8], "big")
+    length = int.from_bytes(payload[at + 8 : at + 12], "big")
     return kind, Span(handle, offset, offset + length)

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncssh
 from asyncssh.constants import EXTENDED_DATA_STDERR
@@ -29,8 +29,8 @@ from ..core.users import User, verify_password
 from ..core.vfs import VFS
 from ..workers import Workers
 from . import commands, flowcontrol, ignore_packets, shell
-from .protocol import SFTPHandler
 from .sftp import SFTPAdapter
+from .sftp_channel import SFTPChannel
 
 log = logging.getLogger("hoody_mount.ssh")
 
@@ -174,17 +174,50 @@ class SSHServer(asyncssh.SSHServer):
 
 
 class _Channel(asyncssh.SSHServerProcess[bytes]):
-    """A session channel that accepts the sftp subsystem and hands every request to us.
+    """A session channel: a process (shell, exec, scp) or the sftp subsystem.
 
-    asyncssh would run its own SFTP handler for the sftp subsystem; ours (with the
-    limits and extensions of ``protocol.SFTPHandler``) starts from ``_serve_channel``.
+    For sftp the channel's callbacks go straight to an ``SFTPChannel``, made as the
+    session starts (before any of its data can arrive); ``_serve_channel`` checks the
+    user and then lets it serve. Everything else uses asyncssh's process streams.
     """
+
+    sftp: SFTPChannel | None = None
 
     def subsystem_requested(self, subsystem: str) -> bool:
         return subsystem == "sftp"
 
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if self.sftp is not None:
+            self.sftp.data_received(data)
+        else:
+            super().data_received(data, datatype)
+
+    def eof_received(self) -> bool:
+        if self.sftp is not None:
+            self.sftp.eof_received()
+            return True  # the channel stays open until the last reply is sent
+        return super().eof_received()
+
+    def pause_writing(self) -> None:
+        if self.sftp is not None:
+            self.sftp.pause_writing()
+        super().pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.sftp is not None:
+            self.sftp.resume_writing()
+        super().resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.sftp is not None:
+            self.sftp.connection_lost()
+        super().connection_lost(exc)
+
     def session_started(self) -> None:
         chan = self._chan
+        if self.subsystem == "sftp":
+            ctx = cast(SSHServer, chan.get_connection().get_owner()).ctx
+            self.sftp = SFTPChannel(chan, ctx.pool, ctx.limits.max_packet)
         stdin = SSHReader[bytes](self, chan)
         stdout = SSHWriter[bytes](self, chan)
         stderr = SSHWriter[bytes](self, chan, EXTENDED_DATA_STDERR)
@@ -237,19 +270,20 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
         if kind == "command":
             await commands.answer(process, process.command or "", session, ctx.run)
             return
+        if kind == "sftp":
+            assert isinstance(process, _Channel) and process.sftp is not None
+            lim = ctx.limits
+            await process.sftp.serve(session, (lim.max_packet, lim.max_read, lim.max_handles))
+            return  # it reports the exit status itself when the client leaves
         adapter = SFTPAdapter(
             process.channel, session, ctx.pool, ctx.limits.max_read, ctx.limits.max_handles
         )
-        if kind == "sftp":
-            handler = SFTPHandler(adapter, process.stdin, process.stdout, ctx.limits.max_packet)
-            await handler.run()  # reports the exit status itself when the client leaves
-        else:
-            scp = run_scp_server(
-                adapter, process.command or "", process.stdin, process.stdout, process.stderr
-            )
-            if scp is not None:
-                await scp
-            process.exit(0)
+        scp = run_scp_server(
+            adapter, process.command or "", process.stdin, process.stdout, process.stderr
+        )
+        if scp is not None:
+            await scp
+        process.exit(0)
     except OSError as exc:
         _refuse(process, f"{exc.filename or user.root}: {exc.strerror}")
     finally:

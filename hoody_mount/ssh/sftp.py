@@ -1,4 +1,7 @@
-"""The SFTP front: asyncssh's SFTPServer interface mapped onto one user's core Session.
+"""scp's access to files: asyncssh's SFTPServer interface mapped onto a core Session.
+
+asyncssh's scp server drives this interface; the SFTP subsystem is served by
+``sftp_channel`` and ``sftp_requests``, which share the helpers below.
 
 No path handling and no permission checks live here: paths are decoded and handed to
 the session; its ``OSError``s reach asyncssh, which maps errno to SFTP status codes.
@@ -37,7 +40,7 @@ def _text(path: bytes) -> str:
     return os.fsdecode(path)
 
 
-def _times(attrs: SFTPAttrs) -> Times | None:
+def times_of(attrs: SFTPAttrs) -> Times | None:
     if attrs.mtime is None and attrs.atime is None:
         return None
     mtime_ns = attrs.mtime_ns if attrs.mtime_ns is not None else (attrs.mtime or 0) * 10**9
@@ -47,13 +50,13 @@ def _times(attrs: SFTPAttrs) -> Times | None:
     return Times(atime_ns, mtime_ns)
 
 
-def _owner(attrs: SFTPAttrs) -> tuple[int, int] | None:
+def owner_of(attrs: SFTPAttrs) -> tuple[int, int] | None:
     if attrs.uid is None and attrs.gid is None:
         return None
     return (-1 if attrs.uid is None else attrs.uid, -1 if attrs.gid is None else attrs.gid)
 
 
-def _open_flags(pflags: int) -> int:
+def open_flags(pflags: int) -> int:
     if pflags & FXF_READ and pflags & FXF_WRITE:
         flags = os.O_RDWR
     elif pflags & FXF_WRITE:
@@ -71,7 +74,7 @@ def _open_flags(pflags: int) -> int:
     return flags
 
 
-def _close_logging_errors(file_obj: OpenFile) -> None:
+def close_logging_errors(file_obj: OpenFile) -> None:
     """On a worker: close a file whose CLOSE was already answered."""
     try:
         file_obj.close()
@@ -79,7 +82,7 @@ def _close_logging_errors(file_obj: OpenFile) -> None:
         log.warning("closing %s after CLOSE was answered: %s", file_obj.path, exc)
 
 
-def _read_batch(listing: Listing) -> tuple[list[Entry], bool]:
+def read_batch(listing: Listing) -> tuple[list[Entry], bool]:
     """On a worker: the next names of a folder, and whether that was the end (then the
     folder is closed in the same hand-off, so READDIRs and CLOSE past it need none)."""
     try:
@@ -91,6 +94,13 @@ def _read_batch(listing: Listing) -> tuple[list[Entry], bool]:
         listing.close()
         return entries, True
     return entries, False
+
+
+def start_listing(session: Session, path: str) -> tuple[Listing | None, list[Entry]]:
+    """On a worker: open a folder and read its first batch (closing it if that is all)."""
+    listing = session.listdir(path)
+    first, at_end = read_batch(listing)
+    return (None if at_end else listing), first
 
 
 class NameStream:
@@ -118,7 +128,7 @@ class NameStream:
 
     async def __anext__(self) -> SFTPName:
         if not self._batch and self._listing is not None:
-            entries, at_end = await self._adapter.run(_read_batch, self._listing)
+            entries, at_end = await self._adapter.run(read_batch, self._listing)
             if at_end:
                 self._listing = None
             self._batch = self._names(entries)
@@ -180,7 +190,7 @@ class SFTPAdapter(asyncssh.SFTPServer):
         self._take_handle()
         mode = attrs.permissions & 0o7777 if attrs.permissions is not None else 0o666
         try:
-            return await self.run(self.session.open, _text(path), _open_flags(pflags), mode)
+            return await self.run(self.session.open, _text(path), open_flags(pflags), mode)
         except BaseException:
             self.handles -= 1
             raise
@@ -191,7 +201,7 @@ class SFTPAdapter(asyncssh.SFTPServer):
         assert isinstance(file_obj, OpenFile)
         self.handles -= 1
         if file_obj.local:
-            self.pool.submit(_close_logging_errors, file_obj)
+            self.pool.submit(close_logging_errors, file_obj)
             return
         await self.run(file_obj.close)
 
@@ -226,8 +236,8 @@ class SFTPAdapter(asyncssh.SFTPServer):
             file_obj,
             size=attrs.size,
             mode=attrs.permissions,
-            owner=_owner(attrs),
-            times=_times(attrs),
+            owner=owner_of(attrs),
+            times=times_of(attrs),
         )
 
     async def fsync(self, file_obj: object) -> None:
@@ -272,25 +282,19 @@ class SFTPAdapter(asyncssh.SFTPServer):
             follow=follow,
             size=attrs.size,
             mode=attrs.permissions,
-            owner=_owner(attrs),
-            times=_times(attrs),
+            owner=owner_of(attrs),
+            times=times_of(attrs),
         )
 
     async def open_listing(self, path: bytes) -> NameStream:
         """Open a folder now (so errors come with OPENDIR) and list it in batches."""
         self._take_handle()
         try:
-            listing, first = await self.run(self._start_listing, _text(path))
+            listing, first = await self.run(start_listing, self.session, _text(path))
         except BaseException:
             self.handles -= 1
             raise
         return NameStream(self, listing, first)
-
-    def _start_listing(self, path: str) -> tuple[Listing | None, list[Entry]]:
-        """On a worker: open the folder and read its first batch (closing it at the end)."""
-        listing = self.session.listdir(path)
-        first, at_end = _read_batch(listing)
-        return (None if at_end else listing), first
 
     async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         """The names of a folder (used by scp's recursive copies and globbing)."""

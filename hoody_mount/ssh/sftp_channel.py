@@ -1,0 +1,268 @@
+"""One SFTP channel, served from asyncssh's channel callbacks.
+
+asyncssh's own SFTP server reads each request through a stream reader and serves it in
+a task of its own; that costs the event loop more than the rest of a request together
+(serial requests took 110 µs here, against 60 µs served from the callbacks, and a
+hand-off to a worker took about 200 µs between tasks, against 30 µs). Here the bytes
+of the channel arrive in ``data_received``; whole packets go to a queue; the request at
+its head is answered at once when ``Requests`` can (most stat calls, cached READs,
+names already read) or handed to a worker with a callback that sends the reply. No
+task, future or coroutine is made per request.
+
+Order: ``Pipeline`` decides when the request at the head of the queue may start (READs
+together, non-overlapping WRITEs together, anything else alone). Flow: reading from the
+channel pauses while the queue is long or the client does not take our replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections import deque
+from typing import Any
+
+import asyncssh
+from asyncssh.constants import FXP_INIT, FXP_READ, FXP_VERSION, FXP_WRITE
+from asyncssh.packet import PacketDecodeError, SSHPacket
+from asyncssh.sftp import SFTPError
+
+from ..core.session import Session
+from ..core.vfs import Listing, OpenFile
+from ..workers import Workers
+from . import wire
+from .batches import Batches
+from .pipeline import Pipeline, Span, classify
+from .sftp_requests import EXTENSIONS, Job, Requests
+
+log = logging.getLogger("hoody_mount.sftp")
+
+SFTP_VERSION = 3
+FLUSH_AT = 256 * 1024  # queued reply bytes that are handed over without waiting
+MAX_QUEUED = 64  # requests waiting their turn before reading from the channel pauses
+_VERSION = wire.packet(
+    FXP_VERSION,
+    SFTP_VERSION.to_bytes(4, "big"),
+    *(wire.string(name) + wire.string(data) for name, data in EXTENSIONS),
+)
+
+
+def _close_all(objects: list[OpenFile | Listing]) -> None:
+    """On a worker: close what a client left open."""
+    for obj in objects:
+        try:
+            obj.close()
+        except OSError as exc:
+            log.warning("closing %s at the end of a session: %s", getattr(obj, "path", obj), exc)
+
+
+class SFTPChannel:
+    """The SFTP subsystem on one SSH channel: framing, order, flow and the end."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], pool: Workers, max_packet: int):
+        self._chan = chan
+        self._pool = pool
+        self._loop = asyncio.get_running_loop()
+        self._max_packet = max_packet
+        self._inbox = bytearray()
+        self._queue: deque[bytes] = deque()
+        self._pipeline = Pipeline()
+        self._requests: Requests | None = None
+        self._writes = Batches(pool, self._loop)
+        self._outbox: list[bytes] = []
+        self._outbox_size = 0
+        self._reading_paused = False
+        self._writing_paused = False
+        self._started = False  # INIT answered
+        self._eof = False
+        self._lost = False  # the channel is gone: nothing more is sent
+        self._ending = False
+        self._ended: asyncio.Future[None] = self._loop.create_future()
+
+    async def serve(self, session: Session, limits: tuple[int, int, int]) -> None:
+        """Serve requests as ``session``'s user until the client leaves; what it left
+        open is closed by then. ``limits``: packet size, READ size and open handles."""
+        version = str(self._chan.get_extra_info("client_version", ""))
+        self._requests = Requests(session, limits, version, self._pool.submit)
+        self._pump()
+        await asyncio.shield(self._ended)
+
+    # -- asyncssh's channel callbacks (forwarded by the session) ----------------------
+
+    def data_received(self, data: bytes) -> None:
+        """Queue the whole packets received so far and serve what may run."""
+        inbox = self._inbox
+        inbox += data
+        at, size = 0, len(inbox)
+        while size - at >= 4:
+            length = int.from_bytes(inbox[at : at + 4], "big")
+            if not 5 <= length <= self._max_packet:  # 5: a type and a request id
+                self._fail(f"packet of {length} bytes (the limit is {self._max_packet})")
+                return
+            if size - at - 4 < length:
+                break
+            self._queue.append(bytes(inbox[at + 4 : at + 4 + length]))
+            at += 4 + length
+        del inbox[:at]
+        self._pump()
+
+    def eof_received(self) -> None:
+        """The client will send no more: end once the queued requests are answered."""
+        self._eof = True
+        self._pump()
+
+    def pause_writing(self) -> None:
+        """The client is not taking our replies: hold back new requests."""
+        self._writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._pump()
+
+    def connection_lost(self) -> None:
+        """The channel is closed: drop what is queued, end once nothing runs."""
+        self._lost = True
+        self._queue.clear()
+        self._pump()
+
+    # -- serving ----------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Serve the requests at the head of the queue that may start now."""
+        requests = self._requests
+        if requests is not None and not self._ending:
+            pipeline, queue = self._pipeline, self._queue
+            while queue and not self._writing_paused:
+                kind, span = classify(queue[0], FXP_READ, FXP_WRITE)
+                if not pipeline.admits(kind, span):
+                    break
+                self._serve(requests, queue.popleft(), kind, span)
+            if (self._eof or self._lost) and not queue and pipeline.idle:
+                self._end()
+        self._update_reading()
+
+    def _serve(self, requests: Requests, payload: bytes, kind: str, span: Span | None) -> None:
+        if not self._started:
+            self._start(payload)
+            return
+        pktid = payload[1:5]
+        try:
+            packet = SSHPacket(payload)
+            request_type = packet.get_byte()
+            packet.get_uint32()
+            answer = requests.answer(request_type, pktid, packet)
+        except Exception as exc:  # noqa: BLE001 - every error becomes a STATUS reply
+            answer = self._error(pktid, exc)
+        if isinstance(answer, Job):
+            self._run(answer, pktid, kind, span)
+        else:
+            self._send(answer)
+
+    def _start(self, payload: bytes) -> None:
+        """INIT: answer with version 3 and our extensions (the client's are ignored)."""
+        if payload[0] != FXP_INIT:
+            self._fail("the first packet is not INIT")
+            return
+        self._started = True
+        self._send(_VERSION)
+
+    def _run(self, job: Job, pktid: bytes, kind: str, span: Span | None) -> None:
+        self._pipeline.started(kind, span)
+        done = functools.partial(self._finished, job, pktid, span)
+        if job.in_order:
+            self._writes.post(job.call, done)
+        else:
+            self._pool.post(self._loop, done, job.call)
+
+    def _finished(
+        self, job: Job, pktid: bytes, span: Span | None, result: Any, exc: BaseException | None
+    ) -> None:
+        """On the loop: a job is done; send its reply and serve what may run now."""
+        self._pipeline.finished(span)
+        if exc is None:
+            try:
+                reply = job.reply(result)
+            except Exception as error:  # noqa: BLE001 - becomes a STATUS reply
+                reply = self._error(pktid, error)
+        else:
+            if job.undo is not None:
+                job.undo()
+            reply = self._error(pktid, exc)
+        self._send(reply)
+        self._pump()
+
+    @staticmethod
+    def _error(pktid: bytes, exc: BaseException) -> bytes:
+        if not isinstance(exc, (OSError, SFTPError, PacketDecodeError)):
+            log.error("SFTP request failed unexpectedly", exc_info=exc)
+        return wire.error(pktid, exc)
+
+    # -- sending and flow ---------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        """Queue a reply; the replies of one turn of the event loop leave in one write.
+
+        A burst of answers (32 WRITE statuses, or READ data whose 13-byte header would
+        otherwise spill into an SSH packet of its own) then fills whole SSH packets, and
+        each packet costs asyncssh one encryption and one socket write.
+        """
+        if self._lost:
+            return
+        if not self._outbox:
+            self._loop.call_soon(self._flush)
+        self._outbox.append(data)
+        self._outbox_size += len(data)
+        if self._outbox_size >= FLUSH_AT:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._outbox:
+            return
+        data = b"".join(self._outbox)
+        self._outbox.clear()
+        self._outbox_size = 0
+        if not self._lost and not self._chan.is_closing():
+            self._chan.write(data)
+
+    def _update_reading(self) -> None:
+        """Pause reading from the channel while requests pile up or replies cannot leave."""
+        pause = self._writing_paused or len(self._queue) >= MAX_QUEUED
+        if pause == self._reading_paused or self._lost:
+            return
+        self._reading_paused = pause
+        if pause:
+            self._chan.pause_reading()
+        else:  # resuming delivers buffered data at once: not from inside ``_pump``
+            self._loop.call_soon(self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        if not self._reading_paused and not self._lost:
+            self._chan.resume_reading()
+
+    # -- the end ------------------------------------------------------------------------
+
+    def _fail(self, reason: str) -> None:
+        """A protocol violation: close this channel (the connection lives on)."""
+        log.warning("closing an SFTP channel: %s", reason)
+        self._queue.clear()
+        self._inbox.clear()
+        self._eof = True
+        self._chan.close()
+        self._pump()
+
+    def _end(self) -> None:
+        """Close what the client left open; report exit status 0 as OpenSSH's server does."""
+        self._ending = True
+        self._flush()
+        objects = self._requests.open_objects() if self._requests is not None else []
+        if objects:
+            self._pool.post(self._loop, self._closed, _close_all, objects)
+        else:
+            self._closed(None, None)
+
+    def _closed(self, _result: object, _exc: BaseException | None) -> None:
+        if not self._lost and not self._chan.is_closing():
+            self._chan.exit(0)
+        if not self._ended.done():
+            self._ended.set_result(None)
