@@ -32,6 +32,7 @@ from ..core.vfs import Listing, OpenFile
 from ..workers import Workers
 from . import wire
 from .batches import Batches
+from .framing import Framer
 from .pipeline import Pipeline, Span, classify
 from .sftp_requests import EXTENSIONS, Job, Requests
 
@@ -63,8 +64,7 @@ class SFTPChannel:
         self._chan = chan
         self._pool = pool
         self._loop = asyncio.get_running_loop()
-        self._max_packet = max_packet
-        self._inbox = bytearray()
+        self._framer = Framer(max_packet)
         self._queue: deque[bytes] = deque()
         self._pipeline = Pipeline()
         self._requests: Requests | None = None
@@ -91,19 +91,13 @@ class SFTPChannel:
 
     def data_received(self, data: bytes) -> None:
         """Queue the whole packets received so far and serve what may run."""
-        inbox = self._inbox
-        inbox += data
-        at, size = 0, len(inbox)
-        while size - at >= 4:
-            length = int.from_bytes(inbox[at : at + 4], "big")
-            if not 5 <= length <= self._max_packet:  # 5: a type and a request id
-                self._fail(f"packet of {length} bytes (the limit is {self._max_packet})")
-                return
-            if size - at - 4 < length:
-                break
-            self._queue.append(bytes(inbox[at + 4 : at + 4 + length]))
-            at += 4 + length
-        del inbox[:at]
+        if self._eof:  # after a protocol violation: the channel is closing
+            return
+        try:
+            self._queue.extend(self._framer.feed(data))
+        except ValueError as exc:
+            self._fail(str(exc))
+            return
         self._pump()
 
     def eof_received(self) -> None:
@@ -246,7 +240,7 @@ class SFTPChannel:
         """A protocol violation: close this channel (the connection lives on)."""
         log.warning("closing an SFTP channel: %s", reason)
         self._queue.clear()
-        self._inbox.clear()
+        self._framer.clear()
         self._eof = True
         self._chan.close()
         self._pump()
