@@ -1322,3 +1322,24 @@ def test_disconnect_while_requests_run(server: Server) -> None:
 
     run(body)
     assert server.process.poll() is None
+
+
+def test_write_data_is_exactly_what_its_length_says(server: Server) -> None:
+    """Bytes after a WRITE's data are ignored (rclone 1.60 pads its last chunk, and
+    OpenSSH's sftp-server ignores them); data running past the packet is a bad message
+    and writes nothing."""
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            handle = await raw.open(b"/padded.bin", FXF_WRITE | FXF_CREAT | FXF_TRUNC)
+            padded = sstr(handle) + u64(0) + sstr(b"payload") + b"\0" * 100
+            rtype, buf = await raw.request(FXP_WRITE, padded)
+            assert status(rtype, buf) == FX_OK
+            short = sstr(handle) + u64(7) + u32(50) + b"only ten b"
+            rtype, buf = await raw.request(FXP_WRITE, short)
+            assert status(rtype, buf) == 5  # BAD_MESSAGE
+            await raw.close(handle)
+
+    run(body)
+    assert (server.root / "padded.bin").read_bytes() == b"payload"

@@ -165,7 +165,7 @@ class Session:
             self._done("open-write", path)
         return file
 
-    def write(self, file: OpenFile, offset: int, data: bytes) -> None:
+    def write(self, file: OpenFile, offset: int, data: bytes | memoryview) -> None:
         """Write all of ``data`` at ``offset`` of an open file."""
         self._check_write("write", file.path)
         file.write(offset, data)

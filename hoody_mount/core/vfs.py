@@ -199,7 +199,7 @@ class OpenFile:
             return None
         return buf if got == size else None
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes | memoryview) -> None:
         """Write all of ``data`` at ``offset``."""
         view = memoryview(data)
         while view:

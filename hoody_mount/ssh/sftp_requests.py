@@ -39,7 +39,7 @@ from asyncssh.constants import (
     FXP_SYMLINK,
     FXP_WRITE,
 )
-from asyncssh.packet import SSHPacket, UInt32, UInt64
+from asyncssh.packet import PacketDecodeError, SSHPacket, UInt32, UInt64
 from asyncssh.sftp import (
     SFTPAttrs,
     SFTPBadMessage,
@@ -169,7 +169,10 @@ class Requests:
         self._opening -= 1
 
     def _file(self, packet: SSHPacket) -> OpenFile:
-        file = self.files.get(packet.get_string())
+        return self._open_file(packet.get_string())
+
+    def _open_file(self, handle: bytes) -> OpenFile:
+        file = self.files.get(handle)
         if file is None:
             raise SFTPInvalidHandle("Invalid file handle")
         return file
@@ -230,9 +233,15 @@ class Requests:
         rclone 1.60 (Debian 12's, built on pkg/sftp 1.13.5) sends the last short chunk of
         a concurrent upload in a packet padded to the full chunk size.
         """
-        file = self._file(packet)
+        handle = packet.get_string()
+        file = self._open_file(handle)
         offset = packet.get_uint64()
-        data = packet.get_string()
+        length = packet.get_uint32()
+        start = 21 + len(handle)  # type, id, the handle with its length, offset, length
+        payload = packet.get_full_payload()
+        if start + length > len(payload):
+            raise PacketDecodeError("Incomplete packet")
+        data = memoryview(payload)[start : start + length]  # written from where it lies
         return Job(
             lambda: self.session.write(file, offset, data),
             lambda _: wire.ok(pktid),
