@@ -40,6 +40,7 @@ log = logging.getLogger("hoody_mount.sftp")
 
 SFTP_VERSION = 3
 FLUSH_AT = 256 * 1024  # queued reply bytes that are handed over without waiting
+LARGE_REPLY = 32 * 1024  # a reply this long fills SSH packets alone: sent without a join
 MAX_QUEUED = 64  # requests waiting their turn before reading from the channel pauses
 _VERSION = wire.packet(
     FXP_VERSION,
@@ -195,10 +196,9 @@ class SFTPChannel:
     # -- sending and flow ---------------------------------------------------------------
 
     def _send(self, data: bytes) -> None:
-        """Queue a reply; the replies of one turn of the event loop leave in one write.
+        """Queue a reply; the replies of one turn of the event loop leave together.
 
-        A burst of answers (32 WRITE statuses, or READ data whose 13-byte header would
-        otherwise spill into an SSH packet of its own) then fills whole SSH packets, and
+        A burst of small answers (32 WRITE statuses) then fills whole SSH packets, and
         each packet costs asyncssh one encryption and one socket write.
         """
         if self._lost:
@@ -211,13 +211,24 @@ class SFTPChannel:
             self._flush()
 
     def _flush(self) -> None:
+        """Hand the queued replies to the channel: small ones joined, so that they fill
+        SSH packets together, and large ones (READ data) as they are, uncopied."""
         if not self._outbox:
             return
-        data = b"".join(self._outbox)
-        self._outbox.clear()
-        self._outbox_size = 0
-        if not self._lost and not self._chan.is_closing():
-            self._chan.write(data)
+        replies, self._outbox, self._outbox_size = self._outbox, [], 0
+        if self._lost or self._chan.is_closing():
+            return
+        small: list[bytes] = []
+        for reply in replies:
+            if len(reply) < LARGE_REPLY:
+                small.append(reply)
+                continue
+            if small:
+                self._chan.write(b"".join(small))
+                small = []
+            self._chan.write(reply)
+        if small:
+            self._chan.write(b"".join(small))
 
     def _update_reading(self) -> None:
         """Pause reading from the channel while requests pile up or replies cannot leave."""

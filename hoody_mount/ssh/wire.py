@@ -47,8 +47,8 @@ def string(data: bytes) -> bytes:
 
 def packet(kind: int, *parts: bytes | bytearray) -> bytes:
     """A whole SFTP packet: length, type and the already encoded fields."""
-    body = b"".join(parts)
-    return _HEADER.pack(len(body) + 1, kind) + body
+    size = sum(map(len, parts))
+    return b"".join((_HEADER.pack(size + 1, kind), *parts))  # one copy of READ data
 
 
 def header(kind: int, size: int) -> bytes:
