@@ -56,6 +56,16 @@ def owner_of(attrs: SFTPAttrs) -> tuple[int, int] | None:
     return (-1 if attrs.uid is None else attrs.uid, -1 if attrs.gid is None else attrs.gid)
 
 
+def changes_of(attrs: SFTPAttrs) -> dict[str, Any]:
+    """The keyword arguments of ``Session.set_attrs`` for what SETSTAT asks to change."""
+    return {
+        "size": attrs.size,
+        "mode": attrs.permissions,
+        "owner": owner_of(attrs),
+        "times": times_of(attrs),
+    }
+
+
 def open_flags(pflags: int) -> int:
     if pflags & FXF_READ and pflags & FXF_WRITE:
         flags = os.O_RDWR
@@ -231,14 +241,7 @@ class SFTPAdapter(asyncssh.SFTPServer):
 
     async def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
         assert isinstance(file_obj, OpenFile)
-        await self.run(
-            self.session.fset_attrs,
-            file_obj,
-            size=attrs.size,
-            mode=attrs.permissions,
-            owner=owner_of(attrs),
-            times=times_of(attrs),
-        )
+        await self.run(self.session.fset_attrs, file_obj, **changes_of(attrs))
 
     async def fsync(self, file_obj: object) -> None:
         assert isinstance(file_obj, OpenFile)
@@ -276,15 +279,7 @@ class SFTPAdapter(asyncssh.SFTPServer):
         await self._set_attrs(path, attrs, follow=False)
 
     async def _set_attrs(self, path: bytes, attrs: SFTPAttrs, follow: bool) -> None:
-        await self.run(
-            self.session.set_attrs,
-            _text(path),
-            follow=follow,
-            size=attrs.size,
-            mode=attrs.permissions,
-            owner=owner_of(attrs),
-            times=times_of(attrs),
-        )
+        await self.run(self.session.set_attrs, _text(path), follow=follow, **changes_of(attrs))
 
     async def open_listing(self, path: bytes) -> NameStream:
         """Open a folder now (so errors come with OPENDIR) and list it in batches."""

@@ -51,14 +51,7 @@ from asyncssh.sftp import (
 from ..core.session import Capacity, Session
 from ..core.vfs import Entry, Listing, OpenFile
 from . import wire
-from .sftp import (
-    close_logging_errors,
-    open_flags,
-    owner_of,
-    read_batch,
-    start_listing,
-    times_of,
-)
+from .sftp import changes_of, close_logging_errors, open_flags, read_batch, start_listing
 
 EXTENSIONS = [
     (b"newline", b"\n"),
@@ -260,16 +253,8 @@ class Requests:
         file = self._file(packet)
         attrs = SFTPAttrs.decode(packet, 3)
         packet.check_end()
-        return Job(
-            lambda: self.session.fset_attrs(
-                file,
-                size=attrs.size,
-                mode=attrs.permissions,
-                owner=owner_of(attrs),
-                times=times_of(attrs),
-            ),
-            lambda _: wire.ok(pktid),
-        )
+        changes = changes_of(attrs)
+        return Job(lambda: self.session.fset_attrs(file, **changes), lambda _: wire.ok(pktid))
 
     def _fsync(self, pktid: bytes, packet: SSHPacket) -> Answer:
         file = self._file(packet)
@@ -314,15 +299,9 @@ class Requests:
         path = _text(packet.get_string())
         attrs = SFTPAttrs.decode(packet, 3)
         packet.check_end()
+        changes = changes_of(attrs)
         return Job(
-            lambda: self.session.set_attrs(
-                path,
-                follow=follow,
-                size=attrs.size,
-                mode=attrs.permissions,
-                owner=owner_of(attrs),
-                times=times_of(attrs),
-            ),
+            lambda: self.session.set_attrs(path, follow=follow, **changes),
             lambda _: wire.ok(pktid),
         )
 
