@@ -1343,3 +1343,35 @@ def test_write_data_is_exactly_what_its_length_says(server: Server) -> None:
 
     run(body)
     assert (server.root / "padded.bin").read_bytes() == b"payload"
+
+
+def test_channel_closed_while_replies_wait(server: Server) -> None:
+    """A client that stops reading replies and then closes the channel (not the
+    connection) ends that session: its files are closed and its session slot is free."""
+    (server.root / "eight.bin").write_bytes(os.urandom(8 << 20))
+    pid = server.process.pid
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            await raw.close(await raw.open(b"/eight.bin", FXF_READ))
+            baseline = _open_fds(pid)
+            for _ in range(MAX_SESSIONS + 2):  # more than the sessions one connection may hold
+                raw = await RawSFTP.start(conn)
+                handle = await raw.open(b"/eight.bin", FXF_READ)
+                for i in range(300):  # far more replies than the channel's window takes
+                    raw.send(bytes([FXP_READ]) + u32(raw.next_id) + sstr(handle)
+                             + u64(i * 4096) + u32(MAX_READ))  # fmt: skip
+                    raw.next_id += 1
+                await asyncio.sleep(0.5)
+                raw.writer.channel.close()
+                await raw.writer.channel.wait_closed()
+            deadline = asyncio.get_running_loop().time() + 15
+            while _open_fds(pid) > baseline and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.1)
+            assert _open_fds(pid) <= baseline
+            raw = await RawSFTP.start(conn)  # a session slot is free
+            rtype, _ = await raw.request(FXP_OPENDIR, sstr(b"/share"))
+            assert rtype == FXP_HANDLE
+
+    run(body)

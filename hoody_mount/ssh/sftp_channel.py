@@ -42,6 +42,7 @@ SFTP_VERSION = 3
 FLUSH_AT = 256 * 1024  # queued reply bytes that are handed over without waiting
 LARGE_REPLY = 32 * 1024  # a reply this long fills SSH packets alone: sent without a join
 MAX_QUEUED = 64  # requests waiting their turn before reading from the channel pauses
+CLOSE_CHECK = 1.0  # seconds between checks for a close while replies are held back
 _VERSION = wire.packet(
     FXP_VERSION,
     SFTP_VERSION.to_bytes(4, "big"),
@@ -92,7 +93,7 @@ class SFTPChannel:
 
     def data_received(self, data: bytes) -> None:
         """Queue the whole packets received so far and serve what may run."""
-        if self._eof:  # after a protocol violation: the channel is closing
+        if self._eof or self._lost:  # closing: what still arrives is not served
             return
         try:
             self._queue.extend(self._framer.feed(data))
@@ -110,6 +111,25 @@ class SFTPChannel:
         """The client is not taking our replies: hold back new requests."""
         self._writing_paused = True
         self._update_reading()
+        self._loop.call_later(CLOSE_CHECK, self._check_closed)
+
+    def _check_closed(self) -> None:
+        """While replies are held back, notice a channel the client has closed.
+
+        asyncssh then drops the unsent replies without resuming our writing, and reports
+        the close (``connection_lost``) only once it has delivered the data it holds for
+        us, which it does only when reading resumes: without this the channel and its
+        open files would stay until the whole connection ends.
+        """
+        if not self._writing_paused or self._lost:
+            return
+        if not self._chan.is_closing():
+            self._loop.call_later(CLOSE_CHECK, self._check_closed)
+            return
+        self._lost = True
+        self._queue.clear()
+        self._chan.resume_reading()  # asyncssh drains to us, then reports the close
+        self._pump()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
@@ -133,8 +153,8 @@ class SFTPChannel:
                 if not pipeline.admits(kind, span):
                     break
                 self._serve(requests, queue.popleft(), kind, span)
-            if (self._eof or self._lost) and not queue and pipeline.idle:
-                self._end()
+            if (self._eof or self._lost) and not queue and pipeline.idle and not self._ending:
+                self._end()  # (``_ending`` again: serving may have ended the channel)
         self._update_reading()
 
     def _serve(self, requests: Requests, payload: bytes, kind: str, span: Span | None) -> None:
