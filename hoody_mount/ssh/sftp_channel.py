@@ -75,6 +75,7 @@ class SFTPChannel:
         self._outbox_size = 0
         self._reading_paused = False
         self._writing_paused = False
+        self._close_check: asyncio.TimerHandle | None = None  # see ``_check_closed``
         self._started = False  # INIT answered
         self._eof = False
         self._lost = False  # the channel is gone: nothing more is sent
@@ -111,7 +112,8 @@ class SFTPChannel:
         """The client is not taking our replies: hold back new requests."""
         self._writing_paused = True
         self._update_reading()
-        self._loop.call_later(CLOSE_CHECK, self._check_closed)
+        if self._close_check is None:
+            self._close_check = self._loop.call_later(CLOSE_CHECK, self._check_closed)
 
     def _check_closed(self) -> None:
         """While replies are held back, notice a channel the client has closed.
@@ -121,10 +123,11 @@ class SFTPChannel:
         us, which it does only when reading resumes: without this the channel and its
         open files would stay until the whole connection ends.
         """
+        self._close_check = None
         if not self._writing_paused or self._lost:
             return
         if not self._chan.is_closing():
-            self._loop.call_later(CLOSE_CHECK, self._check_closed)
+            self._close_check = self._loop.call_later(CLOSE_CHECK, self._check_closed)
             return
         self._lost = True
         self._queue.clear()

@@ -51,11 +51,6 @@ def packet(kind: int, *parts: bytes | bytearray) -> bytes:
     return b"".join((_HEADER.pack(size + 1, kind), *parts))  # one copy of READ data
 
 
-def header(kind: int, size: int) -> bytes:
-    """The start of a packet whose ``size`` bytes of fields are sent separately."""
-    return _HEADER.pack(size + 1, kind)
-
-
 def _seconds(ns: int) -> int:
     """Whole seconds for a 32-bit time field, clamped to what it can hold."""
     return min(max(ns // 1_000_000_000, 0), _UINT32_MAX)
