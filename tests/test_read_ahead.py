@@ -1,0 +1,81 @@
+"""A reader that goes on where it stopped has the kernel read ahead of it: the next
+``READ_AHEAD`` bytes come into the page cache while it is still busy with what it has."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import time
+from pathlib import Path
+
+from hoody_mount.core.vfs import READ_AHEAD, VFS
+
+MiB = 1 << 20
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def cached(fd: int, offset: int) -> bool:
+    """Whether the page at ``offset`` is in the page cache, asked with mincore(2) over a
+    mapping that is never touched (a probing read would itself start the readahead)."""
+    page = mmap.PAGESIZE
+    mapped = mmap.mmap(fd, page, mmap.MAP_PRIVATE, offset=offset - offset % page)
+    try:
+        start = ctypes.c_char.from_buffer(mapped)
+        vector = ctypes.c_ubyte()
+        failed = _libc.mincore(ctypes.byref(start), page, ctypes.byref(vector))
+        del start
+        if failed:
+            raise OSError(ctypes.get_errno(), "mincore")
+        return bool(vector.value & 1)
+    finally:
+        mapped.close()
+
+
+def uncached_file(path: Path, size: int) -> None:
+    """A file of ``size`` bytes on the disk and out of the page cache."""
+    with path.open("wb") as handle:
+        for _ in range(size // MiB):
+            handle.write(os.urandom(MiB))
+        handle.flush()
+        os.fsync(handle.fileno())
+        os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def test_a_sequential_reader_has_the_kernel_read_ahead(tmp_path: Path) -> None:
+    path = tmp_path / "big.bin"
+    uncached_file(path, 3 * READ_AHEAD)
+    probe = os.open(path, os.O_RDONLY)
+    try:
+        far = READ_AHEAD  # beyond what the kernel reads ahead by itself
+        assert not cached(probe, far), f"{tmp_path} keeps files cached: the test needs a disk"
+        file = VFS.open_root(str(tmp_path)).open_file("/big.bin", os.O_RDONLY)
+        try:
+            assert len(file.read(0, MiB)) == MiB
+            assert len(file.read(MiB, MiB)) == MiB  # goes on where it stopped
+            deadline = time.monotonic() + 10
+            while not cached(probe, far) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert cached(probe, far), "nothing read ahead of a sequential reader"
+        finally:
+            file.close()
+    finally:
+        os.close(probe)
+
+
+def test_a_reader_that_jumps_has_nothing_read_ahead(tmp_path: Path) -> None:
+    path = tmp_path / "big.bin"
+    uncached_file(path, 3 * READ_AHEAD)
+    probe = os.open(path, os.O_RDONLY)
+    try:
+        file = VFS.open_root(str(tmp_path)).open_file("/big.bin", os.O_RDONLY)
+        try:
+            far = 2 * READ_AHEAD + READ_AHEAD // 2
+            assert len(file.read(0, 4096)) == 4096
+            assert len(file.read(READ_AHEAD, 4096)) == 4096  # a jump, not a sequel
+            time.sleep(0.5)
+            assert not cached(probe, far)
+        finally:
+            file.close()
+    finally:
+        os.close(probe)
