@@ -60,6 +60,27 @@ def test_writes_run_together_unless_they_overlap() -> None:
     assert pipe.admits(WRITE, Span(b"h", 5, 15))
 
 
+def test_writes_inside_the_reach_of_a_run_are_compared_one_by_one() -> None:
+    """Writes beyond all running ones are admitted at once; one that lands between them
+    is compared with each (a gap may be filled, an overlap may not); an idle pipeline
+    forgets the run."""
+    pipe = Pipeline()
+    w1, w2 = Span(b"h", 0, 10), Span(b"h", 20, 30)
+    for span in (w1, w2):
+        assert pipe.admits(WRITE, span)
+        pipe.started(WRITE, span)
+    assert pipe.admits(WRITE, Span(b"h", 30, 40)) and pipe.admits(WRITE, Span(b"h", -5, 0))
+    assert pipe.admits(WRITE, Span(b"h", 10, 20))  # the gap between them
+    assert not pipe.admits(WRITE, Span(b"h", 25, 35))
+    assert not pipe.admits(WRITE, Span(b"h", 5, 25))
+    pipe.finished(w1)
+    assert pipe.admits(WRITE, Span(b"h", 5, 15))  # w1 is done, though the reach holds it
+    assert not pipe.admits(WRITE, Span(b"h", 15, 25))
+    pipe.finished(w2)
+    pipe.started(WRITE, Span(b"h", 100, 110))
+    assert pipe.admits(WRITE, Span(b"h", 20, 30))  # a new run: the old reach is gone
+
+
 def test_at_most_the_limit_run_at_once() -> None:
     """The limit caps how many requests run; a finished one makes room."""
     pipe = Pipeline(limit=3)

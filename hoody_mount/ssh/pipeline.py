@@ -10,6 +10,11 @@ can observe a later one, exactly as with strictly sequential processing.
 ``Pipeline`` only keeps the count; the channel asks ``admits`` for the request at the
 head of its queue, and reports ``started`` and ``finished`` for those it hands to a
 worker (a request answered on the spot never counts as running).
+
+A sequential upload keeps WRITEs running without a break, each beyond all the others:
+for each file, the lowest and highest bytes written since the pipeline was last idle
+admit such a WRITE at once; only one that lands inside them is compared with each
+running WRITE.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class Pipeline:
         self._limit = limit
         self._kind: str | None = None  # the kind of those running; None when idle
         self._spans: list[Span | None] = []
+        self._reach: dict[bytes, tuple[int, int]] = {}  # per file, since last idle
 
     @property
     def idle(self) -> bool:
@@ -51,22 +57,27 @@ class Pipeline:
             return True
         if kind != self._kind or kind == BARRIER or len(self._spans) >= self._limit:
             return False
-        return (
-            kind == READ
-            or span is None
-            or not any(other is not None and span.overlaps(other) for other in self._spans)
-        )
+        if kind == READ or span is None:
+            return True
+        reach = self._reach.get(span.handle)
+        if reach is None or span.start >= reach[1] or span.end <= reach[0]:
+            return True
+        return not any(other is not None and span.overlaps(other) for other in self._spans)
 
     def started(self, kind: str, span: Span | None) -> None:
         """Count an admitted request as running."""
         self._kind = kind
         self._spans.append(span)
+        if kind == WRITE and span is not None:
+            low, high = self._reach.get(span.handle, (span.start, span.end))
+            self._reach[span.handle] = (min(low, span.start), max(high, span.end))
 
     def finished(self, span: Span | None) -> None:
         """A running request has finished."""
         self._spans.remove(span)
         if not self._spans:
             self._kind = None
+            self._reach.clear()
 
 
 def classify(payload: bytes, read_type: int, write_type: int) -> tuple[str, Span | None]:
