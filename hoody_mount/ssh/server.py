@@ -34,8 +34,11 @@ from .sftp_channel import SFTPChannel
 
 log = logging.getLogger("hoody_mount.ssh")
 
-# AES (GCM, then CTR with an encrypt-then-MAC) only: OpenSSH clients prefer
-# chacha20-poly1305, which asyncssh runs about a third slower than AES-GCM.
+# AES only (GCM, then CTR with an encrypt-then-MAC). A client picks the first cipher of
+# its own list that the server offers: OpenSSH's list starts with chacha20-poly1305,
+# which asyncssh runs several times slower than AES (21 us against 6-11 us for a 32 KiB
+# packet here), then aes128-ctr, so OpenSSH clients get aes128-ctr with umac-64-etm;
+# clients that list GCM first get GCM. CTR stays for the clients that have no GCM.
 CIPHERS = [
     "aes128-gcm@openssh.com",
     "aes256-gcm@openssh.com",
