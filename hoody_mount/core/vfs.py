@@ -204,9 +204,10 @@ class OpenFile:
         disks), so the range is asked for in pieces.
         """
         self._ahead = end
-        for piece in range(start, end, READ_AHEAD_PIECE):
-            length = min(READ_AHEAD_PIECE, end - piece)
-            os.posix_fadvise(self.fd, piece, length, os.POSIX_FADV_WILLNEED)
+        with contextlib.suppress(OSError):  # only a hint: a filesystem may refuse it
+            for piece in range(start, end, READ_AHEAD_PIECE):
+                length = min(READ_AHEAD_PIECE, end - piece)
+                os.posix_fadvise(self.fd, piece, length, os.POSIX_FADV_WILLNEED)
 
     def read_cached(self, offset: int, size: int) -> bytearray | None:
         """Read exactly ``size`` bytes at ``offset`` if the page cache holds them all, or
