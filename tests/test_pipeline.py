@@ -65,20 +65,20 @@ def test_writes_inside_the_reach_of_a_run_are_compared_one_by_one() -> None:
     is compared with each (a gap may be filled, an overlap may not); an idle pipeline
     forgets the run."""
     pipe = Pipeline()
-    w1, w2 = Span(b"h", 0, 10), Span(b"h", 20, 30)
+    w1, w2 = Span(b"h", 20, 30), Span(b"h", 0, 10)  # the second lies below the first
     for span in (w1, w2):
         assert pipe.admits(WRITE, span)
         pipe.started(WRITE, span)
     assert pipe.admits(WRITE, Span(b"h", 30, 40)) and pipe.admits(WRITE, Span(b"h", -5, 0))
+    assert not pipe.admits(WRITE, Span(b"h", -5, 5))
     assert pipe.admits(WRITE, Span(b"h", 10, 20))  # the gap between them
     assert not pipe.admits(WRITE, Span(b"h", 25, 35))
     assert not pipe.admits(WRITE, Span(b"h", 5, 25))
     pipe.finished(w1)
-    assert pipe.admits(WRITE, Span(b"h", 5, 15))  # w1 is done, though the reach holds it
-    assert not pipe.admits(WRITE, Span(b"h", 15, 25))
+    assert pipe.admits(WRITE, Span(b"h", 15, 25))  # w1 is done, though the reach holds it
+    assert not pipe.admits(WRITE, Span(b"h", 5, 15))
     pipe.finished(w2)
-    pipe.started(WRITE, Span(b"h", 100, 110))
-    assert pipe.admits(WRITE, Span(b"h", 20, 30))  # a new run: the old reach is gone
+    assert pipe.idle and not pipe._reach  # a new run starts with nothing in reach
 
 
 def test_at_most_the_limit_run_at_once() -> None:

@@ -44,11 +44,20 @@ def uncached_file(path: Path, size: int) -> None:
 
 def test_a_sequential_reader_has_the_kernel_read_ahead(tmp_path: Path) -> None:
     path = tmp_path / "big.bin"
+    far = READ_AHEAD  # beyond what the kernel reads ahead by itself (checked below)
     uncached_file(path, 3 * READ_AHEAD)
     probe = os.open(path, os.O_RDONLY)
     try:
-        far = READ_AHEAD  # beyond what the kernel reads ahead by itself
         assert not cached(probe, far), f"{tmp_path} keeps files cached: the test needs a disk"
+        os.pread(probe, MiB, 0)
+        os.pread(probe, MiB, MiB)
+        time.sleep(0.5)
+        assert not cached(probe, far), "the kernel alone reads this far ahead here"
+    finally:
+        os.close(probe)
+    uncached_file(path, 3 * READ_AHEAD)
+    probe = os.open(path, os.O_RDONLY)
+    try:
         file = VFS.open_root(str(tmp_path)).open_file("/big.bin", os.O_RDONLY)
         try:
             assert len(file.read(0, MiB)) == MiB
@@ -70,7 +79,7 @@ def test_a_reader_that_jumps_has_nothing_read_ahead(tmp_path: Path) -> None:
     try:
         file = VFS.open_root(str(tmp_path)).open_file("/big.bin", os.O_RDONLY)
         try:
-            far = 2 * READ_AHEAD + READ_AHEAD // 2
+            far = READ_AHEAD + READ_AHEAD // 2
             assert len(file.read(0, 4096)) == 4096
             assert len(file.read(READ_AHEAD, 4096)) == 4096  # a jump, not a sequel
             time.sleep(0.5)
@@ -79,3 +88,25 @@ def test_a_reader_that_jumps_has_nothing_read_ahead(tmp_path: Path) -> None:
             file.close()
     finally:
         os.close(probe)
+
+
+def test_a_reader_that_goes_back_far_starts_afresh(tmp_path: Path) -> None:
+    path = tmp_path / "big.bin"
+    uncached_file(path, 4 * READ_AHEAD)
+    file = VFS.open_root(str(tmp_path)).open_file("/big.bin", os.O_RDONLY)
+    try:
+        for offset in range(0, 3 * READ_AHEAD, MiB):  # the read-ahead reaches the end
+            file.read(offset, MiB)
+        uncached_file(path, 4 * READ_AHEAD)  # the same inode, dropped from the cache again
+        probe = os.open(path, os.O_RDONLY)
+        try:
+            file.read(0, MiB)
+            file.read(MiB, MiB)  # a second pass from the start
+            deadline = time.monotonic() + 10
+            while not cached(probe, READ_AHEAD) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert cached(probe, READ_AHEAD), "no read-ahead on a second pass"
+        finally:
+            os.close(probe)
+    finally:
+        file.close()

@@ -21,18 +21,25 @@ def test_a_chunk_larger_than_the_socket_buffer_goes_out_whole() -> None:
     written: list[int] = []
 
     def write_all() -> None:
-        for chunk in chunks:
-            written.append(writer.write(chunk))
-        writer_end.shutdown(socket.SHUT_WR)
+        try:
+            for chunk in chunks:
+                written.append(writer.write(chunk))
+        finally:
+            writer_end.shutdown(socket.SHUT_WR)
 
+    reader_end.settimeout(10)
     thread = threading.Thread(target=write_all)
     thread.start()
-    time.sleep(0.3)  # the writer is now waiting on a full buffer
-    received = bytearray()
-    while piece := reader_end.recv(4096):
-        received += piece
-    thread.join(10)
-    writer_end.close()
-    reader_end.close()
+    try:
+        time.sleep(0.3)  # the writer is now waiting on a full buffer
+        received = bytearray()
+        while piece := reader_end.recv(4096):
+            received += piece
+    finally:
+        thread.join(10)
+        writer_end.close()
+        reader_end.close()
+    assert not thread.is_alive()
     assert written == [len(chunk) for chunk in chunks]
+    assert writer.bytes_written == sum(written)
     assert received == b"".join(bytes(chunk) for chunk in chunks)

@@ -180,21 +180,26 @@ class OpenFile:
         # (no local filesystem returns write-back errors from close; NFS does).
         self.local = local
         self._nowait = True  # until the filesystem refuses RWF_NOWAIT
-        self._next = -1  # where a sequential reader reads next
+        self._next: int | None = None  # where a sequential reader reads next
         self._ahead = 0  # how far the kernel has been asked to read ahead
 
     def read(self, offset: int, size: int) -> bytes:
         """Read up to ``size`` bytes at ``offset`` (fewer at the end of the file).
 
-        A reader that goes on where it stopped keeps the disk busy ahead of it: the kernel
-        is asked to read the next ``READ_AHEAD`` bytes in the background while this one
-        sends what it has. Racing readers of one file at most ask twice.
+        A reader that goes on where it stopped keeps the disk busy ahead of it: once it
+        has its bytes, the kernel is asked for the next ``READ_AHEAD`` in the background
+        while it sends them. One that goes back far starts afresh. Racing readers of one
+        file may ask twice; it is only a hint. (SFTP reads that the page cache answers on
+        the loop do not come here; there the kernel's own readahead works as before.)
         """
         end = offset + size
-        if offset == self._next and end + READ_AHEAD // 2 > self._ahead:
-            self._read_ahead(max(end, self._ahead), end + READ_AHEAD)
         data = os.pread(self.fd, size, offset)
-        self._next = end if len(data) == size else -1
+        if offset == self._next:
+            if end + READ_AHEAD // 2 > self._ahead:
+                self._read_ahead(max(end, self._ahead), end + READ_AHEAD)
+        elif offset + 2 * READ_AHEAD < self._ahead:
+            self._ahead = 0
+        self._next = end if len(data) == size else None
         return data
 
     def _read_ahead(self, start: int, end: int) -> None:
@@ -203,6 +208,7 @@ class OpenFile:
         One call reads at most the device's readahead size (8 MiB here, 128 KiB on many
         disks), so the range is asked for in pieces.
         """
+        end = min(end, MAX_OFFSET)
         self._ahead = end
         with contextlib.suppress(OSError):  # only a hint: a filesystem may refuse it
             for piece in range(start, end, READ_AHEAD_PIECE):

@@ -169,15 +169,17 @@ class _Request(cheroot_server.HTTPRequest):
 class SocketWriter(BufferedWriter):
     """cheroot's socket writer, except that a chunk is sent from where it lies.
 
-    cheroot's copies every chunk into a buffer, then copies it again before each send:
-    a fifth of the server's CPU in a GET (a cached 1 GiB GET took 0.58 s, now 0.44 s).
-    Here the chunk goes to the socket through a view, a send at a time, so the
-    connection's timeout applies to each send and a slow reader is not cut off in the
-    middle of a long chunk.
+    cheroot's copies every chunk into a buffer, then copies it again before each send
+    (a cached 1 GiB GET took 0.58 s with it, 0.44 s without).
+    Here the chunk goes to the socket through a view, a send at a time. Over plain TCP
+    the connection's timeout applies to each send, so a slow reader is not cut off in
+    the middle of a long chunk; over TLS, Python's ``ssl`` writes a chunk whole within
+    one timeout, as with cheroot's writer.
     """
 
     def __init__(self, sock: socket.socket) -> None:
         super().__init__(socket.SocketIO(sock, "wb"))
+        self.bytes_written = 0  # read by cheroot's statistics, when they are enabled
 
     def write(self, b: Any) -> int:
         self._checkClosed()
@@ -187,6 +189,7 @@ class SocketWriter(BufferedWriter):
         with self._write_lock:  # type: ignore[attr-defined]
             while view:
                 view = view[sock.send(view) :]
+        self.bytes_written += size
         return size
 
 
