@@ -1111,6 +1111,55 @@ def test_refused_big_uploads_are_not_buffered(server: Server, tmp_path: Path) ->
     assert peak < MEMORY_BOUND, report
 
 
+def expecting_put(server: Server, target: str, auth: Auth, length: int) -> socket.socket:
+    """A connection that sent the head of a PUT with ``Expect: 100-continue`` and no body."""
+    head = [
+        f"PUT {url_path(target)} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Expect: 100-continue",
+        f"Content-Length: {length}",
+        *(f"{k}: {v}" for k, v in auth_headers(auth).items()),
+    ]
+    sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=10)
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+    return sock
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = bytearray()
+    while chunk := sock.recv(65536):
+        received += chunk
+    return bytes(received)
+
+
+@pytest.mark.parametrize("auth", [None, READER], ids=["anonymous", "read-only"])
+def test_a_refused_upload_is_answered_without_100_continue(server: Server, auth: Auth) -> None:
+    """The client that waits for 100 Continue gets the refusal instead, then a clean close:
+    it never starts sending the body (sending it and hitting a reset lost the answer)."""
+    with expecting_put(server, "/share/docs/refused.bin", auth, GiB) as sock:
+        answer = read_all(sock)  # the server closes: nothing is left to read
+    status = answer.split(b"\r\n", 1)[0]
+    assert status in (b"HTTP/1.1 401 Unauthorized", b"HTTP/1.1 403 Forbidden"), answer[:300]
+    assert b"100 Continue" not in answer, answer[:300]
+    assert not (server.root / "share" / "docs" / "refused.bin").exists()
+
+
+def test_an_accepted_upload_gets_100_continue_at_once(server: Server) -> None:
+    """100 Continue comes when the upload starts reading (the client need not wait out its
+    own timeout), and the body that follows is stored."""
+    body = os.urandom(100_000)
+    with expecting_put(server, "/share/continued.bin", ROOT, len(body)) as sock:
+        started = time.monotonic()
+        interim = sock.recv(65536)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n", interim
+        assert time.monotonic() - started < 2
+        sock.sendall(body)
+        final = sock.recv(65536)
+    assert final.startswith(b"HTTP/1.1 201 "), final[:300]
+    assert (server.root / "share" / "continued.bin").read_bytes() == body
+
+
 # --------------------------------------------------------------------------- interruptions
 
 

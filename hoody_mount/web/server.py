@@ -148,22 +148,83 @@ DRAIN_BLOCK = 1 << 20
 
 
 class _Request(cheroot_server.HTTPRequest):
-    """cheroot's request, except that an unread body is drained in blocks, or not at all.
+    """cheroot's request, except for what happens to a body the application does not want.
 
-    cheroot reads whatever body the application left unread in one piece to keep the
-    connection alive; a refused 1 GiB upload would then sit in memory whole. Here up to
-    ``DRAIN_LIMIT`` is read and thrown away a block at a time (so a client that is still
-    sending gets its answer); beyond that the connection is closed instead.
+    - cheroot answers ``Expect: 100-continue`` at once, so the client starts sending even
+      a body that is refused (401, 403, 413); closing then resets the connection under
+      the client, which may report a broken pipe instead of the answer. Here 100 Continue
+      goes out only when the application first reads the body. Answered without it, the
+      client has sent nothing, and the connection is closed cleanly after the answer.
+    - cheroot reads whatever body the application left unread in one piece to keep the
+      connection alive; a refused 1 GiB upload would then sit in memory whole. Here up to
+      ``DRAIN_LIMIT`` is read and thrown away a block at a time (so a client that is
+      still sending gets its answer); beyond that the connection is closed instead.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.awaits_continue = False  # the client waits for 100 Continue to send its body
+        self.header_reader = _HoldContinue(self, type(self).header_reader)
+
+    def send_continue(self) -> None:
+        """Tell a client that waits for it to send its body (once)."""
+        if self.awaits_continue:
+            self.awaits_continue = False
+            self.conn.wfile.write(f"{self.server.protocol} 100 Continue\r\n\r\n".encode())
+
+    def respond(self) -> None:
+        if not self.awaits_continue:
+            super().respond()
+            return
+        connection_rfile = self.conn.rfile
+        self.conn.rfile = _ContinueOnRead(connection_rfile, self)
+        try:
+            super().respond()
+        finally:
+            self.conn.rfile = connection_rfile
 
     def send_headers(self) -> None:
         remaining = getattr(self.rfile, "remaining", 0)
-        if remaining > DRAIN_LIMIT:
+        if self.awaits_continue or remaining > DRAIN_LIMIT:
             self.close_connection = True
         elif remaining > 0 and not self.close_connection and not self.chunked_read:
             while self.rfile.remaining > 0 and self.rfile.read(min(DRAIN_BLOCK, remaining)):
                 remaining = self.rfile.remaining
         super().send_headers()
+
+
+class _HoldContinue:
+    """cheroot's header reader, taking ``Expect: 100-continue`` out of cheroot's hands."""
+
+    def __init__(self, request: _Request, read_headers: Any) -> None:
+        self._request = request
+        self._read_headers = read_headers
+
+    def __call__(self, rfile: Any, headers: dict[bytes, bytes]) -> Any:
+        result = self._read_headers(rfile, headers)
+        if headers.get(b"Expect", b"").strip().lower() == b"100-continue":
+            del headers[b"Expect"]
+            self._request.awaits_continue = True
+        return result
+
+
+class _ContinueOnRead:
+    """The connection's reader for one request: 100 Continue goes out at the first read."""
+
+    def __init__(self, rfile: Any, request: _Request) -> None:
+        self._rfile = rfile
+        self._request = request
+
+    def read(self, *args: Any) -> bytes:
+        self._request.send_continue()
+        return self._rfile.read(*args)  # type: ignore[no-any-return]
+
+    def readline(self, *args: Any) -> bytes:
+        self._request.send_continue()
+        return self._rfile.readline(*args)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rfile, name)
 
 
 class SocketWriter(BufferedWriter):
