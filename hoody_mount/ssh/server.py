@@ -309,6 +309,7 @@ async def start(ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey) -> a
         agent_forwarding=False,
         x11_forwarding=False,
         allow_pty=True,
+        line_editor=False,  # never active without an encoding; it only wrapped every call
         login_timeout=limits.login_timeout,
         keepalive_interval=limits.keepalive_interval,
         keepalive_count_max=limits.keepalive_count_max,
