@@ -7,9 +7,11 @@ import ctypes
 import mmap
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from hoody_mount.core.vfs import READ_AHEAD, VFS
+from hoody_mount.core.vfs import READ_AHEAD, VFS, OpenFile
 
 MiB = 1 << 20
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -42,52 +44,47 @@ def uncached_file(path: Path, size: int) -> None:
         os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-def test_a_sequential_reader_has_the_kernel_read_ahead(tmp_path: Path) -> None:
-    path = tmp_path / "big.bin"
-    far = READ_AHEAD  # beyond what the kernel reads ahead by itself (checked below)
-    uncached_file(path, 3 * READ_AHEAD)
-    probe = os.open(path, os.O_RDONLY)
+@contextmanager
+def uncached_open(folder: Path, size: int) -> Iterator[tuple[OpenFile, int]]:
+    """A new uncached file of ``size`` bytes, open through the VFS, and a probe fd on it."""
+    uncached_file(folder / "big.bin", size)
+    probe = os.open(folder / "big.bin", os.O_RDONLY)
+    file = VFS.open_root(str(folder)).open_file("/big.bin", os.O_RDONLY)
     try:
+        yield file, probe
+    finally:
+        file.close()
+        os.close(probe)
+
+
+def wait_cached(probe: int, offset: int) -> bool:
+    """Whether the page at ``offset`` comes into the cache within 10 s."""
+    deadline = time.monotonic() + 10
+    while not cached(probe, offset) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return cached(probe, offset)
+
+
+def test_a_sequential_reader_has_the_kernel_read_ahead(tmp_path: Path) -> None:
+    far = READ_AHEAD  # beyond what the kernel reads ahead by itself (checked first)
+    with uncached_open(tmp_path, 3 * READ_AHEAD) as (_, probe):
         assert not cached(probe, far), f"{tmp_path} keeps files cached: the test needs a disk"
         os.pread(probe, MiB, 0)
         os.pread(probe, MiB, MiB)
         time.sleep(0.5)
         assert not cached(probe, far), "the kernel alone reads this far ahead here"
-    finally:
-        os.close(probe)
-    uncached_file(path, 3 * READ_AHEAD)
-    probe = os.open(path, os.O_RDONLY)
-    try:
-        file = VFS.open_root(str(tmp_path)).open_file("/big.bin", os.O_RDONLY)
-        try:
-            assert len(file.read(0, MiB)) == MiB
-            assert len(file.read(MiB, MiB)) == MiB  # goes on where it stopped
-            deadline = time.monotonic() + 10
-            while not cached(probe, far) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert cached(probe, far), "nothing read ahead of a sequential reader"
-        finally:
-            file.close()
-    finally:
-        os.close(probe)
+    with uncached_open(tmp_path, 3 * READ_AHEAD) as (file, probe):
+        assert len(file.read(0, MiB)) == MiB
+        assert len(file.read(MiB, MiB)) == MiB  # goes on where it stopped
+        assert wait_cached(probe, far), "nothing read ahead of a sequential reader"
 
 
 def test_a_reader_that_jumps_has_nothing_read_ahead(tmp_path: Path) -> None:
-    path = tmp_path / "big.bin"
-    uncached_file(path, 3 * READ_AHEAD)
-    probe = os.open(path, os.O_RDONLY)
-    try:
-        file = VFS.open_root(str(tmp_path)).open_file("/big.bin", os.O_RDONLY)
-        try:
-            far = READ_AHEAD + READ_AHEAD // 2
-            assert len(file.read(0, 4096)) == 4096
-            assert len(file.read(READ_AHEAD, 4096)) == 4096  # a jump, not a sequel
-            time.sleep(0.5)
-            assert not cached(probe, far)
-        finally:
-            file.close()
-    finally:
-        os.close(probe)
+    with uncached_open(tmp_path, 3 * READ_AHEAD) as (file, probe):
+        assert len(file.read(0, 4096)) == 4096
+        assert len(file.read(READ_AHEAD, 4096)) == 4096  # a jump, not a sequel
+        time.sleep(0.5)
+        assert not cached(probe, READ_AHEAD + READ_AHEAD // 2)
 
 
 def test_a_reader_that_goes_back_far_starts_afresh(tmp_path: Path) -> None:
@@ -102,10 +99,7 @@ def test_a_reader_that_goes_back_far_starts_afresh(tmp_path: Path) -> None:
         try:
             file.read(0, MiB)
             file.read(MiB, MiB)  # a second pass from the start
-            deadline = time.monotonic() + 10
-            while not cached(probe, READ_AHEAD) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert cached(probe, READ_AHEAD), "no read-ahead on a second pass"
+            assert wait_cached(probe, READ_AHEAD), "no read-ahead on a second pass"
         finally:
             os.close(probe)
     finally:
