@@ -36,8 +36,14 @@ log = logging.getLogger("hoody_mount.sftp")
 LISTING_BATCH = 128
 
 
-def _text(path: bytes) -> str:
+def text_of(path: bytes) -> str:
+    """A path from the wire as the session takes it."""
     return os.fsdecode(path)
+
+
+def mode_of(attrs: SFTPAttrs, default: int) -> int:
+    """The permission bits a new file or folder is asked for (``default`` if none)."""
+    return attrs.permissions & 0o7777 if attrs.permissions is not None else default
 
 
 def times_of(attrs: SFTPAttrs) -> Times | None:
@@ -198,9 +204,9 @@ class SFTPAdapter(asyncssh.SFTPServer):
 
     async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> OpenFile:
         self._take_handle()
-        mode = attrs.permissions & 0o7777 if attrs.permissions is not None else 0o666
+        mode = mode_of(attrs, 0o666)
         try:
-            return await self.run(self.session.open, _text(path), open_flags(pflags), mode)
+            return await self.run(self.session.open, text_of(path), open_flags(pflags), mode)
         except BaseException:
             self.handles -= 1
             raise
@@ -260,10 +266,10 @@ class SFTPAdapter(asyncssh.SFTPServer):
     # -- paths -------------------------------------------------------------------------
 
     async def lstat(self, path: bytes) -> os.stat_result:
-        return await self._stat(_text(path), False)
+        return await self._stat(text_of(path), False)
 
     async def stat(self, path: bytes) -> os.stat_result:
-        return await self._stat(_text(path), True)
+        return await self._stat(text_of(path), True)
 
     async def _stat(self, path: str, follow: bool) -> os.stat_result:
         """From the kernel's caches on the spot if it can, else on a worker."""
@@ -279,13 +285,13 @@ class SFTPAdapter(asyncssh.SFTPServer):
         await self._set_attrs(path, attrs, follow=False)
 
     async def _set_attrs(self, path: bytes, attrs: SFTPAttrs, follow: bool) -> None:
-        await self.run(self.session.set_attrs, _text(path), follow=follow, **changes_of(attrs))
+        await self.run(self.session.set_attrs, text_of(path), follow=follow, **changes_of(attrs))
 
     async def open_listing(self, path: bytes) -> NameStream:
         """Open a folder now (so errors come with OPENDIR) and list it in batches."""
         self._take_handle()
         try:
-            listing, first = await self.run(start_listing, self.session, _text(path))
+            listing, first = await self.run(start_listing, self.session, text_of(path))
         except BaseException:
             self.handles -= 1
             raise
@@ -309,35 +315,35 @@ class SFTPAdapter(asyncssh.SFTPServer):
         raise OSError(errno.EPERM, "local path mapping is disabled")
 
     async def remove(self, path: bytes) -> None:
-        await self.run(self.session.remove, _text(path))
+        await self.run(self.session.remove, text_of(path))
 
     async def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
-        mode = attrs.permissions & 0o7777 if attrs.permissions is not None else 0o777
-        await self.run(self.session.mkdir, _text(path), mode)
+        mode = mode_of(attrs, 0o777)
+        await self.run(self.session.mkdir, text_of(path), mode)
 
     async def rmdir(self, path: bytes) -> None:
-        await self.run(self.session.rmdir, _text(path))
+        await self.run(self.session.rmdir, text_of(path))
 
     def realpath(self, path: bytes) -> bytes:
-        return os.fsencode(self.session.path(_text(path)))
+        return os.fsencode(self.session.path(text_of(path)))
 
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
-        await self.run(self.session.rename, _text(oldpath), _text(newpath), False)
+        await self.run(self.session.rename, text_of(oldpath), text_of(newpath), False)
 
     async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
-        await self.run(self.session.rename, _text(oldpath), _text(newpath), True)
+        await self.run(self.session.rename, text_of(oldpath), text_of(newpath), True)
 
     async def readlink(self, path: bytes) -> bytes:
-        return os.fsencode(await self.run(self.session.readlink, _text(path)))
+        return os.fsencode(await self.run(self.session.readlink, text_of(path)))
 
     async def symlink(self, oldpath: bytes, newpath: bytes) -> None:
-        await self.run(self.session.symlink, _text(oldpath), _text(newpath))
+        await self.run(self.session.symlink, text_of(oldpath), text_of(newpath))
 
     async def link(self, oldpath: bytes, newpath: bytes) -> None:
-        await self.run(self.session.link, _text(oldpath), _text(newpath))
+        await self.run(self.session.link, text_of(oldpath), text_of(newpath))
 
     async def statvfs(self, path: bytes) -> SFTPVFSAttrs:
-        return await self._statvfs(_text(path))
+        return await self._statvfs(text_of(path))
 
     async def _statvfs(self, path: str) -> SFTPVFSAttrs:
         c = await self.run(self.session.capacity, path)

@@ -51,7 +51,15 @@ from asyncssh.sftp import (
 from ..core.session import Capacity, Session
 from ..core.vfs import Entry, Listing, OpenFile
 from . import wire
-from .sftp import changes_of, close_logging_errors, open_flags, read_batch, start_listing
+from .sftp import (
+    changes_of,
+    close_logging_errors,
+    mode_of,
+    open_flags,
+    read_batch,
+    start_listing,
+    text_of,
+)
 
 EXTENSIONS = [
     (b"newline", b"\n"),
@@ -85,10 +93,6 @@ class Job:
 
 
 Answer = bytes | Job
-
-
-def _text(path: bytes) -> str:
-    return os.fsdecode(path)
 
 
 @dataclass(slots=True)
@@ -173,11 +177,11 @@ class Requests:
     # -- files ----------------------------------------------------------------------
 
     def _open(self, pktid: bytes, packet: SSHPacket) -> Answer:
-        path = _text(packet.get_string())
+        path = text_of(packet.get_string())
         flags = open_flags(packet.get_uint32())
         attrs = SFTPAttrs.decode(packet, 3)
         packet.check_end()
-        mode = attrs.permissions & 0o7777 if attrs.permissions is not None else 0o666
+        mode = mode_of(attrs, 0o666)
         self._promise_handle()
         return Job(
             lambda: self.session.open(path, flags, mode),
@@ -282,7 +286,7 @@ class Requests:
     # -- paths ----------------------------------------------------------------------
 
     def _stat(self, pktid: bytes, packet: SSHPacket, follow: bool) -> Answer:
-        path = _text(packet.get_string())
+        path = text_of(packet.get_string())
         packet.check_end()
         st = self.session.stat_cached(path, follow)
         if st is not None:
@@ -296,7 +300,7 @@ class Requests:
         return self._stat(pktid, packet, True)
 
     def _set_attrs(self, pktid: bytes, packet: SSHPacket, follow: bool) -> Answer:
-        path = _text(packet.get_string())
+        path = text_of(packet.get_string())
         attrs = SFTPAttrs.decode(packet, 3)
         packet.check_end()
         changes = changes_of(attrs)
@@ -313,7 +317,7 @@ class Requests:
 
     def _opendir(self, pktid: bytes, packet: SSHPacket) -> Answer:
         """OPENDIR opens the folder (so errors come back here) and reads its first names."""
-        path = _text(packet.get_string())
+        path = text_of(packet.get_string())
         packet.check_end()
         self._promise_handle()
 
@@ -357,7 +361,7 @@ class Requests:
         return wire.names(pktid, listed)
 
     def _path_call(self, pktid: bytes, packet: SSHPacket, call: Callable[[str], Any]) -> Answer:
-        path = _text(packet.get_string())
+        path = text_of(packet.get_string())
         packet.check_end()
         return Job(lambda: call(path), lambda _: wire.ok(pktid))
 
@@ -368,20 +372,20 @@ class Requests:
         return self._path_call(pktid, packet, self.session.rmdir)
 
     def _mkdir(self, pktid: bytes, packet: SSHPacket) -> Answer:
-        path = _text(packet.get_string())
+        path = text_of(packet.get_string())
         attrs = SFTPAttrs.decode(packet, 3)
         packet.check_end()
-        mode = attrs.permissions & 0o7777 if attrs.permissions is not None else 0o777
+        mode = mode_of(attrs, 0o777)
         return Job(lambda: self.session.mkdir(path, mode), lambda _: wire.ok(pktid))
 
     def _realpath(self, pktid: bytes, packet: SSHPacket) -> Answer:
-        path = _text(packet.get_string())
+        path = text_of(packet.get_string())
         packet.check_end()
         return wire.one_name(pktid, os.fsencode(self.session.path(path)))
 
     def _two_paths(self, packet: SSHPacket) -> tuple[str, str]:
-        first = _text(packet.get_string())
-        second = _text(packet.get_string())
+        first = text_of(packet.get_string())
+        second = text_of(packet.get_string())
         packet.check_end()
         return first, second
 
@@ -394,7 +398,7 @@ class Requests:
         return Job(lambda: self.session.rename(old, new, True), lambda _: wire.ok(pktid))
 
     def _readlink(self, pktid: bytes, packet: SSHPacket) -> Answer:
-        path = _text(packet.get_string())
+        path = text_of(packet.get_string())
         packet.check_end()
         return Job(
             lambda: self.session.readlink(path),
@@ -413,7 +417,7 @@ class Requests:
         return Job(lambda: self.session.link(old, new), lambda _: wire.ok(pktid))
 
     def _statvfs(self, pktid: bytes, packet: SSHPacket) -> Answer:
-        path = _text(packet.get_string())
+        path = text_of(packet.get_string())
         packet.check_end()
         return self._statvfs_of(pktid, path)
 
@@ -443,7 +447,7 @@ class Requests:
             if name.decode("utf-8", "replace") != self.session.user.name:
                 raise OSError(errno.ENOENT, "No such user")
             path = home + b"/" + rest
-        return wire.one_name(pktid, os.fsencode(self.session.path(_text(path))))
+        return wire.one_name(pktid, os.fsencode(self.session.path(text_of(path))))
 
     def _home_directory(self, pktid: bytes, packet: SSHPacket) -> Answer:
         name = packet.get_string()
