@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import paths, syscalls
+from .direct_writes import DirectWriter
 
 _RESOLVE = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
 _MAX_SYMLINK_HOPS = 40
@@ -168,6 +169,9 @@ MAX_OFFSET = 2**63 - 1  # off_t
 # An upload's pages are sent to the disk every this many bytes: 1 GiB took 0.45 s more
 # to fsync at the end otherwise, time in which the client only waits.
 WRITEBACK_STEP = 8 << 20
+# From here on an upload is written with direct I/O (see ``direct_writes``); smaller
+# files stay in the page cache, where a download soon after finds them.
+DIRECT_FROM = 8 << 20
 
 
 class OpenFile:
@@ -298,12 +302,33 @@ class AtomicFile:
         self.file = OpenFile(fd, path)
         self.size = 0
         self._written_back = 0  # bytes whose writeback was started
+        self._direct: DirectWriter | None = None
+        self._direct_tried = False
 
-    def write(self, data: bytes) -> None:
-        """Append ``data``; every ``WRITEBACK_STEP`` bytes the disk starts on them, so the
-        fsync at commit waits for the tail only, not for the whole upload."""
-        self.file.write(self.size, data)
-        self.size += len(data)
+    def write(self, data: bytes | memoryview) -> None:
+        """Append ``data``. The first ``DIRECT_FROM`` bytes go through the page cache,
+        the disk starting on them every ``WRITEBACK_STEP`` bytes so that the fsync at
+        commit waits for the tail only; from there on a ``DirectWriter`` takes over."""
+        view = memoryview(data)
+        if self._direct is None:
+            cached = len(view) if self._direct_tried else max(0, DIRECT_FROM - self.size)
+            self._write_cached(view[:cached])
+            view = view[cached:]
+            if not view:
+                return
+            self._direct_tried = True
+            self._direct = DirectWriter.start(self.file.fd, self.size)
+            if self._direct is None:
+                self._write_cached(view)
+                return
+        self._direct.write(view)
+        self.size += len(view)
+
+    def _write_cached(self, view: memoryview) -> None:
+        if not view:
+            return
+        self.file.write(self.size, view)
+        self.size += len(view)
         if self.size - self._written_back >= WRITEBACK_STEP:
             syscalls.start_writeback(
                 self.file.fd, self._written_back, self.size - self._written_back
@@ -317,6 +342,10 @@ class AtomicFile:
     def commit(self) -> None:
         """Flush, then atomically replace the target with the new content."""
         try:
+            if self._direct is not None:
+                offset, rest = self._direct.finish()
+                self._direct = None
+                self.file.write(offset, rest)
             os.fchmod(self.file.fd, self._mode)
             self.file.fsync()
             self.file.close()
@@ -332,6 +361,9 @@ class AtomicFile:
         """Throw the new content away; the target is left as it was."""
         if self._dir < 0:
             return
+        if self._direct is not None:
+            self._direct.cancel()
+            self._direct = None
         self.file.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._temp, dir_fd=self._dir)

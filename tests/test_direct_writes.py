@@ -1,0 +1,177 @@
+"""Large uploads are written with direct I/O from ``DIRECT_FROM`` on, by a helper thread.
+
+Whatever the size, the pieces, the filesystem or the disk do, the committed content is
+exactly what was sent, or the upload fails whole and leaves the target as it was.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hoody_mount.core import direct_writes
+from hoody_mount.core.direct_writes import BLOCK, MAX_WRITERS, DirectWriter
+from hoody_mount.core.vfs import DIRECT_FROM, VFS, AtomicFile
+
+Pwrite = Callable[[int, object, int], int]
+
+
+def _pieces(data: bytes, size: int) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def _upload(root: Path, data: bytes, piece: int = 1 << 20) -> AtomicFile:
+    upload = VFS.open_root(str(root)).atomic_file("/up.bin")
+    for chunk in _pieces(data, piece):
+        upload.write(chunk)
+    return upload
+
+
+def _helper_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "hoody-direct-write"]
+
+
+def _is_direct(fd: int) -> bool:
+    return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, int, int]]:
+    """Every pwrite made while the test runs: (through a direct descriptor, offset, length)."""
+    seen: list[tuple[bool, int, int]] = []
+    real: Pwrite = os.pwrite
+
+    def spy(fd: int, data: memoryview, offset: int) -> int:
+        seen.append((_is_direct(fd), offset, len(data)))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", spy)
+    return seen
+
+
+def _fail_direct_writes(monkeypatch: pytest.MonkeyPatch, error: int) -> None:
+    real: Pwrite = os.pwrite
+
+    def failing(fd: int, data: memoryview, offset: int) -> int:
+        if _is_direct(fd):
+            raise OSError(error, os.strerror(error))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", failing)
+
+
+@pytest.mark.parametrize("piece", [1 << 20, 65537])
+@pytest.mark.parametrize(
+    "size", [DIRECT_FROM + extra for extra in (-1, 0, 1, 3 * BLOCK, 3 * BLOCK + 12345)]
+)
+def test_content_is_exact_and_whole_blocks_go_direct(
+    tmp_path: Path, writes: list[tuple[bool, int, int]], size: int, piece: int
+) -> None:
+    data = os.urandom(size)
+    _upload(tmp_path, data, piece).commit()
+    assert (tmp_path / "up.bin").read_bytes() == data
+    direct = [(offset, length) for is_direct, offset, length in writes if is_direct]
+    whole_blocks = max(0, size - DIRECT_FROM) // BLOCK
+    assert direct == [(DIRECT_FROM + i * BLOCK, BLOCK) for i in range(whole_blocks)]
+    cached = [(offset, length) for is_direct, offset, length in writes if not is_direct]
+    below = sum(length for offset, length in cached if offset < DIRECT_FROM)
+    assert below == min(size, DIRECT_FROM)
+    rest = max(0, size - DIRECT_FROM) % BLOCK
+    tail = [(offset, length) for offset, length in cached if offset >= DIRECT_FROM]
+    assert tail == ([(DIRECT_FROM + whole_blocks * BLOCK, rest)] if rest else [])
+    assert _helper_threads() == []
+
+
+def test_an_aborted_upload_leaves_nothing_behind(tmp_path: Path) -> None:
+    (tmp_path / "up.bin").write_bytes(b"old")
+    upload = _upload(tmp_path, os.urandom(DIRECT_FROM + 5 * BLOCK + 1))
+    upload.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["up.bin"]
+    assert (tmp_path / "up.bin").read_bytes() == b"old"
+    assert _helper_threads() == []
+    (tmp_path / "other.bin").touch()
+    fds = [os.open(tmp_path / "other.bin", os.O_WRONLY) for _ in range(MAX_WRITERS)]
+    writers = [DirectWriter.start(fd, 0) for fd in fds]
+    try:
+        assert None not in writers, "an aborted upload kept its slot"
+    finally:
+        for writer in writers:
+            if writer is not None:
+                writer.cancel()
+        for fd in fds:
+            os.close(fd)
+
+
+def test_uploads_beyond_the_limit_use_the_page_cache(
+    tmp_path: Path, writes: list[tuple[bool, int, int]]
+) -> None:
+    data = [os.urandom(DIRECT_FROM + BLOCK) for _ in range(MAX_WRITERS + 1)]
+    uploads = [VFS.open_root(str(tmp_path)).atomic_file(f"/up{i}.bin") for i in range(len(data))]
+    for upload, content in zip(uploads, data, strict=True):
+        for piece in _pieces(content, 1 << 20):
+            upload.write(piece)
+    for upload in uploads:
+        upload.commit()
+    for i, content in enumerate(data):
+        assert (tmp_path / f"up{i}.bin").read_bytes() == content
+    assert sum(is_direct for is_direct, _, _ in writes) == MAX_WRITERS  # one block each
+
+
+def test_a_filesystem_without_direct_io_gets_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.open
+
+    def no_direct(path: str, flags: int, *args: object, **kwargs: object) -> int:
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return real(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", no_direct)
+    data = os.urandom(DIRECT_FROM + 2 * BLOCK + 7)
+    _upload(tmp_path, data).commit()
+    assert (tmp_path / "up.bin").read_bytes() == data
+
+
+def test_a_filesystem_refusing_direct_writes_gets_them_through_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fail_direct_writes(monkeypatch, errno.EINVAL)
+    data = os.urandom(DIRECT_FROM + 4 * BLOCK + 99)
+    _upload(tmp_path, data).commit()
+    assert (tmp_path / "up.bin").read_bytes() == data
+
+
+def test_a_disk_error_fails_the_upload_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "up.bin").write_bytes(b"old")
+    _fail_direct_writes(monkeypatch, errno.ENOSPC)
+    upload = VFS.open_root(str(tmp_path)).atomic_file("/up.bin")
+    with pytest.raises(OSError) as failed:  # at a later write, or at the latest at commit
+        for piece in _pieces(os.urandom(DIRECT_FROM + 6 * BLOCK), 1 << 20):
+            upload.write(piece)
+        upload.commit()
+    assert failed.value.errno == errno.ENOSPC
+    upload.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["up.bin"]
+    assert (tmp_path / "up.bin").read_bytes() == b"old"
+    assert _helper_threads() == []
+
+
+def test_direct_writes_start_on_a_block_boundary(tmp_path: Path) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        with pytest.raises(ValueError):
+            DirectWriter.start(fd, BLOCK // 2)
+    finally:
+        os.close(fd)
+    assert DIRECT_FROM % BLOCK == 0
+    assert direct_writes._slots._value == MAX_WRITERS  # every test gave its slots back
