@@ -21,6 +21,7 @@ from .core.tokens import TokenStore
 from .core.users import User
 from .core.vfs import VFS
 from .dav import app as dav_app
+from .logs import DeferredHandler
 from .ssh import server as ssh_server
 from .web import tls as tls_files
 from .web.auth import Authenticator, Grant
@@ -32,17 +33,16 @@ WORKER_THREADS = 64
 
 
 def setup_logging(config: Config) -> None:
-    """Log to stderr, and to a file in the log folder when one is configured."""
+    """Log to stderr, and to a file in the log folder when one is configured; both are
+    written by a background thread (see ``logs``)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if config.log_dir is not None:
         config.log_dir.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(config.log_dir / "hoody-mount.log"))
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=handlers,
-        force=True,
-    )
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in handlers:
+        handler.setFormatter(formatter)
+    logging.basicConfig(level=logging.INFO, handlers=[DeferredHandler(handlers)], force=True)
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+from .. import logs
 from . import paths
 from .names import NameMap
 from .users import User
@@ -104,7 +105,9 @@ class Session:
                 raise OSError(errno.EPERM, "Changing the owner is not allowed here")
 
     def _done(self, op: str, *targets: str) -> None:
-        audit.info(
+        """The audit line of a change (written by the log thread, see ``logs.later``)."""
+        logs.later(
+            audit,
             "user=%s proto=%s op=%s path=%s",
             self.user.name,
             self.protocol,
