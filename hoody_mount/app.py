@@ -16,12 +16,12 @@ from .api.app import FilesAPI
 from .config import Config, Listen
 from .core.digests import DigestCache
 from .core.guard import LoginGuard
+from .core.logs import DeferredHandler
 from .core.names import NameMap
 from .core.tokens import TokenStore
 from .core.users import User
 from .core.vfs import VFS
 from .dav import app as dav_app
-from .logs import DeferredHandler
 from .ssh import server as ssh_server
 from .web import tls as tls_files
 from .web.auth import Authenticator, Grant
@@ -34,7 +34,7 @@ WORKER_THREADS = 64
 
 def setup_logging(config: Config) -> None:
     """Log to stderr, and to a file in the log folder when one is configured; both are
-    written by a background thread (see ``logs``)."""
+    written by a background thread (see ``core.logs``)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if config.log_dir is not None:
         config.log_dir.mkdir(parents=True, exist_ok=True)

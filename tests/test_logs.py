@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 from conftest import Server, stop_server, wait_until
 
-from hoody_mount import logs
-from hoody_mount.logs import DeferredHandler
+from hoody_mount.core import logs
+from hoody_mount.core.logs import DeferredHandler
 
 
 @pytest.fixture

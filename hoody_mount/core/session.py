@@ -12,8 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from .. import logs
-from . import paths
+from . import logs, paths
 from .names import NameMap
 from .users import User
 from .vfs import VFS, AtomicFile, Listing, OpenFile, Times
