@@ -22,6 +22,7 @@ from .core.tokens import TokenStore
 from .core.users import User
 from .core.vfs import VFS
 from .dav import app as dav_app
+from .polling import PollingSelector
 from .ssh import server as ssh_server
 from .web import tls as tls_files
 from .web.auth import Authenticator, Grant
@@ -87,7 +88,7 @@ def _users_with_default_password(
     return users, password
 
 
-async def run(config: Config, out: TextIO = sys.stdout) -> None:
+async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
     """Serve SSH and HTTP until SIGTERM or SIGINT."""
     state.prepare(config.state_dir)
     if config.source == "embedded default":
@@ -107,7 +108,6 @@ async def run(config: Config, out: TextIO = sys.stdout) -> None:
     vfs = VFS.open_root(str(config.root))
     names = NameMap(vfs)
     guard = LoginGuard()
-    pool = Workers(WORKER_THREADS, "hoody-io")
 
     ctx = ssh_server.SSHContext(
         users, vfs, config.root.absolute(), names, pool, config.ssh_limits, guard
@@ -158,8 +158,11 @@ async def run(config: Config, out: TextIO = sys.stdout) -> None:
 def serve(config: Config) -> None:
     """Run the server in a fresh event loop."""
     setup_logging(config)
+    pool = Workers(WORKER_THREADS, "hoody-io")
+    selector = PollingSelector(config.ssh_limits.busy_poll_us / 1e6, pool.quiet)
     try:
-        asyncio.run(run(config))
+        with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(selector)) as runner:
+            runner.run(run(config, pool))
     except state.StateError as exc:
         print(f"hoody-mount: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -32,6 +32,9 @@ class Listen:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+MAX_BUSY_POLL_US = 10_000
+
+
 @dataclass(frozen=True)
 class SSHLimits:
     """Bounds of the SSH server, each with a sane default."""
@@ -46,6 +49,7 @@ class SSHLimits:
     login_timeout: float = 30.0
     keepalive_interval: float = 15.0
     keepalive_count_max: int = 4
+    busy_poll_us: int = 200  # the event loop polls this long before it sleeps (0: never)
 
 
 @dataclass(frozen=True)
@@ -225,7 +229,12 @@ def load(path: Path) -> Config:
         login_timeout=float(s.get("login_timeout", (int, float), d.login_timeout)),
         keepalive_interval=float(s.get("keepalive_interval", (int, float), d.keepalive_interval)),
         keepalive_count_max=s.positive("keepalive_count_max", d.keepalive_count_max),
+        busy_poll_us=s.get("busy_poll_us", int, d.busy_poll_us),
     )
+    if not 0 <= limits.busy_poll_us <= MAX_BUSY_POLL_US:
+        raise ConfigError(
+            f"{s.where('busy_poll_us')}: must be 0 to {MAX_BUSY_POLL_US} microseconds"
+        )
     if limits.max_read + 1024 > limits.max_packet:
         raise ConfigError(f"{s.where('max_read')}: must be at least 1 KiB below ssh.max_packet")
     s.finish()

@@ -52,6 +52,8 @@ class Workers(Executor):
         self._wakes = 0  # bytes in the pipe: never more than idle workers, so never full
         self._closed = False
         self._wake_r, self._wake_w = os.pipe()
+        self._posted = 0  # jobs handed over with ``post``: the event loop waits for these
+        self._settled = 0  # of those, the ones done (their ``done`` is on its way) or dropped
 
     # -- handing work over -----------------------------------------------------------
 
@@ -77,14 +79,26 @@ class Workers(Executor):
             try:
                 result = fn(*args)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's callback
+                self._settle()
                 loop.call_soon_threadsafe(done, None, exc)
             else:
+                self._settle()
                 loop.call_soon_threadsafe(done, result, None)
 
         def cancel() -> None:
+            self._settle()
             loop.call_soon_threadsafe(done, None, asyncio.CancelledError())
 
-        self._post(_Job(job, cancel))
+        self._post(_Job(job, cancel), awaited=True)
+
+    def quiet(self) -> bool:
+        """Whether no job handed over with ``post`` (or ``call``) is waiting or running:
+        then no worker needs the GIL for something the event loop waits for."""
+        return self._settled == self._posted
+
+    def _settle(self) -> None:
+        with self._lock:
+            self._settled += 1
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """The ``Executor`` interface: run ``fn`` on a worker, a ``Future`` for its result."""
@@ -101,11 +115,12 @@ class Workers(Executor):
         self._post(_Job(job, future.cancel))
         return future
 
-    def _post(self, job: _Job) -> None:
+    def _post(self, job: _Job, awaited: bool = False) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the workers are shut down")
             self._jobs.append(job)
+            self._posted += awaited
             wake = self._wakes < self._idle
             if wake:
                 self._wakes += 1

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from hoody_mount.ssh.batches import MAX_BATCH, Batches
+from hoody_mount.workers import Workers
 
 
 def test_calls_run_in_order_off_the_loop_with_results_and_errors() -> None:
@@ -24,7 +24,7 @@ def test_calls_run_in_order_off_the_loop_with_results_and_errors() -> None:
                 raise OSError(28, "No space left on device")
             return n * 10
 
-        with ThreadPoolExecutor(4) as pool:
+        with Workers(4) as pool:
             batches = Batches(pool, loop)
             count = 3 * MAX_BATCH + 5  # several batches
             futures = [batches.run(lambda n=n: call(n)) for n in range(count)]
@@ -46,7 +46,7 @@ def test_a_cancelled_request_does_not_break_the_others() -> None:
     async def body() -> None:
         loop = asyncio.get_running_loop()
         gate = threading.Event()
-        with ThreadPoolExecutor(2) as pool:
+        with Workers(2) as pool:
             batches = Batches(pool, loop)
             first = batches.run(gate.wait)
             second = batches.run(lambda: "second")

@@ -14,10 +14,9 @@ import asyncio
 import functools
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import Any, TypeVar
 
-from ..workers import settle
+from ..workers import Workers, settle
 
 T = TypeVar("T")
 MAX_BATCH = 16  # results go back at least this often, so replies keep flowing
@@ -28,7 +27,7 @@ Done = Callable[[Any, "BaseException | None"], None]
 class Batches:
     """Runs blocking calls in submission order, on one worker at a time, in batches."""
 
-    def __init__(self, pool: Executor, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, pool: Workers, loop: asyncio.AbstractEventLoop) -> None:
         self._pool = pool
         self._loop = loop
         self._waiting: deque[tuple[Callable[[], Any], Done]] = deque()
@@ -45,10 +44,11 @@ class Batches:
         self._waiting.append((call, done))
         if not self._busy:
             self._busy = True
-            self._pool.submit(self._run_batch)
+            self._pool.post(self._loop, self._finish, self._run_batch)
 
-    def _run_batch(self) -> None:
-        """On a worker: run what is waiting, then report back to the loop."""
+    def _run_batch(self) -> list[tuple[Done, Any, Exception | None]]:
+        """On a worker: run what is waiting (at most ``MAX_BATCH``); the results go back
+        to the loop together."""
         results: list[tuple[Done, Any, Exception | None]] = []
         while self._waiting and len(results) < MAX_BATCH:
             call, done = self._waiting.popleft()
@@ -56,13 +56,22 @@ class Batches:
                 results.append((done, call(), None))
             except Exception as exc:  # handed to the request's callback
                 results.append((done, None, exc))
-        self._loop.call_soon_threadsafe(self._finish, results)
+        return results
 
-    def _finish(self, results: list[tuple[Done, Any, Exception | None]]) -> None:
-        """On the loop: report the results; start the next batch if calls are waiting."""
-        for done, result, exc in results:
+    def _finish(
+        self, results: list[tuple[Done, Any, Exception | None]] | None, error: BaseException | None
+    ) -> None:
+        """On the loop: report the results; start the next batch if calls are waiting.
+        A batch that never ran (dropped at shutdown) fails every waiting call."""
+        if error is not None:
+            self._busy = False
+            waiting, self._waiting = list(self._waiting), deque()
+            for _, done in waiting:
+                done(None, error)
+            return
+        for done, result, exc in results or []:
             done(result, exc)
         if self._waiting:
-            self._pool.submit(self._run_batch)
+            self._pool.post(self._loop, self._finish, self._run_batch)
         else:
             self._busy = False
