@@ -175,3 +175,31 @@ def test_direct_writes_start_on_a_block_boundary(tmp_path: Path) -> None:
         os.close(fd)
     assert DIRECT_FROM % BLOCK == 0
     assert direct_writes._slots._value == MAX_WRITERS  # every test gave its slots back
+
+
+def test_a_copy_keeps_its_times_past_the_direct_writes(tmp_path: Path) -> None:
+    source = tmp_path / "src.bin"
+    source.write_bytes(os.urandom(DIRECT_FROM + 3 * BLOCK + 5))
+    os.utime(source, ns=(978307200 * 10**9, 978307200 * 10**9 + 123))  # 2001-01-01
+    VFS.open_root(str(tmp_path)).copy_file("/src.bin", "/copy.bin")
+    copy = tmp_path / "copy.bin"
+    assert copy.read_bytes() == source.read_bytes()
+    assert copy.stat().st_mtime_ns == 978307200 * 10**9 + 123
+
+
+def test_an_unexpected_failure_in_the_helper_fails_the_upload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: DirectWriter, buffer: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(DirectWriter, "_write_block", broken)
+    upload = VFS.open_root(str(tmp_path)).atomic_file("/up.bin")
+    with pytest.raises(OSError) as failed:  # never a hang on the buffers
+        for piece in _pieces(os.urandom(DIRECT_FROM + 8 * BLOCK), 1 << 20):
+            upload.write(piece)
+        upload.commit()
+    assert failed.value.errno == errno.EIO
+    upload.abort()
+    assert list(tmp_path.iterdir()) == []
+    assert _helper_threads() == []

@@ -112,3 +112,25 @@ def test_every_change_is_in_the_log_once_the_server_stopped(server: Server) -> N
     log = server.log.read_text()
     missing = [i for i in range(count) if f"op=mkdir path=/share/d{i}\n" not in log]
     assert not missing, f"{len(missing)} audit lines missing, first: d{missing[0]}"
+
+
+def test_a_bad_format_is_reported_not_raised(
+    written: tuple[io.StringIO, DeferredHandler, logging.Logger],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out, handler, logger = written
+    bad = logger.makeRecord(logger.name, logging.INFO, __file__, 1, "two %s %s", ("one",), None)
+    handler.handle(bad)  # as the standard handlers do: report, go on
+    logger.info("next")
+    handler.flush()
+    assert out.getvalue().rstrip().endswith("next")
+    assert "Logging error" in capsys.readouterr().err
+
+
+def test_lines_after_close_are_written_at_once(
+    written: tuple[io.StringIO, DeferredHandler, logging.Logger],
+) -> None:
+    out, handler, logger = written
+    handler.close()
+    logger.info("late line")  # e.g. a worker finishing a change during shutdown
+    assert out.getvalue().rstrip().endswith("late line")

@@ -44,7 +44,12 @@ class DirectWriter:
         except OSError:
             _slots.release()
             return None
-        return cls(fd, direct_fd, offset)
+        try:
+            return cls(fd, direct_fd, offset)
+        except BaseException:
+            os.close(direct_fd)
+            _slots.release()
+            raise
 
     def __init__(self, fd: int, direct_fd: int, offset: int) -> None:
         self._fd = fd
@@ -119,12 +124,15 @@ class DirectWriter:
 
     def _write_blocks(self) -> None:
         while (buffer := self._full.get()) is not None:
-            if self._error is None and not self._cancelled:
-                try:
+            try:
+                if self._error is None and not self._cancelled:
                     self._write_block(buffer)
-                except OSError as exc:
-                    self._error = exc
-            self._free.put(buffer)
+            except OSError as exc:
+                self._error = exc
+            except BaseException as exc:  # noqa: BLE001 - the upload fails, never hangs
+                self._error = OSError(errno.EIO, f"direct write failed: {exc!r}")
+            finally:
+                self._free.put(buffer)  # the request thread may be waiting for it
 
     def _write_block(self, buffer: mmap.mmap) -> None:
         view = memoryview(buffer)

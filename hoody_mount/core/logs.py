@@ -6,22 +6,25 @@ the server's 296 µs of CPU here: making the record, formatting it and two write
 calls, on a CPU that had been idle. ``DeferredHandler`` moves the formatting and the
 writes to a background thread, which writes what has queued up every ``FLUSH_EVERY``
 seconds, at once for a warning or an error, and whatever is left when logging shuts
-down (at exit, after a SIGTERM too). ``later`` also moves the making of the record
-there: the request only queues its arguments (CPU per SETSTAT: 236 µs, as with no audit
-line at all). A crash that kills the process outright loses at most the last
-``FLUSH_EVERY`` seconds of lines.
+down (at exit, after a SIGTERM too; lines logged after that are written on the spot).
+``later`` also moves the making of the record there: the request only queues its
+arguments (CPU per SETSTAT: 236 µs, as with no audit line at all). A crash that kills
+the process outright loses at most the last ``FLUSH_EVERY`` seconds of lines.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Sequence
 
 FLUSH_EVERY = 0.25  # seconds
+MAX_QUEUED = 100_000  # lines waiting; beyond, the thread that logs writes (stderr blocked)
 
 # A line queued by ``later``: when, by which logger, and its message and arguments.
 _Later = tuple[float, logging.Logger, str, tuple[object, ...]]
@@ -38,6 +41,8 @@ def later(logger: logging.Logger, msg: str, *args: object) -> None:
         logger.info(msg, *args)
     elif logger.isEnabledFor(logging.INFO):
         handler.queue.append((time.time(), logger, msg, args))
+        if len(handler.queue) >= MAX_QUEUED:  # the writer is behind: the caller waits
+            handler.flush()
 
 
 class DeferredHandler(logging.Handler):
@@ -57,11 +62,18 @@ class DeferredHandler(logging.Handler):
         _installed = self
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Queue ``record`` with its message fixed now (its arguments may change later)."""
-        record.msg = record.getMessage()
+        """Queue ``record`` with its message fixed now (its arguments may change later);
+        once closed, or with ``MAX_QUEUED`` lines waiting, write it on the spot."""
+        try:
+            record.msg = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format is reported, as handlers do
+            self.handleError(record)
+            return
         record.args = None
         self.queue.append(record)
-        if record.levelno >= logging.WARNING:
+        if self._closed or len(self.queue) >= MAX_QUEUED:
+            self.flush()
+        elif record.levelno >= logging.WARNING:
             self._wake.set()
 
     def flush(self) -> None:
@@ -69,7 +81,11 @@ class DeferredHandler(logging.Handler):
         with self._drain:
             while self.queue:
                 item = self.queue.popleft()
-                record = item if isinstance(item, logging.LogRecord) else _record(*item)
+                try:
+                    record = item if isinstance(item, logging.LogRecord) else _record(*item)
+                except Exception:  # noqa: BLE001 - e.g. a bad format: that line is lost
+                    traceback.print_exc(file=sys.__stderr__)
+                    continue
                 for target in self.targets:
                     if record.levelno >= target.level:
                         target.handle(record)
@@ -93,7 +109,10 @@ class DeferredHandler(logging.Handler):
         while not self._closed:
             self._wake.wait(self._every)
             self._wake.clear()
-            self.flush()  # (a target that fails to write reports it, as handlers do)
+            try:
+                self.flush()  # (a target that fails to write reports it, as handlers do)
+            except Exception:  # noqa: BLE001 - the writer must outlive a broken record
+                traceback.print_exc(file=sys.__stderr__)
 
 
 def _record(

@@ -304,6 +304,7 @@ class AtomicFile:
         self._written_back = 0  # bytes whose writeback was started
         self._direct: DirectWriter | None = None
         self._direct_tried = False
+        self._times: Times | None = None
 
     def write(self, data: bytes | memoryview) -> None:
         """Append ``data``. The first ``DIRECT_FROM`` bytes go through the page cache,
@@ -339,6 +340,10 @@ class AtomicFile:
         """The permission bits the file gets when it is put in place."""
         self._mode = mode
 
+    def set_times(self, times: Times) -> None:
+        """The times the file gets when it is put in place (after its last write)."""
+        self._times = times
+
     def commit(self) -> None:
         """Flush, then atomically replace the target with the new content."""
         try:
@@ -347,6 +352,8 @@ class AtomicFile:
                 self._direct = None
                 self.file.write(offset, rest)
             os.fchmod(self.file.fd, self._mode)
+            if self._times is not None:
+                os.utime(self.file.fd, ns=(self._times.atime_ns, self._times.mtime_ns))
             self.file.fsync()
             self.file.close()
             os.rename(self._temp, self._name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
@@ -726,7 +733,7 @@ class VFS:
                 while data := source.read(offset, _COPY_BLOCK):
                     target.write(data)
                     offset += len(data)
-                os.utime(target.file.fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+                target.set_times(Times(st.st_atime_ns, st.st_mtime_ns))
                 target.set_mode(stat.S_IMODE(st.st_mode))
             except BaseException:
                 target.abort()

@@ -22,6 +22,7 @@ T = TypeVar("T")
 MAX_BATCH = 16  # results go back at least this often, so replies keep flowing
 
 Done = Callable[[Any, "BaseException | None"], None]
+Results = list[tuple[Done, Any, "BaseException | None"]]  # in order: a call's done, result, error
 
 
 class Batches:
@@ -46,21 +47,19 @@ class Batches:
             self._busy = True
             self._pool.post(self._loop, self._finish, self._run_batch)
 
-    def _run_batch(self) -> list[tuple[Done, Any, Exception | None]]:
+    def _run_batch(self) -> Results:
         """On a worker: run what is waiting (at most ``MAX_BATCH``); the results go back
         to the loop together."""
-        results: list[tuple[Done, Any, Exception | None]] = []
+        results: Results = []
         while self._waiting and len(results) < MAX_BATCH:
             call, done = self._waiting.popleft()
             try:
                 results.append((done, call(), None))
-            except Exception as exc:  # handed to the request's callback
+            except BaseException as exc:  # noqa: BLE001 - handed to the request's callback
                 results.append((done, None, exc))
         return results
 
-    def _finish(
-        self, results: list[tuple[Done, Any, Exception | None]] | None, error: BaseException | None
-    ) -> None:
+    def _finish(self, results: Results | None, error: BaseException | None) -> None:
         """On the loop: report the results; start the next batch if calls are waiting.
         A batch that never ran (dropped at shutdown) fails every waiting call."""
         if error is not None:
