@@ -124,9 +124,7 @@ def test_uploads_beyond_the_limit_use_the_page_cache(
     assert sum(is_direct for is_direct, _, _ in writes) == MAX_WRITERS  # one block each
 
 
-def test_a_filesystem_without_direct_io_gets_the_page_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _refuse_direct_opens(monkeypatch: pytest.MonkeyPatch) -> None:
     real = os.open
 
     def no_direct(path: str, flags: int, *args: object, **kwargs: object) -> int:
@@ -135,15 +133,16 @@ def test_a_filesystem_without_direct_io_gets_the_page_cache(
         return real(path, flags, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(os, "open", no_direct)
-    data = os.urandom(DIRECT_FROM + 2 * BLOCK + 7)
-    _upload(tmp_path, data).commit()
-    assert (tmp_path / "up.bin").read_bytes() == data
 
 
-def test_a_filesystem_refusing_direct_writes_gets_them_through_the_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("refusal", ["open", "write"])
+def test_a_filesystem_refusing_direct_io_gets_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: str
 ) -> None:
-    _fail_direct_writes(monkeypatch, errno.EINVAL)
+    if refusal == "open":
+        _refuse_direct_opens(monkeypatch)
+    else:
+        _fail_direct_writes(monkeypatch, errno.EINVAL)
     data = os.urandom(DIRECT_FROM + 4 * BLOCK + 99)
     _upload(tmp_path, data).commit()
     assert (tmp_path / "up.bin").read_bytes() == data
