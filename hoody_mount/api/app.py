@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
-import hashlib
 import json
 import mimetypes
 import os
@@ -24,7 +23,7 @@ from urllib.parse import parse_qs
 
 from ..core import byteranges as ranges
 from ..core.content import is_active
-from ..core.digests import DigestCache
+from ..core.digests import DigestCache, StreamDigest
 from ..core.session import Session
 from ..core.vfs import Entry, OpenFile
 from . import page
@@ -342,7 +341,7 @@ class FilesAPI:
             upload = session.upload(path)
         except FileNotFoundError:
             raise ApiError(409, "no_parent", "the parent folder does not exist") from None
-        hasher = hashlib.sha256()
+        hasher = StreamDigest()
         try:
             stream = environ["wsgi.input"]
             remaining = int(length_text) if length_text else None
@@ -350,8 +349,8 @@ class FilesAPI:
                 data = stream.read(BLOCK if remaining is None else min(BLOCK, remaining))
                 if not data:
                     break
+                hasher.update(data)  # hashed on a helper thread while this one goes on
                 upload.write(data)
-                hasher.update(data)
                 if remaining is not None:
                     remaining -= len(data)
             if remaining:
@@ -364,6 +363,7 @@ class FilesAPI:
                     f"expected sha256 {expected.hex()}, received {digest.hex()}",
                 )
         except BaseException:
+            hasher.close()
             upload.abort()
             raise
         upload.commit()

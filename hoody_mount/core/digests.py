@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import threading
 from collections import OrderedDict
 
@@ -15,6 +16,8 @@ from .vfs import OpenFile
 
 _BLOCK = 1 << 20
 _ENTRIES = 4096
+HASH_BEHIND_FROM = 8 << 20  # a stream this long is hashed on a helper thread from here on
+_HASH_QUEUE = 8  # pieces waiting for the helper before ``update`` waits
 
 Key = tuple[int, int, int, int, int]
 
@@ -62,3 +65,50 @@ class DigestCache:
         if _key(file.stat()) == _key(before):  # not changed while it was read
             self.remember(before, digest)
         return digest
+
+
+class StreamDigest:
+    """SHA-256 of a stream, computed while the caller goes on receiving it.
+
+    Hashing on the request thread made a 1 GiB upload through the file API take 0.5 s
+    longer than the same upload over WebDAV (SHA-256 runs at about 1.8 GB/s here, and
+    the thread received nothing meanwhile). The first ``HASH_BEHIND_FROM`` bytes are
+    hashed on the spot; after that a helper thread hashes the pieces in order while the
+    caller receives the next ones (``hashlib`` lets go of the GIL on large pieces).
+    Pieces must be immutable (``bytes``).
+    """
+
+    def __init__(self) -> None:
+        self._hasher = hashlib.sha256()
+        self._size = 0
+        self._pieces: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+
+    def update(self, data: bytes) -> None:
+        """Add the next piece (waits while ``_HASH_QUEUE`` pieces are not yet hashed)."""
+        if self._pieces is None:
+            self._hasher.update(data)
+            self._size += len(data)
+            if self._size >= HASH_BEHIND_FROM:
+                self._pieces = queue.Queue(maxsize=_HASH_QUEUE)
+                self._thread = threading.Thread(target=self._run, name="hoody-sha256", daemon=True)
+                self._thread.start()
+            return
+        self._pieces.put(data)
+
+    def digest(self) -> bytes:
+        """The digest of everything added (waits for the helper to finish)."""
+        self.close()
+        return self._hasher.digest()
+
+    def close(self) -> None:
+        """Stop the helper, if any (a second call does nothing)."""
+        if self._thread is not None and self._pieces is not None:
+            self._pieces.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        assert self._pieces is not None
+        while (piece := self._pieces.get()) is not None:
+            self._hasher.update(piece)
