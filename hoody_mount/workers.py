@@ -76,14 +76,14 @@ class Workers(Executor):
         (``done(None, CancelledError())`` if the job is dropped at shutdown)."""
 
         def job() -> None:
+            result: Any = None
+            error: BaseException | None = None
             try:
                 result = fn(*args)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's callback
-                self._settle()
-                loop.call_soon_threadsafe(done, None, exc)
-            else:
-                self._settle()
-                loop.call_soon_threadsafe(done, result, None)
+                error = exc
+            self._settle()  # before the loop hears of it, so that it may poll at once
+            loop.call_soon_threadsafe(done, result, error)
 
         def cancel() -> None:
             self._settle()

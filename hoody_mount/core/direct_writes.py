@@ -22,6 +22,8 @@ import os
 import queue
 import threading
 
+from .syscalls import proc_link
+
 BLOCK = 2 << 20  # one direct write: a multiple of any disk's logical block size
 BUFFERS = 4  # blocks in memory per upload: one filling, the others queued or on the disk
 MAX_WRITERS = 4  # uploads written this way at once; the others use the page cache
@@ -40,7 +42,7 @@ class DirectWriter:
         if not _slots.acquire(blocking=False):
             return None
         try:
-            direct_fd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
+            direct_fd = os.open(proc_link(fd), os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
         except OSError:
             _slots.release()
             return None

@@ -40,9 +40,7 @@ def later(logger: logging.Logger, msg: str, *args: object) -> None:
     if handler is None:
         logger.info(msg, *args)
     elif logger.isEnabledFor(logging.INFO):
-        handler.queue.append((time.time(), logger, msg, args))
-        if len(handler.queue) >= MAX_QUEUED:  # the writer is behind: the caller waits
-            handler.flush()
+        handler.put((time.time(), logger, msg, args))
 
 
 class DeferredHandler(logging.Handler):
@@ -62,18 +60,22 @@ class DeferredHandler(logging.Handler):
         _installed = self
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Queue ``record`` with its message fixed now (its arguments may change later);
-        once closed, or with ``MAX_QUEUED`` lines waiting, write it on the spot."""
+        """Queue ``record`` with its message fixed now (its arguments may change later)."""
         try:
             record.msg = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format is reported, as handlers do
             self.handleError(record)
             return
         record.args = None
-        self.queue.append(record)
+        self.put(record, urgent=record.levelno >= logging.WARNING)
+
+    def put(self, item: logging.LogRecord | _Later, urgent: bool = False) -> None:
+        """Queue a line for the thread (woken at once if ``urgent``); once closed, or with
+        ``MAX_QUEUED`` lines waiting (the writer is behind), the caller writes."""
+        self.queue.append(item)
         if self._closed or len(self.queue) >= MAX_QUEUED:
             self.flush()
-        elif record.levelno >= logging.WARNING:
+        elif urgent:
             self._wake.set()
 
     def flush(self) -> None:

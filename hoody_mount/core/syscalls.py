@@ -45,6 +45,11 @@ def _raise(path: str) -> None:
     raise OSError(err, os.strerror(err), path)
 
 
+def proc_link(fd: int) -> str:
+    """The /proc magic link of an fd: lets calls that need a path act on an open fd."""
+    return f"/proc/self/fd/{fd}"
+
+
 def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
     """Open ``path`` relative to ``dirfd`` with the given RESOLVE_* flags; return an fd.
 

@@ -54,11 +54,6 @@ _LOCAL_FS = {
 }
 
 
-def _proc(fd: int) -> str:
-    """The /proc magic link of an fd: lets calls that need a path act on an O_PATH fd."""
-    return f"/proc/self/fd/{fd}"
-
-
 _TEMP_MARK = ".hoody-"
 _TEMP_NAME = re.compile(r"\..+\.hoody-[0-9a-f]{12}\.part")
 
@@ -109,7 +104,8 @@ def _umask() -> int:
 
 def _reopen(fd: int, flags: int) -> int:
     """A new fd for the folder behind ``fd``, opened with ``flags`` (creation flags dropped)."""
-    return os.open(_proc(fd), (flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW)) | os.O_CLOEXEC)
+    flags = (flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW)) | os.O_CLOEXEC
+    return os.open(syscalls.proc_link(fd), flags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -584,7 +580,7 @@ class VFS:
                 raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
             if not stat.S_ISREG(st.st_mode):
                 raise OSError(errno.ENXIO, _NOT_REGULAR, path)
-            fd = os.open(_proc(pfd), access | os.O_CLOEXEC)
+            fd = os.open(syscalls.proc_link(pfd), access | os.O_CLOEXEC)
             return OpenFile(fd, path, self._on_local_fs(st))
         finally:
             os.close(pfd)
@@ -842,14 +838,14 @@ class VFS:
                 raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
             if not stat.S_ISREG(st.st_mode):
                 raise OSError(errno.ENXIO, _NOT_REGULAR)
-            wfd = os.open(_proc(fd), os.O_WRONLY | os.O_CLOEXEC)
+            wfd = os.open(syscalls.proc_link(fd), os.O_WRONLY | os.O_CLOEXEC)
             try:
                 os.ftruncate(wfd, size)
             finally:
                 os.close(wfd)
         if owner is not None:
-            os.chown(_proc(fd), *owner)
+            os.chown(syscalls.proc_link(fd), *owner)
         if mode is not None:
-            os.chmod(_proc(fd), mode & 0o7777)
+            os.chmod(syscalls.proc_link(fd), mode & 0o7777)
         if times is not None:
-            os.utime(_proc(fd), ns=(times.atime_ns, times.mtime_ns))
+            os.utime(syscalls.proc_link(fd), ns=(times.atime_ns, times.mtime_ns))
