@@ -28,7 +28,7 @@ from ..core.session import Session
 from ..core.users import User, verify_password
 from ..core.vfs import VFS
 from ..workers import Workers
-from . import commands, flowcontrol, ignore_packets, shell
+from . import commands, flowcontrol, ignore_packets, keyed_umac, receive_pieces, shell
 from .sftp import SFTPAdapter
 from .sftp_channel import SFTPChannel
 
@@ -299,6 +299,8 @@ async def start(ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey) -> a
     """Start listening; the acceptor tells the bound port."""
     limits = ctx.limits
     flowcontrol.install()
+    receive_pieces.install()
+    keyed_umac.install()
     ignore_packets.install(CIPHERS)
     return await asyncssh.create_server(
         lambda: SSHServer(ctx),

@@ -1,0 +1,119 @@
+"""The two per-packet savings in asyncssh: received bytes handed on in pieces, and UMAC
+keyed once per direction. Each must leave the SSH stream exactly as it was."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asyncssh import mac
+from asyncssh.crypto.umac import umac64, umac128
+from conftest import Server, require
+
+from hoody_mount.ssh import keyed_umac, receive_pieces
+
+# -- receive_pieces ------------------------------------------------------------------------
+
+
+class _Connection:
+    """What ``_data_received`` looks at: the transport, None once the connection closed."""
+
+    def __init__(self) -> None:
+        self._transport: object | None = object()
+        self.received: list[bytes] = []
+
+
+def _recorder(close_after: int | None = None) -> Any:
+    def record(conn: _Connection, data: Any, datatype: Any) -> None:
+        assert datatype is None
+        conn.received.append(bytes(data))
+        if close_after is not None and len(conn.received) >= close_after:
+            conn._transport = None
+
+    return record
+
+
+@pytest.mark.parametrize("size", [0, 1, receive_pieces.PIECE, receive_pieces.PIECE + 1, 262_144])
+def test_pieces_cover_the_data_in_order(size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the size of a read, asyncssh gets all of it, in order, in pieces of at
+    most PIECE bytes; a read of at most PIECE bytes is passed on whole."""
+    monkeypatch.setattr(receive_pieces, "_original", _recorder())
+    conn = _Connection()
+    data = os.urandom(size)
+    receive_pieces._data_received(conn, data)
+    assert b"".join(conn.received) == data
+    assert all(len(piece) <= receive_pieces.PIECE for piece in conn.received)
+    assert len(conn.received) == max(1, -(-size // receive_pieces.PIECE))
+
+
+def test_pieces_stop_once_the_connection_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A piece that makes asyncssh close the connection (a bad MAC) ends the delivery."""
+    monkeypatch.setattr(receive_pieces, "_original", _recorder(close_after=2))
+    conn = _Connection()
+    receive_pieces._data_received(conn, os.urandom(5 * receive_pieces.PIECE))
+    assert len(conn.received) == 2
+
+
+# -- keyed_umac ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size, umac_alg", [(8, umac64), (16, umac128)])
+def test_keyed_umac_gives_asyncssh_tags(size: int, umac_alg: Any) -> None:
+    """Packet after packet, of any length and sequence number (wrapping included), one
+    keyed context gives the tags of a context keyed for each packet."""
+    key = os.urandom(16)
+    keyed = keyed_umac.KeyedUMAC(key, size, umac_alg)
+    stock = mac._UMAC(key, size, umac_alg)
+    for seq, length in [(0, 0), (1, 1), (2, 31), (3, 32_768), (2**32 - 1, 100), (0, 65_536)]:
+        packet = os.urandom(length)
+        tag = keyed.sign(seq, packet)
+        assert tag == stock.sign(seq, packet)
+        assert len(tag) == size
+        assert keyed.verify(seq, packet, tag)
+        assert not keyed.verify(seq + 1, packet, tag)
+        assert not keyed.verify(seq, packet + b"x", tag)
+
+
+def test_install_replaces_only_umac(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After install, asyncssh builds KeyedUMAC for every UMAC algorithm and nothing else."""
+    monkeypatch.setattr(mac, "_mac_handler", dict(mac._mac_handler))
+    keyed_umac.install()
+    keyed_umac.install()  # idempotent
+    key = os.urandom(64)
+    for name in (b"umac-64-etm@openssh.com", b"umac-128@openssh.com"):
+        assert isinstance(mac.get_mac(name, key[:16]), keyed_umac.KeyedUMAC)
+    for name in (b"hmac-sha2-256-etm@openssh.com", b"hmac-sha1"):
+        assert not isinstance(mac.get_mac(name, key), keyed_umac.KeyedUMAC)
+
+
+MACS = [
+    "umac-64-etm@openssh.com",
+    "umac-128-etm@openssh.com",
+    "umac-64@openssh.com",
+    "hmac-sha2-256-etm@openssh.com",
+]
+
+
+@pytest.mark.parametrize("mac_name", MACS)
+def test_openssh_transfers_with_each_mac(server: Server, tmp_path: Path, mac_name: str) -> None:
+    """OpenSSH's sftp forced onto each MAC puts and gets 3 MiB: every packet both ways is
+    signed and checked, and the upload arrives in reads larger than a piece."""
+    require("sftp")
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    local = tmp_path / "up.bin"
+    local.write_bytes(data)
+    back = tmp_path / "back.bin"
+    result = subprocess.run(
+        ["sftp", "-b", "-", "-P", str(server.port), *server.ssh_options(),
+         "-o", f"MACs={mac_name}", "-o", "Ciphers=aes128-ctr", "root@127.0.0.1"],
+        input=f"put {local} up.bin\nget up.bin {back}\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (server.root / "up.bin").read_bytes() == data
+    assert back.read_bytes() == data
