@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from hoody_mount.ssh.batches import MAX_BATCH, Batches
+from hoody_mount.ssh.batches import MAX_BATCH, Batches, Write
 from hoody_mount.workers import Workers
 
 
@@ -55,5 +55,102 @@ def test_a_cancelled_request_does_not_break_the_others() -> None:
             assert await second == "second"
             with pytest.raises(asyncio.CancelledError):
                 await first
+
+    asyncio.run(body())
+
+
+class _File:
+    """Records the joined writes it gets; refuses any that reaches ``full_at``."""
+
+    def __init__(self, full_at: int | None = None) -> None:
+        self.calls: list[tuple[int, int]] = []  # (offset, number of pieces)
+        self.data = bytearray()
+        self.full_at = full_at
+
+    def write_many(self, file: _File, offset: int, pieces: list[memoryview]) -> None:
+        assert file is self
+        self.calls.append((offset, len(pieces)))
+        joined = b"".join(pieces)
+        if self.full_at is not None and offset + len(joined) > self.full_at:
+            raise OSError(28, "No space left on device")
+        self.data.extend(bytes(max(0, offset - len(self.data))))  # a hole reads as zeros
+        self.data[offset : offset + len(joined)] = joined
+
+
+def _writes(batches: Batches, file: _File, spans: list[tuple[int, bytes]]) -> list[asyncio.Future]:
+    return [
+        batches.run(Write(file, offset, memoryview(data), file.write_many))
+        for offset, data in spans
+    ]
+
+
+def test_writes_that_continue_one_another_are_written_together() -> None:
+    """Queued behind a running batch, WRITEs that continue one another in one file go to
+    the file in one call; a gap, another file or another kind of call ends the run."""
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        gate = threading.Event()
+        one, two = _File(), _File()
+        with Workers(2) as pool:
+            batches = Batches(pool, loop)
+            blocker = batches.run(gate.wait)  # the rest queue up behind it
+            first = _writes(batches, one, [(0, b"aa"), (2, b"bb"), (4, b"cc")])
+            gap = _writes(batches, one, [(10, b"dd"), (12, b"ee")])
+            other = _writes(batches, two, [(14, b"ff")])  # continues, but another file
+            barrier = batches.run(lambda: "stat")
+            last = _writes(batches, one, [(14, b"gg"), (16, b"hh")])
+            gate.set()
+            await blocker
+            results = await asyncio.gather(*first, *gap, *other, barrier, *last)
+        assert results == [None] * 6 + ["stat", None, None]
+        assert one.calls == [(0, 3), (10, 2), (14, 2)]
+        assert two.calls == [(14, 1)]
+        assert bytes(one.data) == b"aabbcc\0\0\0\0ddeegghh"
+
+    asyncio.run(body())
+
+
+def test_a_joined_write_that_fails_is_run_again_one_by_one() -> None:
+    """When the joined write fails (the disk fills at byte 5), each WRITE gets its own
+    result, as if written alone: the first two succeed, the others fail."""
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        gate = threading.Event()
+        file = _File(full_at=5)
+        with Workers(2) as pool:
+            batches = Batches(pool, loop)
+            blocker = batches.run(gate.wait)
+            writes = _writes(batches, file, [(0, b"ab"), (2, b"cd"), (4, b"ef"), (6, b"gh")])
+            gate.set()
+            await blocker
+            results = await asyncio.gather(*writes, return_exceptions=True)
+        assert results[:2] == [None, None]
+        assert all(isinstance(r, OSError) and r.errno == 28 for r in results[2:])
+        assert file.calls == [(0, 4), (0, 1), (2, 1), (4, 1), (6, 1)]
+        assert bytes(file.data) == b"abcd"
+
+    asyncio.run(body())
+
+
+def test_a_long_run_of_writes_is_cut_at_the_batch_size() -> None:
+    """A run longer than MAX_BATCH is written in several calls, all bytes in place."""
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        gate = threading.Event()
+        file = _File()
+        count = 2 * MAX_BATCH + 3
+        with Workers(2) as pool:
+            batches = Batches(pool, loop)
+            blocker = batches.run(gate.wait)
+            writes = _writes(batches, file, [(4 * n, b"%04d" % n) for n in range(count)])
+            gate.set()
+            await blocker
+            await asyncio.gather(*writes)
+        assert all(pieces <= MAX_BATCH for _, pieces in file.calls)
+        assert sum(pieces for _, pieces in file.calls) == count
+        assert bytes(file.data) == b"".join(b"%04d" % n for n in range(count))
 
     asyncio.run(body())

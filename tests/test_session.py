@@ -50,6 +50,7 @@ def test_read_only_refuses_every_write(root: VFS, tmp_path: Path) -> None:
         lambda: session.open("/f.txt", os.O_RDONLY | os.O_TRUNC),
         lambda: session.open("/f.txt", os.O_RDONLY | os.O_APPEND),
         lambda: session.write(file, 0, b"x"),
+        lambda: session.write_many(file, 0, [memoryview(b"x")]),
         lambda: session.fsync(file),
         lambda: session.fset_attrs(file, size=0),
         lambda: session.set_attrs("/f.txt", mode=0o600),
@@ -71,6 +72,38 @@ def test_read_only_refuses_every_write(root: VFS, tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "jail").iterdir()) == before
     assert (tmp_path / "jail" / "f.txt").read_text() == "data"
     assert session.capacity().flag & 1
+
+
+def test_write_many_writes_the_pieces_one_after_the_other(root: VFS, tmp_path: Path) -> None:
+    """Pieces of any size (empty ones too) land back to back from the offset, over and
+    past the old end; the caller's list is left as it was."""
+    session = _session(root, root="/jail")
+    file = session.open("/f.txt", os.O_WRONLY)
+    pieces = [memoryview(b"AB"), memoryview(b""), memoryview(b"x" * 70_000), memoryview(b"Z")]
+    session.write_many(file, 3, pieces)
+    file.close()
+    assert [bytes(piece) for piece in pieces] == [b"AB", b"", b"x" * 70_000, b"Z"]
+    assert (tmp_path / "jail" / "f.txt").read_bytes() == b"datAB" + b"x" * 70_000 + b"Z"
+
+
+def test_write_many_goes_on_after_short_writes(
+    root: VFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel that writes 3 bytes per call (a full disk's last bytes, a signal) still
+    gets every byte, in place."""
+    calls: list[int] = []
+
+    def short_pwritev(fd: int, buffers: list[memoryview], offset: int) -> int:
+        calls.append(offset)
+        return os.pwrite(fd, b"".join(bytes(buffer) for buffer in buffers)[:3], offset)
+
+    monkeypatch.setattr(os, "pwritev", short_pwritev)
+    session = _session(root, root="/jail")
+    file = session.open("/f.txt", os.O_WRONLY | os.O_TRUNC)
+    session.write_many(file, 0, [memoryview(b"abcd"), memoryview(b"ef"), memoryview(b"ghijk")])
+    file.close()
+    assert (tmp_path / "jail" / "f.txt").read_bytes() == b"abcdefghijk"
+    assert calls == [0, 3, 6, 9]
 
 
 def test_jailed_user_cannot_plant_privileged_files(root: VFS, tmp_path: Path) -> None:

@@ -172,6 +172,11 @@ class Session:
         self._check_write("write", file.path)
         file.write(offset, data)
 
+    def write_many(self, file: OpenFile, offset: int, pieces: list[memoryview]) -> None:
+        """Write ``pieces``, one after the other, from ``offset`` of an open file."""
+        self._check_write("write", file.path)
+        file.write_many(offset, pieces)
+
     def fsync(self, file: OpenFile) -> None:
         """Flush an open file to the disk."""
         self._check_write("fsync", file.path)

@@ -238,6 +238,18 @@ class OpenFile:
             written = os.pwrite(self.fd, view, offset)
             view, offset = view[written:], offset + written
 
+    def write_many(self, offset: int, pieces: list[memoryview]) -> None:
+        """Write all of ``pieces``, one after the other, from ``offset``: one system call
+        for them all unless the kernel writes less."""
+        pieces = list(pieces)
+        while pieces:
+            written = os.pwritev(self.fd, pieces, offset)
+            offset += written
+            while pieces and written >= len(pieces[0]):
+                written -= len(pieces.pop(0))
+            if written:
+                pieces[0] = pieces[0][written:]
+
     def stat(self) -> os.stat_result:
         """fstat of the open file."""
         return os.fstat(self.fd)

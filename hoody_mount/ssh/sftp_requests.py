@@ -51,6 +51,7 @@ from asyncssh.sftp import (
 from ..core.session import Capacity, Session
 from ..core.vfs import Entry, Listing, OpenFile
 from . import wire
+from .batches import Write
 from .sftp import (
     changes_of,
     close_logging_errors,
@@ -240,7 +241,7 @@ class Requests:
             raise PacketDecodeError("Incomplete packet")
         data = memoryview(payload)[start : start + length]  # written from where it lies
         return Job(
-            lambda: self.session.write(file, offset, data),
+            Write(file, offset, data, self.session.write_many),
             lambda _: wire.ok(pktid),
             in_order=True,
         )
