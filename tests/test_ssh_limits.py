@@ -11,6 +11,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+from asyncssh.constants import MSG_GLOBAL_REQUEST
 from conftest import PASSWORD, Server, require, start_server, stop_server, write_config
 
 
@@ -108,3 +109,80 @@ def test_shell_and_commands_are_refused_with_a_message(server: Server) -> None:
     assert result.returncode == 1
     assert "not available" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.fixture
+def probing(tmp_path: Path, client_key: Path) -> Iterator[int]:
+    """A server that probes a quiet client every 0.5 s and drops it after 2 unanswered."""
+    root = tmp_path / "root"
+    root.mkdir()
+    config = tmp_path / "c.toml"
+    pub = client_key.with_suffix(".pub").read_text().strip()
+    write_config(config, root, tmp_path / "state", pub)
+    text = config.read_text().replace(
+        "[ssh]\n", "[ssh]\nkeepalive_interval = 0.5\nkeepalive_count_max = 2\n"
+    )
+    config.write_text(text)
+    process, port, _ = start_server(["--config", str(config)], tmp_path / "log")
+    yield port
+    stop_server(process)
+
+
+def _count_probes(monkeypatch: pytest.MonkeyPatch, answer: bool) -> list[float]:
+    """Record when the test's SSH clients get a keepalive probe; ``answer`` it or not."""
+    handlers = asyncssh.connection.SSHConnection._packet_handlers
+    original = handlers[MSG_GLOBAL_REQUEST]
+    probes: list[float] = []
+
+    def record(conn: object, pkttype: int, pktid: int, packet: asyncssh.packet.SSHPacket) -> None:
+        if b"keepalive@openssh.com" in packet.get_full_payload():
+            probes.append(time.monotonic())
+            if not answer:
+                return
+        original(conn, pkttype, pktid, packet)
+
+    monkeypatch.setitem(handlers, MSG_GLOBAL_REQUEST, record)
+    return probes
+
+
+def test_keepalive_probes_only_a_quiet_client(
+    probing: int, client_key: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a client sends a request every 20 ms it gets no probe; once quiet, one about
+    every 0.5 s, and answering them keeps it connected."""
+    probes = _count_probes(monkeypatch, answer=True)
+
+    async def scenario() -> None:
+        async with asyncssh.connect(
+            "127.0.0.1", probing, username="root", client_keys=[str(client_key)],
+            known_hosts=None, agent_path=None,
+        ) as conn, conn.start_sftp_client() as sftp:  # fmt: skip
+            end = time.monotonic() + 2.5
+            while time.monotonic() < end:
+                await sftp.stat("/")
+                await asyncio.sleep(0.02)
+            assert probes == []
+            await asyncio.sleep(2.5)
+            assert 3 <= len(probes) <= 6
+            await sftp.stat("/")  # still connected
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_keepalive_drops_a_client_that_does_not_answer(
+    probing: int, client_key: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that answers no probe is disconnected after count_max + 1 intervals."""
+    probes = _count_probes(monkeypatch, answer=False)
+
+    async def scenario() -> None:
+        conn = await asyncssh.connect(
+            "127.0.0.1", probing, username="root", client_keys=[str(client_key)],
+            known_hosts=None, agent_path=None,
+        )  # fmt: skip
+        start = time.monotonic()
+        await asyncio.wait_for(conn.wait_closed(), 10)
+        assert 1.0 <= time.monotonic() - start <= 5.0
+        assert len(probes) >= 2
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))

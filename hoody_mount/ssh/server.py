@@ -28,7 +28,15 @@ from ..core.session import Session
 from ..core.users import User, verify_password
 from ..core.vfs import VFS
 from ..workers import Workers
-from . import commands, flowcontrol, ignore_packets, keyed_umac, receive_pieces, shell
+from . import (
+    commands,
+    flowcontrol,
+    ignore_packets,
+    keyed_umac,
+    lazy_keepalive,
+    receive_pieces,
+    shell,
+)
 from .sftp import SFTPAdapter
 from .sftp_channel import SFTPChannel
 
@@ -301,6 +309,7 @@ async def start(ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey) -> a
     flowcontrol.install()
     receive_pieces.install()
     keyed_umac.install()
+    lazy_keepalive.install()
     ignore_packets.install(CIPHERS)
     return await asyncssh.create_server(
         lambda: SSHServer(ctx),
