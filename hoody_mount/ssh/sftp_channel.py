@@ -67,7 +67,7 @@ class SFTPChannel:
         self._pool = pool
         self._loop = asyncio.get_running_loop()
         self._framer = Framer(max_packet)
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[tuple[bytes, str, Span | None]] = deque()  # packet, kind, span
         self._pipeline = Pipeline()
         self._requests: Requests | None = None
         self._writes = Batches(pool, self._loop)
@@ -97,10 +97,12 @@ class SFTPChannel:
         if self._eof or self._lost:  # closing: what still arrives is not served
             return
         try:
-            self._queue.extend(self._framer.feed(data))
+            packets = self._framer.feed(data)
         except ValueError as exc:
             self._fail(str(exc))
             return
+        for payload in packets:
+            self._queue.append((payload, *classify(payload, FXP_READ, FXP_WRITE)))
         self._pump()
 
     def eof_received(self) -> None:
@@ -152,10 +154,11 @@ class SFTPChannel:
         if requests is not None and not self._ending:
             pipeline, queue = self._pipeline, self._queue
             while queue and not self._writing_paused:
-                kind, span = classify(queue[0], FXP_READ, FXP_WRITE)
+                payload, kind, span = queue[0]
                 if not pipeline.admits(kind, span):
                     break
-                self._serve(requests, queue.popleft(), kind, span)
+                queue.popleft()
+                self._serve(requests, payload, kind, span)
             if (self._eof or self._lost) and not queue and pipeline.idle and not self._ending:
                 self._end()  # (``_ending`` again: serving may have ended the channel)
         self._update_reading()
