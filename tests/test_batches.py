@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+from pathlib import Path
 
 import pytest
 
+from hoody_mount.core.vfs import OpenFile, ShortWrite
 from hoody_mount.ssh.batches import MAX_BATCH, Batches, Write
 from hoody_mount.workers import Workers
 
@@ -71,10 +74,11 @@ class _File:
         assert file is self
         self.calls.append((offset, len(pieces)))
         joined = b"".join(pieces)
-        if self.full_at is not None and offset + len(joined) > self.full_at:
-            raise OSError(28, "No space left on device")
+        room = len(joined) if self.full_at is None else max(0, self.full_at - offset)
         self.data.extend(bytes(max(0, offset - len(self.data))))  # a hole reads as zeros
-        self.data[offset : offset + len(joined)] = joined
+        self.data[offset : offset + min(room, len(joined))] = joined[:room]
+        if room < len(joined):
+            raise ShortWrite(room, OSError(28, "No space left on device"))
 
 
 def _writes(batches: Batches, file: _File, spans: list[tuple[int, bytes]]) -> list[asyncio.Future]:
@@ -111,9 +115,9 @@ def test_writes_that_continue_one_another_are_written_together() -> None:
     asyncio.run(body())
 
 
-def test_a_joined_write_that_fails_is_run_again_one_by_one() -> None:
-    """When the joined write fails (the disk fills at byte 5), each WRITE gets its own
-    result, as if written alone: the first two succeed, the others fail."""
+def test_a_joined_write_that_fails_gives_each_write_its_own_result() -> None:
+    """The disk fills at byte 5 of a joined write: the two WRITEs before succeed, the one
+    it stopped in fails, the one after is run alone and fails too; no byte twice."""
 
     async def body() -> None:
         loop = asyncio.get_running_loop()
@@ -128,8 +132,8 @@ def test_a_joined_write_that_fails_is_run_again_one_by_one() -> None:
             results = await asyncio.gather(*writes, return_exceptions=True)
         assert results[:2] == [None, None]
         assert all(isinstance(r, OSError) and r.errno == 28 for r in results[2:])
-        assert file.calls == [(0, 4), (0, 1), (2, 1), (4, 1), (6, 1)]
-        assert bytes(file.data) == b"abcd"
+        assert file.calls == [(0, 4), (6, 1)]
+        assert bytes(file.data) == b"abcde\0"
 
     asyncio.run(body())
 
@@ -154,3 +158,50 @@ def test_a_long_run_of_writes_is_cut_at_the_batch_size() -> None:
         assert bytes(file.data) == b"".join(b"%04d" % n for n in range(count))
 
     asyncio.run(body())
+
+
+def test_an_append_handle_never_gets_a_byte_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an O_APPEND file a failed joined write is not written again: the kernel takes
+    3 bytes, then the disk is full. The first WRITE succeeds, the rest fail, and the
+    file holds those 3 bytes once."""
+    real = os.pwritev
+    calls: list[int] = []
+
+    def filling(fd: int, buffers: list[memoryview], offset: int) -> int:
+        calls.append(sum(len(b) for b in buffers))
+        if len(calls) == 1:
+            return real(fd, [b"".join(bytes(b) for b in buffers)[:3]], offset)
+        raise OSError(28, "No space left on device")
+
+    path = tmp_path / "log.txt"
+    path.write_bytes(b"old:")
+    file = OpenFile(os.open(path, os.O_WRONLY | os.O_APPEND), "/log.txt")
+
+    def write_many(target: OpenFile, offset: int, pieces: list[memoryview]) -> None:
+        target.write_many(offset, pieces)
+
+    async def body() -> list[object]:
+        loop = asyncio.get_running_loop()
+        gate = threading.Event()
+        with Workers(2) as pool:
+            batches = Batches(pool, loop)
+            blocker = batches.run(gate.wait)
+            writes = [
+                batches.run(Write(file, offset, memoryview(data), write_many))
+                for offset, data in [(0, b"ab"), (2, b"cd"), (4, b"ef")]
+            ]
+            monkeypatch.setattr(os, "pwritev", filling)
+            gate.set()
+            await blocker
+            return await asyncio.gather(*writes, return_exceptions=True)
+
+    try:
+        results = asyncio.run(body())
+    finally:
+        file.close()
+    assert results[0] is None
+    assert all(isinstance(r, OSError) and r.errno == 28 for r in results[1:])
+    assert calls == [6, 3, 2]  # joined; what was left of it; the last WRITE alone
+    assert path.read_bytes() == b"old:abc"

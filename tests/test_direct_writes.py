@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gc
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -107,6 +108,21 @@ def test_an_aborted_upload_leaves_nothing_behind(tmp_path: Path) -> None:
                 writer.cancel()
         for fd in fds:
             os.close(fd)
+
+
+def test_a_dropped_upload_leaves_nothing_behind(tmp_path: Path) -> None:
+    """An upload that is neither committed nor aborted (its request died) removes its
+    temp file and frees its direct-write slot when it is dropped."""
+    (tmp_path / "up.bin").write_bytes(b"old")
+    upload = _upload(tmp_path, os.urandom(DIRECT_FROM + 3 * BLOCK))
+    assert len(list(tmp_path.iterdir())) == 2
+    assert direct_writes._slots._value == MAX_WRITERS - 1
+    del upload
+    gc.collect()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["up.bin"]
+    assert (tmp_path / "up.bin").read_bytes() == b"old"
+    assert direct_writes._slots._value == MAX_WRITERS
+    assert _helper_threads() == []
 
 
 def test_uploads_beyond_the_limit_use_the_page_cache(

@@ -173,7 +173,8 @@ class Session:
         file.write(offset, data)
 
     def write_many(self, file: OpenFile, offset: int, pieces: list[memoryview]) -> None:
-        """Write ``pieces``, one after the other, from ``offset`` of an open file."""
+        """Write ``pieces``, one after the other, from ``offset`` of an open file
+        (``ShortWrite`` if it fails once some bytes are written)."""
         self._check_write("write", file.path)
         file.write_many(offset, pieces)
 

@@ -170,6 +170,15 @@ WRITEBACK_STEP = 8 << 20
 DIRECT_FROM = 8 << 20
 
 
+class ShortWrite(Exception):
+    """``OpenFile.write_many`` stopped with ``error`` after ``written`` bytes."""
+
+    def __init__(self, written: int, error: OSError) -> None:
+        super().__init__(written, error)
+        self.written = written
+        self.error = error
+
+
 class OpenFile:
     """An open regular file: positional reads and writes on its fd."""
 
@@ -240,15 +249,23 @@ class OpenFile:
 
     def write_many(self, offset: int, pieces: list[memoryview]) -> None:
         """Write all of ``pieces``, one after the other, from ``offset``: one system call
-        for them all unless the kernel writes less."""
+        for them all unless the kernel writes less. An error after some of the bytes
+        were written raises ``ShortWrite``, which tells how many."""
         pieces = list(pieces)
-        while pieces:
-            written = os.pwritev(self.fd, pieces, offset)
-            offset += written
-            while pieces and written >= len(pieces[0]):
-                written -= len(pieces.pop(0))
-            if written:
-                pieces[0] = pieces[0][written:]
+        done = 0
+        try:
+            while pieces:
+                written = os.pwritev(self.fd, pieces, offset)
+                if not written:
+                    raise OSError(errno.EIO, "the file took no bytes", self.path)
+                offset += written
+                done += written
+                while pieces and written >= len(pieces[0]):
+                    written -= len(pieces.pop(0))
+                if written:
+                    pieces[0] = pieces[0][written:]
+        except OSError as exc:
+            raise ShortWrite(done, exc) from exc
 
     def stat(self) -> os.stat_result:
         """fstat of the open file."""
@@ -371,6 +388,12 @@ class AtomicFile:
             raise
         os.close(self._dir)
         self._dir = -1
+
+    def __del__(self) -> None:
+        # Dropped without commit or abort (a request thread killed mid-upload): remove
+        # the temp file and free the direct writer's slot instead of leaking them.
+        with contextlib.suppress(Exception):  # (also a half-made one: __init__ failed)
+            self.abort()
 
     def abort(self) -> None:
         """Throw the new content away; the target is left as it was."""

@@ -10,8 +10,10 @@ batch instead of one per request.
 WRITEs that continue one another in one file (a sequential upload) are written with one
 ``pwritev``. Each system call lets the event loop's thread take the GIL, and the worker
 then waits for it to take it back: one call per batch instead of one per WRITE. If the
-joined write fails, its WRITEs are run again one by one, in order, so that each gets
-its own result, exactly as without joining (writing the same bytes twice is harmless).
+joined write fails, the WRITEs whose bytes were all written succeed, the one it
+stopped in gets the error, and those after it run one by one: the results of
+sequential WRITEs, and no byte written twice (which would repeat it on an append-only
+handle).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ..core.vfs import ShortWrite
 from ..workers import Workers, settle
 
 T = TypeVar("T")
@@ -43,7 +46,10 @@ class Write:
     write_many: Callable[[Any, int, list[memoryview]], None]
 
     def __call__(self) -> None:
-        self.write_many(self.file, self.offset, [self.data])
+        try:
+            self.write_many(self.file, self.offset, [self.data])
+        except ShortWrite as stop:  # alone, the error is all there is to say
+            raise stop.error from None
 
     def continued_by(self, other: Write) -> bool:
         """Whether ``other`` writes to the same file from where this one ends."""
@@ -97,13 +103,20 @@ class Batches:
                 break
             self._waiting.popleft()
             group.append((call, next_done))
-        if len(group) > 1:
-            try:
-                first.write_many(first.file, first.offset, [write.data for write, _ in group])
-                return [(done, None, None) for _, done in group]
-            except BaseException:  # noqa: BLE001 - each is run again for its own result
-                pass
+        try:
+            first.write_many(first.file, first.offset, [write.data for write, _ in group])
+            return [(done, None, None) for _, done in group]
+        except ShortWrite as stop:
+            written, error = stop.written, stop.error
+        except BaseException as exc:  # noqa: BLE001 - nothing written: the same for all
+            return [(done, None, exc) for _, done in group]
         results: Results = []
+        while group and written >= len(group[0][0].data):  # these are on the disk
+            write, done = group.pop(0)
+            written -= len(write.data)
+            results.append((done, None, None))
+        write, done = group.pop(0)
+        results.append((done, None, error))  # written alone, it would have failed the same
         for write, done in group:
             try:
                 write()
