@@ -3,6 +3,7 @@ keyed once per direction. Each must leave the SSH stream exactly as it was."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from pathlib import Path
@@ -10,10 +11,11 @@ from typing import Any
 
 import pytest
 from asyncssh import mac
+from asyncssh.connection import SSHConnection
 from asyncssh.crypto.umac import umac64, umac128
 from conftest import Server, require
 
-from hoody_mount.ssh import keyed_umac, receive_pieces
+from hoody_mount.ssh import keyed_umac, lazy_keepalive, receive_pieces
 
 # -- receive_pieces ------------------------------------------------------------------------
 
@@ -82,6 +84,17 @@ def test_keyed_umac_gives_asyncssh_tags(size: int, umac_alg: Any) -> None:
         assert not keyed.verify(seq, packet + b"x", tag)
 
 
+def test_keyed_umac_sets_the_nonce_only_out_of_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consecutive sequence numbers set the nonce once; a jump sets it again."""
+    keyed = keyed_umac.KeyedUMAC(os.urandom(16), 8, umac64)
+    calls: list[bytes] = []
+    set_nonce = keyed._context.set_nonce
+    monkeypatch.setattr(keyed._context, "set_nonce", lambda n: (calls.append(n), set_nonce(n)))
+    for seq in [*range(10, 20), 40, 41]:
+        keyed.sign(seq, b"packet")
+    assert calls == [(10).to_bytes(8, "big"), (40).to_bytes(8, "big")]
+
+
 def test_install_replaces_only_umac(monkeypatch: pytest.MonkeyPatch) -> None:
     """After install, asyncssh builds KeyedUMAC for every UMAC algorithm and nothing else."""
     monkeypatch.setattr(mac, "_mac_handler", dict(mac._mac_handler))
@@ -122,3 +135,51 @@ def test_openssh_transfers_with_each_mac(server: Server, tmp_path: Path, mac_nam
     assert result.returncode == 0, result.stderr
     assert (server.root / "up.bin").read_bytes() == data
     assert back.read_bytes() == data
+
+
+# -- lazy_keepalive ------------------------------------------------------------------------
+
+
+class _Keepalive:
+    """What asyncssh's keepalive methods use, with its own methods."""
+
+    _cancel_keepalive_timer = SSHConnection._cancel_keepalive_timer
+    _set_keepalive_timer = SSHConnection._set_keepalive_timer
+    _reset = lazy_keepalive._reset_keepalive_timer
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        self._loop = loop
+        self._keepalive_interval = interval
+        self._keepalive_timer: asyncio.TimerHandle | None = None
+        self._auth_complete = True
+
+    def _keepalive_timer_callback(self) -> None:
+        pass
+
+
+def test_reads_in_a_burst_arm_one_timer() -> None:
+    """A hundred reads in a row leave the timer armed by the first; one that comes when
+    the timer is older than the slack re-arms it; a shorter interval set meanwhile
+    re-arms it at once."""
+
+    async def body() -> None:
+        conn = _Keepalive(asyncio.get_running_loop(), 15.0)
+        conn._reset()
+        first = conn._keepalive_timer
+        assert first is not None
+        for _ in range(100):
+            conn._reset()
+        assert conn._keepalive_timer is first
+        first_when = first.when()
+        conn._keepalive_timer = conn._loop.call_at(first_when - 1.5, conn._keepalive_timer_callback)
+        first.cancel()
+        aged = conn._keepalive_timer
+        conn._reset()  # 1.5 s old: more than the 1 s slack
+        assert conn._keepalive_timer is not aged and aged.cancelled()
+        conn._keepalive_interval = 2.0
+        conn._reset()
+        timer = conn._keepalive_timer
+        assert timer is not None and timer.when() - conn._loop.time() <= 2.0
+        timer.cancel()
+
+    asyncio.run(body())

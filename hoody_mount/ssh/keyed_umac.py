@@ -21,22 +21,21 @@ per packet during an upload.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import hmac
 from collections.abc import Callable
 from typing import Any
 
 from asyncssh import mac
+from asyncssh.crypto import umac
 from asyncssh.packet import UInt64
-
-_NETTLE = ctypes.util.find_library("nettle")  # asyncssh's UMAC needs it too
 
 
 @functools.cache
 def _hash_functions(bits: int) -> tuple[Any, Any]:
-    """nettle's update and digest for UMAC-``bits``, called with the GIL held."""
-    nettle = ctypes.PyDLL(_NETTLE)
+    """nettle's update and digest for UMAC-``bits``, called with the GIL held (the
+    library asyncssh found; it offers UMAC only when it found one)."""
+    nettle = ctypes.PyDLL(umac._nettle_lib)
     update = getattr(nettle, f"nettle_umac{bits}_update")
     digest = getattr(nettle, f"nettle_umac{bits}_digest")
     for function in (update, digest):  # (context, length, bytes)
@@ -61,9 +60,9 @@ class KeyedUMAC(mac.MAC):
         context = self._context
         if seq != self._next_nonce:
             context.set_nonce(UInt64(seq))
-        self._next_nonce = seq + 1
         self._update(self._address, len(packet), packet)
         self._digest(self._address, len(self._tag), self._tag)
+        self._next_nonce = seq + 1
         return self._tag.raw
 
     def verify(self, seq: int, packet: bytes, sig: bytes) -> bool:
@@ -76,4 +75,5 @@ def install() -> None:
     handlers = mac._mac_handler  # asyncssh's registry: no public setter
     for name, (handler, hash_size, args) in list(handlers.items()):
         if handler is mac._UMAC:
+            _hash_functions(hash_size * 8)  # a missing function fails here, at start
             handlers[name] = (KeyedUMAC, hash_size, args)

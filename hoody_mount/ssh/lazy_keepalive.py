@@ -22,12 +22,11 @@ _original = SSHConnection._reset_keepalive_timer
 
 
 def _reset_keepalive_timer(self: Any) -> None:
-    timer = self._keepalive_timer
-    if timer is not None:
-        interval = self._keepalive_interval
-        slack = min(MAX_SLACK, interval / 10)
-        if timer.when() - self._loop.time() > interval - slack:
-            return  # armed a moment ago: leave it
+    timer, interval = self._keepalive_timer, self._keepalive_interval
+    if timer is not None and interval:
+        left = timer.when() - self._loop.time()
+        if interval - min(MAX_SLACK, interval / 10) < left <= interval:
+            return  # armed a moment ago, for this interval: leave it
     _original(self)
 
 
