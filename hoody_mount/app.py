@@ -169,3 +169,5 @@ def serve(config: Config) -> None:
     except OSError as exc:
         print(f"hoody-mount: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # (idempotent) also when start failed
