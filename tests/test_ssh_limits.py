@@ -15,22 +15,24 @@ from asyncssh.constants import MSG_GLOBAL_REQUEST
 from conftest import PASSWORD, Server, require, start_server, stop_server, write_config
 
 
-@pytest.fixture
-def tight(tmp_path: Path, client_key: Path) -> Iterator[int]:
-    """A server allowing 3 connections per address, 2 unauthenticated, 2 s to log in."""
+def _server_with(ssh_settings: str, tmp_path: Path, client_key: Path) -> Iterator[int]:
+    """A server over an empty root with these lines added to its [ssh] table; its port."""
     root = tmp_path / "root"
     root.mkdir()
     config = tmp_path / "c.toml"
     pub = client_key.with_suffix(".pub").read_text().strip()
     write_config(config, root, tmp_path / "state", pub)
-    text = config.read_text().replace(
-        "[ssh]\n",
-        "[ssh]\nmax_connections_per_address = 3\nmax_unauthenticated = 2\nlogin_timeout = 2\n",
-    )
-    config.write_text(text)
+    config.write_text(config.read_text().replace("[ssh]\n", f"[ssh]\n{ssh_settings}"))
     process, port, _ = start_server(["--config", str(config)], tmp_path / "log")
     yield port
     stop_server(process)
+
+
+@pytest.fixture
+def tight(tmp_path: Path, client_key: Path) -> Iterator[int]:
+    """A server allowing 3 connections per address, 2 unauthenticated, 2 s to log in."""
+    settings = "max_connections_per_address = 3\nmax_unauthenticated = 2\nlogin_timeout = 2\n"
+    yield from _server_with(settings, tmp_path, client_key)
 
 
 async def _login(port: int) -> asyncssh.SSHClientConnection:
@@ -114,18 +116,8 @@ def test_shell_and_commands_are_refused_with_a_message(server: Server) -> None:
 @pytest.fixture
 def probing(tmp_path: Path, client_key: Path) -> Iterator[int]:
     """A server that probes a quiet client every 0.5 s and drops it after 2 unanswered."""
-    root = tmp_path / "root"
-    root.mkdir()
-    config = tmp_path / "c.toml"
-    pub = client_key.with_suffix(".pub").read_text().strip()
-    write_config(config, root, tmp_path / "state", pub)
-    text = config.read_text().replace(
-        "[ssh]\n", "[ssh]\nkeepalive_interval = 0.5\nkeepalive_count_max = 2\n"
-    )
-    config.write_text(text)
-    process, port, _ = start_server(["--config", str(config)], tmp_path / "log")
-    yield port
-    stop_server(process)
+    settings = "keepalive_interval = 0.5\nkeepalive_count_max = 2\n"
+    yield from _server_with(settings, tmp_path, client_key)
 
 
 def _count_probes(monkeypatch: pytest.MonkeyPatch, answer: bool) -> list[float]:
