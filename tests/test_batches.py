@@ -205,3 +205,44 @@ def test_an_append_handle_never_gets_a_byte_twice(
     assert all(isinstance(r, OSError) and r.errno == 28 for r in results[1:])
     assert calls == [6, 3, 2]  # joined; what was left of it; the last WRITE alone
     assert path.read_bytes() == b"old:abc"
+
+
+def test_empty_writes_and_writes_ending_on_the_failure(tmp_path: Path) -> None:
+    """Zero-length WRITEs succeed, alone, in a run or before another call; a run whose
+    failure falls exactly where a WRITE starts fails that WRITE and those after it."""
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"")
+    file = OpenFile(os.open(path, os.O_WRONLY), "/f.bin")
+
+    def write_many(target: OpenFile, offset: int, pieces: list[memoryview]) -> None:
+        target.write_many(offset, pieces)
+
+    full = _File(full_at=4)
+
+    async def body() -> tuple[list[object], list[object]]:
+        loop = asyncio.get_running_loop()
+        gate = threading.Event()
+        with Workers(2) as pool:
+            batches = Batches(pool, loop)
+            alone = await batches.run(Write(file, 0, memoryview(b""), write_many))
+            blocker = batches.run(gate.wait)
+            spans = [(0, b""), (0, b""), (0, b"ab"), (2, b""), (2, b"cd")]
+            run = [batches.run(Write(file, o, memoryview(d), write_many)) for o, d in spans]
+            empty_then_stat = batches.run(Write(file, 4, memoryview(b""), write_many))
+            stat = batches.run(lambda: "stat")
+            edge = _writes(batches, full, [(0, b"ab"), (2, b"cd"), (4, b"ef"), (6, b"gh")])
+            gate.set()
+            await blocker
+            first = await asyncio.gather(*run, empty_then_stat, stat)
+            return [alone, *first], await asyncio.gather(*edge, return_exceptions=True)
+
+    try:
+        results, edge = asyncio.run(body())
+    finally:
+        file.close()
+    assert results == [None] * 7 + ["stat"]
+    assert path.read_bytes() == b"abcd"
+    assert edge[:2] == [None, None]
+    assert all(isinstance(r, OSError) and r.errno == 28 for r in edge[2:])
+    assert full.calls == [(0, 4), (6, 1)]
+    assert bytes(full.data).rstrip(b"\0") == b"abcd"  # (the fake pads a hole before failing)

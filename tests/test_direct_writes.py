@@ -125,6 +125,19 @@ def test_a_dropped_upload_leaves_nothing_behind(tmp_path: Path) -> None:
     assert _helper_threads() == []
 
 
+def test_a_half_made_upload_leaves_the_folder_fd_to_its_caller(tmp_path: Path) -> None:
+    """An upload whose temp file cannot be created closes nothing when it is dropped:
+    the folder's fd stays the caller's, open, to close once."""
+    folder = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        with pytest.raises(FileNotFoundError):
+            AtomicFile(folder, "missing/up.bin", "/missing/up.bin", 0o644)
+        gc.collect()
+        os.fstat(folder)  # still open
+    finally:
+        os.close(folder)
+
+
 def test_uploads_beyond_the_limit_use_the_page_cache(
     tmp_path: Path, writes: list[tuple[bool, int, int]]
 ) -> None:

@@ -84,6 +84,10 @@ def test_write_many_writes_the_pieces_one_after_the_other(root: VFS, tmp_path: P
     file.close()
     assert [bytes(piece) for piece in pieces] == [b"AB", b"", b"x" * 70_000, b"Z"]
     assert (tmp_path / "jail" / "f.txt").read_bytes() == b"datAB" + b"x" * 70_000 + b"Z"
+    file = session.open("/f.txt", os.O_WRONLY)
+    session.write_many(file, 0, [memoryview(b""), memoryview(b"")])  # nothing to write
+    file.close()
+    assert (tmp_path / "jail" / "f.txt").stat().st_size == 5 + 70_000 + 1
 
 
 def test_write_many_goes_on_after_short_writes(

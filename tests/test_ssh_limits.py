@@ -174,7 +174,7 @@ def test_keepalive_drops_a_client_that_does_not_answer(
         )  # fmt: skip
         start = time.monotonic()
         await asyncio.wait_for(conn.wait_closed(), 10)
-        assert 1.2 <= time.monotonic() - start <= 3.0  # 3 intervals: 2 probes, then out
+        assert 1.0 <= time.monotonic() - start <= 6.0  # 3 intervals: 2 probes, then out
         assert len(probes) == 2
 
     asyncio.run(asyncio.wait_for(scenario(), 60))

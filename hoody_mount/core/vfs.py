@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import stat
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -251,7 +252,7 @@ class OpenFile:
         """Write all of ``pieces``, one after the other, from ``offset``: one system call
         for them all unless the kernel writes less. An error after some of the bytes
         were written raises ``ShortWrite``, which tells how many."""
-        pieces = list(pieces)
+        pieces = [piece for piece in pieces if piece]  # (an empty WRITE writes nothing)
         done = 0
         try:
             while pieces:
@@ -313,7 +314,7 @@ class AtomicFile:
     """
 
     def __init__(self, dir_fd: int, name: str, path: str, mode: int) -> None:
-        self._dir = dir_fd
+        self._dir = -1  # ours once the temp file exists; until then the caller's to close
         self._name = name
         self.path = path
         self._temp = f".{name[:200]}{_TEMP_MARK}{secrets.token_hex(6)}.part"
@@ -330,6 +331,7 @@ class AtomicFile:
         self._direct: DirectWriter | None = None
         self._direct_tried = False
         self._times: Times | None = None
+        self._dir = dir_fd
 
     def write(self, data: bytes | memoryview) -> None:
         """Append ``data``. The first ``DIRECT_FROM`` bytes go through the page cache,
@@ -386,14 +388,16 @@ class AtomicFile:
         except BaseException:
             self.abort()
             raise
-        os.close(self._dir)
-        self._dir = -1
+        dir_fd, self._dir = self._dir, -1
+        os.close(dir_fd)
 
     def __del__(self) -> None:
         # Dropped without commit or abort (a request thread killed mid-upload): remove
-        # the temp file and free the direct writer's slot instead of leaking them.
-        with contextlib.suppress(Exception):  # (also a half-made one: __init__ failed)
-            self.abort()
+        # the temp file and free the direct writer's slot instead of leaking them. (A
+        # half-made one, whose __init__ failed, holds nothing: ``_dir`` is still -1.)
+        if getattr(self, "_dir", -1) >= 0 and not sys.is_finalizing():
+            with contextlib.suppress(Exception):
+                self.abort()
 
     def abort(self) -> None:
         """Throw the new content away; the target is left as it was."""
@@ -402,11 +406,13 @@ class AtomicFile:
         if self._direct is not None:
             self._direct.cancel()
             self._direct = None
-        self.file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._temp, dir_fd=self._dir)
-        os.close(self._dir)
-        self._dir = -1
+        dir_fd, self._dir = self._dir, -1
+        try:
+            self.file.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._temp, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 class VFS:

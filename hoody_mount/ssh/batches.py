@@ -115,6 +115,8 @@ class Batches:
             write, done = group.pop(0)
             written -= len(write.data)
             results.append((done, None, None))
+        if not group:  # (cannot happen: the error came before the last byte)
+            return results
         write, done = group.pop(0)
         results.append((done, None, error))  # written alone, it would have failed the same
         for write, done in group:

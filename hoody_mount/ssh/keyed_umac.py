@@ -27,7 +27,6 @@ from collections.abc import Callable
 from typing import Any
 
 from asyncssh import mac
-from asyncssh.crypto import umac
 from asyncssh.packet import UInt64
 
 
@@ -35,6 +34,8 @@ from asyncssh.packet import UInt64
 def _hash_functions(bits: int) -> tuple[Any, Any]:
     """nettle's update and digest for UMAC-``bits``, called with the GIL held (the
     library asyncssh found; it offers UMAC only when it found one)."""
+    from asyncssh.crypto import umac  # (only once asyncssh has found nettle's UMAC)
+
     nettle = ctypes.PyDLL(umac._nettle_lib)
     update = getattr(nettle, f"nettle_umac{bits}_update")
     digest = getattr(nettle, f"nettle_umac{bits}_digest")
@@ -72,6 +73,8 @@ class KeyedUMAC(mac.MAC):
 
 def install() -> None:
     """Make asyncssh's UMAC algorithms use ``KeyedUMAC`` (idempotent)."""
+    if not mac._umac_available:  # no nettle with UMAC: asyncssh offers no UMAC
+        return
     handlers = mac._mac_handler  # asyncssh's registry: no public setter
     for name, (handler, hash_size, args) in list(handlers.items()):
         if handler is mac._UMAC:
