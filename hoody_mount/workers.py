@@ -17,6 +17,7 @@ keeps the standard ``Executor`` interface for everything else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import threading
@@ -182,7 +183,8 @@ class Workers(Executor):
             os.close(self._wake_r)
             os.close(self._wake_w)
         for job in dropped:
-            job.cancel()
+            with contextlib.suppress(RuntimeError):  # its event loop is closed: nobody waits
+                job.cancel()
         if wakes:
             os.write(self._wake_w, b"\0" * wakes)
         if wait:

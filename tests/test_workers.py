@@ -123,3 +123,21 @@ def test_shutdown_cancels_queued_jobs_and_releases_the_pipe() -> None:
     unused = Workers(4)
     unused.shutdown()
     assert _fds() == fds
+
+
+def test_shutdown_after_the_loop_closed_drops_its_jobs_quietly() -> None:
+    """A job posted from an event loop that has closed since (start-up failed, the pool
+    is shut down last) is dropped without an error: nobody waits for it."""
+    workers = Workers(1)
+    gate = threading.Event()
+    blocker = workers.submit(gate.wait, 10)
+    futures = []
+
+    async def body() -> None:
+        futures.append(workers.call(asyncio.get_running_loop(), int, "1"))
+
+    asyncio.run(body())  # the loop is closed when this returns
+    workers.shutdown(wait=False, cancel_futures=True)
+    gate.set()
+    assert blocker.result(timeout=5) is True
+    assert not futures[0].done()  # its loop is gone: nothing could complete it
