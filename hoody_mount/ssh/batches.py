@@ -86,11 +86,8 @@ class Batches:
             call, done = self._waiting.popleft()
             if isinstance(call, Write) and self._waiting:
                 results += self._run_writes(call, done, MAX_BATCH - len(results))
-                continue
-            try:
-                results.append((done, call(), None))
-            except BaseException as exc:  # noqa: BLE001 - handed to the request's callback
-                results.append((done, None, exc))
+            else:
+                results.append(_outcome(call, done))
         return results
 
     def _run_writes(self, first: Write, done: Done, limit: int) -> Results:
@@ -111,20 +108,14 @@ class Batches:
         except BaseException as exc:  # noqa: BLE001 - nothing written: the same for all
             return [(done, None, exc) for _, done in group]
         results: Results = []
-        while group and written >= len(group[0][0].data):  # these are on the disk
-            write, done = group.pop(0)
-            written -= len(write.data)
-            results.append((done, None, None))
-        if not group:  # (cannot happen: the error came before the last byte)
-            return results
-        write, done = group.pop(0)
-        results.append((done, None, error))  # written alone, it would have failed the same
-        for write, done in group:
-            try:
-                write()
+        for index, (write, done) in enumerate(group):
+            if written >= len(write.data):  # on the disk
+                written -= len(write.data)
                 results.append((done, None, None))
-            except BaseException as exc:  # noqa: BLE001 - handed to the request's callback
-                results.append((done, None, exc))
+                continue
+            results.append((done, None, error))  # alone, it would have failed the same
+            results += [_outcome(call, done) for call, done in group[index + 1 :]]
+            break
         return results
 
     def _finish(self, results: Results | None, error: BaseException | None) -> None:
@@ -142,3 +133,11 @@ class Batches:
             self._pool.post(self._loop, self._finish, self._run_batch)
         else:
             self._busy = False
+
+
+def _outcome(call: Callable[[], Any], done: Done) -> tuple[Done, Any, BaseException | None]:
+    """On a worker: run ``call``; its result or error, for ``done``."""
+    try:
+        return done, call(), None
+    except BaseException as exc:  # noqa: BLE001 - handed to the request's callback
+        return done, None, exc
