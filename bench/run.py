@@ -31,7 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import report  # noqa: E402
 import servers  # noqa: E402
 import workloads  # noqa: E402
-from servers import HOODY, OPENSSH, RCLONE_SFTP, RCLONE_WEBDAV, WSGIDAV, Endpoint  # noqa: E402
+from servers import (  # noqa: E402
+    CHEROOT,
+    HOODY,
+    OPENSSH,
+    RCLONE_SFTP,
+    RCLONE_WEBDAV,
+    WSGIDAV,
+    Endpoint,
+)
 from workloads import MEMORY, Bench, Recorder, Results, Workload  # noqa: E402
 
 from hoody_mount.core.users import hash_password  # noqa: E402
@@ -39,7 +47,7 @@ from hoody_mount.core.users import hash_password  # noqa: E402
 DAV_USER = "dav"
 DAV_PASSWORD = "bench-password-0123"
 SINGLE_PROCESS = (HOODY, RCLONE_SFTP, WSGIDAV, RCLONE_WEBDAV)
-ORDER = [HOODY, OPENSSH, RCLONE_SFTP, RCLONE_WEBDAV, WSGIDAV]
+ORDER = [HOODY, OPENSSH, RCLONE_SFTP, RCLONE_WEBDAV, WSGIDAV, CHEROOT]
 MEMORY_SSH = (HOODY, OPENSSH, RCLONE_SFTP)
 MEMORY_HTTP = (HOODY, RCLONE_WEBDAV, WSGIDAV)
 
@@ -124,6 +132,7 @@ def start_servers(
         RCLONE_SFTP: lambda d: servers.rclone_sftp(base, d, authorized),
         WSGIDAV: lambda d: servers.wsgidav(base, d, DAV_USER, DAV_PASSWORD),
         RCLONE_WEBDAV: lambda d: servers.rclone_webdav(base, d, DAV_USER, DAV_PASSWORD),
+        CHEROOT: lambda d: servers.bare_cheroot(base, d, DAV_USER, DAV_PASSWORD),
     }
     endpoints = {}
     for key_name in ORDER:

@@ -3,7 +3,8 @@
 Every server serves its own folder under one temp dir (so all sit on the same filesystem)
 and writes its output to a log file there. hoody-mount serves SFTP and WebDAV; the anchors
 are OpenSSH's sshd with its sftp-server, stock WsgiDAV (FilesystemProvider on cheroot),
-``rclone serve webdav`` and ``rclone serve sftp``.
+``rclone serve webdav`` and ``rclone serve sftp``; a bare GET-only app on cheroot marks
+the floor of what a request can cost on cheroot.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ OPENSSH = "openssh"
 RCLONE_SFTP = "rclone-sftp"
 WSGIDAV = "wsgidav"
 RCLONE_WEBDAV = "rclone-webdav"
+CHEROOT = "cheroot"
 
 LABELS = {
     HOODY: "hoody-mount",
@@ -40,6 +42,7 @@ LABELS = {
     RCLONE_SFTP: "rclone serve sftp",
     WSGIDAV: "stock WsgiDAV",
     RCLONE_WEBDAV: "rclone serve webdav",
+    CHEROOT: "bare cheroot app (floor)",
 }
 
 
@@ -283,12 +286,25 @@ Subsystem sftp {SFTP_SERVER}
 @contextmanager
 def wsgidav(base: Path, data: Path, user: str, password: str) -> Iterator[Endpoint]:
     """Stock WsgiDAV (FilesystemProvider on cheroot), see ``stock_wsgidav.py``."""
-    log = base / "wsgidav.log"
-    script = BENCH_DIR / "stock_wsgidav.py"
-    process = _spawn([sys.executable, str(script), str(data), user, password], log)
-    match = _wait_for(process, log, r"WsgiDAV listening on \S+:(\d+)")
+    yield from _cheroot_script(WSGIDAV, "stock_wsgidav.py", "WsgiDAV", base, data, user, password)
+
+
+@contextmanager
+def bare_cheroot(base: Path, data: Path, user: str, password: str) -> Iterator[Endpoint]:
+    """A bare GET-only WSGI app on cheroot, the floor of request costs on cheroot, see
+    ``bare_cheroot.py``."""
+    yield from _cheroot_script(CHEROOT, "bare_cheroot.py", "cheroot", base, data, user, password)
+
+
+def _cheroot_script(
+    key: str, script: str, banner: str, base: Path, data: Path, user: str, password: str
+) -> Iterator[Endpoint]:
+    """Run one of the bench's cheroot scripts on ``data`` until the caller is done."""
+    log = base / f"{key}.log"
+    process = _spawn([sys.executable, str(BENCH_DIR / script), str(data), user, password], log)
+    match = _wait_for(process, log, rf"{banner} listening on \S+:(\d+)")
     endpoint = Endpoint(
-        WSGIDAV,
+        key,
         data,
         process,
         log,

@@ -8,12 +8,9 @@ threads like the CLI, request logging off.
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
-from types import FrameType
 
-from cheroot import wsgi
+from cheroot_run import serve
 from wsgidav.fs_dav_provider import FilesystemProvider
 from wsgidav.wsgidav_app import WsgiDAVApp
 
@@ -35,21 +32,7 @@ def main(argv: list[str]) -> None:
         "verbose": 1,
         "logging": {"enable": False},
     }
-    app = WsgiDAVApp(config)
-    server = wsgi.Server(bind_addr=("127.0.0.1", 0), wsgi_app=app, numthreads=50)
-    server.prepare()
-    host, port = server.bind_addr[:2]
-    print(f"WsgiDAV listening on {host}:{port}", flush=True)
-
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        threading.Thread(target=server.stop, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        server.serve()
-    finally:
-        server.stop()
+    serve(WsgiDAVApp(config), "WsgiDAV")
 
 
 if __name__ == "__main__":

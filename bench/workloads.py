@@ -30,6 +30,7 @@ from typing import Any
 
 import servers
 from servers import (
+    CHEROOT,
     HOODY,
     OPENSSH,
     RCLONE_SFTP,
@@ -58,6 +59,7 @@ class Sizes:
     files_per_client: int = 50
     small_file_kib: int = 16
     idle_connections: int = 200
+    serial_gets: int = 2000
     big_timeout: float = 300.0
     step_timeout: float = 120.0
 
@@ -78,6 +80,7 @@ QUICK = Sizes(
     propfind_files=2000,
     files_per_client=10,
     idle_connections=50,
+    serial_gets=300,
     big_timeout=60,
     step_timeout=60,
 )
@@ -213,6 +216,7 @@ class Bench:
     def prepare_server(self, data: Path, propfind: bool) -> None:
         """Identical starting data in every served folder (before the servers start)."""
         (data / "small.txt").write_text("hello\n")
+        (data / SERIAL_GET_FILE).write_bytes(os.urandom(self.sizes.small_file_kib * 1024))
         if propfind:
             many = data / "many"
             many.mkdir(exist_ok=True)
@@ -605,6 +609,34 @@ def dav_propfind(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) ->
     rec.timed("dav-propfind", propfind)
 
 
+SERIAL_GET_FILE = "serial-get.bin"
+
+
+def dav_serial_gets(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """One keep-alive connection: GET a small file, one request at a time, many times.
+    What this costs is the per-request cost that bounds rclone's tree copies; the bare
+    cheroot app shows how much of it is cheroot's own."""
+    del index
+    host, _, port = endpoint.dav_url.split("/")[2].partition(":")
+    path = "/" + endpoint.url(SERIAL_GET_FILE).split("/", 3)[3]
+    headers = {"Authorization": bench.auth_header(endpoint)}
+    size = bench.sizes.small_file_kib * 1024
+
+    def gets() -> None:
+        connection = http.client.HTTPConnection(host, int(port), timeout=bench.sizes.step_timeout)
+        try:
+            for _ in range(bench.sizes.serial_gets):
+                connection.request("GET", path, headers=headers)
+                response = connection.getresponse()
+                got = len(response.read())
+                if response.status != 200 or got != size:
+                    raise StepError(f"GET: HTTP {response.status}, {got} bytes instead of {size}")
+        finally:
+            connection.close()
+
+    rec.timed("dav-serial-gets", gets)
+
+
 # --- many clients ---------------------------------------------------------------------
 
 
@@ -972,6 +1004,10 @@ def catalogue(sizes: Sizes) -> list[Workload]:
         )),
         Workload("dav-propfind", "webdav", dav_servers, dav_propfind, (
             Metric("dav-propfind", f"WebDAV: PROPFIND Depth 1, {sizes.propfind_files} files"),
+        )),
+        Workload("dav-serial-gets", "webdav", (*dav_servers, CHEROOT), dav_serial_gets, (
+            Metric("dav-serial-gets",
+                   f"WebDAV: {sizes.serial_gets} GETs of {sizes.small_file_kib} KiB, one by one"),
         )),
         Workload("many-sftp", "many", ssh_servers, many_sftp, (
             Metric(
