@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from hoody_mount.ssh.pipeline import BARRIER, READ, WRITE, Pipeline, Span, classify
+from hoody_mount.ssh.pipeline import (
+    AFTER_WRITES,
+    BARRIER,
+    READ,
+    WRITE,
+    Pipeline,
+    Span,
+    classify,
+)
 
 READ_TYPE, WRITE_TYPE = 5, 6
 
@@ -24,6 +32,34 @@ def test_classify() -> None:
     )  # fmt: skip
     assert classify(b"\x03\x00\x00\x00\x01", READ_TYPE, WRITE_TYPE) == (BARRIER, None)
     assert classify(b"\x05\x00\x00\x00\x01\x00", READ_TYPE, WRITE_TYPE) == (BARRIER, None)
+    setstat = b"\x09\x00\x00\x00\x01"
+    assert classify(setstat, READ_TYPE, WRITE_TYPE, frozenset({9})) == (AFTER_WRITES, None)
+    assert classify(setstat, READ_TYPE, WRITE_TYPE) == (BARRIER, None)
+
+
+def test_a_barrier_after_writes_joins_running_writes_only() -> None:
+    """AFTER_WRITES starts at once when idle or while WRITEs run (the caller queues it
+    behind them), never while READs or a barrier run; once started, nothing joins it."""
+    pipe = Pipeline()
+    assert pipe.admits(AFTER_WRITES, None)
+    w1, w2 = Span(b"h", 0, 10), Span(b"h", 10, 20)
+    pipe.started(WRITE, w1)
+    pipe.started(WRITE, w2)
+    assert pipe.admits(AFTER_WRITES, None)
+    pipe.started(AFTER_WRITES, None)
+    for kind, span in ((WRITE, Span(b"h", 20, 30)), (READ, w1), (BARRIER, None)):
+        assert not pipe.admits(kind, span)
+    assert not pipe.admits(AFTER_WRITES, None)
+    pipe.finished(w1)
+    pipe.finished(w2)
+    assert not pipe.idle and not pipe.admits(WRITE, Span(b"h", 20, 30))
+    pipe.finished(None)
+    assert pipe.idle
+    pipe.started(READ, w1)
+    assert not pipe.admits(AFTER_WRITES, None)
+    pipe.finished(w1)
+    pipe.started(BARRIER, None)
+    assert not pipe.admits(AFTER_WRITES, None)
 
 
 def test_reads_run_together_and_a_barrier_runs_alone() -> None:

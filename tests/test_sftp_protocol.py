@@ -36,6 +36,7 @@ from asyncssh.constants import (
     FXP_DATA,
     FXP_EXTENDED,
     FXP_EXTENDED_REPLY,
+    FXP_FSETSTAT,
     FXP_FSTAT,
     FXP_HANDLE,
     FXP_INIT,
@@ -44,6 +45,7 @@ from asyncssh.constants import (
     FXP_OPENDIR,
     FXP_READ,
     FXP_READDIR,
+    FXP_SETSTAT,
     FXP_STATUS,
     FXP_VERSION,
     FXP_WRITE,
@@ -445,6 +447,65 @@ def test_fstat_and_close_follow_pipelined_writes(server: Server) -> None:
         assert (server.root / "piped.bin").read_bytes() == b"".join(chunks)
 
     run(body)
+
+
+def test_setstat_behind_pipelined_writes_keeps_their_order(server: Server) -> None:
+    """A SETSTAT or FSETSTAT sent right behind WRITEs, before any reply is read (as sshfs
+    does), runs after every WRITE before it, and a WRITE sent after it runs after it:
+    the results of sequential processing."""
+    chunks = [os.urandom(10_000) for _ in range(8)]
+    late = os.urandom(10_000)
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+
+            def write(rid: int, handle: bytes, offset: int, data: bytes) -> None:
+                raw.send(bytes([FXP_WRITE]) + u32(rid) + sstr(handle) + u64(offset) + sstr(data))
+
+            async def replies(count: int) -> dict[int, tuple[int, Buf]]:
+                got = {}
+                for _ in range(count):
+                    rtype, reply = await raw.recv()
+                    buf = Buf(reply)
+                    got[buf.u32()] = (rtype, buf)
+                return got
+
+            # SETSTAT of the mtime behind the WRITEs: a WRITE after it would reset the mtime.
+            handle = await raw.open(b"/timed.bin", FXF_WRITE | FXF_CREAT | FXF_TRUNC)
+            first = raw.next_id
+            for i, chunk in enumerate(chunks):
+                write(first + i, handle, i * len(chunk), chunk)
+            setstat_id = first + len(chunks)
+            when = u32(1_000_000_000) + u32(1_000_000_000)
+            raw.send(bytes([FXP_SETSTAT]) + u32(setstat_id) + sstr(b"/timed.bin") + u32(0x8) + when)
+            raw.next_id = setstat_id + 1
+            got = await replies(len(chunks) + 1)
+            assert all(status(*got[first + i]) == FX_OK for i in range(len(chunks) + 1))
+            await raw.close(handle)
+
+            # FSETSTAT of the size behind the WRITEs, then a WRITE beyond the new end.
+            handle = await raw.open(b"/cut.bin", FXF_WRITE | FXF_CREAT | FXF_TRUNC)
+            first = raw.next_id
+            for i, chunk in enumerate(chunks):
+                write(first + i, handle, i * len(chunk), chunk)
+            cut_id, late_id, fstat_id = (first + len(chunks) + n for n in range(3))
+            raw.send(bytes([FXP_FSETSTAT]) + u32(cut_id) + sstr(handle) + u32(0x1) + u64(25_000))
+            write(late_id, handle, 30_000, late)
+            raw.send(bytes([FXP_FSTAT]) + u32(fstat_id) + sstr(handle))
+            raw.next_id = fstat_id + 1
+            got = await replies(len(chunks) + 3)
+            assert all(status(*got[first + i]) == FX_OK for i in range(len(chunks) + 2))
+            rtype, buf = got[fstat_id]
+            assert rtype == FXP_ATTRS and buf.u32() & 0x1 and buf.u64() == 40_000
+            await raw.close(handle)
+
+    run(body)
+    timed = server.root / "timed.bin"
+    assert timed.read_bytes() == b"".join(chunks)
+    assert timed.stat().st_mtime == 1_000_000_000, "the SETSTAT ran after every WRITE"
+    whole = b"".join(chunks)
+    assert (server.root / "cut.bin").read_bytes() == whole[:25_000] + bytes(5_000) + late
 
 
 def test_readdir_to_the_end_then_eof(server: Server) -> None:

@@ -11,6 +11,12 @@ can observe a later one, exactly as with strictly sequential processing.
 head of its queue, and reports ``started`` and ``finished`` for those it hands to a
 worker (a request answered on the spot never counts as running).
 
+A SETSTAT or FSETSTAT right behind a file's WRITEs (sshfs sends one as soon as a file
+is written, with its WRITEs still in flight) is a barrier too, but one that may start
+while WRITEs run: it goes to the same worker queue, which runs calls in the order they
+came, so it still runs after every WRITE before it and nothing after it starts until it
+is done. That saves a hand-off to a worker and back per file.
+
 A sequential upload keeps WRITEs running without a break, each beyond all the others:
 for each file, the lowest and highest bytes written since the pipeline was last idle
 admit such a WRITE at once; only one that lands inside them is compared with each
@@ -22,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 READ, WRITE, BARRIER = "read", "write", "barrier"
+AFTER_WRITES = "after-writes"  # a barrier that may queue behind running WRITEs
 MAX_IN_FLIGHT = 32
 
 
@@ -55,6 +62,8 @@ class Pipeline:
         """Whether a request may start now, given those running."""
         if self._kind is None:
             return True
+        if kind == AFTER_WRITES:
+            return self._kind == WRITE and len(self._spans) < self._limit
         if kind != self._kind or kind == BARRIER or len(self._spans) >= self._limit:
             return False
         if kind == READ or span is None:
@@ -66,7 +75,7 @@ class Pipeline:
 
     def started(self, kind: str, span: Span | None) -> None:
         """Count an admitted request as running."""
-        self._kind = kind
+        self._kind = BARRIER if kind == AFTER_WRITES else kind
         self._spans.append(span)
         if kind == WRITE and span is not None:
             low, high = self._reach.get(span.handle, (span.start, span.end))
@@ -80,11 +89,15 @@ class Pipeline:
             self._reach.clear()
 
 
-def classify(payload: bytes, read_type: int, write_type: int) -> tuple[str, Span | None]:
-    """The kind of a raw SFTP request (type byte first) and, for READ/WRITE, its span."""
+def classify(
+    payload: bytes, read_type: int, write_type: int, after_writes: frozenset[int] = frozenset()
+) -> tuple[str, Span | None]:
+    """The kind of a raw SFTP request (type byte first) and, for READ/WRITE, its span.
+    Requests of the ``after_writes`` types are AFTER_WRITES: the caller runs them on the
+    queue that runs the WRITEs."""
     kind = READ if payload[0] == read_type else WRITE if payload[0] == write_type else BARRIER
     if kind == BARRIER:
-        return BARRIER, None
+        return (AFTER_WRITES if payload[0] in after_writes else BARRIER), None
     handle_len = int.from_bytes(payload[5:9], "big")
     at = 9 + handle_len
     if len(payload) < at + 12:

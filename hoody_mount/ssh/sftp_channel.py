@@ -23,7 +23,14 @@ from collections import deque
 from typing import Any
 
 import asyncssh
-from asyncssh.constants import FXP_INIT, FXP_READ, FXP_VERSION, FXP_WRITE
+from asyncssh.constants import (
+    FXP_FSETSTAT,
+    FXP_INIT,
+    FXP_READ,
+    FXP_SETSTAT,
+    FXP_VERSION,
+    FXP_WRITE,
+)
 from asyncssh.packet import PacketDecodeError, SSHPacket
 from asyncssh.sftp import SFTPError
 
@@ -33,7 +40,7 @@ from ..workers import Workers
 from . import wire
 from .batches import Batches
 from .framing import Framer
-from .pipeline import Pipeline, Span, classify
+from .pipeline import AFTER_WRITES, Pipeline, Span, classify
 from .sftp_requests import EXTENSIONS, Job, Requests
 
 log = logging.getLogger("hoody_mount.sftp")
@@ -43,6 +50,8 @@ FLUSH_AT = 256 * 1024  # queued reply bytes that are handed over without waiting
 LARGE_REPLY = 32 * 1024  # a reply this long fills SSH packets alone: sent without a join
 MAX_QUEUED = 64  # requests waiting their turn before reading from the channel pauses
 CLOSE_CHECK = 1.0  # seconds between checks for a close while replies are held back
+# Always a job (never answered from a cache): they may queue behind running WRITEs.
+_AFTER_WRITES = frozenset({FXP_SETSTAT, FXP_FSETSTAT})
 _VERSION = wire.packet(
     FXP_VERSION,
     SFTP_VERSION.to_bytes(4, "big"),
@@ -102,7 +111,7 @@ class SFTPChannel:
             self._fail(str(exc))
             return
         for payload in packets:
-            self._queue.append((payload, *classify(payload, FXP_READ, FXP_WRITE)))
+            self._queue.append((payload, *classify(payload, FXP_READ, FXP_WRITE, _AFTER_WRITES)))
         self._pump()
 
     def eof_received(self) -> None:
@@ -191,7 +200,7 @@ class SFTPChannel:
     def _run(self, job: Job, pktid: bytes, kind: str, span: Span | None) -> None:
         self._pipeline.started(kind, span)
         done = functools.partial(self._finished, job, pktid, span)
-        if job.in_order:
+        if job.in_order or kind == AFTER_WRITES:  # behind the WRITEs before it, if any
             self._writes.post(job.call, done)
         else:
             self._pool.post(self._loop, done, job.call)
