@@ -302,7 +302,7 @@ def _cheroot_script(
     """Run one of the bench's cheroot scripts on ``data`` until the caller is done."""
     log = base / f"{key}.log"
     process = _spawn([sys.executable, str(BENCH_DIR / script), str(data), user, password], log)
-    match = _wait_for(process, log, rf"{banner} listening on \S+:(\d+)")
+    match = _wait_for(process, log, re.escape(banner) + r" listening on \S+:(\d+)")
     endpoint = Endpoint(
         key,
         data,

@@ -631,6 +631,8 @@ def dav_serial_gets(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int)
                 got = len(response.read())
                 if response.status != 200 or got != size:
                     raise StepError(f"GET: HTTP {response.status}, {got} bytes instead of {size}")
+        except http.client.HTTPException as exc:
+            raise StepError(f"GET: {type(exc).__name__}: {exc}") from None
         finally:
             connection.close()
 

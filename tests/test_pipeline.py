@@ -62,6 +62,17 @@ def test_a_barrier_after_writes_joins_running_writes_only() -> None:
     assert not pipe.admits(AFTER_WRITES, None)
 
 
+def test_a_barrier_after_writes_waits_at_the_limit() -> None:
+    """With as many WRITEs running as the pipeline allows, AFTER_WRITES waits too."""
+    pipe = Pipeline(limit=2)
+    spans = [Span(b"h", 0, 10), Span(b"h", 10, 20)]
+    for span in spans:
+        pipe.started(WRITE, span)
+    assert not pipe.admits(AFTER_WRITES, None)
+    pipe.finished(spans[0])
+    assert pipe.admits(AFTER_WRITES, None)
+
+
 def test_reads_run_together_and_a_barrier_runs_alone() -> None:
     """Reads join running reads; a barrier waits for them, and nothing joins a barrier."""
     pipe = Pipeline()

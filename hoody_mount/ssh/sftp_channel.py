@@ -10,7 +10,8 @@ names already read) or handed to a worker with a callback that sends the reply. 
 task, future or coroutine is made per request.
 
 Order: ``Pipeline`` decides when the request at the head of the queue may start (READs
-together, non-overlapping WRITEs together, anything else alone). Flow: reading from the
+together, non-overlapping WRITEs together, anything else alone, SETSTAT and FSETSTAT
+behind running WRITEs in the queue that runs them in turn). Flow: reading from the
 channel pauses while the queue is long or the client does not take our replies.
 """
 
@@ -50,7 +51,8 @@ FLUSH_AT = 256 * 1024  # queued reply bytes that are handed over without waiting
 LARGE_REPLY = 32 * 1024  # a reply this long fills SSH packets alone: sent without a join
 MAX_QUEUED = 64  # requests waiting their turn before reading from the channel pauses
 CLOSE_CHECK = 1.0  # seconds between checks for a close while replies are held back
-# Always a job (never answered from a cache): they may queue behind running WRITEs.
+# Always a job or an error with nothing done (``Requests._set_attrs``, ``_fsetstat``),
+# never answered from a cache: they may queue behind running WRITEs.
 _AFTER_WRITES = frozenset({FXP_SETSTAT, FXP_FSETSTAT})
 _VERSION = wire.packet(
     FXP_VERSION,

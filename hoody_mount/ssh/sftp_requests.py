@@ -85,7 +85,7 @@ _REVERSED_SYMLINK = ("OpenSSH", "paramiko")
 class Job:
     """A request that must run on a worker: ``call`` there, then ``reply(result)`` on the
     loop; ``undo`` on the loop if ``call`` failed. WRITEs run ``in_order``, one worker
-    taking them in turn."""
+    taking them in turn (the channel puts SETSTAT and FSETSTAT in that queue too)."""
 
     call: Callable[[], Any]
     reply: Callable[[Any], bytes]
@@ -255,6 +255,8 @@ class Requests:
         return Job(file.stat, lambda result: wire.attrs_reply(pktid, result))
 
     def _fsetstat(self, pktid: bytes, packet: SSHPacket) -> Answer:
+        """FSETSTAT: a job, or an error with nothing done (the channel may start it while
+        WRITEs run, behind them in their queue, so it must not act on the spot)."""
         file = self._file(packet)
         attrs = SFTPAttrs.decode(packet, 3)
         packet.check_end()
@@ -301,6 +303,7 @@ class Requests:
         return self._stat(pktid, packet, True)
 
     def _set_attrs(self, pktid: bytes, packet: SSHPacket, follow: bool) -> Answer:
+        """SETSTAT and LSETSTAT: a job, or an error with nothing done (see ``_fsetstat``)."""
         path = text_of(packet.get_string())
         attrs = SFTPAttrs.decode(packet, 3)
         packet.check_end()
