@@ -417,6 +417,32 @@ def test_propfind_root_lists_the_share(server: Server, depth: str) -> None:
         assert set(found) == {"/"}
 
 
+def test_propfind_lists_links_by_their_targets_and_leaves_out_broken_ones(server: Server) -> None:
+    """A folder's members come with the attributes of the listing; a link is shown as
+    what it leads to, and one that leads nowhere or into a loop is left out instead of
+    failing the whole PROPFIND."""
+    folder = server.root / "links"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_bytes(b"12345")
+    os.symlink("a.txt", folder / "to-file")
+    os.symlink("sub", folder / "to-dir")
+    os.symlink("missing", folder / "dangling")
+    os.symlink("loop-b", folder / "loop-a")
+    os.symlink("loop-a", folder / "loop-b")
+    body = propfind_body("D:resourcetype", "D:getcontentlength")
+    reply = call(server, "PROPFIND", "/dav/links/", headers={"Depth": "1"}, body=body)
+    found = multistatus(reply)
+    assert set(found) == {
+        "/dav/links/", "/dav/links/a.txt", "/dav/links/sub/", "/dav/links/to-file",
+        "/dav/links/to-dir/",
+    }, found.keys()  # fmt: skip
+    for href in ("/dav/links/a.txt", "/dav/links/to-file"):
+        assert found[href][f"{DAV}getcontentlength"][1].text == "5"
+    for href in ("/dav/links/sub/", "/dav/links/to-dir/"):
+        assert found[href][f"{DAV}resourcetype"][1].find(f"{DAV}collection") is not None
+    assert call(server, "GET", "/dav/links/dangling", strict=False).status == 404
+
+
 def test_options_share_shows_class_2_and_write_methods(server: Server) -> None:
     """Finder mounts read-write only when OPTIONS shows DAV 1,2 and the write methods."""
     reply = call(server, "OPTIONS", "/dav/")
