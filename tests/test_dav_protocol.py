@@ -1257,3 +1257,67 @@ def test_basic_over_plain_http_only_from_loopback(tmp_path: Path, client_key: Pa
         assert b"shared text" not in remote.body
         anonymous = call(web, "GET", "/dav/", user=None, host=address)
         assert anonymous.status == 401
+
+
+# -- trees with links and locks ----------------------------------------------------------
+
+
+def _tree_with_links(top: Path) -> None:
+    """A folder with a file, a link to a folder beside it, and a link loop."""
+    (top / "src").mkdir(parents=True)
+    (top / "src" / "s.txt").write_bytes(b"source")
+    (top / "precious").mkdir()
+    (top / "precious" / "keep.txt").write_bytes(b"precious")
+    os.symlink("../precious", top / "src" / "to-precious")
+    os.symlink(".", top / "src" / "self")
+
+
+def test_copy_over_a_folder_never_deletes_through_its_links(server: Server) -> None:
+    """COPY with Overwrite: T onto a folder holding a link to another folder replaces the
+    destination, and leaves what the link leads to alone."""
+    top = server.root / "cp"
+    _tree_with_links(top)
+    (top / "dst").mkdir()
+    os.symlink("../precious", top / "dst" / "lnk")
+    headers = {"Destination": "/dav/cp/dst", "Overwrite": "T"}
+    reply = call(server, "COPY", "/dav/cp/src", headers=headers, timeout=20)
+    assert reply.status in (201, 204), reply.text[:300]
+    assert (top / "precious" / "keep.txt").read_bytes() == b"precious"
+    assert (top / "dst" / "s.txt").read_bytes() == b"source"
+    assert os.readlink(top / "dst" / "to-precious") == "../precious", "a link is copied as a link"
+    assert os.readlink(top / "dst" / "self") == "."
+
+
+@pytest.mark.parametrize("method", ["COPY", "MOVE", "DELETE"])
+def test_link_loops_never_send_a_tree_walk_round_and_round(server: Server, method: str) -> None:
+    """Two links to their own folder (a walk through them never ends) are handled as
+    links: the request ends at once, and nothing outside the tree is touched."""
+    top = server.root / "loops"
+    _tree_with_links(top)
+    os.symlink(".", top / "src" / "again")
+    headers = {"Destination": "/dav/loops/out"} if method != "DELETE" else {}
+    reply = call(server, method, "/dav/loops/src", headers=headers, timeout=20)
+    assert reply.status in (201, 204), reply.text[:300]
+    assert (top / "precious" / "keep.txt").read_bytes() == b"precious"
+    if method == "DELETE":
+        assert not (top / "src").exists()
+    else:
+        assert sorted(os.listdir(top / "out")) == ["again", "s.txt", "self", "to-precious"]
+        assert os.path.islink(top / "out" / "again")
+
+
+@pytest.mark.parametrize("url", ["/dav/lk", "/dav/lk/"])
+def test_delete_of_a_folder_with_a_locked_member_keeps_both(server: Server, url: str) -> None:
+    """A lock on a member that the request does not hold refuses the folder's DELETE
+    (423), with or without a trailing slash; with the token, the DELETE goes through."""
+    (server.root / "lk").mkdir()
+    (server.root / "lk" / "locked.txt").write_bytes(b"keep")
+    (server.root / "lk" / "other.txt").write_bytes(b"other")
+    token = lock_token(lock(server, "/dav/lk/locked.txt"))
+    reply = call(server, "DELETE", url, strict=False)
+    assert reply.status == 423, reply.text[:300]
+    assert (server.root / "lk" / "locked.txt").read_bytes() == b"keep"
+    assert (server.root / "lk" / "other.txt").exists()
+    held = {"If": f"<http://127.0.0.1:{server.http_port}/dav/lk/locked.txt> ({token})"}
+    assert call(server, "DELETE", url, headers=held, strict=False).status == 204
+    assert not (server.root / "lk").exists()

@@ -27,9 +27,12 @@ from wsgidav.dav_error import (
     HTTP_FORBIDDEN,
     HTTP_INSUFFICIENT_STORAGE,
     HTTP_INTERNAL_ERROR,
+    HTTP_LOCKED,
     HTTP_METHOD_NOT_ALLOWED,
     HTTP_NOT_FOUND,
     DAVError,
+    DAVErrorCondition,
+    PRECONDITION_CODE_LockConflict,
 )
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
@@ -126,6 +129,15 @@ class _Common:
     environ: dict[str, Any]
     provider: DAVProvider
     st: os.stat_result
+    via_link = False  # listed as a member through a symlink: a tree walk stops here
+
+    def _copy_link(self, dest_path: str) -> None:
+        """Copy the symlink itself (what it leads to stays where it is)."""
+        with _mapped():
+            with contextlib.suppress(FileNotFoundError):
+                self.session.remove_tree(dest_path)
+            self.session.copy_tree(self.path, dest_path)
+        self._copy_props(dest_path)
 
     @property
     def session(self) -> Session:
@@ -257,6 +269,9 @@ class FileResource(_Common, DAVNonCollection):  # type: ignore[misc]
         self.remove_all_locks(recursive=True)
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        if self.via_link:
+            self._copy_link(dest_path)
+            return
         with _mapped():
             self.session.copy_file(self.path, dest_path)
         if is_move:
@@ -317,6 +332,8 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
         if stat.S_ISLNK(entry.stat.st_mode):
             member: FileResource | FolderResource | None
             member = self.provider.get_resource_inst(path, self.environ)
+            if member is not None:
+                member.via_link = True
             return member
         if stat.S_ISDIR(entry.stat.st_mode):
             return FolderResource(path, self.environ, entry.stat)
@@ -337,6 +354,70 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
     def support_recursive_delete(self) -> bool:
         return True
 
+    def handle_delete(self) -> bool:
+        """DELETE of the whole folder at once, refused (423) while a lock on it, above it
+        or in its tree is not held by the request (its token submitted by its owner).
+        WsgiDAV's member-by-member fallback lost track of a locked member when the URL
+        had no trailing slash, and removed it with its folder."""
+        manager = self.provider.lock_manager
+        if manager is not None:
+            if "wsgidav.conditions.if" not in self.environ:
+                util.parse_if_header_dict(self.environ)
+            tokens = self.environ["wsgidav.ifLockTokenList"]
+            principal = self.environ["wsgidav.user_name"]
+            url = self.get_ref_url()
+            manager.check_write_permission(
+                url=url, depth="0", token_list=tokens, principal=principal
+            )
+            conflicts = DAVErrorCondition(PRECONDITION_CODE_LockConflict)
+            for held in manager.storage.get_lock_list(
+                url, include_root=False, include_children=True, token_only=False
+            ):
+                if held["principal"] != principal or held["token"] not in tokens:
+                    conflicts.add_href(held["root"])
+            if conflicts.hrefs:
+                raise DAVError(HTTP_LOCKED, err_condition=conflicts)
+        self.delete()
+        return True
+
+    def get_descendants(
+        self,
+        *,
+        collections: bool = True,
+        resources: bool = True,
+        depth_first: bool = False,
+        depth: str = "infinity",
+        add_self: bool = False,
+    ) -> list[FileResource | FolderResource]:
+        """WsgiDAV's walk (parents first, or children first with ``depth_first``), without
+        recursion and never below a folder listed through a symlink: a link is copied,
+        moved or deleted as a link. WsgiDAV's own walk followed links, so a COPY could
+        delete files outside its destination, and a link loop made it grow without end."""
+
+        def wanted(res: FileResource | FolderResource) -> bool:
+            return collections if res.is_collection else resources
+
+        found: list[FileResource | FolderResource] = [self] if add_self and not depth_first else []
+        if depth != "0":
+            stack = [(self, iter(self.get_member_list()))]
+            while stack:
+                folder, members = stack[-1]
+                child = next(members, None)
+                if child is None:
+                    stack.pop()
+                    if depth_first and folder is not self and wanted(folder):
+                        found.append(folder)
+                    continue
+                if wanted(child) and not depth_first:
+                    found.append(child)
+                if isinstance(child, FolderResource) and depth == "infinity" and not child.via_link:
+                    stack.append((child, iter(child.get_member_list())))
+                elif wanted(child) and depth_first:
+                    found.append(child)
+        if add_self and depth_first:
+            found.append(self)
+        return found
+
     def delete(self) -> None:
         with _mapped():
             self.session.remove_tree(self.path)
@@ -344,6 +425,9 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
         self.remove_all_locks(recursive=True)
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        if self.via_link:
+            self._copy_link(dest_path)
+            return
         with _mapped():
             with contextlib.suppress(FileExistsError):
                 self.session.mkdir(dest_path, stat.S_IMODE(self.st.st_mode))
