@@ -47,6 +47,7 @@ from asyncssh.constants import (
     FXP_READDIR,
     FXP_SETSTAT,
     FXP_STATUS,
+    FXP_SYMLINK,
     FXP_VERSION,
     FXP_WRITE,
     MSG_IGNORE,
@@ -92,7 +93,9 @@ def run(factory: Callable[[], Awaitable[T]], timeout: float = 120.0) -> T:
     return asyncio.run(bounded())
 
 
-async def connect(server: Server, user: str = "root") -> asyncssh.SSHClientConnection:
+async def connect(
+    server: Server, user: str = "root", client_version: str = "AsyncSSH"
+) -> asyncssh.SSHClientConnection:
     """An SSH connection to the test server with the test key (no agent, no known hosts)."""
     return await asyncio.wait_for(
         asyncssh.connect(
@@ -103,6 +106,7 @@ async def connect(server: Server, user: str = "root") -> asyncssh.SSHClientConne
             known_hosts=None,
             agent_path=None,
             password=None,
+            client_version=client_version,
         ),
         TIMEOUT,
     )
@@ -1434,5 +1438,79 @@ def test_channel_closed_while_replies_wait(server: Server) -> None:
             raw = await RawSFTP.start(conn)  # a session slot is free
             rtype, _ = await raw.request(FXP_OPENDIR, sstr(b"/share"))
             assert rtype == FXP_HANDLE
+
+    run(body)
+
+
+@pytest.mark.parametrize(
+    ("software", "target_first"),
+    [
+        ("OpenSSH_9.2p1", True),
+        ("paramiko_3.4.0", True),
+        ("libssh2_1.10.0", True),
+        ("rclone/v1.60.1", True),
+        ("Go", True),
+        ("PuTTY_Release_0.78", False),
+    ],
+)
+def test_symlink_argument_order_follows_the_client(
+    server: Server, software: str, target_first: bool
+) -> None:
+    """OpenSSH and the clients that follow it (paramiko, libssh2 under curl, rclone, Go's
+    pkg/sftp) send SYMLINK's target first; others send the draft's order."""
+    (server.root / "target.txt").write_bytes(b"t")
+
+    async def body() -> None:
+        async with await connect(server, client_version=software) as conn:
+            raw = await RawSFTP.start(conn)
+            pair = (b"/target.txt", b"/link") if target_first else (b"/link", b"/target.txt")
+            rtype, buf = await raw.request(FXP_SYMLINK, sstr(pair[0]) + sstr(pair[1]))
+            assert status(rtype, buf) == FX_OK
+
+    run(body)
+    assert os.readlink(server.root / "link") == "/target.txt"
+
+
+def test_offsets_and_sizes_beyond_off_t_are_plain_errors(server: Server) -> None:
+    """READ, WRITE and FSETSTAT at 2**63 or more get a STATUS that says what is wrong,
+    and the server logs no unexpected failure."""
+    (server.root / "f.bin").write_bytes(b"data")
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            handle = await raw.open(b"/f.bin", FXF_READ | FXF_WRITE)
+            for offset in (2**63, 2**64 - 1):
+                rtype, buf = await raw.request(FXP_READ, sstr(handle) + u64(offset) + u32(10))
+                assert status(rtype, buf) == FX_FAILURE and b"offset" in buf.string()
+                payload = sstr(handle) + u64(offset) + sstr(b"x")
+                rtype, buf = await raw.request(FXP_WRITE, payload)
+                assert status(rtype, buf) == FX_FAILURE and b"offset" in buf.string()
+            payload = sstr(handle) + u32(0x1) + u64(2**63)
+            rtype, buf = await raw.request(FXP_FSETSTAT, payload)
+            assert status(rtype, buf) == FX_FAILURE and b"too large" in buf.string()
+            await raw.close(handle)
+
+    run(body)
+    assert (server.root / "f.bin").read_bytes() == b"data"
+    assert "unexpectedly" not in server.log.read_text(errors="replace")
+
+
+def test_fstatvfs_follows_the_open_file(server: Server) -> None:
+    """fstatvfs@openssh.com asks the open file's descriptor, so it answers after the file
+    was renamed."""
+    (server.root / "moving.txt").write_bytes(b"x")
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            handle = await raw.open(b"/moving.txt", FXF_READ)
+            os.rename(server.root / "moving.txt", server.root / "moved.txt")
+            rtype, buf = await raw.extended(b"fstatvfs@openssh.com", sstr(handle))
+            assert rtype == FXP_EXTENDED_REPLY
+            bsize, frsize, blocks = buf.u64(), buf.u64(), buf.u64()
+            disk = os.statvfs(server.root)
+            assert (frsize, blocks) == (disk.f_frsize, disk.f_blocks) and bsize > 0
+            await raw.close(handle)
 
     run(body)

@@ -137,7 +137,13 @@ class Session:
 
     def capacity(self, raw: str = "/") -> Capacity:
         """The real capacity of the filesystem holding ``raw``; read-only users see ST_RDONLY."""
-        st = self.vfs.statvfs(self.path(raw))
+        return self._capacity(self.vfs.statvfs(self.path(raw)))
+
+    def file_capacity(self, file: OpenFile) -> Capacity:
+        """``capacity`` of the filesystem holding an open file, wherever it has moved."""
+        return self._capacity(file.statvfs())
+
+    def _capacity(self, st: os.statvfs_result) -> Capacity:
         flag = st.f_flag & (ST_RDONLY | ST_NOSUID)  # the two bits SFTP defines
         if self.user.read_only:
             flag |= ST_RDONLY

@@ -163,6 +163,22 @@ class Listing:
 
 
 MAX_OFFSET = 2**63 - 1  # off_t
+
+
+def _position(offset: int) -> int:
+    """``offset``, or EINVAL if no file position can be there (beyond ``off_t``)."""
+    if not 0 <= offset <= MAX_OFFSET:
+        raise OSError(errno.EINVAL, "Invalid argument: offset beyond the largest file size")
+    return offset
+
+
+def _size(size: int) -> int:
+    """``size``, or EFBIG if no file can be that large."""
+    if not 0 <= size <= MAX_OFFSET:
+        raise OSError(errno.EFBIG, "File too large")
+    return size
+
+
 # An upload's pages are sent to the disk every this many bytes: 1 GiB took 0.45 s more
 # to fsync at the end otherwise, time in which the client only waits.
 WRITEBACK_STEP = 8 << 20
@@ -203,7 +219,7 @@ class OpenFile:
         the loop do not come here; there the kernel's own readahead works as before.)
         """
         end = offset + size
-        data = os.pread(self.fd, size, offset)
+        data = os.pread(self.fd, size, _position(offset))
         if offset == self._next:
             if end + READ_AHEAD // 2 > self._ahead:
                 self._read_ahead(max(end, self._ahead), end + READ_AHEAD)
@@ -244,6 +260,7 @@ class OpenFile:
     def write(self, offset: int, data: bytes | memoryview) -> None:
         """Write all of ``data`` at ``offset``."""
         view = memoryview(data)
+        _position(offset)
         while view:
             written = os.pwrite(self.fd, view, offset)
             view, offset = view[written:], offset + written
@@ -253,6 +270,7 @@ class OpenFile:
         for them all unless the kernel writes less. An error after some of the bytes
         were written raises ``ShortWrite``, which tells how many."""
         pieces = [piece for piece in pieces if piece]  # (an empty WRITE writes nothing)
+        _position(offset)
         done = 0
         try:
             while pieces:
@@ -280,6 +298,10 @@ class OpenFile:
         """Flush the file's data and metadata to the disk."""
         os.fsync(self.fd)
 
+    def statvfs(self) -> os.statvfs_result:
+        """Capacity of the filesystem that holds the open file."""
+        return os.fstatvfs(self.fd)
+
     def set_attrs(
         self,
         size: int | None = None,
@@ -289,7 +311,7 @@ class OpenFile:
     ) -> None:
         """Change size, permission bits, owner and times of the open file."""
         if size is not None:
-            os.ftruncate(self.fd, size)
+            os.ftruncate(self.fd, _size(size))
         if owner is not None:
             os.fchown(self.fd, *owner)
         if mode is not None:
@@ -881,7 +903,7 @@ class VFS:
                 raise OSError(errno.ENXIO, _NOT_REGULAR)
             wfd = os.open(syscalls.proc_link(fd), os.O_WRONLY | os.O_CLOEXEC)
             try:
-                os.ftruncate(wfd, size)
+                os.ftruncate(wfd, _size(size))
             finally:
                 os.close(wfd)
         if owner is not None:

@@ -77,8 +77,10 @@ EXTENSIONS = [
     (b"users-groups-by-id@openssh.com", b"1"),
 ]
 
-# Clients that send SYMLINK's two paths in the reverse of the draft's order.
-_REVERSED_SYMLINK = ("OpenSSH", "paramiko")
+# Clients (the software in their SSH version string) that send SYMLINK's two paths in
+# OpenSSH's order, the reverse of the draft's: OpenSSH, paramiko, libssh2 (curl), rclone
+# and Go's pkg/sftp (whose SSH version is "Go").
+_REVERSED_SYMLINK = ("OpenSSH", "paramiko", "libssh2", "rclone/", "Go")
 
 
 @dataclass(slots=True)
@@ -124,7 +126,8 @@ class Requests:
         self.folders: dict[bytes, Folder] = {}
         self._opening = 0  # OPEN and OPENDIR requests running: their handles are promised
         self._next = 0
-        self._reversed_symlink = any(name in client_version for name in _REVERSED_SYMLINK)
+        software = client_version.removeprefix("SSH-2.0-")
+        self._reversed_symlink = software.startswith(_REVERSED_SYMLINK)
 
     def answer(self, kind: int, pktid: bytes, packet: SSHPacket) -> Answer:
         """The reply to one request, or the job that will make it."""
@@ -271,7 +274,7 @@ class Requests:
     def _fstatvfs(self, pktid: bytes, packet: SSHPacket) -> Answer:
         file = self._file(packet)
         packet.check_end()
-        return self._statvfs_of(pktid, file.path)
+        return self._capacity_reply(pktid, lambda: self.session.file_capacity(file))
 
     def _copy_data(self, pktid: bytes, packet: SSHPacket) -> Answer:
         """copy-data: a server-side copy between two open handles."""
@@ -410,8 +413,8 @@ class Requests:
         )
 
     def _symlink(self, pktid: bytes, packet: SSHPacket) -> Answer:
-        """SYMLINK: the draft sends the link's path first; OpenSSH and paramiko send the
-        target first."""
+        """SYMLINK: the draft sends the link's path first; OpenSSH and the clients that
+        follow it send the target first."""
         first, second = self._two_paths(packet)
         target, link = (first, second) if self._reversed_symlink else (second, first)
         return Job(lambda: self.session.symlink(target, link), lambda _: wire.ok(pktid))
@@ -426,6 +429,10 @@ class Requests:
         return self._statvfs_of(pktid, path)
 
     def _statvfs_of(self, pktid: bytes, path: str) -> Answer:
+        return self._capacity_reply(pktid, lambda: self.session.capacity(path))
+
+    @staticmethod
+    def _capacity_reply(pktid: bytes, call: Callable[[], Capacity]) -> Answer:
         def reply(c: Capacity) -> bytes:
             fields = (
                 c.bsize, c.frsize, c.blocks, c.bfree, c.bavail,
@@ -433,7 +440,7 @@ class Requests:
             )  # fmt: skip
             return wire.packet(FXP_EXTENDED_REPLY, pktid, *map(UInt64, fields))
 
-        return Job(lambda: self.session.capacity(path), reply)
+        return Job(call, reply)
 
     def _limits(self, pktid: bytes, packet: SSHPacket) -> Answer:
         packet.check_end()
