@@ -178,3 +178,81 @@ def test_keepalive_drops_a_client_that_does_not_answer(
         assert len(probes) == 2
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+@pytest.fixture
+def few_fds(tmp_path: Path, client_key: Path) -> Iterator[tuple[int, Path]]:
+    """A server started with 256 descriptors: 128 SFTP handles in all, 32 per user."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # inherited by the server
+    try:
+        runs = _server_with("", tmp_path, client_key)
+        port = next(runs)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    yield port, tmp_path / "root"
+    next(runs, None)
+
+
+def test_sftp_handles_are_capped_per_user_across_channels(
+    few_fds: tuple[int, Path], client_key: Path
+) -> None:
+    """One user's handles over several channels stop at the per-user share of the
+    process's descriptors (each channel allows 64); another user can still open files,
+    and a closed channel gives its handles back."""
+    port, root = few_fds
+    (root / "f.txt").write_text("x")
+    (root / "home" / "jailed").mkdir(parents=True)
+    (root / "home" / "jailed" / "g.txt").write_text("y")
+
+    async def connect(user: str) -> asyncssh.SSHClientConnection:
+        return await asyncssh.connect(
+            "127.0.0.1", port, username=user, client_keys=[str(client_key)],
+            known_hosts=None, agent_path=None,
+        )  # fmt: skip
+
+    async def body() -> None:
+        async with await connect("root") as conn, await connect("jailed") as other:
+            first, second = conn.start_sftp_client(), conn.start_sftp_client()
+            channels = [await first, await second]
+            held = [await channels[0].open("/f.txt") for _ in range(20)]
+            held += [await channels[1].open("/f.txt") for _ in range(12)]
+            with pytest.raises(asyncssh.SFTPFailure, match="for this user"):
+                await channels[1].open("/f.txt")
+            async with other.start_sftp_client() as theirs:
+                file = await theirs.open("/g.txt")
+                assert await file.read() == "y"
+                await file.close()
+            channels[0].exit()
+            await channels[0].wait_closed()
+            for _ in range(20):  # the closed channel's handles are free again
+                held.append(await channels[1].open("/f.txt"))
+            with pytest.raises(asyncssh.SFTPFailure, match="for this user"):
+                await channels[1].open("/f.txt")
+
+    asyncio.run(asyncio.wait_for(body(), 60))
+
+
+def test_handle_budget_caps_each_user_and_the_total() -> None:
+    """A user stops at the per-user cap, all users together at the total; given-back
+    handles can be taken again."""
+    import errno
+
+    from hoody_mount.ssh.handle_budget import HandleBudget
+
+    budget = HandleBudget(total=5, per_user=3)
+    for _ in range(3):
+        budget.take("a")
+    with pytest.raises(OSError, match="for this user") as refused:
+        budget.take("a")
+    assert refused.value.errno == errno.EMFILE
+    budget.take("b")
+    budget.take("b")
+    with pytest.raises(OSError, match="on the server"):
+        budget.take("c")
+    budget.give("a", 2)
+    assert (budget.held("a"), budget.held()) == (1, 3)
+    budget.take("c")
+    assert budget.held("c") == 1

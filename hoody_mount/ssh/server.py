@@ -37,6 +37,7 @@ from . import (
     receive_pieces,
     shell,
 )
+from .handle_budget import HandleBudget
 from .sftp import SFTPAdapter
 from .sftp_channel import SFTPChannel
 
@@ -70,6 +71,7 @@ class SSHContext:
     guard: LoginGuard = field(default_factory=LoginGuard)
     connections: collections.Counter[str] = field(default_factory=collections.Counter)
     unauthenticated: int = 0
+    handles: HandleBudget = field(default_factory=HandleBudget.for_this_process)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call in the worker pool."""
@@ -228,7 +230,7 @@ class _Channel(asyncssh.SSHServerProcess[bytes]):
         chan = self._chan
         if self.subsystem == "sftp":
             ctx = cast(SSHServer, chan.get_connection().get_owner()).ctx
-            self.sftp = SFTPChannel(chan, ctx.pool, ctx.limits.max_packet)
+            self.sftp = SFTPChannel(chan, ctx.pool, ctx.limits.max_packet, ctx.handles)
         stdin = SSHReader[bytes](self, chan)
         stdout = SSHWriter[bytes](self, chan)
         stderr = SSHWriter[bytes](self, chan, EXTENDED_DATA_STDERR)

@@ -41,6 +41,7 @@ from ..workers import Workers
 from . import wire
 from .batches import Batches
 from .framing import Framer
+from .handle_budget import HandleBudget
 from .pipeline import AFTER_WRITES, Pipeline, Span, classify
 from .sftp_requests import EXTENSIONS, Job, Requests
 
@@ -73,9 +74,16 @@ def _close_all(objects: list[OpenFile | Listing]) -> None:
 class SFTPChannel:
     """The SFTP subsystem on one SSH channel: framing, order, flow and the end."""
 
-    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], pool: Workers, max_packet: int):
+    def __init__(
+        self,
+        chan: asyncssh.SSHServerChannel[bytes],
+        pool: Workers,
+        max_packet: int,
+        budget: HandleBudget,
+    ):
         self._chan = chan
         self._pool = pool
+        self._budget = budget
         self._loop = asyncio.get_running_loop()
         self._framer = Framer(max_packet)
         self._queue: deque[tuple[bytes, str, Span | None]] = deque()  # packet, kind, span
@@ -97,7 +105,7 @@ class SFTPChannel:
         """Serve requests as ``session``'s user until the client leaves; what it left
         open is closed by then. ``limits``: packet size, READ size and open handles."""
         version = str(self._chan.get_extra_info("client_version", ""))
-        self._requests = Requests(session, limits, version, self._pool.submit)
+        self._requests = Requests(session, limits, version, self._pool.submit, self._budget)
         self._pump()
         await asyncio.shield(self._ended)
 

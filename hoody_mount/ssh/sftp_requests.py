@@ -52,6 +52,7 @@ from ..core.session import Capacity, Session
 from ..core.vfs import Entry, Listing, OpenFile
 from . import wire
 from .batches import Write
+from .handle_budget import HandleBudget
 from .sftp import (
     changes_of,
     close_logging_errors,
@@ -116,6 +117,7 @@ class Requests:
         limits: tuple[int, int, int],
         client_version: str,
         in_background: Callable[[Callable[[OpenFile], None], OpenFile], object],
+        budget: HandleBudget,
     ) -> None:
         """``limits``: packet size, READ size and handles; ``in_background`` runs a call
         on a worker that nobody waits for."""
@@ -125,6 +127,8 @@ class Requests:
         self.files: dict[bytes, OpenFile] = {}
         self.folders: dict[bytes, Folder] = {}
         self._opening = 0  # OPEN and OPENDIR requests running: their handles are promised
+        self._budget = budget  # the handles of every channel, per user
+        self._user = session.user.name
         self._next = 0
         software = client_version.removeprefix("SSH-2.0-")
         self._reversed_symlink = software.startswith(_REVERSED_SYMLINK)
@@ -147,6 +151,7 @@ class Requests:
         """Everything still open, forgotten here: the channel closes it at the end."""
         objects: list[OpenFile | Listing] = list(self.files.values())
         objects += [f.listing for f in self.folders.values() if f.listing is not None]
+        self._budget.give(self._user, len(self.files) + len(self.folders))
         self.files, self.folders = {}, {}
         return objects
 
@@ -155,6 +160,7 @@ class Requests:
     def _promise_handle(self) -> None:
         if len(self.files) + len(self.folders) + self._opening >= self.max_handles:
             raise OSError(errno.EMFILE, f"Too many open handles (at most {self.max_handles})")
+        self._budget.take(self._user)
         self._opening += 1
 
     def _keep(self, table: dict[bytes, Any], value: object) -> bytes:
@@ -168,6 +174,7 @@ class Requests:
 
     def _broken_promise(self) -> None:
         self._opening -= 1
+        self._budget.give(self._user)
 
     def _file(self, packet: SSHPacket) -> OpenFile:
         return self._open_file(packet.get_string())
@@ -200,6 +207,7 @@ class Requests:
         packet.check_end()
         folder = self.folders.pop(handle, None)
         if folder is not None:
+            self._budget.give(self._user)
             listing = folder.listing
             if listing is None:
                 return wire.ok(pktid)
@@ -207,6 +215,7 @@ class Requests:
         file = self.files.pop(handle, None)
         if file is None:
             raise SFTPInvalidHandle("Invalid file handle")
+        self._budget.give(self._user)
         if file.local:
             self._in_background(close_logging_errors, file)
             return wire.ok(pktid)
