@@ -152,6 +152,7 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         await acceptor.wait_closed()
         await loop.run_in_executor(None, web.stop)
         pool.shutdown(wait=False, cancel_futures=True)
+        ctx.long_calls.shutdown(wait=False, cancel_futures=True)
         vfs.close()
 
 

@@ -119,7 +119,7 @@ def test_setstat_is_queued_while_the_writes_before_it_run(
         session = Session(User(name="u"), served.sub("/"), NameMap(served), "sftp")
         chan = _Channel()
         with Workers(4) as pool:
-            channel = SFTPChannel(chan, pool, 256 * 1024, HandleBudget(16, 16))  # type: ignore[arg-type]
+            channel = SFTPChannel(chan, pool, 256 * 1024, HandleBudget(16, 16), pool)  # type: ignore[arg-type]
             serving = asyncio.ensure_future(channel.serve(session, (256 * 1024, 65536, 16)))
             await asyncio.sleep(0)
             channel.data_received(

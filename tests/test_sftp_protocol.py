@@ -13,6 +13,7 @@ import os
 import resource
 import socket
 import stat
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -40,6 +41,7 @@ from asyncssh.constants import (
     FXP_FSTAT,
     FXP_HANDLE,
     FXP_INIT,
+    FXP_MKDIR,
     FXP_NAME,
     FXP_OPEN,
     FXP_OPENDIR,
@@ -1514,3 +1516,70 @@ def test_fstatvfs_follows_the_open_file(server: Server) -> None:
             await raw.close(handle)
 
     run(body)
+
+
+def _copy_request(raw: RawSFTP, rid: int, src: bytes, dst: bytes) -> None:
+    """Send copy-data of all of ``src`` onto ``dst`` (both handles) without waiting."""
+    body = sstr(b"copy-data") + sstr(src) + u64(0) + u64(0) + sstr(dst) + u64(0)
+    raw.send(bytes([FXP_EXTENDED]) + u32(rid) + body)
+
+
+def test_copy_data_stops_when_the_client_leaves(server: Server) -> None:
+    """A copy-data of a 4 GiB sparse file stops soon after its client disconnects, instead
+    of writing all of it for nobody."""
+    with open(server.root / "huge.bin", "wb") as sparse:
+        sparse.truncate(4 << 30)
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            src = await raw.open(b"/huge.bin", FXF_READ)
+            dst = await raw.open(b"/copy.bin", FXF_WRITE | FXF_CREAT | FXF_TRUNC)
+            _copy_request(raw, 999, src, dst)
+            target = server.root / "copy.bin"
+            deadline = asyncio.get_running_loop().time() + 10
+            while target.stat().st_size == 0 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
+            assert target.stat().st_size > 0, "the copy started"
+
+    run(body)
+    target = server.root / "copy.bin"
+    sizes = [target.stat().st_size]
+    for _ in range(3):
+        time.sleep(0.5)
+        sizes.append(target.stat().st_size)
+    target.unlink()
+    (server.root / "huge.bin").unlink()
+    assert sizes[-1] == sizes[-2] < 4 << 30, f"the copy went on: {sizes}"
+
+
+def test_copies_never_hold_the_workers_that_others_need(server: Server) -> None:
+    """Eight long copy-data requests at once run four at a time on threads of their own
+    (the shared workers could otherwise all be copying), and a MKDIR on another
+    connection is answered meanwhile."""
+    with open(server.root / "big.bin", "wb") as sparse:
+        sparse.truncate(1 << 30)
+    copies = [f"c{n}.bin" for n in range(8)]
+
+    async def body() -> None:
+        async with await connect(server) as one, await connect(server) as two:
+            copiers = [await RawSFTP.start(conn) for conn in (one, two) for _ in range(4)]
+            for n, raw in enumerate(copiers):
+                src = await raw.open(b"/big.bin", FXF_READ)
+                dst = await raw.open(f"/{copies[n]}".encode(), FXF_WRITE | FXF_CREAT | FXF_TRUNC)
+                _copy_request(raw, 1000 + n, src, dst)
+            async with await connect(server) as three:
+                other = await RawSFTP.start(three)
+                rtype, buf = await other.request(FXP_MKDIR, sstr(b"/made") + u32(0))
+                assert status(rtype, buf) == FX_OK
+                await asyncio.sleep(0.3)
+                sizes = [(server.root / name).stat().st_size for name in copies]
+                assert 1 <= sum(size > 0 for size in sizes) <= 4, sizes
+                assert all(size < 1 << 30 for size in sizes), "the copies were still running"
+
+    try:
+        run(body)
+    finally:
+        for name in ("big.bin", *copies):
+            (server.root / name).unlink(missing_ok=True)
+    assert (server.root / "made").is_dir()

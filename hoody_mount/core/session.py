@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import logs, paths
@@ -190,15 +191,24 @@ class Session:
         file.fsync()
 
     def copy_data(
-        self, src: OpenFile, src_offset: int, length: int, dst: OpenFile, dst_offset: int
+        self,
+        src: OpenFile,
+        src_offset: int,
+        length: int,
+        dst: OpenFile,
+        dst_offset: int,
+        stop: Callable[[], bool] = lambda: False,
     ) -> None:
-        """Copy ``length`` bytes (0: to the end) between open files, never onto the same file."""
+        """Copy ``length`` bytes (0: to the end) between open files, never onto the same
+        file; ECANCELED between two blocks once ``stop()`` is true."""
         self._check_write("copy-data", dst.path)
         a, b = src.stat(), dst.stat()
         if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
             raise OSError(errno.EINVAL, "copy-data onto the same file is refused", dst.path)
         remaining = length or None
         while remaining is None or remaining > 0:
+            if stop():
+                raise OSError(errno.ECANCELED, "Copy stopped: the client has gone", dst.path)
             chunk = _COPY_BLOCK if remaining is None else min(_COPY_BLOCK, remaining)
             data = src.read(src_offset, chunk)
             if not data:

@@ -56,6 +56,7 @@ CIPHERS = [
     "aes256-ctr",
 ]
 T = TypeVar("T")
+LONG_CALL_THREADS = 4  # copy-data requests run at once; more wait their turn
 
 
 @dataclass
@@ -72,6 +73,8 @@ class SSHContext:
     connections: collections.Counter[str] = field(default_factory=collections.Counter)
     unauthenticated: int = 0
     handles: HandleBudget = field(default_factory=HandleBudget.for_this_process)
+    # copy-data may run for minutes: on threads of its own, so it never holds the pool
+    long_calls: Workers = field(default_factory=lambda: Workers(LONG_CALL_THREADS, "hoody-copy"))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call in the worker pool."""
@@ -230,7 +233,9 @@ class _Channel(asyncssh.SSHServerProcess[bytes]):
         chan = self._chan
         if self.subsystem == "sftp":
             ctx = cast(SSHServer, chan.get_connection().get_owner()).ctx
-            self.sftp = SFTPChannel(chan, ctx.pool, ctx.limits.max_packet, ctx.handles)
+            self.sftp = SFTPChannel(
+                chan, ctx.pool, ctx.limits.max_packet, ctx.handles, ctx.long_calls
+            )
         stdin = SSHReader[bytes](self, chan)
         stdout = SSHWriter[bytes](self, chan)
         stderr = SSHWriter[bytes](self, chan, EXTENDED_DATA_STDERR)

@@ -80,9 +80,11 @@ class SFTPChannel:
         pool: Workers,
         max_packet: int,
         budget: HandleBudget,
+        long_calls: Workers,
     ):
         self._chan = chan
         self._pool = pool
+        self._long_calls = long_calls  # a few threads of their own for copy-data
         self._budget = budget
         self._loop = asyncio.get_running_loop()
         self._framer = Framer(max_packet)
@@ -150,8 +152,7 @@ class SFTPChannel:
         if not self._chan.is_closing():
             self._close_check = self._loop.call_later(CLOSE_CHECK, self._check_closed)
             return
-        self._lost = True
-        self._queue.clear()
+        self._lose()
         self._chan.resume_reading()  # asyncssh drains to us, then reports the close
         self._pump()
 
@@ -161,9 +162,15 @@ class SFTPChannel:
 
     def connection_lost(self) -> None:
         """The channel is closed: drop what is queued, end once nothing runs."""
+        self._lose()
+        self._pump()
+
+    def _lose(self) -> None:
+        """Nobody reads our replies any more: stop a long copy, drop what is queued."""
         self._lost = True
         self._queue.clear()
-        self._pump()
+        if self._requests is not None:
+            self._requests.ended = True
 
     # -- serving ----------------------------------------------------------------------
 
@@ -212,6 +219,8 @@ class SFTPChannel:
         done = functools.partial(self._finished, job, pktid, span)
         if job.in_order or kind == AFTER_WRITES:  # behind the WRITEs before it, if any
             self._writes.post(job.call, done)
+        elif job.long:
+            self._long_calls.post(self._loop, done, job.call)
         else:
             self._pool.post(self._loop, done, job.call)
 

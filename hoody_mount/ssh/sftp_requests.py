@@ -94,6 +94,7 @@ class Job:
     reply: Callable[[Any], bytes]
     undo: Callable[[], None] | None = None
     in_order: bool = False
+    long: bool = False  # may run for minutes (copy-data): kept off the shared workers
 
 
 Answer = bytes | Job
@@ -128,6 +129,7 @@ class Requests:
         self.folders: dict[bytes, Folder] = {}
         self._opening = 0  # OPEN and OPENDIR requests running: their handles are promised
         self._budget = budget  # the handles of every channel, per user
+        self.ended = False  # the channel is closing: a long copy stops
         self._user = session.user.name
         self._next = 0
         software = client_version.removeprefix("SSH-2.0-")
@@ -149,6 +151,7 @@ class Requests:
 
     def open_objects(self) -> list[OpenFile | Listing]:
         """Everything still open, forgotten here: the channel closes it at the end."""
+        self.ended = True
         objects: list[OpenFile | Listing] = list(self.files.values())
         objects += [f.listing for f in self.folders.values() if f.listing is not None]
         self._budget.give(self._user, len(self.files) + len(self.folders))
@@ -294,8 +297,11 @@ class Requests:
         dst_offset = packet.get_uint64()
         packet.check_end()
         return Job(
-            lambda: self.session.copy_data(src, src_offset, length, dst, dst_offset),
+            lambda: self.session.copy_data(
+                src, src_offset, length, dst, dst_offset, stop=lambda: self.ended
+            ),
             lambda _: wire.ok(pktid),
+            long=True,
         )
 
     # -- paths ----------------------------------------------------------------------
