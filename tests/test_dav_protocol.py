@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import pytest
 from conftest import (
@@ -1321,3 +1321,56 @@ def test_delete_of_a_folder_with_a_locked_member_keeps_both(server: Server, url:
     held = {"If": f"<http://127.0.0.1:{server.http_port}/dav/lk/locked.txt> ({token})"}
     assert call(server, "DELETE", url, headers=held, strict=False).status == 204
     assert not (server.root / "lk").exists()
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "MOVE", "COPY"])
+@pytest.mark.parametrize("path", ["/dav/", "/dav"])
+def test_the_share_root_is_never_replaced_moved_or_deleted(
+    server: Server, method: str, path: str
+) -> None:
+    """The user's whole folder answers 405 with an Allow header, never 500."""
+    headers = {"Destination": "/dav/elsewhere/"} if method in ("MOVE", "COPY") else {}
+    reply = call(server, method, path, headers=headers, body=b"x" if method == "PUT" else None,
+                 strict=False)  # fmt: skip
+    assert reply.status == 405, f"{method} {path}: {reply.status} {reply.text[:200]}"
+    assert "PROPFIND" in reply.headers.get("Allow", "")
+    assert (server.root / "share" / "docs" / "readme.txt").exists()
+
+
+def test_an_mtime_no_file_can_have_is_refused_before_the_upload(server: Server) -> None:
+    """X-OC-Mtime beyond what a file's time can hold gets 400, and the old content stays."""
+    target = server.root / "share" / "docs" / "readme.txt"
+    headers = {"X-OC-Mtime": "99999999999999999999"}
+    reply = call(server, "PUT", "/dav/share/docs/readme.txt", headers=headers, body=b"new",
+                 strict=False)  # fmt: skip
+    assert reply.status == 400, reply.text[:200]
+    assert target.read_text() == "shared text\n"
+    ok = call(server, "PUT", "/dav/share/docs/readme.txt", headers={"X-OC-Mtime": "1000000000"},
+              body=b"new")  # fmt: skip
+    assert ok.status in (200, 204) and target.read_bytes() == b"new"
+
+
+@pytest.mark.parametrize("chars", [77, 85])
+def test_long_multibyte_names_are_uploaded(server: Server, chars: int) -> None:
+    """Names of up to 255 bytes of multibyte characters are uploaded whole (the upload's
+    temp name once counted characters, not bytes)."""
+    name = "中" * chars  # 231 and 255 bytes
+    reply = call(server, "PUT", "/dav/share/" + quote(name), body=b"wide")
+    assert reply.status == 201, reply.text[:200]
+    assert (server.root / "share" / name).read_bytes() == b"wide"
+
+
+def test_names_xml_cannot_carry_are_still_listed(server: Server) -> None:
+    """A folder holding a name whose bytes are not UTF-8 and one with a control character
+    lists as well-formed XML: the hrefs quote the bytes, the display names show U+FFFD."""
+    folder = server.root / "odd"
+    folder.mkdir()
+    with open(os.fsencode(folder) + b"/inv\xff.txt", "wb") as odd:
+        odd.write(b"x")
+    (folder / "a\x01b").write_bytes(b"y")
+    body = propfind_body("D:displayname", "D:getcontentlength")
+    found = multistatus(call(server, "PROPFIND", "/dav/odd/", headers={"Depth": "1"}, body=body))
+    reply = call(server, "PROPFIND", "/dav/odd/", headers={"Depth": "1"}, body=body)
+    assert b"/dav/odd/inv%FF.txt" in reply.body and b"/dav/odd/a%01b" in reply.body
+    names = {props[f"{DAV}displayname"][1].text for props in found.values()}
+    assert {"inv\ufffd.txt", "a\ufffdb"} <= names, names

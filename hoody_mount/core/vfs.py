@@ -339,7 +339,8 @@ class AtomicFile:
         self._dir = -1  # ours once the temp file exists; until then the caller's to close
         self._name = name
         self.path = path
-        self._temp = f".{name[:200]}{_TEMP_MARK}{secrets.token_hex(6)}.part"
+        stem = os.fsencode(name)[:200].decode("utf-8", "ignore") or "upload"  # 255 bytes in all
+        self._temp = f".{stem}{_TEMP_MARK}{secrets.token_hex(6)}.part"
         self._mode = mode
         fd = os.open(
             self._temp,

@@ -10,6 +10,10 @@
 - A Range header WsgiDAV would misread (reversed, unknown unit, malformed) is dropped,
   so the whole file is sent; an unsatisfiable one gets 416.
 - Stored HTML, SVG and XML are sent as sandboxed attachments.
+- An ``X-OC-Mtime`` that no file can carry gets 400 before the upload starts (WsgiDAV
+  applied it after the new content had replaced the old, and failed with 500 there).
+- PUT, DELETE, MOVE and COPY of the share's root (``/dav/``) get 405: it is the user's
+  whole folder, never a file.
 """
 
 from __future__ import annotations
@@ -38,10 +42,25 @@ _FINITE_DEPTH = (
 
 
 def _answer(
-    start_response: StartResponse, status: str, body: bytes, kind: str = "text/plain"
+    start_response: StartResponse,
+    status: str,
+    body: bytes,
+    kind: str = "text/plain",
+    extra: list[tuple[str, str]] | None = None,
 ) -> list[bytes]:
-    start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body)))])
+    headers = [("Content-Type", kind), ("Content-Length", str(len(body))), *(extra or [])]
+    start_response(status, headers)
     return [body]
+
+
+ROOT_REFUSED = frozenset({"PUT", "DELETE", "MOVE", "COPY"})
+MAX_MTIME = (2**63 - 1) // 10**9  # seconds that fit a file's time in nanoseconds
+
+
+def _mtime_ok(value: str) -> bool:
+    """Whether an ``X-OC-Mtime`` (seconds) is one a file can have; a non-number is left
+    to WsgiDAV, which answers 400 for it."""
+    return not value.strip().isdigit() or int(value) <= MAX_MTIME
 
 
 class DavGate:
@@ -62,6 +81,15 @@ class DavGate:
             return _answer(
                 start_response, "403 Forbidden", _FINITE_DEPTH, "application/xml; charset=utf-8"
             )
+        if method in ROOT_REFUSED and str(environ.get("PATH_INFO", "")).rstrip("/") == SHARE:
+            return _answer(
+                start_response,
+                "405 Method Not Allowed",
+                b"the share's root cannot be replaced, moved or deleted\n",
+                extra=[("Allow", "OPTIONS, GET, HEAD, PROPFIND")],
+            )
+        if not _mtime_ok(str(environ.get("HTTP_X_OC_MTIME", "0"))):
+            return _answer(start_response, "400 Bad Request", b"X-OC-Mtime is out of range\n")
         if method not in ("PUT", "GET", "HEAD") and not self._xml_body_ok(environ):
             return _answer(start_response, "400 Bad Request", b"DTDs are not accepted\n")
         if method in ("GET", "HEAD") and "HTTP_RANGE" in environ:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 import threading
 from collections.abc import Iterator
@@ -41,6 +42,10 @@ from ..core.session import Session
 from ..core.vfs import AtomicFile, Entry, OpenFile, Times
 
 SESSION_KEY = "hoody.session"
+_HREF_SAFE = "/!*'(),$-_|."  # as WsgiDAV quotes hrefs (Nautilus chokes on %28)
+# What no XML text may hold: control characters (but tab, LF, CR) and lone surrogates
+# (a file name's bytes that are not UTF-8, as Python decodes them).
+_UNSHOWABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 
 _STATUS = {
     errno.ENOENT: HTTP_NOT_FOUND,
@@ -150,13 +155,21 @@ class _Common:
         return self.st.st_mtime
 
     def get_display_name(self) -> str:
-        return paths.split(paths.normalize(self.path))[1]
+        """The name, as XML can carry it: bytes that are not UTF-8 on the disk and control
+        characters (which no XML document may hold) are shown as U+FFFD."""
+        name = paths.split(paths.normalize(self.path))[1]
+        return _UNSHOWABLE.sub("\ufffd", name)
+
+    def get_href(self) -> str:
+        """WsgiDAV's href, with a name's bytes that are not UTF-8 quoted as they are."""
+        whole = self.provider.mount_path + self.provider.share_path + self.get_preferred_path()  # type: ignore[attr-defined]
+        return quote(whole, safe=_HREF_SAFE, errors="surrogateescape")
 
     def get_ref_url(self) -> str:
         jail = self.session.user.root
         preferred = self.get_preferred_path()  # type: ignore[attr-defined]
         full = preferred if jail == "/" else jail + preferred
-        return quote(self.provider.share_path + full)
+        return quote(self.provider.share_path + full, errors="surrogateescape")
 
     def set_last_modified(self, dest_path: str, time_stamp: Any, *, dry_run: bool) -> bool:
         secs = time_stamp if isinstance(time_stamp, int) else util.parse_time_string(time_stamp)
