@@ -1545,3 +1545,51 @@ def test_html_page_in_chromium(server: Server, tmp_path: Path) -> None:
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(png) > 5 * 1024, f"screenshot is only {len(png)} bytes"
     shutil.copy(screenshot, "/tmp/hoody-api-page.png")
+
+
+# -- conditional requests ------------------------------------------------------------------
+
+
+def test_conditional_writes_and_reads_answer_412_and_change_nothing(server: Server) -> None:
+    """If-None-Match: * refuses to replace an existing file; If-Match with another ETag
+    refuses PUT, DELETE and GET; If-Unmodified-Since before the file's time refuses a
+    write; with the right ETag the write goes through (RFC 9110 §13)."""
+    target = server.root / "cond.txt"
+    target.write_bytes(b"old")
+    path = "/api/v1/files/cond.txt"
+    etag = http_request(server, "HEAD", path).headers["etag"]
+    refusals = [
+        ("PUT", {"If-None-Match": "*"}),
+        ("PUT", {"If-Match": '"not-it"'}),
+        ("DELETE", {"If-Match": '"not-it"'}),
+        ("GET", {"If-Match": '"not-it"'}),
+        ("PUT", {"If-Unmodified-Since": "Thu, 01 Jan 1970 00:00:10 GMT"}),
+    ]
+    for method, headers in refusals:
+        body = b"new" if method == "PUT" else None
+        reply = http_request(server, method, path, body, headers=headers)
+        assert reply.status == 412, (method, headers, reply.status, reply.body[:200])
+        assert json.loads(reply.body)["error"] == "precondition_failed"
+    assert target.read_bytes() == b"old"
+    reply = http_request(server, "PUT", path, b"new", headers={"If-Match": etag})
+    assert reply.status in (200, 204), reply.body[:200]
+    assert target.read_bytes() == b"new"
+    created = http_request(server, "PUT", "/api/v1/files/fresh.txt", b"x",
+                           headers={"If-None-Match": "*"})  # fmt: skip
+    assert created.status == 201, created.body[:200]
+
+
+def test_unknown_method_lists_the_allowed_ones(server: Server) -> None:
+    """405 carries an Allow header (RFC 9110 §15.5.6)."""
+    reply = http_request(server, "PATCH", "/api/v1/files/x.txt", b"x")
+    assert reply.status == 405
+    assert "PUT" in reply.headers.get("allow", "")
+
+
+def test_a_suffix_range_of_an_empty_file_is_unsatisfiable(server: Server) -> None:
+    """bytes=-1 of an empty file is 416 with Content-Range bytes */0, never a 206 with
+    the impossible range 0--1."""
+    (server.root / "empty.bin").write_bytes(b"")
+    reply = http_request(server, "GET", "/api/v1/files/empty.bin", headers={"Range": "bytes=-1"})
+    assert reply.status == 416, reply.headers
+    assert reply.headers.get("content-range") == "bytes */0"

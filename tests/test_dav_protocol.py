@@ -1374,3 +1374,13 @@ def test_names_xml_cannot_carry_are_still_listed(server: Server) -> None:
     assert b"/dav/odd/inv%FF.txt" in reply.body and b"/dav/odd/a%01b" in reply.body
     names = {props[f"{DAV}displayname"][1].text for props in found.values()}
     assert {"inv\ufffd.txt", "a\ufffdb"} <= names, names
+
+
+def test_ranges_wsgidav_would_misread_are_served_right(server: Server) -> None:
+    """Several ranges (WsgiDAV sent the last alone) get the whole file with 200; one
+    range with spaces gets exactly those bytes."""
+    (server.root / "r.txt").write_bytes(b"0123456789")
+    whole = call(server, "GET", "/dav/r.txt", headers={"Range": "bytes=0-1,5-6"})
+    assert (whole.status, whole.body) == (200, b"0123456789")
+    part = call(server, "GET", "/dav/r.txt", headers={"Range": "bytes= 1 - 2"})
+    assert (part.status, part.body) == (206, b"12"), part.headers

@@ -30,6 +30,7 @@ from . import page
 from .errors import ApiError, from_os_error, status_line
 
 PREFIX = "/api/v1/files"
+ALLOW = "GET, HEAD, PUT, POST, DELETE"
 BLOCK = 1 << 20
 JSON_BODY_LIMIT = 64 * 1024
 PAGE_DEFAULT, PAGE_MAX = 1000, 10000
@@ -66,7 +67,8 @@ def _expected_digest(environ: dict[str, Any]) -> bytes | None:
             continue
         match = re.search(r"(?:^|,)\s*sha-256\s*=\s*:([A-Za-z0-9+/=]+):", header)
         if match is None:
-            raise ApiError(400, "bad_digest", f"{key[5:].title()} has no sha-256 value")
+            name = key[5:].replace("_", "-").title()
+            raise ApiError(400, "bad_digest", f"{name} has no sha-256 value")
         try:
             digest = base64.b64decode(match.group(1), validate=True)
         except binascii.Error:
@@ -140,6 +142,8 @@ class FilesAPI:
             status, headers, body = self._dispatch(environ)
         except ApiError as exc:
             status, headers, body = _json(exc.status, {"error": exc.code, "message": exc.message})
+            if exc.status == 405:
+                headers.append(("Allow", ALLOW))
         except OSError as exc:
             err = from_os_error(exc)
             status, headers, body = _json(err.status, {"error": err.code, "message": err.message})
@@ -158,6 +162,8 @@ class FilesAPI:
         path = os.fsdecode(raw[len(PREFIX) :].encode("latin-1")) or "/"
         query = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
         method = environ["REQUEST_METHOD"]
+        if method in ("GET", "HEAD", "PUT", "DELETE"):
+            _check_preconditions(environ, session, path, write=method in ("PUT", "DELETE"))
         if method in ("GET", "HEAD"):
             return self._get(environ, session, path, query)
         if method == "PUT":
@@ -431,6 +437,36 @@ class FilesAPI:
         else:
             session.rmdir(path)
         return status_line(204), [("Content-Length", "0")], b""
+
+
+def _check_preconditions(environ: dict[str, Any], session: Session, path: str, write: bool) -> None:
+    """If-Match and If-Unmodified-Since, and for a write If-None-Match (RFC 9110 §13):
+    412 when one fails, before anything is read or changed."""
+    match = environ.get("HTTP_IF_MATCH")
+    none_match = environ.get("HTTP_IF_NONE_MATCH") if write else None
+    since = environ.get("HTTP_IF_UNMODIFIED_SINCE")
+    if match is None and none_match is None and since is None:
+        return
+    try:
+        st: os.stat_result | None = session.stat(path)
+    except FileNotFoundError:
+        st = None
+    etag = _etag(st) if st is not None and not stat.S_ISDIR(st.st_mode) else None
+    if match is not None:
+        tags = [t.strip() for t in match.split(",")]
+        if st is None or ("*" not in tags and etag not in tags):
+            raise ApiError(412, "precondition_failed", "If-Match: the file is not the one named")
+    elif since is not None and st is not None:
+        try:
+            limit = email.utils.parsedate_to_datetime(since).timestamp()
+        except (TypeError, ValueError):
+            limit = None  # an unreadable date is ignored (RFC 9110 §13.1.4)
+        if limit is not None and int(st.st_mtime) > limit:
+            raise ApiError(412, "precondition_failed", "If-Unmodified-Since: the file changed")
+    if none_match is not None and st is not None:
+        tags = [t.strip() for t in none_match.split(",")]
+        if "*" in tags or (etag is not None and etag in tags):
+            raise ApiError(412, "precondition_failed", "If-None-Match: the file exists")
 
 
 def _not_modified(environ: dict[str, Any], etag: str, st: os.stat_result) -> bool:

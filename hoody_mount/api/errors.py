@@ -36,6 +36,7 @@ REASONS = {
     405: "Method Not Allowed",
     409: "Conflict",
     411: "Length Required",
+    412: "Precondition Failed",
     413: "Content Too Large",
     416: "Range Not Satisfiable",
     422: "Unprocessable Content",

@@ -32,8 +32,8 @@ def parse(header: str, size: int) -> list[tuple[int, int]] | None:
             if not last_text.isdigit():
                 return None
             length = int(last_text)
-            if length == 0:
-                continue
+            if length == 0 or size == 0:
+                continue  # unsatisfiable: no last bytes to give
             ranges.append((max(size - length, 0), size - 1))
             continue
         if not first_text.isdigit() or (last_text and not last_text.isdigit()):

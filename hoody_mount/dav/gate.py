@@ -7,8 +7,9 @@
 - XML bodies with a DOCTYPE get 400: no DTD of any kind, internal or external.
 - ``Depth: infinity`` PROPFIND (also the default with no Depth) gets 403
   propfind-finite-depth (RFC 4918 §9.1).
-- A Range header WsgiDAV would misread (reversed, unknown unit, malformed) is dropped,
-  so the whole file is sent; an unsatisfiable one gets 416.
+- A Range header WsgiDAV would misread (reversed, unknown unit, malformed, several
+  ranges, of which it sent the last alone) is dropped, so the whole file is sent; one
+  range is passed on in the one spelling WsgiDAV reads; an unsatisfiable one gets 416.
 - Stored HTML, SVG and XML are sent as sandboxed attachments.
 - An ``X-OC-Mtime`` that no file can carry gets 400 before the upload starts (WsgiDAV
   applied it after the new content had replaced the old, and failed with 500 there).
@@ -123,8 +124,11 @@ class DavGate:
         except OSError:
             return None  # WsgiDAV answers for missing paths
         try:
-            if byteranges.parse(str(environ["HTTP_RANGE"]), size) is None:
+            ranges = byteranges.parse(str(environ["HTTP_RANGE"]), size)
+            if ranges is None or len(ranges) > 1:  # WsgiDAV would send the last range alone
                 del environ["HTTP_RANGE"]
+            else:  # in the one spelling WsgiDAV reads right
+                environ["HTTP_RANGE"] = "bytes={}-{}".format(*ranges[0])
         except byteranges.RangeError:
             start_response(
                 "416 Range Not Satisfiable",
