@@ -1384,3 +1384,14 @@ def test_ranges_wsgidav_would_misread_are_served_right(server: Server) -> None:
     assert (whole.status, whole.body) == (200, b"0123456789")
     part = call(server, "GET", "/dav/r.txt", headers={"Range": "bytes= 1 - 2"})
     assert (part.status, part.body) == (206, b"12"), part.headers
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "PROPFIND"])
+def test_a_path_that_is_not_utf8_gets_a_clear_answer(server: Server, method: str) -> None:
+    """WebDAV cannot name bytes that are not UTF-8: a complete 400 that says so, and the
+    file stays (it is reachable over SFTP and the file API)."""
+    with open(os.fsencode(server.root) + b"/inv\xff.txt", "wb") as odd:
+        odd.write(b"x")
+    reply = call(server, method, "/dav/inv%FF.txt", headers={"Depth": "0"}, strict=False)
+    assert reply.status == 400 and b"UTF-8" in reply.body, (reply.status, reply.body[:200])
+    assert os.path.exists(os.fsencode(server.root) + b"/inv\xff.txt")

@@ -3,7 +3,8 @@
 - Read-only users: every method that could change anything (PUT, DELETE, MKCOL, COPY,
   MOVE, PROPPATCH, LOCK, UNLOCK, POST) gets 403 before WsgiDAV stores a lock or a dead
   property; OPTIONS shows them only the read methods.
-- Paths with a ``..`` segment get a complete 400 (WsgiDAV would answer without a body).
+- Paths with a ``..`` segment get a complete 400 (WsgiDAV would answer without a body),
+  and so do paths that are not UTF-8 (WsgiDAV failed on them and dropped the connection).
 - XML bodies with a DOCTYPE get 400: no DTD of any kind, internal or external.
 - ``Depth: infinity`` PROPFIND (also the default with no Depth) gets 403
   propfind-finite-depth (RFC 4918 §9.1).
@@ -58,6 +59,16 @@ ROOT_REFUSED = frozenset({"PUT", "DELETE", "MOVE", "COPY"})
 MAX_MTIME = (2**63 - 1) // 10**9  # seconds that fit a file's time in nanoseconds
 
 
+def _utf8(path_info: str) -> bool:
+    """Whether the raw path (WSGI hands it over as latin-1) is UTF-8, the only paths
+    WsgiDAV can decode (it failed before answering, and the connection was dropped)."""
+    try:
+        path_info.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return False
+    return True
+
+
 def _mtime_ok(value: str) -> bool:
     """Whether an ``X-OC-Mtime`` (seconds) is one a file can have; a non-number is left
     to WsgiDAV, which answers 400 for it."""
@@ -78,6 +89,12 @@ class DavGate:
             return _answer(start_response, "403 Forbidden", b"read-only access\n")
         if ".." in str(environ.get("PATH_INFO", "")).split("/"):
             return _answer(start_response, "400 Bad Request", b"'..' is not allowed in paths\n")
+        if not _utf8(str(environ.get("PATH_INFO", ""))):
+            return _answer(
+                start_response,
+                "400 Bad Request",
+                b"WebDAV paths must be UTF-8; this name is reachable over SFTP and the file API\n",
+            )
         if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").lower() == "infinity":
             return _answer(
                 start_response, "403 Forbidden", _FINITE_DEPTH, "application/xml; charset=utf-8"
