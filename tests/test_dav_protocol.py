@@ -1395,3 +1395,14 @@ def test_a_path_that_is_not_utf8_gets_a_clear_answer(server: Server, method: str
     reply = call(server, method, "/dav/inv%FF.txt", headers={"Depth": "0"}, strict=False)
     assert reply.status == 400 and b"UTF-8" in reply.body, (reply.status, reply.body[:200])
     assert os.path.exists(os.fsencode(server.root) + b"/inv\xff.txt")
+
+
+def test_if_modified_since_its_own_last_modified_is_304(server: Server) -> None:
+    """A client sending back the Last-Modified it was given gets 304, and one with an
+    earlier date gets the file (RFC 9110 §13.1.3)."""
+    (server.root / "m.txt").write_bytes(b"m")
+    stamp = call(server, "GET", "/dav/m.txt").headers["Last-Modified"]
+    assert call(server, "GET", "/dav/m.txt", headers={"If-Modified-Since": stamp}).status == 304
+    early = email.utils.formatdate(os.stat(server.root / "m.txt").st_mtime - 60, usegmt=True)
+    reply = call(server, "GET", "/dav/m.txt", headers={"If-Modified-Since": early})
+    assert (reply.status, reply.body) == (200, b"m")

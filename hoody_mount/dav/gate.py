@@ -12,6 +12,7 @@
   ranges, of which it sent the last alone) is dropped, so the whole file is sent; one
   range is passed on in the one spelling WsgiDAV reads; an unsatisfiable one gets 416.
 - Stored HTML, SVG and XML are sent as sandboxed attachments.
+- ``If-Modified-Since`` counts its own second as not modified (RFC 9110 §13.1.3).
 - An ``X-OC-Mtime`` that no file can carry gets 400 before the upload starts (WsgiDAV
   applied it after the new content had replaced the old, and failed with 500 there).
 - PUT, DELETE, MOVE and COPY of the share's root (``/dav/``) get 405: it is the user's
@@ -20,6 +21,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import io
 import os
 from collections.abc import Callable, Iterable
@@ -57,6 +59,17 @@ def _answer(
 
 ROOT_REFUSED = frozenset({"PUT", "DELETE", "MOVE", "COPY"})
 MAX_MTIME = (2**63 - 1) // 10**9  # seconds that fit a file's time in nanoseconds
+
+
+def _inclusive_since(environ: dict[str, Any]) -> None:
+    """Move If-Modified-Since one second on: WsgiDAV answers 304 only for a file older
+    than the date, where RFC 9110 §13.1.3 also wants it for one of the same second (a
+    client sending back the Last-Modified it was given got the whole file again)."""
+    try:
+        since = email.utils.parsedate_to_datetime(str(environ["HTTP_IF_MODIFIED_SINCE"]))
+    except (TypeError, ValueError):
+        return  # an unreadable date is ignored, by WsgiDAV too
+    environ["HTTP_IF_MODIFIED_SINCE"] = email.utils.formatdate(since.timestamp() + 1, usegmt=True)
 
 
 def _utf8(path_info: str) -> bool:
@@ -110,6 +123,8 @@ class DavGate:
             return _answer(start_response, "400 Bad Request", b"X-OC-Mtime is out of range\n")
         if method not in ("PUT", "GET", "HEAD") and not self._xml_body_ok(environ):
             return _answer(start_response, "400 Bad Request", b"DTDs are not accepted\n")
+        if method in ("GET", "HEAD") and "HTTP_IF_MODIFIED_SINCE" in environ:
+            _inclusive_since(environ)
         if method in ("GET", "HEAD") and "HTTP_RANGE" in environ:
             refusal = self._check_range(environ, start_response)
             if refusal is not None:
