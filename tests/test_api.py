@@ -1593,3 +1593,29 @@ def test_a_suffix_range_of_an_empty_file_is_unsatisfiable(server: Server) -> Non
     reply = http_request(server, "GET", "/api/v1/files/empty.bin", headers={"Range": "bytes=-1"})
     assert reply.status == 416, reply.headers
     assert reply.headers.get("content-range") == "bytes */0"
+
+
+def test_a_create_only_put_never_replaces_a_file_made_meanwhile(server: Server) -> None:
+    """PUT with If-None-Match: * answers 412 when the file appears while the body is
+    still arriving, and what appeared stays; a weak ETag matches If-None-Match too."""
+    target = server.root / "race.txt"
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=30) as sock:
+        head = (
+            "PUT /api/v1/files/race.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+            f"If-None-Match: *\r\n{_basic_header()}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + b"12345")
+        time.sleep(0.3)
+        target.write_bytes(b"theirs")
+        sock.sendall(b"67890")
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 412"), answer[:200]
+    assert target.read_bytes() == b"theirs"
+    etag = http_request(server, "HEAD", "/api/v1/files/race.txt").headers["etag"]
+    weak = http_request(server, "PUT", "/api/v1/files/race.txt", b"x",
+                        headers={"If-None-Match": f"W/{etag}"})  # fmt: skip
+    assert weak.status == 412 and target.read_bytes() == b"theirs"
+
+
+def _basic_header() -> str:
+    return "Authorization: " + auth_headers(ROOT)["Authorization"]

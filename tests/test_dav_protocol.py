@@ -1406,3 +1406,41 @@ def test_if_modified_since_its_own_last_modified_is_304(server: Server) -> None:
     early = email.utils.formatdate(os.stat(server.root / "m.txt").st_mtime - 60, usegmt=True)
     reply = call(server, "GET", "/dav/m.txt", headers={"If-Modified-Since": early})
     assert (reply.status, reply.body) == (200, b"m")
+
+
+def test_copy_never_writes_through_a_link_in_the_destination(server: Server) -> None:
+    """COPY with Overwrite: T where the destination holds a link at the name of a source
+    folder: the link is replaced by a real folder, and what it led to is left alone."""
+    top = server.root / "cpl"
+    (top / "src" / "D").mkdir(parents=True)
+    (top / "src" / "D" / "f.txt").write_bytes(b"source")
+    os.symlink("f.txt", top / "src" / "D" / "L")
+    (top / "other" / "L").mkdir(parents=True)
+    (top / "other" / "L" / "keep.txt").write_bytes(b"keep")
+    (top / "dst").mkdir()
+    os.symlink("../other", top / "dst" / "D")
+    headers = {"Destination": "/dav/cpl/dst", "Overwrite": "T"}
+    reply = call(server, "COPY", "/dav/cpl/src", headers=headers, timeout=20)
+    assert reply.status in (201, 204), reply.text[:300]
+    assert (top / "other" / "L" / "keep.txt").read_bytes() == b"keep"
+    assert sorted(os.listdir(top / "other")) == ["L"]
+    assert not os.path.islink(top / "dst" / "D")
+    assert (top / "dst" / "D" / "f.txt").read_bytes() == b"source"
+    assert os.readlink(top / "dst" / "D" / "L") == "f.txt"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"If-Modified-Since": "Fri, 31 Dec 9999 23:59:59 GMT"},
+        {"If-Modified-Since": "not a date"},
+        {"X-OC-Mtime": "\u00b2"},
+    ],
+)
+def test_odd_condition_headers_never_fail_the_gate(server: Server, headers: dict[str, str]) -> None:
+    """Dates out of range and digits that are not ASCII get an answer, never a 500."""
+    (server.root / "g.txt").write_bytes(b"g")
+    method = "PUT" if "X-OC-Mtime" in headers else "GET"
+    body = b"new" if method == "PUT" else None
+    reply = call(server, method, "/dav/g.txt", headers=headers, body=body, strict=False)
+    assert reply.status < 500, (reply.status, reply.text[:200])

@@ -372,7 +372,11 @@ class FilesAPI:
             hasher.close()
             upload.abort()
             raise
-        upload.commit()
+        _check_preconditions(environ, session, path, write=True)  # again: it may have changed
+        try:
+            upload.commit(replace=not _creates_only(environ))
+        except FileExistsError:
+            raise ApiError(412, "precondition_failed", "If-None-Match: the file exists") from None
         st = session.stat(path)
         self.digests.remember(st, digest)
         data = {"path": _text(session.path(path)), "size": st.st_size, "sha256": digest.hex()}
@@ -464,9 +468,14 @@ def _check_preconditions(environ: dict[str, Any], session: Session, path: str, w
         if limit is not None and int(st.st_mtime) > limit:
             raise ApiError(412, "precondition_failed", "If-Unmodified-Since: the file changed")
     if none_match is not None and st is not None:
-        tags = [t.strip() for t in none_match.split(",")]
+        tags = [t.strip().removeprefix("W/") for t in none_match.split(",")]
         if "*" in tags or (etag is not None and etag in tags):
             raise ApiError(412, "precondition_failed", "If-None-Match: the file exists")
+
+
+def _creates_only(environ: dict[str, Any]) -> bool:
+    """Whether a PUT may only create (``If-None-Match: *``): then it never replaces."""
+    return "*" in [t.strip() for t in str(environ.get("HTTP_IF_NONE_MATCH", "")).split(",")]
 
 
 def _not_modified(environ: dict[str, Any], etag: str, st: os.stat_result) -> bool:

@@ -165,6 +165,21 @@ class Listing:
 MAX_OFFSET = 2**63 - 1  # off_t
 
 
+def _rename_noreplace(sfd: int, sname: str, dname: str, dfd: int = -1) -> None:
+    """Rename that never replaces (EEXIST instead); ``dfd`` defaults to ``sfd``."""
+    dfd = sfd if dfd < 0 else dfd
+    try:
+        syscalls.renameat2(sfd, sname, dfd, dname, syscalls.RENAME_NOREPLACE)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL or stat.S_ISDIR(
+            os.stat(sname, dir_fd=sfd, follow_symlinks=False).st_mode
+        ):
+            raise
+        # The filesystem lacks RENAME_NOREPLACE: link then unlink never replaces.
+        os.link(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
+        os.unlink(sname, dir_fd=sfd)
+
+
 def _position(offset: int) -> int:
     """``offset``, or EINVAL if no file position can be there (beyond ``off_t``)."""
     if not 0 <= offset <= MAX_OFFSET:
@@ -394,8 +409,9 @@ class AtomicFile:
         """The times the file gets when it is put in place (after its last write)."""
         self._times = times
 
-    def commit(self) -> None:
-        """Flush, then atomically replace the target with the new content."""
+    def commit(self, replace: bool = True) -> None:
+        """Flush, then atomically replace the target with the new content (or, with
+        ``replace`` false, EEXIST if a target has appeared: never replaced)."""
         try:
             if self._direct is not None:
                 offset, rest = self._direct.finish()
@@ -406,7 +422,10 @@ class AtomicFile:
                 os.utime(self.file.fd, ns=(self._times.atime_ns, self._times.mtime_ns))
             self.file.fsync()
             self.file.close()
-            os.rename(self._temp, self._name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+            if replace:
+                os.rename(self._temp, self._name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+            else:
+                _rename_noreplace(self._dir, self._temp, self._name)
             os.fsync(self._dir)
         except BaseException:
             self.abort()
@@ -730,16 +749,7 @@ class VFS:
             if replace:
                 os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
                 return
-            try:
-                syscalls.renameat2(sfd, sname, dfd, dname, syscalls.RENAME_NOREPLACE)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL or stat.S_ISDIR(
-                    os.stat(sname, dir_fd=sfd, follow_symlinks=False).st_mode
-                ):
-                    raise
-                # The filesystem lacks RENAME_NOREPLACE: link then unlink never replaces.
-                os.link(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
-                os.unlink(sname, dir_fd=sfd)
+            _rename_noreplace(sfd, sname, dname, dfd)
 
     def remove_tree(self, path: str) -> None:
         """Remove ``path`` and, for a folder, everything below it (no recursion, no links

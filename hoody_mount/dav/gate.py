@@ -65,11 +65,12 @@ def _inclusive_since(environ: dict[str, Any]) -> None:
     """Move If-Modified-Since one second on: WsgiDAV answers 304 only for a file older
     than the date, where RFC 9110 §13.1.3 also wants it for one of the same second (a
     client sending back the Last-Modified it was given got the whole file again)."""
+    parts = email.utils.parsedate_tz(str(environ["HTTP_IF_MODIFIED_SINCE"]))
     try:
-        since = email.utils.parsedate_to_datetime(str(environ["HTTP_IF_MODIFIED_SINCE"]))
-    except (TypeError, ValueError):
-        return  # an unreadable date is ignored, by WsgiDAV too
-    environ["HTTP_IF_MODIFIED_SINCE"] = email.utils.formatdate(since.timestamp() + 1, usegmt=True)
+        later = email.utils.formatdate(email.utils.mktime_tz(parts) + 1, usegmt=True)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError, OSError):
+        return  # an unreadable or impossible date is left to WsgiDAV, which ignores it
+    environ["HTTP_IF_MODIFIED_SINCE"] = later
 
 
 def _utf8(path_info: str) -> bool:
@@ -83,9 +84,10 @@ def _utf8(path_info: str) -> bool:
 
 
 def _mtime_ok(value: str) -> bool:
-    """Whether an ``X-OC-Mtime`` (seconds) is one a file can have; a non-number is left
-    to WsgiDAV, which answers 400 for it."""
-    return not value.strip().isdigit() or int(value) <= MAX_MTIME
+    """Whether an ``X-OC-Mtime`` is whole seconds (ASCII digits: WsgiDAV took any
+    Unicode digit and failed on it) that a file's time can hold."""
+    text = value.strip()
+    return text.isascii() and text.isdigit() and int(text) <= MAX_MTIME
 
 
 class DavGate:
@@ -120,7 +122,11 @@ class DavGate:
                 extra=[("Allow", "OPTIONS, GET, HEAD, PROPFIND")],
             )
         if not _mtime_ok(str(environ.get("HTTP_X_OC_MTIME", "0"))):
-            return _answer(start_response, "400 Bad Request", b"X-OC-Mtime is out of range\n")
+            return _answer(
+                start_response,
+                "400 Bad Request",
+                b"X-OC-Mtime must be whole seconds a file's time can hold\n",
+            )
         if method not in ("PUT", "GET", "HEAD") and not self._xml_body_ok(environ):
             return _answer(start_response, "400 Bad Request", b"DTDs are not accepted\n")
         if method in ("GET", "HEAD") and "HTTP_IF_MODIFIED_SINCE" in environ:

@@ -45,7 +45,7 @@ SESSION_KEY = "hoody.session"
 _HREF_SAFE = "/!*'(),$-_|."  # as WsgiDAV quotes hrefs (Nautilus chokes on %28)
 # What no XML text may hold: control characters (but tab, LF, CR) and lone surrogates
 # (a file name's bytes that are not UTF-8, as Python decodes them).
-_UNSHOWABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+_UNSHOWABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 _STATUS = {
     errno.ENOENT: HTTP_NOT_FOUND,
@@ -442,6 +442,9 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
             self._copy_link(dest_path)
             return
         with _mapped():
+            with contextlib.suppress(FileNotFoundError):
+                if not stat.S_ISDIR(self.session.stat(dest_path, follow=False).st_mode):
+                    self.session.remove(dest_path)  # a link or a file there: never gone through
             with contextlib.suppress(FileExistsError):
                 self.session.mkdir(dest_path, stat.S_IMODE(self.st.st_mode))
             times = Times(self.st.st_atime_ns, self.st.st_mtime_ns)
@@ -478,7 +481,8 @@ class SessionProvider(DAVProvider):  # type: ignore[misc]
         return FileResource(path, environ, st)
 
     def ref_url_to_path(self, ref_url: str) -> str:
-        path = "/" + unquote(ref_url.removeprefix(self.share_path)).lstrip("/")
+        relative = unquote(ref_url.removeprefix(self.share_path), errors="surrogateescape")
+        path = "/" + relative.lstrip("/")
         jail = getattr(self._local, "jail", "/")
         if jail != "/" and paths.is_within(path, jail):
             path = path[len(jail) :] or "/"

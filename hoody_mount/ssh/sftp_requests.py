@@ -81,7 +81,7 @@ EXTENSIONS = [
 # Clients (the software in their SSH version string) that send SYMLINK's two paths in
 # OpenSSH's order, the reverse of the draft's: OpenSSH, paramiko, libssh2 (curl), rclone
 # and Go's pkg/sftp (whose SSH version is "Go").
-_REVERSED_SYMLINK = ("OpenSSH", "paramiko", "libssh2", "rclone/", "Go")
+_REVERSED_SYMLINK = ("OpenSSH", "paramiko", "libssh2", "rclone/")
 
 
 @dataclass(slots=True)
@@ -133,7 +133,7 @@ class Requests:
         self._user = session.user.name
         self._next = 0
         software = client_version.removeprefix("SSH-2.0-")
-        self._reversed_symlink = software.startswith(_REVERSED_SYMLINK)
+        self._reversed_symlink = software.startswith(_REVERSED_SYMLINK) or software == "Go"
 
     def answer(self, kind: int, pktid: bytes, packet: SSHPacket) -> Answer:
         """The reply to one request, or the job that will make it."""
