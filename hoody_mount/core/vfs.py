@@ -165,9 +165,8 @@ class Listing:
 MAX_OFFSET = 2**63 - 1  # off_t
 
 
-def _rename_noreplace(sfd: int, sname: str, dname: str, dfd: int = -1) -> None:
-    """Rename that never replaces (EEXIST instead); ``dfd`` defaults to ``sfd``."""
-    dfd = sfd if dfd < 0 else dfd
+def _rename_noreplace(sfd: int, sname: str, dfd: int, dname: str) -> None:
+    """Rename that never replaces (EEXIST instead)."""
     try:
         syscalls.renameat2(sfd, sname, dfd, dname, syscalls.RENAME_NOREPLACE)
     except OSError as exc:
@@ -425,7 +424,7 @@ class AtomicFile:
             if replace:
                 os.rename(self._temp, self._name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
             else:
-                _rename_noreplace(self._dir, self._temp, self._name)
+                _rename_noreplace(self._dir, self._temp, self._dir, self._name)
             os.fsync(self._dir)
         except BaseException:
             self.abort()
@@ -749,7 +748,7 @@ class VFS:
             if replace:
                 os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
                 return
-            _rename_noreplace(sfd, sname, dname, dfd)
+            _rename_noreplace(sfd, sname, dfd, dname)
 
     def remove_tree(self, path: str) -> None:
         """Remove ``path`` and, for a folder, everything below it (no recursion, no links
