@@ -4,6 +4,7 @@ A thin front over the request's Session (opened by the web listener): it decodes
 URL into the client's path, calls the session and turns ``OSError`` into JSON errors.
 Downloads stream in 1 MiB blocks with a ``Repr-Digest`` (RFC 9530); uploads stream into
 an atomic upload and are checked against an expected digest before they replace anything.
+A request that changes something must come from the server's own origin (``origin.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..core.content import is_active
 from ..core.digests import DigestCache, StreamDigest
 from ..core.session import Session
 from ..core.vfs import Entry, OpenFile
-from . import page
+from . import origin, page
 from .errors import ApiError, from_os_error, status_line
 
 PREFIX = "/api/v1/files"
@@ -162,6 +163,8 @@ class FilesAPI:
         path = os.fsdecode(raw[len(PREFIX) :].encode("latin-1")) or "/"
         query = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
         method = environ["REQUEST_METHOD"]
+        if method not in origin.SAFE_METHODS:
+            origin.check(environ)
         if method in ("GET", "HEAD", "PUT", "DELETE"):
             _check_preconditions(environ, session, path, write=method in ("PUT", "DELETE"))
         if method in ("GET", "HEAD"):
@@ -390,9 +393,19 @@ class FilesAPI:
         path: str,
         query: dict[str, list[str]],
     ) -> tuple[str, Headers, bytes]:
+        kind = _media_type(environ)
         if "mkdir" in query:
+            if kind in origin.FORM_TYPES:
+                raise ApiError(415, "unsupported_media_type", f"?mkdir takes no body (got {kind})")
             session.mkdir(path)
             return _json(201, {"path": _text(session.path(path)), "type": "directory"})
+        if kind != "application/json":
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                "send the action as JSON with Content-Type: application/json"
+                + (f" (got {kind})" if kind else ""),
+            )
         request = self._json_body(environ)
         action, target = request.get("action"), request.get("to")
         overwrite = request.get("overwrite", False)
@@ -441,6 +454,11 @@ class FilesAPI:
         else:
             session.rmdir(path)
         return status_line(204), [("Content-Length", "0")], b""
+
+
+def _media_type(environ: dict[str, Any]) -> str:
+    """The request body's media type, lower case and without parameters ("" if none)."""
+    return str(environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
 
 
 def _check_preconditions(environ: dict[str, Any], session: Session, path: str, write: bool) -> None:

@@ -38,6 +38,7 @@ REASONS = {
     411: "Length Required",
     412: "Precondition Failed",
     413: "Content Too Large",
+    415: "Unsupported Media Type",
     416: "Range Not Satisfiable",
     422: "Unprocessable Content",
     500: "Internal Server Error",
