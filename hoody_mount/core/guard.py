@@ -1,56 +1,132 @@
-"""Brute-force defence shared by every protocol: failed logins are counted per address.
+"""Brute-force defence shared by every protocol: failed logins counted per address and
+per (address, user).
 
-After ``limit`` failures within ``window`` seconds an address is refused for ``ban``
-seconds, whatever protocol it tries.
+- An address is refused for ``ban`` seconds after ``limit`` failures within ``window``
+  seconds, whatever the user names. A good login never clears this count: it only ages
+  out, so good logins as one user cannot buy more guesses at another.
+- One user from one address is refused for ``user_ban`` seconds after ``limit``
+  failures within ``user_window`` seconds (longer than ``window``: a slow guesser that
+  stays under the address limit still runs into it). A good login of that user from
+  that address clears this count.
+
+Only password and token checks are refused; SSH key logins stay allowed during a ban.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Hashable
+from typing import NamedTuple, TypeVar
 
 log = logging.getLogger("hoody_mount.guard")
 
+_MAX_TRACKED = 4096  # counts kept before aged ones are dropped
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Ban(NamedTuple):
+    """A refusal: whole seconds until the next attempt is checked, and why."""
+
+    seconds: int
+    message: str
+
 
 class LoginGuard:
-    """Counts failed logins per source address and bans the noisy ones for a while."""
+    """Counts failed logins per address and per (address, user); bans the noisy ones."""
 
-    def __init__(self, limit: int = 10, window: float = 600.0, ban: float = 300.0) -> None:
+    def __init__(
+        self,
+        limit: int = 10,
+        window: float = 600.0,
+        ban: float = 300.0,
+        user_window: float = 3600.0,
+        user_ban: float = 900.0,
+    ) -> None:
         self.limit, self.window, self.ban = limit, window, ban
+        self.user_window, self.user_ban = user_window, user_ban
         self._failures: dict[str, deque[float]] = {}
+        self._user_failures: dict[tuple[str, str], deque[float]] = {}
         self._banned: dict[str, float] = {}
+        self._users_banned: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
-    def allowed(self, address: str) -> bool:
-        """Whether a login attempt from ``address`` may be checked at all."""
+    def banned(self, address: str, user: str | None = None) -> Ban | None:
+        """Why a login from ``address`` (as ``user``, when known) is not checked now."""
+        now = time.monotonic()
         with self._lock:
-            until = self._banned.get(address)
-            if until is None:
-                return True
-            if time.monotonic() >= until:
-                del self._banned[address]
-                return True
-            return False
+            until = _active(self._banned, address, now)
+            if until:
+                return _ban(until - now, f"from {address}")
+            if user is None:
+                return None
+            until = _active(self._users_banned, (address, user), now)
+            return _ban(until - now, f"as {user!r} from {address}") if until else None
 
-    def failed(self, address: str, who: str, protocol: str) -> None:
-        """Record a failure; ban the address once it has failed too often."""
+    def allowed(self, address: str, user: str | None = None) -> bool:
+        """Whether a login attempt from ``address`` (as ``user``) may be checked at all."""
+        return self.banned(address, user) is None
+
+    def failed(self, address: str, who: str, protocol: str) -> Ban | None:
+        """Record a failure; the ban it caused, if any."""
         now = time.monotonic()
         log.warning("failed login for %r from %s over %s", who, address, protocol)
+        pair = (address, who)
         with self._lock:
-            times = self._failures.setdefault(address, deque())
-            times.append(now)
-            while times and times[0] < now - self.window:
-                times.popleft()
-            if len(times) >= self.limit:
+            if len(self._failures) + len(self._user_failures) > _MAX_TRACKED:
+                self._prune(now)
+            if _count(self._failures, address, now, self.window) >= self.limit:
                 self._banned[address] = now + self.ban
                 del self._failures[address]
-                log.warning(
-                    "banned %s for %.0f s after %d failed logins", address, self.ban, self.limit
-                )
+                log.warning("banned %s for %.0f s after %d failed logins",
+                            address, self.ban, self.limit)  # fmt: skip
+            if _count(self._user_failures, pair, now, self.user_window) >= self.limit:
+                self._users_banned[pair] = now + self.user_ban
+                del self._user_failures[pair]
+                log.warning("banned %r from %s for %.0f s after %d failed logins",
+                            who, address, self.user_ban, self.limit)  # fmt: skip
+        return self.banned(address, who)
 
-    def succeeded(self, address: str) -> None:
-        """A good login clears the address's failures."""
+    def succeeded(self, address: str, who: str) -> None:
+        """A good login clears its own (address, user) count, never the address's."""
         with self._lock:
-            self._failures.pop(address, None)
+            self._user_failures.pop((address, who), None)
+
+    def _prune(self, now: float) -> None:
+        """Drop counts and bans that have aged out (under the lock)."""
+        _drop(self._failures, lambda times: times[-1] < now - self.window)
+        _drop(self._user_failures, lambda times: times[-1] < now - self.user_window)
+        _drop(self._banned, lambda until: until <= now)
+        _drop(self._users_banned, lambda until: until <= now)
+
+
+def _active(bans: dict[K, float], key: K, now: float) -> float:
+    """The end of the ban on ``key``, or 0 (an expired ban is forgotten)."""
+    until = bans.get(key, 0.0)
+    if until and now >= until:
+        del bans[key]
+        return 0.0
+    return until
+
+
+def _count(failures: dict[K, deque[float]], key: K, now: float, window: float) -> int:
+    """Add a failure at ``now`` to ``key``'s count; the failures within ``window``."""
+    times = failures.setdefault(key, deque())
+    times.append(now)
+    while times and times[0] < now - window:
+        times.popleft()
+    return len(times)
+
+
+def _drop(entries: dict[K, V], old: Callable[[V], bool]) -> None:
+    for key in [key for key, value in entries.items() if old(value)]:
+        del entries[key]
+
+
+def _ban(seconds: float, who: str) -> Ban:
+    whole = max(1, math.ceil(seconds))
+    return Ban(whole, f"too many failed logins {who}, retry in {whole} s")

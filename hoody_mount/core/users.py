@@ -18,6 +18,7 @@ ACCESS_MODES = ("ro", "rw")
 _SCRYPT_LOG_N = 15
 _SCRYPT_R = 8
 _SCRYPT_P = 1
+_NO_HASH_SALT = secrets.token_bytes(16)  # the dummy check for a user without a hash
 
 
 @dataclass(frozen=True)
@@ -54,19 +55,31 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password: str, stored: str | None) -> bool:
-    """Check ``password`` against a stored ``$scrypt$`` hash in constant time."""
-    if not stored:
+    """Check ``password`` against a stored ``$scrypt$`` hash in constant time.
+
+    A missing or unusable hash fails after the same scrypt check as a wrong password,
+    so that the time taken does not tell whether a user exists or has a password.
+    """
+    parsed = _parse(stored) if stored else None
+    if parsed is None:
+        _scrypt(password, _NO_HASH_SALT, _SCRYPT_LOG_N, _SCRYPT_R, _SCRYPT_P)
         return False
+    expected, salt, log_n, r, p = parsed
+    return hmac.compare_digest(_scrypt(password, salt, log_n, r, p), expected)
+
+
+def _parse(stored: str) -> tuple[bytes, bytes, int, int, int] | None:
+    """Digest, salt and parameters of a ``$scrypt$`` hash, or None."""
     try:
         _, scheme, params, salt_text, digest_text = stored.split("$")
         values = dict(item.split("=") for item in params.split(","))
         log_n, r, p = int(values["ln"]), int(values["r"]), int(values["p"])
         salt, expected = _unb64(salt_text), _unb64(digest_text)
     except (ValueError, KeyError):
-        return False
+        return None
     if scheme != "scrypt" or not 10 <= log_n <= 20:
-        return False
-    return hmac.compare_digest(_scrypt(password, salt, log_n, r, p), expected)
+        return None
+    return expected, salt, log_n, r, p
 
 
 def is_password_hash(text: str) -> bool:

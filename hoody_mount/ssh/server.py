@@ -11,6 +11,7 @@ import asyncio
 import collections
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from asyncssh.scp import run_scp_server
 from asyncssh.stream import SSHReader, SSHWriter
 
 from ..config import Listen, SSHLimits
+from ..core import logs
 from ..core.guard import LoginGuard
 from ..core.names import NameMap
 from ..core.session import Session
@@ -42,6 +44,7 @@ from .sftp import SFTPAdapter
 from .sftp_channel import SFTPChannel
 
 log = logging.getLogger("hoody_mount.ssh")
+access = logging.getLogger("hoody_mount.access")
 
 # AES only (GCM, then CTR with an encrypt-then-MAC). A client picks the first cipher of
 # its own list that the server offers: OpenSSH's list starts with chacha20-poly1305,
@@ -102,6 +105,9 @@ class SSHServer(asyncssh.SSHServer):
         self.peer = "?"
         self.counted = False
         self.authenticated = False
+        self.user = "?"
+        self.since = 0.0  # when authentication completed
+        self.method = "publickey"  # unless a password check succeeds
         self.sessions = 0
         self.conn: asyncssh.SSHServerConnection | None = None
 
@@ -133,6 +139,9 @@ class SSHServer(asyncssh.SSHServer):
             del self.ctx.connections[self.peer]
         if not self.authenticated:
             self.ctx.unauthenticated -= 1
+            return
+        took = time.monotonic() - self.since
+        logs.later(access, "logout %s from %s over ssh after %.1f s", self.user, self.peer, took)
 
     async def begin_auth(self, username: str) -> bool:
         user = self.ctx.users.get(username)
@@ -143,6 +152,10 @@ class SSHServer(asyncssh.SSHServer):
                     self.conn.set_authorized_keys(asyncssh.import_authorized_keys(keys))
                 except (ValueError, asyncssh.KeyImportError) as exc:
                     log.warning("authorized keys of %s are unusable: %s", username, exc)
+        ban = self.ctx.guard.banned(self.peer, username)
+        if ban is not None and self.conn is not None:
+            # keys are still accepted; a password attempt ends the connection
+            self.conn.send_auth_banner(f"hoody-mount: {ban.message}; keys are accepted\n")
         return True
 
     def password_auth_supported(self) -> bool:
@@ -152,18 +165,22 @@ class SSHServer(asyncssh.SSHServer):
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
+        """Check a password (scrypt, also for unknown users); a banned client is told why
+        and disconnected, also right after the failure that bans it."""
         guard = self.ctx.guard
-        if not guard.allowed(self.peer):
-            log.warning("refused login for %s from banned %s", username, self.peer)
-            return False
-        user = self.ctx.users.get(username)
-        stored = user.password_hash if user else None
-        ok = await self.ctx.run(verify_password, password, stored)
-        if ok:
-            guard.succeeded(self.peer)
-        else:
-            guard.failed(self.peer, username, "ssh")
-        return ok
+        ban = guard.banned(self.peer, username)
+        if ban is None:
+            user = self.ctx.users.get(username)
+            stored = user.password_hash if user else None
+            if await self.ctx.run(verify_password, password, stored):
+                guard.succeeded(self.peer, username)
+                self.method = "password"
+                return True
+            ban = guard.failed(self.peer, username, "ssh")
+            if ban is None:
+                return False
+        log.warning("refused login for %s from %s: %s", username, self.peer, ban.message)
+        raise asyncssh.PermissionDenied(ban.message)
 
     def _forwarding(self) -> bool:
         name = self.conn.get_extra_info("username") if self.conn else None
@@ -184,9 +201,10 @@ class SSHServer(asyncssh.SSHServer):
 
     def auth_completed(self) -> None:
         self.authenticated = True
+        self.since = time.monotonic()
         self.ctx.unauthenticated -= 1
-        if self.conn is not None:
-            log.info("login %s from %s", self.conn.get_extra_info("username"), self.peer)
+        self.user = str(self.conn.get_extra_info("username")) if self.conn else "?"
+        logs.later(access, "login %s from %s over ssh (%s)", self.user, self.peer, self.method)
 
 
 class _Channel(asyncssh.SSHServerProcess[bytes]):

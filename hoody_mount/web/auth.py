@@ -4,6 +4,9 @@ Basic credentials travel in clear text, so they are accepted over plain HTTP onl
 loopback clients or where the configuration says so. Verified passwords are remembered
 for a few minutes (by a keyed digest, never in clear), since WebDAV clients send them
 with every request and scrypt is deliberately slow.
+
+Logins go to ``hoody_mount.access``: a password when scrypt really checked it (not when
+remembered), a token at most once per ``_CACHE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
+import logging
 import secrets
 import threading
 import time
@@ -21,8 +25,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.guard import LoginGuard
+from ..core import logs
+from ..core.guard import Ban, LoginGuard
 from ..core.users import User, verify_password
+
+access = logging.getLogger("hoody_mount.access")
 
 _CACHE_SECONDS = 300.0
 _CACHE_SIZE = 1024
@@ -41,10 +48,16 @@ class Grant:
 class AuthError(Exception):
     """Authentication failed or is missing: answer with ``status``."""
 
-    def __init__(self, status: str, message: str) -> None:
+    def __init__(self, status: str, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after
+
+    @classmethod
+    def banned(cls, ban: Ban) -> AuthError:
+        """429 with Retry-After, saying why."""
+        return cls("429 Too Many Requests", ban.message, ban.seconds)
 
 
 def is_loopback(address: str) -> bool:
@@ -72,6 +85,7 @@ class Authenticator:
         self._key = secrets.token_bytes(32)
         self._cache: OrderedDict[bytes, float] = OrderedDict()
         self._checking: dict[bytes, _Check] = {}  # credentials being verified right now
+        self._tokens_logged: OrderedDict[bytes, float] = OrderedDict()
         self._lock = threading.Lock()
 
     def authenticate(self, environ: dict[str, Any]) -> Grant:
@@ -81,13 +95,14 @@ class Authenticator:
         scheme, _, value = header.partition(" ")
         if not header:
             raise AuthError("401 Unauthorized", "authentication required")
-        if not self.guard.allowed(address):
-            raise AuthError("429 Too Many Requests", "too many failed logins; try again later")
+        ban = self.guard.banned(address)
+        if ban is not None:
+            raise AuthError.banned(ban)
         if scheme.lower() == "bearer" and self.tokens is not None:
             grant = self.tokens(value.strip())
             if grant is None:
-                self.guard.failed(address, "<token>", "http")
-                raise AuthError("401 Unauthorized", "invalid or expired token")
+                raise self._failed(address, "<token>", "invalid or expired token")
+            self._log_token(value.strip(), grant, address)
             return grant
         if scheme.lower() != "basic":
             raise AuthError("401 Unauthorized", f"unsupported authorization scheme {scheme!r}")
@@ -102,19 +117,42 @@ class Authenticator:
         except (binascii.Error, UnicodeDecodeError):
             raise AuthError("401 Unauthorized", "malformed Basic credentials") from None
         name, _, password = decoded.partition(":")
+        ban = self.guard.banned(address, name)
+        if ban is not None:
+            raise AuthError.banned(ban)
         user = self.users.get(name)
-        if user is None or not self._check(user, password):
-            self.guard.failed(address, name, "http")
-            raise AuthError("401 Unauthorized", "wrong user name or password")
-        self.guard.succeeded(address)
+        # an unknown user costs the same scrypt check as a wrong password
+        ok = self._check(name, user.password_hash if user else None, password, address)
+        if not ok or user is None:
+            raise self._failed(address, name, "wrong user name or password")
+        self.guard.succeeded(address, name)
         return Grant(user)
 
-    def _check(self, user: User, password: str) -> bool:
+    def _failed(self, address: str, who: str, message: str) -> AuthError:
+        """Count the failure (the guard may ban the client from the next attempt on)."""
+        self.guard.failed(address, who, "http")
+        return AuthError("401 Unauthorized", message)
+
+    def _log_token(self, token: str, grant: Grant, address: str) -> None:
+        """Log a token login, at most once per token per ``_CACHE_SECONDS``."""
+        digest = hmac.new(self._key, token.encode(), hashlib.sha256).digest()
+        now = time.monotonic()
+        with self._lock:
+            if self._tokens_logged.get(digest, 0.0) > now:
+                return
+            self._tokens_logged[digest] = now + _CACHE_SECONDS
+            self._tokens_logged.move_to_end(digest)
+            while len(self._tokens_logged) > _CACHE_SIZE:
+                self._tokens_logged.popitem(last=False)
+        mode = "read-only token" if grant.read_only else "token"
+        logs.later(access, "login %s from %s over http (%s)", grant.user.name, address, mode)
+
+    def _check(self, name: str, stored: str | None, password: str, address: str) -> bool:
         """Verify a password, once for all requests that bring the same one at once:
         a WebDAV client opens several connections together, and each scrypt check costs
-        32 MiB and a tenth of a second."""
+        32 MiB and a tenth of a second. Only good passwords are remembered."""
         digest = hmac.new(
-            self._key, f"{user.name}\0{user.password_hash}\0{password}".encode(), hashlib.sha256
+            self._key, f"{name}\0{stored}\0{password}".encode(), hashlib.sha256
         ).digest()
         now = time.monotonic()
         with self._lock:
@@ -129,7 +167,7 @@ class Authenticator:
             check.done.wait()
             return check.ok
         try:
-            check.ok = verify_password(password, user.password_hash)
+            check.ok = verify_password(password, stored)
         finally:
             with self._lock:
                 del self._checking[digest]
@@ -139,6 +177,8 @@ class Authenticator:
                     while len(self._cache) > _CACHE_SIZE:
                         self._cache.popitem(last=False)
             check.done.set()
+        if check.ok:
+            logs.later(access, "login %s from %s over http (password)", name, address)
         return check.ok
 
 

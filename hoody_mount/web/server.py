@@ -89,8 +89,11 @@ class WebFront:
         try:
             grant = self.auth.authenticate(environ)
         except AuthError as exc:
-            challenge = [("WWW-Authenticate", 'Basic realm="hoody-mount", charset="UTF-8"')]
-            extra = challenge if exc.status.startswith("401") else []
+            extra: list[tuple[str, str]] = []
+            if exc.status.startswith("401"):
+                extra.append(("WWW-Authenticate", 'Basic realm="hoody-mount", charset="UTF-8"'))
+            if exc.retry_after is not None:
+                extra.append(("Retry-After", str(exc.retry_after)))
             return _plain(start_response, exc.status, exc.message, extra)
         protocol = "http" if path.startswith(API_PREFIX) else "webdav"
         app = self.api if protocol == "http" else self.dav
