@@ -18,6 +18,7 @@ from .core.digests import DigestCache
 from .core.guard import LoginGuard
 from .core.logs import DeferredHandler
 from .core.names import NameMap
+from .core.reserved import Reserved, is_inside
 from .core.tokens import TokenStore
 from .core.users import User
 from .core.vfs import VFS
@@ -33,13 +34,18 @@ log = logging.getLogger("hoody_mount")
 WORKER_THREADS = 64
 
 
+def log_file(log_dir: Path) -> Path:
+    """The server's log file in the log folder."""
+    return log_dir / "hoody-mount.log"
+
+
 def setup_logging(config: Config) -> None:
     """Log to stderr, and to a file in the log folder when one is configured; both are
     written by a background thread (see ``core.logs``)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if config.log_dir is not None:
         config.log_dir.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(config.log_dir / "hoody-mount.log"))
+        handlers.append(logging.FileHandler(log_file(config.log_dir)))
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in handlers:
         handler.setFormatter(formatter)
@@ -105,7 +111,8 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    vfs = VFS.open_root(str(config.root))
+    reserved = _reserved(config)
+    vfs = VFS.open_root(str(config.root), reserved=reserved)
     names = NameMap(vfs)
     guard = LoginGuard()
 
@@ -154,6 +161,28 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         pool.shutdown(wait=False, cancel_futures=True)
         ctx.long_calls.shutdown(wait=False, cancel_futures=True)
         vfs.close()
+        reserved.close()
+
+
+def _reserved(config: Config) -> Reserved:
+    """The server's own files, unreachable through every front (see ``core.reserved``);
+    says once when they lie inside the served root."""
+    files = [log_file(config.log_dir)] if config.log_dir is not None else []
+    if is_inside(config.root, config.state_dir):
+        raise state.StateError(
+            f"{config.root}: the served root lies inside the state folder "
+            f"{config.state_dir}, whose files no user may reach; serve another folder"
+        )
+    for kind, place in (("state", config.state_dir), ("log", config.log_dir)):
+        if place is not None and is_inside(place, config.root):
+            log.warning(
+                "the %s folder %s lies inside the served root %s: no user can reach the "
+                "server's own files there over any protocol",
+                kind,
+                place,
+                config.root,
+            )
+    return Reserved([config.state_dir], files)
 
 
 def serve(config: Config) -> None:

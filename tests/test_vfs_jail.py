@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from hoody_mount.core import syscalls
+from hoody_mount.core.reserved import Reserved
 from hoody_mount.core.vfs import VFS, Times
 
 OLD_NS = 1_000_000_000 * 1_000_000_000  # 2001-09-09, a fixed mtime for outside files
@@ -77,6 +78,7 @@ class Jail:
     root: Path
     outside: Path
     vfs: VFS
+    guarded: bool = False
     before: Snapshot = field(default_factory=dict)
     neighbours: set[str] = field(default_factory=set)
 
@@ -132,21 +134,29 @@ def mode(request: pytest.FixtureRequest) -> bool:
     return bool(request.param)
 
 
-@pytest.fixture
-def jail(tmp_path: Path, mode: bool) -> Iterator[Jail]:
-    """tmp/outside with secrets, tmp/root with one inside file, and a VFS on root."""
+@pytest.fixture(params=[False, True], ids=["plain", "guarded"])
+def jail(tmp_path: Path, mode: bool, request: pytest.FixtureRequest) -> Iterator[Jail]:
+    """tmp/outside with secrets, tmp/root with one inside file, and a VFS on root;
+    guarded, the VFS also keeps a reserved folder (tmp/state, beside the root) out of
+    reach, which changes how it resolves every path (see ``VFS._open_beside``)."""
     outside = tmp_path / "outside"
     root = tmp_path / "root"
     _build_outside(outside)
     root.mkdir()
     (root / "inside.txt").write_bytes(INSIDE)
-    vfs = VFS.open_root(str(root), use_openat2=mode)
-    j = Jail(tmp_path, root, outside, vfs)
+    reserved = None
+    if request.param:
+        (tmp_path / "state").mkdir()
+        reserved = Reserved([tmp_path / "state"], [])
+    vfs = VFS.open_root(str(root), use_openat2=mode, reserved=reserved)
+    j = Jail(tmp_path, root, outside, vfs, guarded=request.param)
     j.seal()
     try:
         yield j
     finally:
         vfs.close()
+        if reserved is not None:
+            reserved.close()
 
 
 def _errno_of(call: Callable[[], object]) -> int:
@@ -1193,6 +1203,9 @@ def test_cached_stat_matches_stat_and_stays_on_its_mount(jail: Jail, mode: bool)
         got = jail.vfs.stat_cached(path, follow)
         if not mode:
             assert got is None, "the walk has no cached lookups"
+            continue
+        if jail.guarded and follow and path == "/link":
+            assert got is None, "guarded, a link to follow is left to a worker"
             continue
         assert got is not None, f"{path} was just looked up, so it is cached"
         assert (got.st_ino, got.st_mode) == (expected.st_ino, expected.st_mode)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from . import paths, syscalls
 from .direct_writes import DirectWriter
+from .reserved import HOLDS_REFUSED, LOG_REFUSED, Identity, Reserved, identity
 
 _RESOLVE = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
 _MAX_SYMLINK_HOPS = 40
@@ -54,6 +55,10 @@ _LOCAL_FS = {
     "overlay",
 }
 
+
+# What an operation on a name does, for the reserved-files check (see ``VFS._parent``).
+READ, CHANGE, MOVE, UNCHECKED = "read", "change", "move", "unchecked"
+_CHANGES = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC
 
 _TEMP_MARK = ".hoody-"
 _TEMP_NAME = re.compile(r"\..+\.hoody-[0-9a-f]{12}\.part")
@@ -129,9 +134,10 @@ class Times:
 class Listing:
     """An open folder listing, read in batches so huge folders never sit in memory."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, reserved: Reserved | None = None) -> None:
         self._fd = fd
         self._iter = os.scandir(fd)
+        self._reserved = reserved
 
     def read(self, count: int) -> list[Entry]:
         """Return up to ``count`` more entries (an empty list at the end)."""
@@ -143,6 +149,8 @@ class Listing:
                 st = item.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue  # removed while listing
+            if self._reserved is not None and not self._reserved.listed(st):
+                continue  # the server's own state folder
             target = None
             if stat.S_ISLNK(st.st_mode):
                 try:
@@ -222,6 +230,7 @@ class OpenFile:
         self._nowait = True  # until the filesystem refuses RWF_NOWAIT
         self._next: int | None = None  # where a sequential reader reads next
         self._ahead = 0  # how far the kernel has been asked to read ahead
+        self.frozen = False  # attributes may not change (the server's own log file)
 
     def read(self, offset: int, size: int) -> bytes:
         """Read up to ``size`` bytes at ``offset`` (fewer at the end of the file).
@@ -324,6 +333,8 @@ class OpenFile:
         times: Times | None = None,
     ) -> None:
         """Change size, permission bits, owner and times of the open file."""
+        if self.frozen:
+            raise OSError(errno.EACCES, LOG_REFUSED, self.path)
         if size is not None:
             os.ftruncate(self.fd, _size(size))
         if owner is not None:
@@ -459,9 +470,15 @@ class AtomicFile:
 class VFS:
     """A filesystem confined to one folder, by the kernel, for every operation."""
 
-    def __init__(self, root_fd: int, use_openat2: bool | None = None) -> None:
+    def __init__(
+        self, root_fd: int, use_openat2: bool | None = None, reserved: Reserved | None = None
+    ) -> None:
         self._root = root_fd
         self._openat2 = syscalls.openat2_works() if use_openat2 is None else use_openat2
+        # The server's own files (see ``reserved``), and this root's identity, where a
+        # check for them walking up from a folder stops.
+        self._reserved = reserved
+        self._top: Identity | None = identity(os.fstat(root_fd)) if reserved else None
         # Cached lookups stay on the root's own mount (RESOLVE_NO_XDEV), and only a local
         # filesystem's stat is sure never to wait for a server. Found out when first
         # needed, so sessions that need none (an HTTP request) skip reading procfs.
@@ -469,14 +486,24 @@ class VFS:
         self._local_dev: int | None = -1  # -1: not yet known
 
     @classmethod
-    def open_root(cls, path: str, use_openat2: bool | None = None) -> VFS:
-        """Open the folder ``path`` of the host as the root of a new VFS."""
+    def open_root(
+        cls, path: str, use_openat2: bool | None = None, reserved: Reserved | None = None
+    ) -> VFS:
+        """Open the folder ``path`` of the host as the root of a new VFS, keeping the
+        ``reserved`` files out of reach (EACCES if the root itself lies among them)."""
         fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        return cls(fd, use_openat2)
+        if reserved is not None:
+            try:
+                reserved.check_folder(fd, os.fstat(fd))
+            except OSError as exc:
+                os.close(fd)
+                exc.filename = path
+                raise
+        return cls(fd, use_openat2, reserved)
 
     def sub(self, path: str) -> VFS:
         """A VFS jailed to the folder ``path`` of this one (itself resolved in this jail)."""
-        jail = VFS(self._open(path, os.O_PATH | os.O_DIRECTORY), self._openat2)
+        jail = VFS(self._open(path, os.O_PATH | os.O_DIRECTORY), self._openat2, self._reserved)
         # Blocking, like every call here: a jail on this root's local device takes its
         # answer, so an HTTP request (a jail each) reads no procfs, and the event loop
         # never has to fstat a root that could be on NFS.
@@ -492,7 +519,78 @@ class VFS:
     # -- resolution ---------------------------------------------------------------
 
     def _open(self, path: str, flags: int, mode: int = 0) -> int:
-        """Open ``path`` with symlinks resolved inside the root; return the fd."""
+        """Open ``path`` with symlinks resolved inside the root; return the fd.
+
+        With reserved files, the last name is opened from its folder, which is checked
+        first (a file's fd has no ``..`` to walk up from), and is checked itself.
+        """
+        if self._reserved is None:
+            return self._resolve(path, flags, mode)
+        try:
+            return self._open_beside(path, flags, mode)
+        except OSError as exc:
+            exc.filename = path
+            raise
+
+    def _open_beside(self, path: str, flags: int, mode: int) -> int:
+        """Open ``path`` through its parent folder, checked first; a link at the last
+        name is followed by hand, its target resolved in the jail as the kernel would."""
+        assert self._reserved is not None
+        follow = not (flags & os.O_NOFOLLOW or (flags & os.O_CREAT and flags & os.O_EXCL))
+        target = path
+        for _ in range(_MAX_SYMLINK_HOPS + 1):
+            parent, _sep, name = target.rpartition("/")
+            if name in ("", ".", ".."):  # a folder (a link's target may end so)
+                fd = self._resolve(target or "/", flags, mode)
+                try:
+                    self._reserved.check_folder(fd, os.fstat(fd), self._top)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                return fd
+            pfd = self._resolve(parent or "/", os.O_PATH | os.O_DIRECTORY)
+            try:
+                self._reserved.check_folder(pfd, os.fstat(pfd), self._top)
+                opened = self._open_name(pfd, name, flags, mode, follow)
+                if opened is not None:
+                    return opened
+                try:
+                    link = os.readlink(name, dir_fd=pfd)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    # Not a link: the open's own error (ENOTDIR, ELOOP) stands.
+                    fd = self._open_name(pfd, name, flags, mode, follow=False)
+                    assert fd is not None
+                    return fd
+            finally:
+                os.close(pfd)
+            target = link if link.startswith("/") else f"{parent}/{link}"
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+
+    def _open_name(self, dfd: int, name: str, flags: int, mode: int, follow: bool) -> int | None:
+        """Open one name of a checked folder without following a link; None if it may
+        be a link to follow."""
+        assert self._reserved is not None
+        try:
+            fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR) and follow:
+                return None  # perhaps a link (O_NOFOLLOW, and O_DIRECTORY with it)
+            raise
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISLNK(st.st_mode) and follow:
+                os.close(fd)
+                return None
+            self._reserved.check_name(st, change=False)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _resolve(self, path: str, flags: int, mode: int = 0) -> int:
+        """The kernel's lookup of ``path`` in the root: openat2 or the walk."""
         try:
             if self._openat2:
                 return syscalls.openat2(self._root, paths.relative(path), flags, mode, _RESOLVE)
@@ -558,13 +656,37 @@ class VFS:
             os.close(fd)
 
     @contextmanager
-    def _parent(self, path: str, what: str = "operate on") -> Iterator[tuple[int, str]]:
-        """The parent folder's fd and the last name of ``path``; the root has no name."""
+    def _parent(
+        self, path: str, what: str = "operate on", use: str = CHANGE
+    ) -> Iterator[tuple[int, str]]:
+        """The parent folder's fd and the last name of ``path``; the root has no name.
+
+        With reserved files the name is checked for ``use``: READ (a state folder is
+        refused), CHANGE (a log file too) or MOVE (also a folder that holds either).
+        """
         parent, name = paths.split(path)
         if not name:
             raise OSError(errno.EBUSY, f"Cannot {what} the root folder", "/")
         with self._fd(parent, os.O_PATH | os.O_DIRECTORY) as fd:
+            if self._reserved is not None and use != UNCHECKED:
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    pass
+                else:
+                    self._check_reserved(st, use, path)
             yield fd, name
+
+    def _check_reserved(self, st: os.stat_result, use: str, path: str) -> None:
+        """EACCES if ``use`` of the object with this lstat touches the server's files."""
+        assert self._reserved is not None
+        try:
+            self._reserved.check_name(st, change=use != READ)
+            if use == MOVE and stat.S_ISDIR(st.st_mode) and self._reserved.held_in(st):
+                raise OSError(errno.EACCES, HOLDS_REFUSED)
+        except OSError as exc:
+            exc.filename = path
+            raise
 
     # -- reading --------------------------------------------------------------------
 
@@ -580,21 +702,57 @@ class VFS:
         if not self._cached_lookups or self._local_device() is None:
             return None
         flags = os.O_PATH | (0 if follow else os.O_NOFOLLOW)
-        resolve = _RESOLVE | syscalls.RESOLVE_CACHED | syscalls.RESOLVE_NO_XDEV
         try:
-            fd = syscalls.openat2(self._root, paths.relative(path), flags, 0, resolve)
+            if self._reserved is not None and path != "/":
+                return self._cached_stat_beside(path, follow)
+            fd = self._cached_open(self._root, path, flags, _RESOLVE)
+            if fd is None:
+                return None
+            try:
+                return os.fstat(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            exc.filename = path
+            raise
+
+    def _cached_stat_beside(self, path: str, follow: bool) -> os.stat_result | None:
+        """``stat_cached`` with reserved files: from the folder of the last name,
+        checked first; None for a link to follow (a worker follows it)."""
+        assert self._reserved is not None
+        parent, name = paths.split(path)
+        pfd = self._cached_open(self._root, parent, os.O_PATH | os.O_DIRECTORY, _RESOLVE)
+        if pfd is None:
+            return None
+        try:
+            self._reserved.check_folder(pfd, os.fstat(pfd), self._top)
+            fd = self._cached_open(pfd, name, os.O_PATH | os.O_NOFOLLOW, syscalls.RESOLVE_BENEATH)
+        finally:
+            os.close(pfd)
+        if fd is None:
+            return None
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if stat.S_ISLNK(st.st_mode) and follow:
+            return None
+        self._reserved.check_name(st, change=False)
+        return st
+
+    def _cached_open(self, dirfd: int, path: str, flags: int, resolve: int) -> int | None:
+        """openat2 from the dentry cache alone, on the root's own mount; None when that
+        cannot answer (the disk, another mount, or a kernel before 5.12)."""
+        resolve |= syscalls.RESOLVE_CACHED | syscalls.RESOLVE_NO_XDEV
+        try:
+            return syscalls.openat2(dirfd, paths.relative(path), flags, 0, resolve)
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.EXDEV):
                 return None
             if exc.errno == errno.EINVAL:  # a kernel before 5.12
                 self._cached_lookups = False
                 return None
-            exc.filename = path
             raise
-        try:
-            return os.fstat(fd)
-        finally:
-            os.close(fd)
 
     def _local_device(self) -> int | None:
         """The device of the root's filesystem if that is local, else None (read from
@@ -612,17 +770,20 @@ class VFS:
         """stat of the name itself (a symlink is not followed)."""
         if path == "/":
             return os.fstat(self._root)
-        with self._parent(path) as (dfd, name):
-            return os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        with self._parent(path, use=UNCHECKED) as (dfd, name):
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        if self._reserved is not None:
+            self._check_reserved(st, READ, path)
+        return st
 
     def readlink(self, path: str) -> str:
         """The target of the symlink ``path``, as stored."""
-        with self._parent(path, "read a link at") as (dfd, name):
+        with self._parent(path, "read a link at", READ) as (dfd, name):
             return os.readlink(name, dir_fd=dfd)
 
     def listdir(self, path: str) -> Listing:
         """Open the folder ``path`` for listing."""
-        return Listing(self._open(path, os.O_RDONLY | os.O_DIRECTORY))
+        return Listing(self._open(path, os.O_RDONLY | os.O_DIRECTORY), self._reserved)
 
     def statvfs(self, path: str = "/") -> os.statvfs_result:
         """Capacity of the filesystem that holds ``path``."""
@@ -662,8 +823,13 @@ class VFS:
                 raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
             if not stat.S_ISREG(st.st_mode):
                 raise OSError(errno.ENXIO, _NOT_REGULAR, path)
+            if self._reserved is not None and access & _CHANGES:
+                self._check_reserved(st, CHANGE, path)
             fd = os.open(syscalls.proc_link(pfd), access | os.O_CLOEXEC)
-            return OpenFile(fd, path, self._on_local_fs(st))
+            file = OpenFile(fd, path, self._on_local_fs(st))
+            if self._reserved is not None and identity(st) in self._reserved.read_only:
+                file.frozen = True  # the server's log: read, never changed
+            return file
         finally:
             os.close(pfd)
 
@@ -682,6 +848,8 @@ class VFS:
             else:
                 if stat.S_ISDIR(st.st_mode):
                     raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+                if self._reserved is not None:
+                    self._check_reserved(st, MOVE, path)  # it would be replaced
                 if stat.S_ISREG(st.st_mode):
                     mode = stat.S_IMODE(st.st_mode)  # a link is replaced, as rename(2) does
             return AtomicFile(dfd, name, path, mode)
@@ -696,6 +864,12 @@ class VFS:
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise OSError(errno.ENXIO, _NOT_REGULAR, path)
+        if self._reserved is not None:
+            try:
+                self._check_reserved(st, CHANGE, path)  # (it appeared since the lookup)
+            except OSError:
+                os.close(fd)
+                raise
         os.set_blocking(fd, True)
         return fd, st
 
@@ -710,12 +884,12 @@ class VFS:
 
     def rmdir(self, path: str) -> None:
         """Remove the empty folder ``path``."""
-        with self._parent(path, "remove") as (dfd, name):
+        with self._parent(path, "remove", MOVE) as (dfd, name):
             os.rmdir(name, dir_fd=dfd)
 
     def unlink(self, path: str) -> None:
         """Remove the non-folder ``path`` (a symlink itself, never its target)."""
-        with self._parent(path, "remove") as (dfd, name):
+        with self._parent(path, "remove", MOVE) as (dfd, name):
             os.unlink(name, dir_fd=dfd)
 
     def symlink(self, target: str, path: str) -> None:
@@ -739,7 +913,7 @@ class VFS:
     def rename(self, old: str, new: str, replace: bool) -> None:
         """Rename ``old`` to ``new``; with ``replace`` false an existing ``new`` is an error."""
         with (
-            self._parent(old, "rename") as (sfd, sname),
+            self._parent(old, "rename", MOVE) as (sfd, sname),
             self._parent(new, "replace") as (
                 dfd,
                 dname,
@@ -753,7 +927,7 @@ class VFS:
     def remove_tree(self, path: str) -> None:
         """Remove ``path`` and, for a folder, everything below it (no recursion, no links
         followed; at most three fds are held whatever the depth)."""
-        with self._parent(path, "remove") as (dfd, name):
+        with self._parent(path, "remove", MOVE) as (dfd, name):
             if not stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
                 os.unlink(name, dir_fd=dfd)
                 return
@@ -876,6 +1050,8 @@ class VFS:
         """
         if follow or path == "/":
             with self._fd(path) as fd:
+                if self._reserved is not None:
+                    self._check_reserved(os.fstat(fd), CHANGE, path)
                 self._set_on_fd(fd, size, mode, owner, times)
             return
         with self._parent(path) as (dfd, name):

@@ -325,8 +325,8 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
     def get_member_list(self) -> list[FileResource | FolderResource]:
         """The members, with the attributes read while listing (one stat each, relative
         to the folder, instead of a second lookup of every path). A symlink is followed
-        in the jail; one that leads nowhere or into a loop is left out, as its path
-        cannot be reached either (WsgiDAV's default failed the whole PROPFIND on it)."""
+        in the jail; one that leads nowhere, into a loop or into the server's state
+        folder is left out, as its path cannot be reached either (WsgiDAV's default failed the whole PROPFIND on it)."""
         members: list[FileResource | FolderResource] = []
         with _mapped():
             listing = self.session.listdir(self.path)
@@ -344,7 +344,12 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
         path = util.join_uri(self.path, entry.name)
         if stat.S_ISLNK(entry.stat.st_mode):
             member: FileResource | FolderResource | None
-            member = self.provider.get_resource_inst(path, self.environ)
+            try:
+                member = self.provider.get_resource_inst(path, self.environ)
+            except DAVError as exc:
+                if exc.value != HTTP_FORBIDDEN:
+                    raise
+                return None  # it leads into the server's own state folder
             if member is not None:
                 member.via_link = True
             return member

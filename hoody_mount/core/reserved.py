@@ -1,0 +1,174 @@
+"""The server's own files, kept out of every user's reach by their identity.
+
+The state folder (host keys, TLS key, tokens, lock and property stores, password hashes)
+may lie inside the served tree: the container's layout keeps it in
+``/hoody/storage/files``. ``Reserved`` knows it by its device and inode, held as an fd,
+and the VFS asks it about every folder a lookup ends in or acts in:
+
+- a folder that is the state folder, or lies below it, is refused (EACCES): walking up
+  from the folder with ``..`` (the kernel's parent, so symlinks, bind mounts and ``..``
+  tricks cannot alias it) meets the state folder's identity before the jail's root;
+- a listing leaves the state folder out;
+- the server's log file may be read but never changed, renamed, replaced or removed;
+- a folder that holds any of these may not be renamed or removed as a tree.
+
+Walking up costs a few system calls a level, so it is done only for objects on a device
+that can hold a reserved folder (its own device and those of mounts below it).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+Identity = tuple[int, int]
+_UP = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_HOP = 32  # levels walked up from one held folder
+STATE_REFUSED = "Permission denied: the server's own state folder is not served"
+LOG_REFUSED = "Permission denied: the server's own log file cannot be changed here"
+HOLDS_REFUSED = "Permission denied: holds the server's own state or log files"
+
+
+def identity(st: os.stat_result) -> Identity:
+    """A file's identity: its device and inode."""
+    return st.st_dev, st.st_ino
+
+
+def _mount_devices_below(folder: Path) -> set[int]:
+    """Devices of the mounts whose mount point lies below ``folder`` (from procfs)."""
+    top = os.fsencode(folder.resolve())
+    found: set[int] = set()
+    with open("/proc/self/mountinfo", "rb") as mounts:
+        for line in mounts:
+            fields = line.split()
+            point = _unescape(fields[4])
+            if point.startswith(top.rstrip(b"/") + b"/"):
+                major, minor = (int(n) for n in fields[2].split(b":"))
+                found.add(os.makedev(major, minor))
+    return found
+
+
+def _unescape(field: bytes) -> bytes:
+    """A mountinfo path with its octal escapes (``\\040`` for a space) decoded."""
+    out, i = bytearray(), 0
+    while i < len(field):
+        if field[i : i + 1] == b"\\" and field[i + 1 : i + 4].isdigit():
+            out.append(int(field[i + 1 : i + 4], 8))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return bytes(out)
+
+
+def _walk_up(fd: int, key: Identity, stop: set[Identity] | frozenset[Identity]) -> Identity | None:
+    """Go up from the folder ``fd`` (identity ``key``) through its parents (``..``, as
+    the kernel sees them) to the first one in ``stop``; None if ``/`` comes first.
+
+    One ``stat`` a level, of ``..``, ``../..`` and so on relative to a held folder
+    (opening each parent took three system calls); every ``_HOP`` levels the walk holds
+    the folder it reached, so the kernel's share stays small however deep the tree."""
+    anchor, up, levels = fd, "..", 1
+    try:
+        while True:
+            parent = identity(os.stat(up, dir_fd=anchor))
+            if parent in stop:
+                return parent
+            if parent == key:  # ``/`` is its own parent
+                return None
+            key = parent
+            if levels == _HOP:
+                held = os.open(up, _UP, dir_fd=anchor)
+                if anchor != fd:
+                    os.close(anchor)
+                anchor, up, levels = held, "..", 1
+            else:
+                up += "/.."
+                levels += 1
+    finally:
+        if anchor != fd:
+            os.close(anchor)
+
+
+class Reserved:
+    """The state folders no user may reach and the log files no user may change."""
+
+    def __init__(self, folders: list[Path], files: list[Path]) -> None:
+        self._fds: list[int] = []
+        self.hidden: frozenset[Identity] = frozenset()
+        self.read_only: frozenset[Identity] = frozenset()
+        devices: set[int] = set()
+        hidden: set[Identity] = set()
+        for folder in folders:
+            fd = os.open(folder, _UP)
+            self._fds.append(fd)
+            st = os.fstat(fd)
+            hidden.add(identity(st))
+            devices.add(st.st_dev)
+            devices |= _mount_devices_below(folder)
+        read_only: set[Identity] = set()
+        for file in files:
+            with open(file, "rb") as handle:
+                read_only.add(identity(os.fstat(handle.fileno())))
+            self._fds.append(os.open(file.parent, _UP))
+        self.hidden, self.read_only = frozenset(hidden), frozenset(read_only)
+        self.devices = frozenset(devices)
+
+    def close(self) -> None:
+        """Release the held folder fds."""
+        for fd in self._fds:
+            os.close(fd)
+        self._fds.clear()
+
+    def check_folder(self, fd: int, st: os.stat_result, top: Identity | None = None) -> None:
+        """EACCES if the folder ``fd`` is, or lies below, a state folder; the walk up
+        stops at ``top`` (the jail's root, which is known to lie outside them)."""
+        key = identity(st)
+        if key in self.hidden:
+            raise OSError(errno.EACCES, STATE_REFUSED)
+        if st.st_dev in self.devices and key != top:
+            stop = self.hidden if top is None else self.hidden | {top}
+            if _walk_up(fd, key, stop) in self.hidden:
+                raise OSError(errno.EACCES, STATE_REFUSED)
+
+    def check_name(self, st: os.stat_result, change: bool) -> None:
+        """EACCES for a state folder, or for a change (``change``) to a log file."""
+        key = identity(st)
+        if key in self.hidden:
+            raise OSError(errno.EACCES, STATE_REFUSED)
+        if change and key in self.read_only:
+            raise OSError(errno.EACCES, LOG_REFUSED)
+
+    def listed(self, st: os.stat_result) -> bool:
+        """Whether a listing may show an entry with this lstat."""
+        return identity(st) not in self.hidden
+
+    def held_in(self, folder: os.stat_result) -> bool:
+        """Whether a state folder or a log file lies below ``folder`` (or is it)."""
+        top = identity(folder)
+        for fd in self._fds:
+            key = identity(os.fstat(fd))
+            if key == top or _walk_up(fd, key, {top}) == top:
+                return True
+        return False
+
+    def watches(self, st: os.stat_result) -> bool:
+        """Whether an object with this stat may lie inside a state folder."""
+        return st.st_dev in self.devices
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it, both resolved (for the start-up
+    notice only; the rule itself goes by identity)."""
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def is_folder(st: os.stat_result) -> bool:
+    """Whether a stat is a folder's."""
+    return stat.S_ISDIR(st.st_mode)

@@ -1,0 +1,170 @@
+"""The VFS keeps the server's own files out of reach, by identity, in both resolution modes.
+
+Layout: ``root/srv/state`` is the state folder (a reserved folder inside the served
+root), ``root/srv/logs/server.log`` the server's log file. Every verb of the jail tests
+is tried on the state folder, directly and through links, and must fail with EACCES
+and leave it as it was.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from test_vfs_jail import DOOR_OPS, INSIDE, _fill_decoy, _snapshot
+
+from hoody_mount.core import syscalls
+from hoody_mount.core.reserved import Reserved
+from hoody_mount.core.vfs import VFS, Times
+
+# Ways to name the state folder from inside the root.
+DOORS = ["/srv/state", "/abs", "/srv/rel", "/srvlink/state", "/srv/logs/../state"]
+
+
+@dataclass
+class Guarded:
+    """A VFS over ``root`` with ``root/srv/state`` and a log file reserved."""
+
+    root: Path
+    state: Path
+    log: Path
+    vfs: VFS
+    reserved: Reserved
+
+
+@pytest.fixture(params=[True, False], ids=["openat2", "walk"])
+def guarded(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Guarded]:
+    if request.param:
+        assert syscalls.openat2_works(), "this kernel lacks openat2"
+    root = tmp_path / "root"
+    state = root / "srv" / "state"
+    _fill_decoy(state, b"state")
+    (root / "inside.txt").write_bytes(INSIDE)
+    (root / "srv" / "logs").mkdir()
+    log = root / "srv" / "logs" / "server.log"
+    log.write_bytes(b"log line\n")
+    (root / "abs").symlink_to("/srv/state")
+    (root / "srv" / "rel").symlink_to("state")
+    (root / "srvlink").symlink_to("srv")
+    reserved = Reserved([state], [log])
+    vfs = VFS.open_root(str(root), use_openat2=request.param, reserved=reserved)
+    try:
+        yield Guarded(root, state, log, vfs, reserved)
+    finally:
+        vfs.close()
+        reserved.close()
+
+
+@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("op_name", list(DOOR_OPS))
+def test_every_verb_is_refused_on_the_state_folder(
+    guarded: Guarded, door: str, op_name: str
+) -> None:
+    before = _snapshot(guarded.state)
+    op, _check = DOOR_OPS[op_name]
+    with pytest.raises(OSError) as info:
+        op(guarded.vfs, door)
+    assert info.value.errno == errno.EACCES, info.value
+    assert _snapshot(guarded.state) == before
+    assert (guarded.root / "inside.txt").read_bytes() == INSIDE
+
+
+def test_listings_leave_the_state_folder_out(guarded: Guarded) -> None:
+    listing = guarded.vfs.listdir("/srv")
+    try:
+        names = sorted(entry.name for entry in listing.read(100))
+    finally:
+        listing.close()
+    assert names == ["logs", "rel"]
+
+
+def test_the_state_folder_itself_cannot_be_renamed_removed_or_replaced(guarded: Guarded) -> None:
+    vfs = guarded.vfs
+    vfs.mkdir("/empty")
+    attempts = [
+        lambda: vfs.rename("/srv/state", "/moved", replace=False),
+        lambda: vfs.rename("/empty", "/srv/state", replace=True),
+        lambda: vfs.rmdir("/srv/state"),
+        lambda: vfs.remove_tree("/srv/state"),
+        lambda: vfs.remove_tree("/srv"),  # it holds the state folder
+        lambda: vfs.rename("/srv", "/elsewhere", replace=False),
+        lambda: vfs.copy_tree("/srv/state", "/copy"),
+        lambda: vfs.sub("/abs"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(PermissionError):
+            attempt()
+    assert guarded.state.is_dir() and (guarded.state / "secret.txt").exists()
+    assert not (guarded.root / "copy").exists()
+    # A copy of the folder that holds it copies everything else.
+    vfs.copy_tree("/srv", "/srv-copy")
+    assert sorted(os.listdir(guarded.root / "srv-copy")) == ["logs", "rel"]
+
+
+def test_the_log_file_reads_but_never_changes(guarded: Guarded) -> None:
+    vfs, log = guarded.vfs, "/srv/logs/server.log"
+    assert vfs.read_bytes(log) == b"log line\n"
+    vfs.open_file("/inside-copy", os.O_WRONLY | os.O_CREAT).close()
+    attempts = [
+        lambda: vfs.open_file(log, os.O_WRONLY),
+        lambda: vfs.open_file(log, os.O_RDWR),
+        lambda: vfs.open_file(log, os.O_WRONLY | os.O_APPEND),
+        lambda: vfs.open_file(log, os.O_WRONLY | os.O_TRUNC),
+        lambda: vfs.open_file(log, os.O_WRONLY | os.O_CREAT),
+        lambda: vfs.unlink(log),
+        lambda: vfs.rename(log, "/srv/logs/old.log", replace=False),
+        lambda: vfs.rename("/inside-copy", log, replace=True),
+        lambda: vfs.link(log, "/hard.log"),
+        lambda: vfs.set_attrs(log, mode=0o666),
+        lambda: vfs.set_attrs(log, size=0),
+        lambda: vfs.set_attrs(log, follow=False, times=Times(0, 0)),
+        lambda: vfs.atomic_file(log),
+        lambda: vfs.copy_file("/inside.txt", log),
+        lambda: vfs.remove_tree("/srv/logs"),
+        lambda: vfs.rename("/srv/logs", "/logs2", replace=False),
+    ]
+    for attempt in attempts:
+        with pytest.raises(PermissionError):
+            attempt()
+    opened = vfs.open_file(log, os.O_RDONLY)
+    try:
+        with pytest.raises(PermissionError):
+            opened.set_attrs(mode=0o666)
+    finally:
+        opened.close()
+    assert guarded.log.read_bytes() == b"log line\n"
+    assert sorted(os.listdir(guarded.log.parent)) == ["server.log"]
+
+
+def test_a_root_or_jail_inside_the_state_folder_is_refused(guarded: Guarded) -> None:
+    with pytest.raises(PermissionError):
+        VFS.open_root(str(guarded.state / "folder"), reserved=guarded.reserved)
+    with pytest.raises(PermissionError):
+        guarded.vfs.sub("/srv/state/folder")
+
+
+def test_a_bind_mount_of_the_state_folder_is_refused(guarded: Guarded) -> None:
+    alias = guarded.root / "alias"
+    alias.mkdir()
+    result = subprocess.run(
+        ["mount", "--bind", str(guarded.state), str(alias)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    try:
+        for path in ("/alias", "/alias/secret.txt", "/alias/folder/inner.txt"):
+            with pytest.raises(PermissionError):
+                guarded.vfs.stat(path)
+        with pytest.raises(PermissionError):
+            guarded.vfs.read_bytes("/alias/folder/inner.txt")
+        listing = guarded.vfs.listdir("/")
+        try:
+            assert "alias" not in [entry.name for entry in listing.read(100)]
+        finally:
+            listing.close()
+    finally:
+        subprocess.run(["umount", "-l", str(alias)], capture_output=True)
