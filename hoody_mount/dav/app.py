@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from wsgidav import util
 from wsgidav.dav_error import HTTP_FORBIDDEN, DAVError
 from wsgidav.dav_provider import DAVCollection, DAVProvider
 from wsgidav.error_printer import ErrorPrinter
@@ -87,4 +88,5 @@ def build(state_dir: Path) -> DavGate:
         "verbose": 1,
         "logging": {"enable": False},
     }
+    util.public_wsgidav_info = "WsgiDAV"  # no version on error pages (suppress_version_info)
     return DavGate(WsgiDAVApp(config))

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 
 import asyncssh
 from asyncssh.constants import EXTENDED_DATA_STDERR
+from asyncssh.kex import get_kex_algs
 from asyncssh.scp import run_scp_server
 from asyncssh.stream import SSHReader, SSHWriter
 
@@ -32,6 +33,7 @@ from ..core.vfs import VFS
 from ..workers import Workers
 from . import (
     commands,
+    dh_groups,
     flowcontrol,
     ignore_packets,
     keyed_umac,
@@ -57,6 +59,36 @@ CIPHERS = [
     "aes128-ctr",
     "aes192-ctr",
     "aes256-ctr",
+]
+# What a current OpenSSH server offers, minus SHA-1 (ssh-audit: fail): no
+# diffie-hellman-group14-sha1, hmac-sha1 or hmac-sha1-etm, group exchange only with
+# groups of 2048 bits or more (dh_groups), and none of asyncssh's extras (NIST-curve
+# ML-KEM hybrids, secp256k1, curve448, the @ssh.com groups, RSA key exchange).
+# asyncssh adds kex-strict-s-v00@openssh.com (the Terrapin fix) and ext-info-s itself.
+# The post-quantum ones are offered when this asyncssh build has them.
+KEX_ALGS = [
+    "mlkem768x25519-sha256",
+    "sntrup761x25519-sha512",
+    "sntrup761x25519-sha512@openssh.com",
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+    "ecdh-sha2-nistp256",
+    "ecdh-sha2-nistp384",
+    "ecdh-sha2-nistp521",
+    "diffie-hellman-group-exchange-sha256",
+    "diffie-hellman-group16-sha512",
+    "diffie-hellman-group18-sha512",
+    "diffie-hellman-group14-sha256",
+]
+MACS = [
+    "umac-64-etm@openssh.com",
+    "umac-128-etm@openssh.com",
+    "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com",
+    "umac-64@openssh.com",
+    "umac-128@openssh.com",
+    "hmac-sha2-256",
+    "hmac-sha2-512",
 ]
 T = TypeVar("T")
 LONG_CALL_THREADS = 4  # copy-data requests run at once; more wait their turn
@@ -336,6 +368,8 @@ async def start(ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey) -> a
     keyed_umac.install()
     lazy_keepalive.install()
     ignore_packets.install(CIPHERS)
+    dh_groups.install()
+    available = {name.decode() for name in get_kex_algs()}
     return await asyncssh.create_server(
         lambda: SSHServer(ctx),
         listen.host,
@@ -350,5 +384,7 @@ async def start(ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey) -> a
         keepalive_interval=limits.keepalive_interval,
         keepalive_count_max=limits.keepalive_count_max,
         encryption_algs=CIPHERS,
+        kex_algs=[name for name in KEX_ALGS if name in available],
+        mac_algs=MACS,
         reuse_address=True,
     )

@@ -36,6 +36,7 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 API_PREFIX = "/api/"
 BODY_LIMIT = 1 << 20  # XML and JSON request bodies
+HSTS = "max-age=31536000"  # a year; sent over HTTPS only
 
 
 class _Closing:
@@ -84,6 +85,7 @@ class WebFront:
         self.api = api
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response = _headers(start_response, environ.get("wsgi.url_scheme") == "https")
         method = str(environ.get("REQUEST_METHOD", ""))
         path = str(environ.get("PATH_INFO", ""))
         try:
@@ -128,22 +130,28 @@ class WebFront:
         environ["wsgidav.auth.realm"] = "hoody-mount"
         environ["wsgidav.auth.roles"] = ("reader",) if user.read_only else ("editor",)
         try:
-            body = app(environ, self._headers(start_response))
+            body = app(environ, start_response)
         except BaseException:
             session.close()
             raise
         return _Closing(body, session.close)
 
-    @staticmethod
-    def _headers(start_response: StartResponse) -> StartResponse:
-        """Tell browsers never to guess content types."""
 
-        def wrapped(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            if not any(name.lower() == "x-content-type-options" for name, _ in headers):
-                headers.append(("X-Content-Type-Options", "nosniff"))
-            return start_response(status, headers, exc_info)
+def _headers(start_response: StartResponse, https: bool) -> StartResponse:
+    """Tell browsers never to guess content types, and over HTTPS to keep to HTTPS; the
+    Server header is cheroot's, ``hoody-mount`` without a version."""
 
-        return wrapped
+    def wrapped(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        names = {name.lower() for name, _ in headers}
+        if "server" in names:
+            headers[:] = [(name, value) for name, value in headers if name.lower() != "server"]
+        if "x-content-type-options" not in names:
+            headers.append(("X-Content-Type-Options", "nosniff"))
+        if https and "strict-transport-security" not in names:
+            headers.append(("Strict-Transport-Security", HSTS))
+        return start_response(status, headers, exc_info)
+
+    return wrapped
 
 
 KEEP_ALIVE_LIMIT = 1024
@@ -311,11 +319,12 @@ class WebServer:
             (listen.host, listen.port),
             app,
             numthreads=threads,
-            server_name="hoody-mount",
+            server_name="hoody-mount",  # the Server header: no version
             timeout=60,
             shutdown_timeout=5,
         )
         self._server.max_request_header_size = 64 * 1024
+        self._server.software = "hoody-mount"  # SERVER_SOFTWARE, cheroot's name otherwise
         self._server.ConnectionClass = _Connection
         self._server.keep_alive_conn_limit = KEEP_ALIVE_LIMIT  # cheroot keeps only 10
         if tls is not None:
