@@ -100,6 +100,7 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
     if config.source == "embedded default":
         config.root.mkdir(parents=True, exist_ok=True)
     host_key, new_key = state.host_key(config.state_dir)
+    tokens: TokenStore = state.tokens(config.state_dir)
     users, password = _users_with_default_password(config)
     options = config.http_options
     tls: tuple[Path, Path] | None = None
@@ -121,8 +122,6 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
     )
     acceptor = await ssh_server.start(ctx, config.ssh, host_key)
     ssh_bound = Listen(config.ssh.host, acceptor.get_port())
-
-    tokens = TokenStore(config.state_dir)
 
     def token_grant(text: str) -> Grant | None:
         token = tokens.check(text)

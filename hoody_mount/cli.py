@@ -15,7 +15,8 @@ import tomlkit
 from . import config as config_module
 from . import users_file
 from .config import ConfigError
-from .core.tokens import TokenStore, parse_duration
+from .core import trusted_files
+from .core.tokens import TokenFileError, TokenStore, parse_duration
 from .core.users import PROTOCOLS, hash_password
 
 
@@ -78,9 +79,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _token_command(args: argparse.Namespace) -> None:
+    """``token create|list|revoke``; an untrusted state folder or tokens file is refused."""
+    try:
+        _tokens(args)
+    except (TokenFileError, trusted_files.UntrustedFile) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _tokens(args: argparse.Namespace) -> None:
     base = config_module.load(args.config) if args.config else config_module.embedded_default()
     cfg = config_module.with_overrides(base, state_dir=args.state_dir)
     store = TokenStore(cfg.state_dir)
+    if cfg.state_dir.is_dir():
+        trusted_files.check_folder(cfg.state_dir)
     if args.token_command == "create":
         if args.user not in cfg.users:
             raise ConfigError(f"{cfg.source}: users.{args.user}: no such user")

@@ -1,7 +1,8 @@
 """Configuration: a TOML file (or the embedded default) turned into frozen dataclasses.
 
 Every key is checked; a mistake becomes one ``ConfigError`` line that names the file and
-the key, which the command line prints before exiting with status 2.
+the key, which the command line prints before exiting with status 2. The file holds the
+users and their password hashes, so it must be trusted (``core.trusted_files``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .core import paths
+from .core import paths, trusted_files
 from .core.users import ACCESS_MODES, PROTOCOLS, User, is_password_hash
 
 
@@ -198,7 +199,10 @@ def load(path: Path) -> Config:
     source = str(path)
     try:
         with open(path, "rb") as handle:
+            trusted_files.check_fd(handle.fileno(), path)
             data = tomllib.load(handle)
+    except trusted_files.UntrustedFile as exc:
+        raise ConfigError(str(exc)) from None
     except FileNotFoundError:
         raise ConfigError(f"{source}: no such file") from None
     except tomllib.TOMLDecodeError as exc:

@@ -2,7 +2,9 @@
 
 Secret files are created with mode 0600 from the first byte (O_EXCL into a temp name,
 fsync, rename into place, fsync the folder) and are never silently replaced: a corrupt
-host key stops the server with a clear error instead of changing its identity.
+host key stops the server with a clear error instead of changing its identity. The folder
+and every file the server reads there must be trusted (``core.trusted_files``): owned by
+the server's uid and not writable by group or others.
 """
 
 from __future__ import annotations
@@ -12,11 +14,18 @@ from pathlib import Path
 
 import asyncssh
 
+from .core import trusted_files
 from .core.secret_file import write_secret
+from .core.tokens import FILE_NAME as TOKENS_NAME
+from .core.tokens import TokenFileError, TokenStore
 from .core.users import hash_password, is_password_hash
 
 HOST_KEY_NAME = "ssh_host_ed25519_key"
 PASSWORD_NAME = "default-password.hash"
+# Everything the server reads in the state folder (the TLS names are web.tls's; the DAV
+# lock and property stores are shelves: dbm adds suffixes such as .dat, .dir and .bak).
+READ_NAMES = (HOST_KEY_NAME, PASSWORD_NAME, TOKENS_NAME, "tls-cert.pem", "tls-key.pem")
+READ_PREFIXES = ("dav-locks.shelve", "dav-props.shelve")
 
 
 class StateError(Exception):
@@ -24,8 +33,29 @@ class StateError(Exception):
 
 
 def prepare(state_dir: Path) -> None:
-    """Create the state folder, private to its owner."""
+    """Create the state folder, private to its owner; check it and the files read there."""
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        trusted_files.check_folder(state_dir, READ_NAMES, READ_PREFIXES)
+    except trusted_files.UntrustedFile as exc:
+        raise StateError(str(exc)) from None
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return trusted_files.read(path)[0]
+    except trusted_files.UntrustedFile as exc:
+        raise StateError(str(exc)) from None
+
+
+def tokens(state_dir: Path) -> TokenStore:
+    """The API tokens of the state folder, read once now (a bad file stops the start)."""
+    store = TokenStore(state_dir)
+    try:
+        store.load()
+    except TokenFileError as exc:
+        raise StateError(str(exc)) from None
+    return store
 
 
 def host_key(state_dir: Path) -> tuple[asyncssh.SSHKey, bool]:
@@ -33,7 +63,7 @@ def host_key(state_dir: Path) -> tuple[asyncssh.SSHKey, bool]:
     path = state_dir / HOST_KEY_NAME
     if path.exists():
         try:
-            return asyncssh.read_private_key(str(path)), False
+            return asyncssh.import_private_key(_read(path)), False
         except (asyncssh.KeyImportError, ValueError, OSError) as exc:
             raise StateError(
                 f"{path}: the host key cannot be read ({exc}); it is not replaced "
@@ -57,7 +87,7 @@ def default_password_hash(state_dir: Path, from_env: str | None) -> tuple[str, s
         return hash_password(from_env), None
     path = state_dir / PASSWORD_NAME
     if path.exists():
-        stored = path.read_text().strip()
+        stored = _read(path).decode("utf-8", "replace").strip()
         if not is_password_hash(stored):
             raise StateError(f"{path}: not a password hash; remove it to make a new password")
         return stored, None

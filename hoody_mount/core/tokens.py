@@ -3,7 +3,8 @@
 A token is ``hm_<id>_<secret>``; only the SHA-256 of the secret is stored (the secret is
 random, so a fast hash is enough), in ``tokens.json`` in the state folder, mode 0600.
 The server re-reads the file when it changes, so ``hoody-mount token …`` takes effect at
-once.
+once. The file must be trusted (``core.trusted_files``); a re-read file that is not, or
+that cannot be parsed, leaves the tokens read before in force and is logged once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
+import os
 import re
 import secrets
 import threading
@@ -18,8 +21,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import trusted_files
 from .secret_file import write_secret
 
+log = logging.getLogger(__name__)
 FILE_NAME = "tokens.json"
 _TOKEN = re.compile(r"hm_([0-9a-f]{12})_([A-Za-z0-9_-]{20,})")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -53,27 +58,80 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+class TokenFileError(Exception):
+    """``tokens.json`` is not trusted or cannot be parsed; the message is one line."""
+
+
+Stamp = tuple[int, int, int, int]
+
+
+def _stamp(st: os.stat_result) -> Stamp:
+    """What changes with the file's content, owner or mode (a chmod changes ctime)."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _parse(data: bytes) -> dict[str, Token]:
+    records = json.loads(data or b"[]")
+    if not isinstance(records, list):
+        raise ValueError("expected a list of tokens")
+    return {r["id"]: Token(**r) for r in records}
+
+
 class TokenStore:
     """The tokens of one state folder."""
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / FILE_NAME
         self._tokens: dict[str, Token] = {}
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: Stamp | None = None
+        self._refused: Stamp | None = None  # the last version refused (logged once)
         self._lock = threading.Lock()
 
+    def load(self) -> None:
+        """Read the file now (``TokenFileError`` when it is not trusted or not valid)."""
+        with self._lock:
+            self._load()
+
     def _load(self) -> dict[str, Token]:
+        """The tokens, read again when the file changed; ``TokenFileError`` if unusable."""
         try:
-            st = self.path.stat()
+            stamp = _stamp(self.path.stat())
         except FileNotFoundError:
             self._tokens, self._stamp = {}, None
             return self._tokens
-        stamp = (st.st_mtime_ns, st.st_ino)
-        if stamp != self._stamp:
-            records = json.loads(self.path.read_text() or "[]")
-            self._tokens = {r["id"]: Token(**r) for r in records}
-            self._stamp = stamp
+        if stamp == self._stamp:
+            return self._tokens
+        try:
+            data, st = trusted_files.read(self.path)
+        except FileNotFoundError:
+            self._tokens, self._stamp = {}, None
+            return self._tokens
+        except trusted_files.UntrustedFile as exc:
+            self._refused = _stamp(exc.status) if exc.status else stamp
+            raise TokenFileError(str(exc)) from None
+        except OSError as exc:
+            self._refused = stamp
+            raise TokenFileError(f"{self.path}: cannot read: {exc.strerror}") from None
+        try:
+            tokens = _parse(data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            self._refused = _stamp(st)
+            raise TokenFileError(f"{self.path}: not a valid token file ({exc})") from None
+        self._tokens, self._stamp = tokens, _stamp(st)
         return self._tokens
+
+    def _current(self) -> dict[str, Token]:
+        """For requests: the tokens in force; a refused file keeps the previous ones."""
+        try:
+            if self._refused is not None and _stamp(self.path.stat()) == self._refused:
+                return self._tokens  # refused and logged already
+        except OSError:
+            pass
+        try:
+            return self._load()
+        except TokenFileError as exc:
+            log.warning("%s; keeping the %d token(s) read before", exc, len(self._tokens))
+            return self._tokens
 
     def _save(self, tokens: dict[str, Token]) -> None:
         data = json.dumps([asdict(t) for t in tokens.values()], indent=1).encode()
@@ -114,10 +172,7 @@ class TokenStore:
         if not match:
             return None
         with self._lock:
-            try:
-                record = self._load().get(match.group(1))
-            except (OSError, ValueError, TypeError):
-                return None
+            record = self._current().get(match.group(1))
         if record is None or record.expired():
             return None
         if not hmac.compare_digest(record.digest, _digest(match.group(2))):
