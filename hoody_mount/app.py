@@ -16,7 +16,7 @@ from .api.app import FilesAPI
 from .config import Config, Listen
 from .core.digests import DigestCache
 from .core.guard import LoginGuard
-from .core.logs import DeferredHandler
+from .core.logs import DeferredHandler, OneLineFormatter, private_log
 from .core.names import NameMap
 from .core.reserved import Reserved, is_inside
 from .core.tokens import TokenStore
@@ -45,12 +45,15 @@ def setup_logging(config: Config) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if config.log_dir is not None:
         config.log_dir.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file(config.log_dir)))
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        path = private_log(log_file(config.log_dir))
+        handlers.append(logging.FileHandler(path, encoding="utf-8", errors="backslashreplace"))
+    formatter = OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in handlers:
         handler.setFormatter(formatter)
     logging.basicConfig(level=logging.INFO, handlers=[DeferredHandler(handlers)], force=True)
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    access = logging.INFO if config.access_log else logging.WARNING
+    logging.getLogger("hoody_mount.access").setLevel(access)
 
 
 def _connect_help(ssh: Listen, web_url: str, user: str, password: str | None) -> str:

@@ -78,6 +78,7 @@ class Config:
     ssh_limits: SSHLimits = field(default_factory=SSHLimits)
     http_options: HTTPOptions = field(default_factory=HTTPOptions)
     source: str = "embedded default"
+    access_log: bool = True  # downloads and logins in the log (changes always are)
 
 
 def parse_listen(text: str, where: str) -> Listen:
@@ -215,6 +216,7 @@ def load(path: Path) -> Config:
     state_dir = base / top.get("state_dir", str, ".hoody-mount")
     log_dir_text = top.get("log_dir", str, None)
     default_user = top.get("default_user", str, "root")
+    access_log = top.get("access_log", bool, True)
 
     ssh_table = top.get("ssh", dict, {})
     s = _Reader(source, "ssh.", ssh_table)
@@ -276,6 +278,7 @@ def load(path: Path) -> Config:
         ssh_limits=limits,
         http_options=http_options,
         source=source,
+        access_log=access_log,
     )
 
 

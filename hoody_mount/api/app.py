@@ -377,7 +377,7 @@ class FilesAPI:
             raise
         _check_preconditions(environ, session, path, write=True)  # again: it may have changed
         try:
-            upload.commit(replace=not _creates_only(environ))
+            upload.commit(replace=not _creates_only(environ), digest=digest)
         except FileExistsError:
             raise ApiError(412, "precondition_failed", "If-None-Match: the file exists") from None
         st = session.stat(path)

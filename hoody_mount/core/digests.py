@@ -58,9 +58,11 @@ class DigestCache:
             return digest
         hasher = hashlib.sha256()
         offset = 0
+        counted = file.bytes_read  # reading to hash is no download: the log counts none
         while data := file.read(offset, _BLOCK):
             hasher.update(data)
             offset += len(data)
+        file.bytes_read = counted
         digest = hasher.digest()
         if _key(file.stat()) == _key(before):  # not changed while it was read
             self.remember(before, digest)

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
+import stat
 import sys
 import threading
 import time
 import traceback
 from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 
 FLUSH_EVERY = 0.25  # seconds
 MAX_QUEUED = 100_000  # lines waiting; beyond, the thread that logs writes (stderr blocked)
@@ -115,6 +119,55 @@ class DeferredHandler(logging.Handler):
                 self.flush()  # (a target that fails to write reports it, as handlers do)
             except Exception:  # noqa: BLE001 - the writer must outlive a broken record
                 traceback.print_exc(file=sys.__stderr__)
+
+
+# Characters a log line must not carry as they are: control characters and the Unicode
+# line and paragraph separators (a newline would start a forged line), the backslash that
+# escapes, and the bytes of names that are not UTF-8 (``os.fsdecode`` turns each into a
+# lone surrogate, which no file encoding takes).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\\\u2028\u2029\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, as os.fsdecode keeps it
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape(text: str) -> str:
+    """``text`` on one line, every unsafe character written as a backslash escape."""
+    return _UNSAFE.sub(_escape_one, text)
+
+
+class OneLineFormatter(logging.Formatter):
+    """Formats each message as exactly one line: names from clients are escaped (a
+    newline in a file name cannot forge a line, a name that is not UTF-8 cannot break
+    the write). A traceback, which only the server writes, keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = escape(record.message)
+        return super().formatMessage(record)
+
+
+LOG_MODE = 0o640  # the log holds users, addresses and every path: no one else reads it
+
+
+def private_log(path: Path) -> Path:
+    """Create the log file with mode 0640 (or take away the bits an older one has beyond
+    that) before a handler opens it for appending."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & ~LOG_MODE:
+            os.fchmod(fd, mode & LOG_MODE)
+    finally:
+        os.close(fd)
+    return path
 
 
 def _record(

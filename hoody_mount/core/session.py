@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ from .users import User
 from .vfs import VFS, AtomicFile, Listing, OpenFile, Times
 
 audit = logging.getLogger("hoody_mount.audit")
+# Downloads and logins: the operator may turn this one down (``access_log = false``).
+access = logging.getLogger("hoody_mount.access")
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _COPY_BLOCK = 1 << 20
@@ -104,16 +107,42 @@ class Session:
             if uid not in (-1, current.st_uid) or gid not in (-1, current.st_gid):
                 raise OSError(errno.EPERM, "Changing the owner is not allowed here")
 
-    def _done(self, op: str, *targets: str) -> None:
-        """The audit line of a change (written by the log thread, see ``logs.later``)."""
+    def _done(self, op: str, *targets: str, extra: str = "") -> None:
+        """The audit line of a change (written by the log thread, see ``logs.later``;
+        the formatter escapes names, so each line is one line)."""
         logs.later(
             audit,
-            "user=%s proto=%s op=%s path=%s",
+            "user=%s proto=%s op=%s path=%s%s",
             self.user.name,
             self.protocol,
             op,
             " -> ".join(targets),
+            extra,
         )
+
+    def _track(self, file: OpenFile, flags: int) -> OpenFile:
+        """Log what happened to an open file when it closes: one audit line for a
+        change (created, truncated or written: bytes written), one access line for a
+        download (bytes read, seconds)."""
+        user, protocol, truncates = self.user.name, self.protocol, bool(flags & os.O_TRUNC)
+
+        def closed(done: OpenFile) -> None:
+            if done.created or truncates or done.bytes_written:
+                how = "create" if done.created else "truncate" if truncates else "update"
+                logs.later(
+                    audit,
+                    "user=%s proto=%s op=write path=%s bytes=%d (%s)",
+                    user, protocol, done.path, done.bytes_written, how,
+                )  # fmt: skip
+            if done.bytes_read:
+                logs.later(
+                    access,
+                    "user=%s proto=%s op=read path=%s bytes=%d seconds=%.3f",
+                    user, protocol, done.path, done.bytes_read, time.monotonic() - done.opened,
+                )  # fmt: skip
+
+        file.on_close = closed
+        return file
 
     # -- reading --------------------------------------------------------------------
 
@@ -165,14 +194,12 @@ class Session:
     # -- files ------------------------------------------------------------------------
 
     def open(self, raw: str, flags: int, mode: int = 0o666) -> OpenFile:
-        """Open a regular file; any flag that could write needs write access."""
+        """Open a regular file; any flag that could write needs write access. What is
+        written or read is logged when the file closes."""
         path = self.path(raw)
         if flags & _WRITE_FLAGS:
             self._check_write("open-write", path)
-        file = self.vfs.open_file(path, flags, self._create_mode(mode))
-        if flags & (os.O_CREAT | os.O_TRUNC):
-            self._done("open-write", path)
-        return file
+        return self._track(self.vfs.open_file(path, flags, self._create_mode(mode)), flags)
 
     def write(self, file: OpenFile, offset: int, data: bytes | memoryview) -> None:
         """Write all of ``data`` at ``offset`` of an open file."""
@@ -220,10 +247,18 @@ class Session:
                 remaining -= len(data)
 
     def upload(self, raw: str) -> AtomicFile:
-        """Start replacing the whole content of a file (committed only when complete)."""
+        """Start replacing the whole content of a file (committed only when complete;
+        the commit writes the audit line, with the size and the digest if given)."""
         path = self.path(raw)
         self._check_write("upload", path)
-        return self.vfs.atomic_file(path)
+        upload = self.vfs.atomic_file(path)
+        upload.on_commit = self._committed
+        return upload
+
+    def _committed(self, upload: AtomicFile, digest: bytes | None) -> None:
+        """The audit line of an upload, written once it replaced the target."""
+        sha = f" sha256={digest.hex()}" if digest is not None else ""
+        self._done("upload", upload.path, extra=f" bytes={upload.size}{sha}")
 
     def copy_file(self, raw_src: str, raw_dst: str) -> None:
         """Copy a file's content, mode and times (the target appears whole or not at all)."""

@@ -24,7 +24,8 @@ import re
 import secrets
 import stat
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -231,6 +232,12 @@ class OpenFile:
         self._next: int | None = None  # where a sequential reader reads next
         self._ahead = 0  # how far the kernel has been asked to read ahead
         self.frozen = False  # attributes may not change (the server's own log file)
+        # What the audit line written at close tells (see ``Session.open``).
+        self.created = False
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self.opened = time.monotonic()
+        self.on_close: Callable[[OpenFile], None] | None = None
 
     def read(self, offset: int, size: int) -> bytes:
         """Read up to ``size`` bytes at ``offset`` (fewer at the end of the file).
@@ -243,6 +250,7 @@ class OpenFile:
         """
         end = offset + size
         data = os.pread(self.fd, size, _position(offset))
+        self.bytes_read += len(data)
         if offset == self._next:
             if end + READ_AHEAD // 2 > self._ahead:
                 self._read_ahead(max(end, self._ahead), end + READ_AHEAD)
@@ -278,7 +286,10 @@ class OpenFile:
             if exc.errno == errno.EOPNOTSUPP:
                 self._nowait = False
             return None
-        return buf if got == size else None
+        if got != size:
+            return None
+        self.bytes_read += size
+        return buf
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         """Write all of ``data`` at ``offset``."""
@@ -287,6 +298,7 @@ class OpenFile:
         while view:
             written = os.pwrite(self.fd, view, offset)
             view, offset = view[written:], offset + written
+            self.bytes_written += written
 
     def write_many(self, offset: int, pieces: list[memoryview]) -> None:
         """Write all of ``pieces``, one after the other, from ``offset``: one system call
@@ -308,6 +320,8 @@ class OpenFile:
                     pieces[0] = pieces[0][written:]
         except OSError as exc:
             raise ShortWrite(done, exc) from exc
+        finally:
+            self.bytes_written += done
 
     def stat(self) -> os.stat_result:
         """fstat of the open file."""
@@ -345,10 +359,15 @@ class OpenFile:
             os.utime(self.fd, ns=(times.atime_ns, times.mtime_ns))
 
     def close(self) -> None:
-        """Close the file (a second close does nothing)."""
+        """Close the file (a second close does nothing), then call ``on_close``."""
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
-            os.close(fd)
+            try:
+                os.close(fd)
+            finally:
+                closed, self.on_close = self.on_close, None
+                if closed is not None:
+                    closed(self)
 
 
 class AtomicFile:
@@ -379,6 +398,7 @@ class AtomicFile:
         self._direct: DirectWriter | None = None
         self._direct_tried = False
         self._times: Times | None = None
+        self.on_commit: Callable[[AtomicFile, bytes | None], None] | None = None
         self._dir = dir_fd
 
     def write(self, data: bytes | memoryview) -> None:
@@ -419,9 +439,10 @@ class AtomicFile:
         """The times the file gets when it is put in place (after its last write)."""
         self._times = times
 
-    def commit(self, replace: bool = True) -> None:
+    def commit(self, replace: bool = True, digest: bytes | None = None) -> None:
         """Flush, then atomically replace the target with the new content (or, with
-        ``replace`` false, EEXIST if a target has appeared: never replaced)."""
+        ``replace`` false, EEXIST if a target has appeared: never replaced); then call
+        ``on_commit`` with the SHA-256 ``digest`` of the content, where known."""
         try:
             if self._direct is not None:
                 offset, rest = self._direct.finish()
@@ -442,6 +463,8 @@ class AtomicFile:
             raise
         dir_fd, self._dir = self._dir, -1
         os.close(dir_fd)
+        if self.on_commit is not None:
+            self.on_commit(self, digest)
 
     def __del__(self) -> None:
         # Dropped without commit or abort (a request thread killed mid-upload): remove
@@ -560,9 +583,9 @@ class VFS:
                     if exc.errno != errno.EINVAL:
                         raise
                     # Not a link: the open's own error (ENOTDIR, ELOOP) stands.
-                    fd = self._open_name(pfd, name, flags, mode, follow=False)
-                    assert fd is not None
-                    return fd
+                    again = self._open_name(pfd, name, flags, mode, follow=False)
+                    assert again is not None
+                    return again
             finally:
                 os.close(pfd)
             target = link if link.startswith("/") else f"{parent}/{link}"
@@ -814,7 +837,9 @@ class VFS:
             if not flags & os.O_CREAT:
                 raise
             fd, st = self._create(path, flags, mode)
-            return OpenFile(fd, path, self._on_local_fs(st))
+            created = OpenFile(fd, path, self._on_local_fs(st))
+            created.created = True
+            return created
         try:
             if flags & os.O_CREAT and flags & os.O_EXCL:
                 raise OSError(errno.EEXIST, os.strerror(errno.EEXIST), path)

@@ -326,7 +326,8 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
         """The members, with the attributes read while listing (one stat each, relative
         to the folder, instead of a second lookup of every path). A symlink is followed
         in the jail; one that leads nowhere, into a loop or into the server's state
-        folder is left out, as its path cannot be reached either (WsgiDAV's default failed the whole PROPFIND on it)."""
+        folder is left out, as its path cannot be reached either (WsgiDAV's default
+        failed the whole PROPFIND on it)."""
         members: list[FileResource | FolderResource] = []
         with _mapped():
             listing = self.session.listdir(self.path)

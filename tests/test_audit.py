@@ -1,0 +1,245 @@
+"""The audit trail: every change over every protocol writes exactly one line, made by the
+core where the change is committed; names cannot forge or break lines; downloads are
+logged at the end of the transfer and can be turned down; the log file is private."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import http.client
+import os
+import re
+import stat
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+import paramiko
+import pytest
+from conftest import PASSWORD, http_port, require, start_server, stop_server, wait_until
+
+from hoody_mount.core.users import hash_password
+
+LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
+
+
+@dataclass
+class Logged:
+    """A running server that logs to a file."""
+
+    root: Path
+    log: Path
+    stderr: Path
+    ssh_port: int
+    http_port: int
+    key: Path
+
+    def lines(self, pattern: str) -> list[str]:
+        """The log lines that hold ``pattern``."""
+        return [line for line in self.log.read_text().splitlines() if pattern in line]
+
+    def wait_for(self, pattern: str, count: int = 1) -> list[str]:
+        """The lines holding ``pattern`` once there are ``count`` of them (the log thread
+        writes every quarter second)."""
+        wait_until(lambda: len(self.lines(pattern)) >= count, 20)
+        return self.lines(pattern)
+
+    def http(self, method: str, path: str, body: bytes = b"", **headers: str) -> int:
+        """One request as root; its status."""
+        token = base64.b64encode(f"root:{PASSWORD}".encode()).decode()
+        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=30)
+        try:
+            conn.request(
+                method, path, body=body, headers={"Authorization": f"Basic {token}", **headers}
+            )
+            reply = conn.getresponse()
+            reply.read()
+            return reply.status
+        finally:
+            conn.close()
+
+
+def _start(tmp_path: Path, client_key: Path, extra: str = "") -> tuple[Logged, object]:
+    root, logs = tmp_path / "root", tmp_path / "logs"
+    root.mkdir(parents=True)
+    logs.mkdir(exist_ok=True)
+    pub = client_key.with_suffix(".pub").read_text().strip()
+    config = tmp_path / "server.toml"
+    config.write_text(
+        f"""
+root = "{root}"
+state_dir = "{tmp_path / "state"}"
+log_dir = "{logs}"
+{extra}
+
+[ssh]
+listen = "127.0.0.1:0"
+
+[http]
+listen = "127.0.0.1:0"
+
+[users.root]
+password_hash = "{hash_password(PASSWORD)}"
+authorized_keys = ["{pub}"]
+"""
+    )
+    process, ssh_port, banner = start_server(["--config", str(config)], tmp_path / "stderr.log")
+    logged = Logged(
+        root, logs / "hoody-mount.log", tmp_path / "stderr.log", ssh_port, http_port(banner),
+        client_key,
+    )  # fmt: skip
+    return logged, process
+
+
+@pytest.fixture
+def logged(tmp_path: Path, client_key: Path) -> Iterator[Logged]:
+    server, process = _start(tmp_path, client_key)
+    yield server
+    stop_server(process)  # type: ignore[arg-type]
+
+
+def _sftp(server: Logged) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
+    transport = paramiko.Transport(("127.0.0.1", server.ssh_port))
+    transport.connect(username="root", password=PASSWORD)
+    client = paramiko.SFTPClient.from_transport(transport)
+    assert client is not None
+    return transport, client
+
+
+def _changes(server: Logged) -> list[str]:
+    return server.lines("hoody_mount.audit: ")
+
+
+def test_every_upload_writes_exactly_one_line(logged: Logged, tmp_path: Path) -> None:
+    data = b"x" * 100_000
+    assert logged.http("PUT", "/dav/dav.bin", data) == 201
+    line = logged.wait_for("op=upload path=/dav.bin")
+    assert len(line) == 1 and "proto=webdav" in line[0] and "bytes=100000" in line[0]
+    assert logged.http("PUT", "/api/v1/files/api.bin", data) == 201
+    line = logged.wait_for("op=upload path=/api.bin")
+    assert len(line) == 1 and "proto=http" in line[0]
+    assert f"sha256={hashlib.sha256(data).hexdigest()}" in line[0]
+    transport, sftp = _sftp(logged)
+    try:
+        with sftp.open("/sftp.bin", "w") as handle:
+            handle.write(data)
+            handle.write(data)
+        with sftp.open("/sftp.bin", "a") as handle:
+            handle.write(b"tail")
+        with sftp.open("/sftp.bin", "r") as handle:
+            assert len(handle.read()) == 200_004
+    finally:
+        transport.close()
+    lines = logged.wait_for("op=write path=/sftp.bin bytes=", 2)
+    assert len(lines) == 2, lines
+    assert "op=write" in lines[0] and "bytes=200000 (create)" in lines[0]
+    assert "bytes=4 (update)" in lines[1]
+    require("scp")
+    source = tmp_path / "scp.bin"
+    source.write_bytes(data)
+    for extra in ([], ["-O"]):
+        target = f"/scp{len(extra)}.bin"
+        result = subprocess.run(
+            ["scp", *extra, "-P", str(logged.ssh_port), "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+             "-i", str(logged.key), str(source), f"root@127.0.0.1:{target}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        line = logged.wait_for(f"path={target} bytes=")
+        assert len(line) == 1 and "bytes=100000" in line[0], line
+    # Other changes: one line each, from every front.
+    assert logged.http("MOVE", "/dav/dav.bin", Destination="/dav/moved.bin") == 201
+    assert logged.http("COPY", "/dav/moved.bin", Destination="/dav/copied.bin") == 201
+    assert logged.http("DELETE", "/api/v1/files/copied.bin") == 204
+    for pattern in (
+        "op=rename path=/dav.bin -> /moved.bin",
+        "op=copy path=/moved.bin -> /copied.bin",
+        "op=remove path=/copied.bin",
+    ):
+        assert len(logged.wait_for(pattern)) == 1, pattern
+    # scp over SFTP sets the mode with an FSETSTAT of its own: a change of its own.
+    assert len(logged.lines("op=fsetstat path=/scp0.bin")) == 1
+    assert len(_changes(logged)) == 10, "\n".join(_changes(logged))
+
+
+def test_downloads_are_logged_at_the_end(logged: Logged) -> None:
+    (logged.root / "big.bin").write_bytes(b"y" * 300_000)
+    assert logged.http("GET", "/api/v1/files/big.bin") == 200
+    assert logged.http("GET", "/dav/big.bin") == 200
+    transport, sftp = _sftp(logged)
+    try:
+        with sftp.open("/big.bin") as handle:
+            assert len(handle.read()) == 300_000
+    finally:
+        transport.close()
+    lines = logged.wait_for("op=read path=/big.bin bytes=300000", 3)
+    assert len(lines) == 3
+    assert all("hoody_mount.access" in line and "seconds=" in line for line in lines)
+    assert {re.search(r"proto=(\w+)", line).group(1) for line in lines} == {  # type: ignore[union-attr]
+        "http",
+        "webdav",
+        "sftp",
+    }
+    assert logged.wait_for("login root from 127.0.0.1"), "logins are logged too"
+
+
+def test_downloads_can_be_turned_down(tmp_path: Path, client_key: Path) -> None:
+    server, process = _start(tmp_path, client_key, "access_log = false")
+    try:
+        (server.root / "f.txt").write_text("content")
+        assert server.http("GET", "/api/v1/files/f.txt") == 200
+        assert server.http("PUT", "/api/v1/files/g.txt", b"new") == 201
+        assert server.wait_for("op=upload path=/g.txt")
+        assert not server.lines("op=read")
+        assert not server.lines("hoody_mount.access")
+    finally:
+        stop_server(process)  # type: ignore[arg-type]
+
+
+def test_names_cannot_forge_or_break_lines(logged: Logged) -> None:
+    forged = "x\n2026-12-02 16:40:00,000 INFO hoody_mount.audit: user=root op=mkdir FORGED"
+
+    async def make() -> None:
+        async with asyncssh.connect(
+            "127.0.0.1", logged.ssh_port, username="root", password=PASSWORD,
+            known_hosts=None, client_keys=None,
+        ) as conn, conn.start_sftp_client() as sftp:  # fmt: skip
+            await sftp.mkdir(b"/x\xff")
+            await sftp.mkdir(b"/tab\there\x1b[31m\\")
+            await sftp.mkdir(forged.encode())
+
+    asyncio.run(asyncio.wait_for(make(), 60))
+    assert os.path.isdir(os.fsencode(logged.root) + b"/x\xff")
+    logged.wait_for("op=mkdir", 3)
+    text = logged.log.read_text()
+    for line in text.splitlines():
+        assert LINE.match(line), f"a line that is not a log line: {line!r}"
+    assert "path=/x\\xff" in text
+    assert "path=/tab\\there\\x1b[31m\\\\" in text
+    assert "path=/x\\n2026-12-02 16:40:00,000 INFO hoody_mount.audit: user=root" in text
+    assert sum("FORGED" in line for line in text.splitlines()) == 1
+    stderr = logged.stderr.read_text()
+    assert "Traceback" not in stderr and "UnicodeEncodeError" not in stderr, stderr
+
+
+def test_log_file_is_private(tmp_path: Path, client_key: Path) -> None:
+    fresh, process = _start(tmp_path / "new", client_key)
+    try:
+        assert stat.S_IMODE(fresh.log.stat().st_mode) == 0o640
+    finally:
+        stop_server(process)  # type: ignore[arg-type]
+    # A log left by an older version, readable and writable by everyone, is made private.
+    logs = tmp_path / "old" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "hoody-mount.log").write_text("2026-01-01 00:00:00,000 INFO old: line\n")
+    os.chmod(logs / "hoody-mount.log", 0o666)
+    old, process = _start(tmp_path / "old", client_key)
+    try:
+        assert stat.S_IMODE(old.log.stat().st_mode) == 0o640
+        assert old.log.read_text().startswith("2026-01-01 00:00:00,000 INFO old: line\n")
+    finally:
+        stop_server(process)  # type: ignore[arg-type]
