@@ -175,14 +175,18 @@ def _reserved(config: Config) -> Reserved:
             f"{config.root}: the served root lies inside the state folder "
             f"{config.state_dir}, whose files no user may reach; serve another folder"
         )
-    for kind, place in (("state", config.state_dir), ("log", config.log_dir)):
+    notices = (
+        (config.state_dir, "no user can reach it over any protocol"),
+        (config.log_dir, "users may read the server's log file there but never change it"),
+    )
+    for place, rule in notices:
         if place is not None and is_inside(place, config.root):
             log.warning(
-                "the %s folder %s lies inside the served root %s: no user can reach the "
-                "server's own files there over any protocol",
-                kind,
-                place,
-                config.root,
+                "the %s folder %s lies inside the served root %s: %s",
+                "state" if place == config.state_dir else "log",
+                place.resolve(),
+                config.root.resolve(),
+                rule,
             )
     return Reserved([config.state_dir], files)
 
