@@ -7,13 +7,14 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
 from . import state
 from .api.app import FilesAPI
-from .config import Config, Listen
+from .config import Config, Listen, embedded_default
 from .core.digests import DigestCache
 from .core.guard import LoginGuard
 from .core.logs import DeferredHandler, OneLineFormatter, private_log
@@ -56,24 +57,30 @@ def setup_logging(config: Config) -> None:
     logging.getLogger("hoody_mount.access").setLevel(access)
 
 
-def _connect_help(ssh: Listen, web_url: str, user: str, password: str | None) -> str:
+def _connect_help(
+    ssh: Listen, web_url: str, user: str, password: str | None, cert: Path | None = None
+) -> str:
+    """Ready-to-paste commands; with a certificate no client knows yet (self-signed),
+    curl trusts that file and rclone is told to skip the check."""
     host = "127.0.0.1" if ssh.host in ("0.0.0.0", "::", "") else ssh.host
     target = f"{user}@{host}"
     secret = password or "PASSWORD"
-    return "\n".join(
-        [
-            "Connect with:",
-            f"  sftp -P {ssh.port} {target}",
-            f"  scp -P {ssh.port} FILE {target}:",
-            f"  mkdir -p ~/hoody && sshfs -p {ssh.port} {target}:/ ~/hoody "
-            "-o reconnect,ServerAliveInterval=15,ServerAliveCountMax=3",
-            f"  rclone config create hoody sftp host {host} port {ssh.port} user {user} "
-            f"pass $(rclone obscure '{secret}') && rclone lsd hoody:/",
-            f"  rclone config create hoody-dav webdav url {web_url}/dav/ vendor other "
-            f"user {user} pass $(rclone obscure '{secret}') && rclone lsd hoody-dav:",
-            f"  curl -u {user} {web_url}/dav/",
-        ]
-    )
+    curl_tls = f"--cacert {cert} " if cert else ""
+    rclone_tls = " --no-check-certificate" if cert else ""
+    lines = [
+        "Connect with:",
+        f"  sftp -P {ssh.port} {target}",
+        f"  scp -P {ssh.port} FILE {target}:",
+        f"  mkdir -p ~/hoody && sshfs -p {ssh.port} {target}:/ ~/hoody "
+        "-o reconnect,ServerAliveInterval=15,ServerAliveCountMax=3",
+        f"  rclone config create hoody sftp host {host} port {ssh.port} user {user} "
+        f"pass $(rclone obscure '{secret}') && rclone lsd hoody:/",
+        f"  rclone config create hoody-dav webdav url {web_url}/dav/ vendor owncloud "
+        f"user {user} pass $(rclone obscure '{secret}') && rclone lsd{rclone_tls} hoody-dav:",
+        f"  curl {curl_tls}-u {user} '{web_url}/api/v1/files/?json'",
+        f"  a browser: {web_url}/api/v1/files/",
+    ]
+    return "\n".join(lines)
 
 
 def _web_url(listen: Listen, port: int, tls: bool) -> str:
@@ -100,8 +107,7 @@ def _users_with_default_password(
 async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
     """Serve SSH and HTTP until SIGTERM or SIGINT."""
     state.prepare(config.state_dir)
-    if config.source == "embedded default":
-        config.root.mkdir(parents=True, exist_ok=True)
+    _served_root(config)
     host_key, new_key = state.host_key(config.state_dir)
     tokens: TokenStore = state.tokens(config.state_dir)
     users, password = _users_with_default_password(config)
@@ -117,6 +123,7 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         loop.add_signal_handler(sig, stop.set)
     reserved = _reserved(config)
     vfs = VFS.open_root(str(config.root), reserved=reserved)
+    await loop.run_in_executor(pool, _check_jails, users, vfs)
     names = NameMap(vfs)
     guard = LoginGuard()
 
@@ -149,7 +156,8 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
     if password:
         lines.append(f"Password of {config.default_user} (shown only this once): {password}")
     if config.default_user in users:
-        lines.append(_connect_help(ssh_bound, web_url, config.default_user, password))
+        cert = tls[0] if tls is not None and not options.cert else None
+        lines.append(_connect_help(ssh_bound, web_url, config.default_user, password, cert))
     lines.append("Ready. Stop with Ctrl-C or SIGTERM.")
     print("\n".join(lines), file=out, flush=True)
 
@@ -164,6 +172,30 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         ctx.long_calls.shutdown(wait=False, cancel_futures=True)
         vfs.close()
         reserved.close()
+
+
+def _served_root(config: Config) -> None:
+    """The served folder must exist (only the embedded default's ``./data`` is made: a
+    mistyped ``--root`` must not serve a new empty folder)."""
+    if config.source == "embedded default" and config.root == embedded_default().root:
+        config.root.mkdir(parents=True, exist_ok=True)
+    if not config.root.is_dir():
+        what = "no such folder" if not config.root.exists() else "not a folder"
+        raise state.StateError(f"root {config.root}: {what}")
+
+
+def _check_jails(users: Mapping[str, User], vfs: VFS) -> None:
+    """Warn once about users whose jail is missing: their logins fail until it exists."""
+    for user in users.values():
+        try:
+            vfs.sub(user.root).close()
+        except OSError as exc:
+            log.warning(
+                "user %s: the jail %s cannot be opened (%s): logins fail until it can",
+                user.name,
+                user.root,
+                exc.strerror,
+            )
 
 
 def _reserved(config: Config) -> Reserved:
@@ -193,7 +225,11 @@ def _reserved(config: Config) -> Reserved:
 
 def serve(config: Config) -> None:
     """Run the server in a fresh event loop."""
-    setup_logging(config)
+    try:
+        setup_logging(config)
+    except OSError as exc:
+        print(f"hoody-mount: log_dir {config.log_dir}: {exc.strerror}", file=sys.stderr)
+        raise SystemExit(2) from None
     pool = Workers(WORKER_THREADS, "hoody-io")
     selector = PollingSelector(config.ssh_limits.busy_poll_us / 1e6, pool.quiet)
     try:

@@ -8,6 +8,7 @@ users and their password hashes, so it must be trusted (``core.trusted_files``).
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .core import paths, trusted_files
+from .core.reserved import is_inside
 from .core.users import ACCESS_MODES, PROTOCOLS, User, is_password_hash
+
+USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@-]{0,63}")
 
 
 class ConfigError(Exception):
@@ -162,6 +166,11 @@ class _Reader:
 def _user(source: str, name: str, table: Any) -> User:
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: users.{name}: expected a table")
+    if not USER_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{source}: users.{name}: a user name is 1-64 letters, digits, '.', '_', '-' or "
+            "'@', and starts with a letter, a digit or '_'"
+        )
     r = _Reader(source, f"users.{name}.", table)
     password_hash = r.get("password_hash", str, None)
     if password_hash is not None and not is_password_hash(password_hash):
@@ -267,6 +276,7 @@ def load(path: Path) -> Config:
         raise ConfigError(f"{source}: users: at least one user is needed")
     if default_user not in users:
         raise ConfigError(f"{source}: default_user: no user {default_user!r} in [users]")
+    check_jails(source, root, state_dir, users)
     return Config(
         root=root,
         state_dir=state_dir,
@@ -320,4 +330,20 @@ def with_overrides(
         if authorized_keys:
             default = replace(default, authorized_keys_files=(authorized_keys,))
         changes["users"] = {**config.users, name: default}
-    return replace(config, **changes) if changes else config
+    if not changes:
+        return config
+    changed = replace(config, **changes)
+    check_jails("--root/--state-dir", changed.root, changed.state_dir, changed.users)
+    return changed
+
+
+def check_jails(source: str, root: Path, state_dir: Path, users: Mapping[str, User]) -> None:
+    """A user jailed in the state folder could never log in (its files are never served):
+    say so now, naming the key. (The rule itself goes by identity, in ``core.reserved``.)"""
+    for user in users.values():
+        jail = root / user.root.lstrip("/")
+        if is_inside(jail, state_dir):
+            raise ConfigError(
+                f"{source}: users.{user.name}.root: {user.root} lies inside the state folder "
+                f"{state_dir}, which is never served"
+            )

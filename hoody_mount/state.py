@@ -34,7 +34,12 @@ class StateError(Exception):
 
 def prepare(state_dir: Path) -> None:
     """Create the state folder, private to its owner; check it and the files read there."""
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StateError(f"state_dir {state_dir}: not a folder") from None
+    except OSError as exc:
+        raise StateError(f"state_dir {state_dir}: cannot be created: {exc.strerror}") from None
     try:
         trusted_files.check_folder(state_dir, READ_NAMES, READ_PREFIXES)
     except trusted_files.UntrustedFile as exc:

@@ -116,10 +116,10 @@ def _changes(server: Logged) -> list[str]:
 def test_every_upload_writes_exactly_one_line(logged: Logged, tmp_path: Path) -> None:
     data = b"x" * 100_000
     assert logged.http("PUT", "/dav/dav.bin", data) == 201
-    line = logged.wait_for("op=upload path=/dav.bin")
+    line = logged.wait_for('op=upload path="/dav.bin"')
     assert len(line) == 1 and "proto=webdav" in line[0] and "bytes=100000" in line[0]
     assert logged.http("PUT", "/api/v1/files/api.bin", data) == 201
-    line = logged.wait_for("op=upload path=/api.bin")
+    line = logged.wait_for('op=upload path="/api.bin"')
     assert len(line) == 1 and "proto=http" in line[0]
     assert f"sha256={hashlib.sha256(data).hexdigest()}" in line[0]
     transport, sftp = _sftp(logged)
@@ -133,7 +133,7 @@ def test_every_upload_writes_exactly_one_line(logged: Logged, tmp_path: Path) ->
             assert len(handle.read()) == 200_004
     finally:
         transport.close()
-    lines = logged.wait_for("op=write path=/sftp.bin bytes=", 2)
+    lines = logged.wait_for('op=write path="/sftp.bin" bytes=', 2)
     assert len(lines) == 2, lines
     assert "op=write" in lines[0] and "bytes=200000 (create)" in lines[0]
     assert "bytes=4 (update)" in lines[1]
@@ -149,21 +149,29 @@ def test_every_upload_writes_exactly_one_line(logged: Logged, tmp_path: Path) ->
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
-        line = logged.wait_for(f"path={target} bytes=")
+        line = logged.wait_for(f'path="{target}" bytes=')
         assert len(line) == 1 and "bytes=100000" in line[0], line
     # Other changes: one line each, from every front.
     assert logged.http("MOVE", "/dav/dav.bin", Destination="/dav/moved.bin") == 201
     assert logged.http("COPY", "/dav/moved.bin", Destination="/dav/copied.bin") == 201
     assert logged.http("DELETE", "/api/v1/files/copied.bin") == 204
     for pattern in (
-        "op=rename path=/dav.bin -> /moved.bin",
-        "op=copy path=/moved.bin -> /copied.bin",
-        "op=remove path=/copied.bin",
+        'op=rename path="/dav.bin" -> "/moved.bin"',
+        'op=copy path="/moved.bin" -> "/copied.bin"',
+        'op=remove path="/copied.bin"',
     ):
         assert len(logged.wait_for(pattern)) == 1, pattern
+    # A dead property is kept in WsgiDAV's store, not in a file: it is logged too.
+    body = (
+        b'<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z">'
+        b"<D:set><D:prop><Z:colour>blue</Z:colour></D:prop></D:set></D:propertyupdate>"
+    )
+    assert logged.http("PROPPATCH", "/dav/moved.bin", body, **{"Content-Type": "text/xml"}) == 207
+    line = logged.wait_for('op=proppatch path="/moved.bin" property={urn:z}colour (set)')
+    assert len(line) == 1, line
     # scp over SFTP sets the mode with an FSETSTAT of its own: a change of its own.
-    assert len(logged.lines("op=fsetstat path=/scp0.bin")) == 1
-    assert len(_changes(logged)) == 10, "\n".join(_changes(logged))
+    assert len(logged.lines('op=fsetstat path="/scp0.bin"')) == 1
+    assert len(_changes(logged)) == 11, "\n".join(_changes(logged))
 
 
 def test_downloads_are_logged_at_the_end(logged: Logged) -> None:
@@ -176,7 +184,7 @@ def test_downloads_are_logged_at_the_end(logged: Logged) -> None:
             assert len(handle.read()) == 300_000
     finally:
         transport.close()
-    lines = logged.wait_for("op=read path=/big.bin bytes=300000", 3)
+    lines = logged.wait_for('op=read path="/big.bin" bytes=300000', 3)
     assert len(lines) == 3
     assert all("hoody_mount.access" in line and "seconds=" in line for line in lines)
     assert {re.search(r"proto=(\w+)", line).group(1) for line in lines} == {  # type: ignore[union-attr]
@@ -185,6 +193,17 @@ def test_downloads_are_logged_at_the_end(logged: Logged) -> None:
         "sftp",
     }
     assert logged.wait_for("login root from 127.0.0.1"), "logins are logged too"
+    # Hashing is no download: sha256sum over ssh reads the file but sends 64 digits.
+    require("ssh")
+    result = subprocess.run(
+        ["ssh", "-p", str(logged.ssh_port), "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-i", str(logged.key),
+         "root@127.0.0.1", "sha256sum /big.bin"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0 and hashlib.sha256(b"y" * 300_000).hexdigest() in result.stdout
+    assert logged.wait_for("logout root")
+    assert len(logged.lines('op=read path="/big.bin"')) == 3
 
 
 def test_downloads_can_be_turned_down(tmp_path: Path, client_key: Path) -> None:
@@ -193,7 +212,7 @@ def test_downloads_can_be_turned_down(tmp_path: Path, client_key: Path) -> None:
         (server.root / "f.txt").write_text("content")
         assert server.http("GET", "/api/v1/files/f.txt") == 200
         assert server.http("PUT", "/api/v1/files/g.txt", b"new") == 201
-        assert server.wait_for("op=upload path=/g.txt")
+        assert server.wait_for('op=upload path="/g.txt"')
         assert not server.lines("op=read")
         assert not server.lines("hoody_mount.access")
     finally:
@@ -211,17 +230,20 @@ def test_names_cannot_forge_or_break_lines(logged: Logged) -> None:
             await sftp.mkdir(b"/x\xff")
             await sftp.mkdir(b"/tab\there\x1b[31m\\")
             await sftp.mkdir(forged.encode())
+            await sftp.mkdir('/q" bytes=1 x="')
 
     asyncio.run(asyncio.wait_for(make(), 60))
     assert os.path.isdir(os.fsencode(logged.root) + b"/x\xff")
-    logged.wait_for("op=mkdir", 3)
+    logged.wait_for("op=mkdir", 4)
     text = logged.log.read_text()
     for line in text.splitlines():
         assert LINE.match(line), f"a line that is not a log line: {line!r}"
-    assert "path=/x\\xff" in text
-    assert "path=/tab\\there\\x1b[31m\\\\" in text
-    assert "path=/x\\n2026-12-02 16:40:00,000 INFO hoody_mount.audit: user=root" in text
+    assert 'path="/x\\xff"' in text
+    assert 'path="/tab\\there\\x1b[31m\\\\"' in text
+    assert 'path="/x\\n2026-12-02 16:40:00,000 INFO hoody_mount.audit: user=root' in text
     assert sum("FORGED" in line for line in text.splitlines()) == 1
+    # A quote in a name cannot end the quoted path early and fake a field.
+    assert 'path="/q\\x22 bytes=1 x=\\x22"' in text
     stderr = logged.stderr.read_text()
     assert "Traceback" not in stderr and "UnicodeEncodeError" not in stderr, stderr
 

@@ -110,7 +110,7 @@ def test_every_change_is_in_the_log_once_the_server_stopped(server: Server) -> N
     assert result.returncode == 0, result.stderr
     stop_server(server.process)
     log = server.log.read_text()
-    missing = [i for i in range(count) if f"op=mkdir path=/share/d{i}\n" not in log]
+    missing = [i for i in range(count) if f'op=mkdir path="/share/d{i}"\n' not in log]
     assert not missing, f"{len(missing)} audit lines missing, first: d{missing[0]}"
 
 

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import asyncssh
 import paramiko
 import pytest
-from conftest import PASSWORD, http_port, require, start_server, stop_server
+from conftest import PASSWORD, http_port, require, start_server, stop_server, wait_until
 
 from hoody_mount.core.users import hash_password
 
@@ -222,6 +222,9 @@ def test_sftp_cannot_reach_the_state_folder(container: Container) -> None:
         finally:
             transport.close()
     assert container.state_files() == before
+    # Each attempt is a warning in the log, with who, how and where.
+    wanted = f'refused user=st proto=sftp op=open path="/files/{KEY_NAME}": Permission denied'
+    assert wait_until(lambda: wanted in container.log.read_text(), 20), wanted
 
 
 def test_hardlink_of_a_state_file_is_refused(container: Container) -> None:

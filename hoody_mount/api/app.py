@@ -317,6 +317,7 @@ class FilesAPI:
             query.get("sort", ["name"])[0],
             "desc" in query,
             nonce,
+            writable=not session.user.read_only,
         )
         csp = (
             f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "

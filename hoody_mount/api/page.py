@@ -23,7 +23,7 @@ body{font:14px system-ui,sans-serif;margin:2rem;color:#222}
 nav a{text-decoration:none}table{border-collapse:collapse;width:100%;margin-top:1rem}
 th,td{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #eee}
 td.n{text-align:right;font-variant-numeric:tabular-nums}th a{color:inherit}
-.dir a{font-weight:600}form{margin-top:1.5rem}code{font-size:12px}
+.dir a{font-weight:600}form{margin-top:1.5rem}code{font-size:12px;overflow-wrap:anywhere}
 """
 
 _SCRIPT = """
@@ -37,16 +37,28 @@ document.querySelectorAll('a.digest').forEach(function (link) {
     });
   });
 });
-document.getElementById('upload').addEventListener('submit', function (event) {
+var form = document.getElementById('upload');
+if (form) form.addEventListener('submit', function (event) {
   event.preventDefault();
-  var files = document.getElementById('files').files, done = 0;
+  var files = document.getElementById('files').files, done = 0, failed = [];
   var status = document.getElementById('status');
+  // From the origin and path alone: a page opened as http://user:pw@host/ must not
+  // hand fetch a URL with credentials in it (fetch refuses those).
+  var folder = location.origin + location.pathname.replace(/\\/?$/, '/');
+  function finished(file, message) {
+    done += 1;
+    if (message) { failed.push(file.name + ': ' + message); }
+    status.textContent = (done - failed.length) + ' of ' + files.length + ' uploaded' +
+      (failed.length ? '; failed: ' + failed.join('; ') : '');
+    if (done === files.length && !failed.length) { location.reload(); }
+  }
   Array.prototype.forEach.call(files, function (file) {
-    fetch(location.pathname.replace(/\\/?$/, '/') + encodeURIComponent(file.name),
-          {method: 'PUT', body: file}).then(function (r) {
-      status.textContent = 'uploaded ' + (++done) + ' of ' + files.length;
-      if (done === files.length) { location.reload(); }
-    });
+    fetch(folder + encodeURIComponent(file.name), {method: 'PUT', body: file})
+      .then(function (r) {
+        if (r.ok) { finished(file, ''); return; }
+        return r.json().then(function (d) { finished(file, d.message || r.statusText); },
+                             function () { finished(file, r.status + ' ' + r.statusText); });
+      }, function (error) { finished(file, String(error)); });
   });
 });
 """
@@ -90,7 +102,9 @@ def _sorted(entries: list[Entry], key: str, descending: bool) -> list[Entry]:
     return ordered
 
 
-def render(path: str, entries: list[Entry], sort: str, descending: bool, nonce: str) -> bytes:
+def render(
+    path: str, entries: list[Entry], sort: str, descending: bool, nonce: str, writable: bool
+) -> bytes:
     """The page for the folder ``path`` (virtual, as the user sees it)."""
     key = sort if sort in SORT_KEYS else "name"
     rows = []
@@ -116,6 +130,12 @@ def render(path: str, entries: list[Entry], sort: str, descending: bool, nonce: 
         return f'<th><a href="?sort={column}{flip}">{label}{mark}</a></th>'
 
     title = html.escape(path)
+    form = (
+        '<form id="upload"><input type="file" id="files" multiple>\n'
+        '<button type="submit">Upload</button> <span id="status"></span></form>'
+        if writable
+        else "<p>Read-only access: no uploads here.</p>"
+    )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} · hoody-mount</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -125,8 +145,7 @@ def render(path: str, entries: list[Entry], sort: str, descending: bool, nonce: 
 <th>Digest</th></tr></thead><tbody>
 {"".join(rows) or '<tr><td colspan="4">This folder is empty.</td></tr>'}
 </tbody></table>
-<form id="upload"><input type="file" id="files" multiple>
-<button type="submit">Upload</button> <span id="status"></span></form>
+{form}
 <script nonce="{nonce}">{_SCRIPT}</script>
 </body></html>
 """

@@ -11,6 +11,7 @@ import os
 import queue
 import threading
 from collections import OrderedDict
+from typing import Any
 
 from .vfs import OpenFile
 
@@ -57,16 +58,24 @@ class DigestCache:
         if digest is not None:
             return digest
         hasher = hashlib.sha256()
-        offset = 0
-        counted = file.bytes_read  # reading to hash is no download: the log counts none
-        while data := file.read(offset, _BLOCK):
-            hasher.update(data)
-            offset += len(data)
-        file.bytes_read = counted
+        feed(file, hasher)
         digest = hasher.digest()
         if _key(file.stat()) == _key(before):  # not changed while it was read
             self.remember(before, digest)
         return digest
+
+
+def feed(file: OpenFile, hasher: Any) -> None:
+    """Read the whole of an open file into ``hasher``. Reading to hash is no download:
+    the bytes are not counted in the access log's line for the file."""
+    counted = file.bytes_read
+    offset = 0
+    try:
+        while data := file.read(offset, _BLOCK):
+            hasher.update(data)
+            offset += len(data)
+    finally:
+        file.bytes_read = counted
 
 
 class StreamDigest:

@@ -66,6 +66,9 @@ class DeferredHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Queue ``record`` with its message fixed now (its arguments may change later)."""
         try:
+            if isinstance(record.args, tuple) and record.args:
+                record.args = _escaped(record.args)
+                record.hoody_escaped = True
             record.msg = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format is reported, as handlers do
             self.handleError(record)
@@ -139,9 +142,19 @@ def _escape_one(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def escape(text: str) -> str:
-    """``text`` on one line, every unsafe character written as a backslash escape."""
-    return _UNSAFE.sub(_escape_one, text)
+def escape(text: str, quotes: bool = False) -> str:
+    """``text`` on one line, every unsafe character written as a backslash escape (and,
+    with ``quotes``, every ``"``, so that a quoted value ends where it seems to)."""
+    text = _UNSAFE.sub(_escape_one, text)
+    return text.replace('"', "\\x22") if quotes else text
+
+
+def _escaped(args: tuple[object, ...]) -> tuple[object, ...]:
+    """A message's arguments made safe: numbers as they are, anything else as escaped
+    text. Quoted values (``path="%s"``) then end where they seem to."""
+    return tuple(
+        arg if isinstance(arg, int | float) else escape(str(arg), quotes=True) for arg in args
+    )
 
 
 class OneLineFormatter(logging.Formatter):
@@ -150,7 +163,8 @@ class OneLineFormatter(logging.Formatter):
     the write). A traceback, which only the server writes, keeps its lines."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
-        record.message = escape(record.message)
+        if not getattr(record, "hoody_escaped", False):  # (its arguments were escaped)
+            record.message = escape(record.message)
         return super().formatMessage(record)
 
 
@@ -174,7 +188,8 @@ def _record(
     created: float, logger: logging.Logger, msg: str, args: tuple[object, ...]
 ) -> logging.LogRecord:
     """The record ``logger.info`` would have made at ``created``."""
-    record = logger.makeRecord(logger.name, logging.INFO, "(later)", 0, msg, args, None)
+    record = logger.makeRecord(logger.name, logging.INFO, "(later)", 0, msg, _escaped(args), None)
+    record.hoody_escaped = True
     record.created = created
     record.msecs = (created - int(created)) * 1000
     return record

@@ -31,6 +31,10 @@ LOG_REFUSED = "Permission denied: the server's own log file cannot be changed he
 HOLDS_REFUSED = "Permission denied: holds the server's own state or log files"
 
 
+class ReservedError(PermissionError):
+    """A request touched the server's own files (EACCES); the session logs a warning."""
+
+
 def identity(st: os.stat_result) -> Identity:
     """A file's identity: its device and inode."""
     return st.st_dev, st.st_ino
@@ -127,19 +131,19 @@ class Reserved:
         stops at ``top`` (the jail's root, which is known to lie outside them)."""
         key = identity(st)
         if key in self.hidden:
-            raise OSError(errno.EACCES, STATE_REFUSED)
+            raise ReservedError(errno.EACCES, STATE_REFUSED)
         if st.st_dev in self.devices and key != top:
             stop = self.hidden if top is None else self.hidden | {top}
             if _walk_up(fd, key, stop) in self.hidden:
-                raise OSError(errno.EACCES, STATE_REFUSED)
+                raise ReservedError(errno.EACCES, STATE_REFUSED)
 
     def check_name(self, st: os.stat_result, change: bool) -> None:
         """EACCES for a state folder, or for a change (``change``) to a log file."""
         key = identity(st)
         if key in self.hidden:
-            raise OSError(errno.EACCES, STATE_REFUSED)
+            raise ReservedError(errno.EACCES, STATE_REFUSED)
         if change and key in self.read_only:
-            raise OSError(errno.EACCES, LOG_REFUSED)
+            raise ReservedError(errno.EACCES, LOG_REFUSED)
 
     def listed(self, st: os.stat_result) -> bool:
         """Whether a listing may show an entry with this lstat."""

@@ -8,14 +8,17 @@ changes. Methods are blocking; errors are ``OSError`` with the right errno.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Concatenate, ParamSpec, TypeVar
 
 from . import logs, paths
 from .names import NameMap
+from .reserved import ReservedError
 from .users import User
 from .vfs import VFS, AtomicFile, Listing, OpenFile, Times
 
@@ -47,6 +50,33 @@ class Capacity:
     namemax: int
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _logs_refusals(
+    op: str,
+) -> Callable[[Callable[Concatenate[Session, P], R]], Callable[Concatenate[Session, P], R]]:
+    """A session operation whose refusal to touch the server's own files is logged as a
+    warning (an attempt on the host key or the tokens is worth a line)."""
+
+    def wrap(method: Callable[Concatenate[Session, P], R]) -> Callable[Concatenate[Session, P], R]:
+        def call(session: Session, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return method(session, *args, **kwargs)
+            except ReservedError as exc:
+                audit.warning(
+                    'refused user=%s proto=%s op=%s path="%s": %s',
+                    session.user.name, session.protocol, op, exc.filename, exc.strerror,
+                )  # fmt: skip
+                raise
+
+        functools.update_wrapper(call, method)
+        return call
+
+    return wrap
+
+
 class Session:
     """The operations one user may do, checked and confined."""
 
@@ -75,7 +105,7 @@ class Session:
     def _check_write(self, op: str, path: str) -> None:
         if self.user.read_only:
             audit.warning(
-                "refused user=%s proto=%s op=%s path=%s: read-only",
+                'refused user=%s proto=%s op=%s path="%s": read-only',
                 self.user.name,
                 self.protocol,
                 op,
@@ -112,13 +142,18 @@ class Session:
         the formatter escapes names, so each line is one line)."""
         logs.later(
             audit,
-            "user=%s proto=%s op=%s path=%s%s",
+            "user=%s proto=%s op=%s path=" + " -> ".join(['"%s"'] * len(targets)) + "%s",
             self.user.name,
             self.protocol,
             op,
-            " -> ".join(targets),
+            *targets,
             extra,
         )
+
+    def changed(self, op: str, raw: str, detail: str = "") -> None:
+        """The audit line of a change a front makes outside the filesystem (a WebDAV
+        dead property, kept in the front's own store)."""
+        self._done(op, self.path(raw), extra=detail)
 
     def _track(self, file: OpenFile, flags: int) -> OpenFile:
         """Log what happened to an open file when it closes: one audit line for a
@@ -131,13 +166,13 @@ class Session:
                 how = "create" if done.created else "truncate" if truncates else "update"
                 logs.later(
                     audit,
-                    "user=%s proto=%s op=write path=%s bytes=%d (%s)",
+                    "user=%s proto=%s op=write path=\"%s\" bytes=%d (%s)",
                     user, protocol, done.path, done.bytes_written, how,
                 )  # fmt: skip
             if done.bytes_read:
                 logs.later(
                     access,
-                    "user=%s proto=%s op=read path=%s bytes=%d seconds=%.3f",
+                    "user=%s proto=%s op=read path=\"%s\" bytes=%d seconds=%.3f",
                     user, protocol, done.path, done.bytes_read, time.monotonic() - done.opened,
                 )  # fmt: skip
 
@@ -146,25 +181,30 @@ class Session:
 
     # -- reading --------------------------------------------------------------------
 
+    @_logs_refusals("stat")
     def stat(self, raw: str, follow: bool = True) -> os.stat_result:
         """stat (or lstat with ``follow`` false)."""
         path = self.path(raw)
         return self.vfs.stat(path) if follow else self.vfs.lstat(path)
 
+    @_logs_refusals("stat")
     def stat_cached(self, raw: str, follow: bool = True) -> os.stat_result | None:
         """``stat`` from the kernel's caches alone, safe on an event loop; None means
         that answering needs the disk: call ``stat`` on a worker."""
         return self.vfs.stat_cached(self.path(raw), follow)
 
+    @_logs_refusals("list")
     def listdir(self, raw: str) -> Listing:
         """Open a folder for listing."""
         self.names.refresh()
         return self.vfs.listdir(self.path(raw))
 
+    @_logs_refusals("readlink")
     def readlink(self, raw: str) -> str:
         """The stored target of a symlink."""
         return self.vfs.readlink(self.path(raw))
 
+    @_logs_refusals("statvfs")
     def capacity(self, raw: str = "/") -> Capacity:
         """The real capacity of the filesystem holding ``raw``; read-only users see ST_RDONLY."""
         return self._capacity(self.vfs.statvfs(self.path(raw)))
@@ -193,6 +233,7 @@ class Session:
 
     # -- files ------------------------------------------------------------------------
 
+    @_logs_refusals("open")
     def open(self, raw: str, flags: int, mode: int = 0o666) -> OpenFile:
         """Open a regular file; any flag that could write needs write access. What is
         written or read is logged when the file closes."""
@@ -201,11 +242,13 @@ class Session:
             self._check_write("open-write", path)
         return self._track(self.vfs.open_file(path, flags, self._create_mode(mode)), flags)
 
+    @_logs_refusals("write")
     def write(self, file: OpenFile, offset: int, data: bytes | memoryview) -> None:
         """Write all of ``data`` at ``offset`` of an open file."""
         self._check_write("write", file.path)
         file.write(offset, data)
 
+    @_logs_refusals("write")
     def write_many(self, file: OpenFile, offset: int, pieces: list[memoryview]) -> None:
         """Write ``pieces``, one after the other, from ``offset`` of an open file
         (``ShortWrite`` if it fails once some bytes are written)."""
@@ -217,6 +260,7 @@ class Session:
         self._check_write("fsync", file.path)
         file.fsync()
 
+    @_logs_refusals("copy-data")
     def copy_data(
         self,
         src: OpenFile,
@@ -246,6 +290,7 @@ class Session:
             if remaining is not None:
                 remaining -= len(data)
 
+    @_logs_refusals("upload")
     def upload(self, raw: str) -> AtomicFile:
         """Start replacing the whole content of a file (committed only when complete;
         the commit writes the audit line, with the size and the digest if given)."""
@@ -260,6 +305,7 @@ class Session:
         sha = f" sha256={digest.hex()}" if digest is not None else ""
         self._done("upload", upload.path, extra=f" bytes={upload.size}{sha}")
 
+    @_logs_refusals("copy")
     def copy_file(self, raw_src: str, raw_dst: str) -> None:
         """Copy a file's content, mode and times (the target appears whole or not at all)."""
         src, dst = self.path(raw_src), self.path(raw_dst)
@@ -267,6 +313,7 @@ class Session:
         self.vfs.copy_file(src, dst)
         self._done("copy", src, dst)
 
+    @_logs_refusals("copy")
     def copy_tree(self, raw_src: str, raw_dst: str) -> None:
         """Copy a file or a whole folder to a new name."""
         src, dst = self.path(raw_src), self.path(raw_dst)
@@ -274,6 +321,7 @@ class Session:
         self.vfs.copy_tree(src, dst)
         self._done("copy", src, dst)
 
+    @_logs_refusals("remove-tree")
     def remove_tree(self, raw: str) -> None:
         """Remove a file, or a folder with everything below it."""
         path = self.path(raw)
@@ -283,6 +331,7 @@ class Session:
 
     # -- names ---------------------------------------------------------------------------
 
+    @_logs_refusals("mkdir")
     def mkdir(self, raw: str, mode: int = 0o777) -> None:
         """Create a folder."""
         path = self.path(raw)
@@ -290,6 +339,7 @@ class Session:
         self.vfs.mkdir(path, self._create_mode(mode))
         self._done("mkdir", path)
 
+    @_logs_refusals("rmdir")
     def rmdir(self, raw: str) -> None:
         """Remove an empty folder."""
         path = self.path(raw)
@@ -297,6 +347,7 @@ class Session:
         self.vfs.rmdir(path)
         self._done("rmdir", path)
 
+    @_logs_refusals("remove")
     def remove(self, raw: str) -> None:
         """Remove a file or link."""
         path = self.path(raw)
@@ -304,6 +355,7 @@ class Session:
         self.vfs.unlink(path)
         self._done("remove", path)
 
+    @_logs_refusals("rename")
     def rename(self, raw_old: str, raw_new: str, replace: bool) -> None:
         """Rename; with ``replace`` false an existing target is never overwritten."""
         old, new = self.path(raw_old), self.path(raw_new)
@@ -311,6 +363,7 @@ class Session:
         self.vfs.rename(old, new, replace)
         self._done("rename", old, new)
 
+    @_logs_refusals("link")
     def link(self, raw_existing: str, raw_new: str) -> None:
         """Create a hard link."""
         existing, new = self.path(raw_existing), self.path(raw_new)
@@ -318,6 +371,7 @@ class Session:
         self.vfs.link(existing, new)
         self._done("link", existing, new)
 
+    @_logs_refusals("symlink")
     def symlink(self, target: str, raw_new: str) -> None:
         """Create a symlink; its target is stored as given and resolves inside the jail."""
         new = self.path(raw_new)
@@ -325,6 +379,7 @@ class Session:
         self.vfs.symlink(target, new)
         self._done("symlink", new, target)
 
+    @_logs_refusals("setstat")
     def set_attrs(
         self,
         raw: str,
@@ -344,6 +399,7 @@ class Session:
         self.vfs.set_attrs(path, follow=follow, size=size, mode=mode, owner=owner, times=times)
         self._done("setstat", path)
 
+    @_logs_refusals("fsetstat")
     def fset_attrs(
         self,
         file: OpenFile,

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from . import paths, syscalls
 from .direct_writes import DirectWriter
-from .reserved import HOLDS_REFUSED, LOG_REFUSED, Identity, Reserved, identity
+from .reserved import HOLDS_REFUSED, LOG_REFUSED, Identity, Reserved, ReservedError, identity
 
 _RESOLVE = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
 _MAX_SYMLINK_HOPS = 40
@@ -348,7 +348,7 @@ class OpenFile:
     ) -> None:
         """Change size, permission bits, owner and times of the open file."""
         if self.frozen:
-            raise OSError(errno.EACCES, LOG_REFUSED, self.path)
+            raise ReservedError(errno.EACCES, LOG_REFUSED, self.path)
         if size is not None:
             os.ftruncate(self.fd, _size(size))
         if owner is not None:
@@ -706,7 +706,7 @@ class VFS:
         try:
             self._reserved.check_name(st, change=use != READ)
             if use == MOVE and stat.S_ISDIR(st.st_mode) and self._reserved.held_in(st):
-                raise OSError(errno.EACCES, HOLDS_REFUSED)
+                raise ReservedError(errno.EACCES, HOLDS_REFUSED)
         except OSError as exc:
             exc.filename = path
             raise

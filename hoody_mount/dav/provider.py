@@ -148,6 +148,13 @@ class _Common:
     def session(self) -> Session:
         return _session(self.environ)
 
+    def set_property_value(self, name: str, value: Any, *, dry_run: bool = False) -> None:
+        """WsgiDAV stores a dead property; the change gets its audit line like any other."""
+        super().set_property_value(name, value, dry_run=dry_run)  # type: ignore[misc]
+        if not dry_run:
+            how = "removed" if value is None else "set"
+            self.session.changed("proppatch", self.path, f" property={name} ({how})")
+
     def get_creation_date(self) -> float:
         return self.st.st_ctime
 

@@ -17,6 +17,7 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
+from ..core import digests
 from ..core.session import Session
 
 log = logging.getLogger("hoody_mount.ssh")
@@ -49,10 +50,7 @@ def _hash_file(session: Session, path: str, algorithm: Callable[[], Any]) -> str
     file = session.open(path, os.O_RDONLY)
     try:
         hasher = algorithm()
-        offset = 0
-        while data := file.read(offset, BLOCK):
-            hasher.update(data)
-            offset += len(data)
+        digests.feed(file, hasher)
         return str(hasher.hexdigest())
     finally:
         file.close()

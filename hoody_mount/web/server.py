@@ -7,6 +7,7 @@ every response tells browsers not to sniff content.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import select
@@ -124,7 +125,9 @@ class WebFront:
             session = Session.start(user, self.root, self.names, protocol)
         except OSError as exc:
             log.error("cannot open the jail %s of %s: %s", user.root, user.name, exc.strerror)
-            return _plain(start_response, "500 Internal Server Error", "jail unavailable", [])
+            status = "403 Forbidden" if exc.errno == errno.EACCES else "503 Service Unavailable"
+            text = f"your folder {user.root} is not available: {exc.strerror}"
+            return _plain(start_response, status, text, [])
         environ["hoody.session"] = session
         environ["wsgidav.auth.user_name"] = user.name
         environ["wsgidav.auth.realm"] = "hoody-mount"

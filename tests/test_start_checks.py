@@ -1,0 +1,136 @@
+"""Mistakes found at start are one clear line and exit status 2; what the start prints
+works as pasted."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import PASSWORD, http_port, require, start_server, stop_server, wait_until
+
+from hoody_mount.core.users import hash_password
+
+
+def _serve(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hoody_mount", "serve", "--ssh", "127.0.0.1:0",
+         "--http", "127.0.0.1:0", *args],
+        capture_output=True, text=True, timeout=60, cwd=cwd,
+    )  # fmt: skip
+
+
+def _config(path: Path, body: str, users: str = "") -> Path:
+    path.write_text(body + f'\n[users.root]\npassword_hash = "{hash_password(PASSWORD)}"\n' + users)
+    path.chmod(0o600)
+    return path
+
+
+def _one_line(result: subprocess.CompletedProcess[str], *expected: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+
+
+def test_unusable_log_folder(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    config = _config(tmp_path / "c.toml", 'root = "root"\nlog_dir = "/proc/nope"\n')
+    _one_line(_serve("--config", str(config)), "log_dir /proc/nope")
+
+
+def test_missing_root_and_state_folder_that_is_a_file(tmp_path: Path) -> None:
+    config = _config(tmp_path / "c.toml", 'root = "nonexist"\n')
+    _one_line(_serve("--config", str(config)), "root", "nonexist", "no such folder")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "f1.txt").write_text("a file")
+    config = _config(tmp_path / "d.toml", 'root = "root"\nstate_dir = "f1.txt"\n')
+    _one_line(_serve("--config", str(config)), "state_dir", "f1.txt", "not a folder")
+
+
+def test_a_mistyped_root_flag_is_not_created(tmp_path: Path) -> None:
+    _one_line(_serve("--root", str(tmp_path / "typo"), cwd=tmp_path), "no such folder")
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_jail_inside_the_state_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "root" / "state").mkdir(parents=True)
+    config = _config(
+        tmp_path / "c.toml",
+        'root = "root"\nstate_dir = "root/state"\n',
+        f'[users.j2]\npassword_hash = "{hash_password("x")}"\nroot = "/state/sub"\n',
+    )
+    _one_line(_serve("--config", str(config)), "users.j2.root", "inside the state folder")
+    # user add refuses to write such a user too.
+    good = _config(tmp_path / "g.toml", 'root = "root"\nstate_dir = "root/state"\n')
+    before = good.read_text()
+    result = subprocess.run(
+        [sys.executable, "-m", "hoody_mount", "user", "add", "--config", str(good), "j3",
+         "--password-stdin", "--root", "/state"],
+        input="secret\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    _one_line(result, "users.j3.root", "inside the state folder")
+    assert good.read_text() == before
+
+
+def test_user_names_must_be_plain(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    config = _config(tmp_path / "c.toml", 'root = "root"\n', '[users."bad/name"]\n')
+    _one_line(_serve("--config", str(config)), "users.bad/name", "a user name is")
+
+
+def test_a_missing_jail_is_a_warning_and_a_clear_answer(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    config = _config(
+        tmp_path / "c.toml",
+        'root = "root"\n[ssh]\nlisten = "127.0.0.1:0"\n[http]\nlisten = "127.0.0.1:0"\n',
+        f'[users.ghost]\npassword_hash = "{hash_password("pw")}"\nroot = "/not-yet"\n',
+    )
+    process, _port, banner = start_server(["--config", str(config)], tmp_path / "log")
+    try:
+        log = tmp_path / "log"
+        assert wait_until(lambda: "user ghost: the jail /not-yet" in log.read_text(), 20)
+        conn = http.client.HTTPConnection("127.0.0.1", http_port(banner), timeout=30)
+        token = base64.b64encode(b"ghost:pw").decode()
+        conn.request("GET", "/api/v1/files/", headers={"Authorization": f"Basic {token}"})
+        reply = conn.getresponse()
+        body = reply.read().decode()
+        assert reply.status == 503, (reply.status, body)
+        assert "/not-yet" in body and "not available" in body
+    finally:
+        stop_server(process)
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_the_printed_curl_line_works(tmp_path: Path, tls: bool) -> None:
+    require("curl")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "hello.txt").write_text("hi")
+    args = ["--ssh", "127.0.0.1:0", "--http", "127.0.0.1:0", *(["--tls"] if tls else [])]
+    process, _port, banner = start_server(
+        args, tmp_path / "log", cwd=tmp_path, env={"HOODY_MOUNT_PASSWORD": PASSWORD}
+    )
+    try:
+        line = next(row.strip() for row in banner.splitlines() if row.strip().startswith("curl "))
+        words = shlex.split(line)
+        words[words.index("-u") + 1] = f"root:{PASSWORD}"  # (curl would ask for it)
+        result = subprocess.run(
+            [*words, "-sS", "--fail-with-body"], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, (line, result.stderr, result.stdout)
+        names = [entry["name"] for entry in json.loads(result.stdout)["entries"]]
+        assert names == ["hello.txt"]
+        rclone = next(row for row in banner.splitlines() if "webdav url" in row)
+        assert "vendor owncloud" in rclone
+        assert ("--no-check-certificate" in rclone) == tls
+        assert re.search(r"a browser: https?://127\.0\.0\.1:\d+/api/v1/files/", banner)
+    finally:
+        stop_server(process)
