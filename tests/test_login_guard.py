@@ -9,6 +9,8 @@ import asyncio
 import base64
 import http.client
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -141,6 +143,31 @@ def test_http_good_logins_buy_no_more_guesses(server: Server) -> None:
     retry = int(reply.getheader("Retry-After") or "0")
     assert 1 <= retry <= 300
     assert b"too many failed logins from 127.0.0.1, retry in" in reply.body  # type: ignore[attr-defined]
+
+
+def test_http_a_valid_token_passes_a_ban_and_a_wrong_one_does_not(server: Server) -> None:
+    """Like an SSH key, a token is nothing to guess: during an address ban a valid one is
+    served, a wrong one meets the ban (429)."""
+    config = server.root.parent / "hoody-mount.toml"
+    made = subprocess.run(
+        [sys.executable, "-m", "hoody_mount", "token", "create", "root", "--config", str(config)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    for attempt in range(10):
+        _get(server, "root", f"guess-{attempt}")
+    assert _get(server, "reader", READER_PASSWORD).status == 429
+
+    def bearer(value: str) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
+        connection.request("GET", "/api/v1/files/", headers={"Authorization": f"Bearer {value}"})
+        status = connection.getresponse().status
+        connection.close()
+        return status
+
+    assert bearer(token) == 200
+    assert bearer(token[:-4] + "AAAA") == 429
 
 
 def _median_seconds(server: Server, user: str, password: str, times: int) -> float:

@@ -96,14 +96,18 @@ class Authenticator:
         if not header:
             raise AuthError("401 Unauthorized", "authentication required")
         ban = self.guard.banned(address)
-        if ban is not None:
-            raise AuthError.banned(ban)
         if scheme.lower() == "bearer" and self.tokens is not None:
+            # A valid token passes during a ban, as an SSH key does: its secret is 256
+            # random bits, nothing to guess. A wrong one counts and meets the ban.
             grant = self.tokens(value.strip())
             if grant is None:
+                if ban is not None:
+                    raise AuthError.banned(ban)
                 raise self._failed(address, "<token>", "invalid or expired token")
             self._log_token(value.strip(), grant, address)
             return grant
+        if ban is not None:
+            raise AuthError.banned(ban)
         if scheme.lower() != "basic":
             raise AuthError("401 Unauthorized", f"unsupported authorization scheme {scheme!r}")
         if environ.get("wsgi.url_scheme") != "https" and not (
