@@ -17,6 +17,8 @@
   applied it after the new content had replaced the old, and failed with 500 there).
 - PUT, DELETE, MOVE and COPY of the share's root (``/dav/``) get 405: it is the user's
   whole folder, never a file.
+- A COPY or MOVE ``Destination`` names exactly the target the client meant, or gets 400
+  (see ``exact_destination``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import io
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import quote, unquote_to_bytes, urlparse, urlsplit, urlunsplit
 
 from ..core import byteranges
 from ..core.content import is_active
@@ -71,6 +74,41 @@ def _inclusive_since(environ: dict[str, Any]) -> None:
     except (TypeError, ValueError, OverflowError, OSError):
         return  # an unreadable or impossible date is left to WsgiDAV, which ignores it
     environ["HTTP_IF_MODIFIED_SINCE"] = later
+
+
+def exact_destination(raw: str) -> str:
+    """A Destination header as WsgiDAV reads it to name exactly the target the client
+    meant, or ``ValueError`` saying why no reading can.
+
+    WsgiDAV percent-decodes the header and only then parses it as a URL, so an encoded
+    ``;``, ``?``, tab or newline became a URL delimiter or was dropped: a MOVE to
+    ``report%3Bv2`` replaced ``report``. Here the header is parsed first, its path
+    decoded once, and the target passed on in a spelling WsgiDAV's reading gives back
+    whole (a trailing ``/`` keeps a ``;`` in the last name out of URL parameters).
+    What no spelling can carry (``?``, control characters) is refused, never guessed.
+    """
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in raw):
+        raise ValueError("control characters must be percent-encoded")
+    parts = urlsplit(raw)
+    if "?" in raw or "#" in raw:
+        raise ValueError("a query or fragment names no file")
+    # (WSGI hands a header over as latin-1: raw bytes, such as unencoded UTF-8, stay bytes)
+    names = [unquote_to_bytes(segment.encode("latin-1")) for segment in parts.path.split("/")]
+    if any(b"/" in name or b"\0" in name for name in names):
+        raise ValueError("a name cannot hold an encoded '/' or NUL")
+    if any(name == b".." for name in names):
+        raise ValueError("'..' is not allowed in paths")
+    try:
+        path = b"/".join(names).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("WebDAV paths must be UTF-8") from None
+    spelled = path + "/" if ";" in path.rsplit("/", 1)[-1] else path
+    if urlparse(spelled, allow_fragments=False).path != spelled:  # as WsgiDAV reads it
+        raise ValueError(
+            "this name cannot travel in a WebDAV Destination (it holds '?', a tab or a line "
+            "break); rename it over SFTP or the file API"
+        )
+    return urlunsplit((parts.scheme, parts.netloc, quote(spelled, safe="/"), "", ""))
 
 
 def _utf8(path_info: str) -> bool:
@@ -121,6 +159,12 @@ class DavGate:
                 b"the share's root cannot be replaced, moved or deleted\n",
                 extra=[("Allow", "OPTIONS, GET, HEAD, PROPFIND")],
             )
+        if method in ("COPY", "MOVE") and "HTTP_DESTINATION" in environ:
+            try:
+                environ["HTTP_DESTINATION"] = exact_destination(str(environ["HTTP_DESTINATION"]))
+            except ValueError as exc:
+                text = f"Destination: {exc}\n".encode()
+                return _answer(start_response, "400 Bad Request", text)
         if not _mtime_ok(str(environ.get("HTTP_X_OC_MTIME", "0"))):
             return _answer(
                 start_response,

@@ -491,7 +491,9 @@ class SessionProvider(DAVProvider):  # type: ignore[misc]
             raise dav_error(exc) from None
         if stat.S_ISDIR(st.st_mode):
             return FolderResource(path, environ, st)
-        return FileResource(path, environ, st)
+        # (a Destination may end in '/', see gate.exact_destination: a file's path never
+        # does, or its locks and properties would be looked up under another key)
+        return FileResource(path.rstrip("/") or "/", environ, st)
 
     def ref_url_to_path(self, ref_url: str) -> str:
         relative = unquote(ref_url.removeprefix(self.share_path), errors="surrogateescape")
