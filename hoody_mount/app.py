@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -188,13 +189,16 @@ def _check_jails(users: Mapping[str, User], vfs: VFS) -> None:
     """Warn once about users whose jail is missing: their logins fail until it exists."""
     for user in users.values():
         try:
-            vfs.sub(user.root).close()
+            vfs.sub(user.root, follow_links=False).close()
         except OSError as exc:
+            why = exc.strerror
+            if exc.errno == errno.ELOOP:
+                why = "its path holds a symlink: name the real folder"
             log.warning(
                 "user %s: the jail %s cannot be opened (%s): logins fail until it can",
                 user.name,
                 user.root,
-                exc.strerror,
+                why,
             )
 
 

@@ -271,3 +271,16 @@ def test_ssh_logins_and_logouts_are_logged(server: Server) -> None:
     )
     logged = wait_until(lambda: all(line in server.log.read_text() for line in lines), 5)
     assert logged, server.log.read_text()[-3000:]
+
+
+def test_http_parallel_guesses_are_checked_no_more_than_the_limit(server: Server) -> None:
+    """40 guesses sent at once from one address: at most 10 passwords are checked (the
+    others get 429 at once), so a burst cannot outrun the count of failures."""
+    guesses = [f"wrong-{i}" for i in range(40)]
+    guesses[32] = PASSWORD
+    with ThreadPoolExecutor(40) as pool:
+        statuses = list(pool.map(lambda guess: _get(server, "root", guess).status, guesses))
+    checked = [status for status in statuses if status in (401, 207)]
+    assert len(checked) <= 10, statuses
+    assert set(statuses) <= {401, 207, 429}, statuses
+    assert statuses.count(429) >= 30, statuses

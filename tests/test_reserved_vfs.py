@@ -168,3 +168,97 @@ def test_a_bind_mount_of_the_state_folder_is_refused(guarded: Guarded) -> None:
             listing.close()
     finally:
         subprocess.run(["umount", "-l", str(alias)], capture_output=True)
+
+
+def test_a_tree_removal_stops_at_the_state_folder_behind_a_bind_mount(guarded: Guarded) -> None:
+    """Removing a folder that holds a bind mount of the state folder's parent (the same
+    volume mounted twice) or of the log folder removes neither (rm -rf would)."""
+    for source, name in ((guarded.root / "srv", "srv-again"), (guarded.log.parent, "logs-again")):
+        alias = guarded.root / "trap" / name
+        alias.mkdir(parents=True)
+        (guarded.root / "trap" / "a-file").write_text("x")
+        result = subprocess.run(["mount", "--bind", str(source), str(alias)], capture_output=True)
+        assert result.returncode == 0, result.stderr
+        try:
+            before = _snapshot(guarded.state)
+            with pytest.raises(PermissionError):
+                guarded.vfs.remove_tree("/trap")
+            assert _snapshot(guarded.state) == before
+            assert guarded.log.read_bytes() == b"log line\n"
+        finally:
+            subprocess.run(["umount", "-l", str(alias)], capture_output=True)
+
+
+def test_a_state_file_bind_mounted_elsewhere_is_refused(guarded: Guarded) -> None:
+    (guarded.state / "tokens.json").write_text("[]")
+    target = guarded.root / "tok"
+    target.write_text("")
+    result = subprocess.run(
+        ["mount", "--bind", str(guarded.state / "tokens.json"), str(target)], capture_output=True
+    )
+    assert result.returncode == 0, result.stderr
+    try:
+        vfs = guarded.vfs
+        for attempt in (
+            lambda: vfs.read_bytes("/tok"),
+            lambda: vfs.stat("/tok"),
+            lambda: vfs.lstat("/tok"),
+            lambda: vfs.open_file("/tok", os.O_WRONLY | os.O_TRUNC),
+        ):
+            with pytest.raises(PermissionError):
+                attempt()
+        listing = vfs.listdir("/")
+        try:
+            assert "tok" not in [entry.name for entry in listing.read(100)]
+        finally:
+            listing.close()
+        assert (guarded.state / "tokens.json").read_text() == "[]"
+    finally:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+def test_a_jail_is_its_folder_never_where_a_link_leads(guarded: Guarded) -> None:
+    """A user who may write above another's jail swaps it for a link: the jail is
+    refused (ELOOP), never moved to where the link leads."""
+    (guarded.root / "shares" / "real").mkdir(parents=True)
+    (guarded.root / "shares" / "app").symlink_to("/srv/logs")
+    with pytest.raises(OSError) as info:
+        guarded.vfs.sub("/shares/app", follow_links=False)
+    assert info.value.errno == errno.ELOOP
+    (guarded.root / "linked").symlink_to("shares")
+    with pytest.raises(OSError):
+        guarded.vfs.sub("/linked/real", follow_links=False)
+    guarded.vfs.sub("/shares/real", follow_links=False).close()
+
+
+def test_removing_a_deep_chain_takes_linear_work(
+    guarded: Guarded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chain of 3,000 folders is removed with a few opens a level (it was quadratic:
+    every step walked down again from the top)."""
+    depth = 3000
+    folder = os.open(guarded.root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.mkdir("chain", dir_fd=folder)
+        current = os.open("chain", os.O_RDONLY | os.O_DIRECTORY, dir_fd=folder)
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=current)
+            deeper = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=current)
+            os.close(current)
+            current = deeper
+        os.close(current)
+    finally:
+        os.close(folder)
+    opens = 0
+    real_open = os.open
+
+    def counting_open(*args: object, **kwargs: object) -> int:
+        nonlocal opens
+        opens += 1
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", counting_open)
+    guarded.vfs.remove_tree("/chain")
+    monkeypatch.undo()
+    assert not (guarded.root / "chain").exists()
+    assert opens < 3 * depth, f"{opens} opens for {depth} levels"

@@ -439,6 +439,8 @@ class FilesAPI:
             data = json.loads(raw or b"null")
         except ValueError:
             raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+        except RecursionError:  # e.g. 5,000 nested arrays: no action is nested at all
+            raise ApiError(400, "bad_json", "the body is nested too deeply") from None
         if not isinstance(data, dict):
             raise ApiError(400, "bad_request", 'send {"action": "move"|"copy", "to": "<path>"}')
         return data

@@ -14,6 +14,7 @@ Only password and token checks are refused; SSH key logins stay allowed during a
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import threading
@@ -53,6 +54,7 @@ class LoginGuard:
         self._user_failures: dict[tuple[str, str], deque[float]] = {}
         self._banned: dict[str, float] = {}
         self._users_banned: dict[tuple[str, str], float] = {}
+        self._checking: collections.Counter[str] = collections.Counter()  # checks running
         self._lock = threading.Lock()
 
     def banned(self, address: str, user: str | None = None) -> Ban | None:
@@ -66,6 +68,29 @@ class LoginGuard:
                 return None
             until = _active(self._users_banned, (address, user), now)
             return _ban(until - now, f"as {user!r} from {address}") if until else None
+
+    def reserve(self, address: str, user: str) -> Ban | None:
+        """Take a place for one password check from ``address``, or say why not: a ban,
+        or as many checks already running as failures are still allowed (so a burst of
+        parallel guesses cannot all be checked before the first failures are counted).
+        Give the place back with ``release`` once the outcome is recorded."""
+        ban = self.banned(address, user)
+        if ban is not None:
+            return ban
+        now = time.monotonic()
+        with self._lock:
+            recent = _recent(self._failures, address, now, self.window)
+            if recent + self._checking[address] >= self.limit:
+                return Ban(1, f"too many logins at once from {address}, retry in 1 s")
+            self._checking[address] += 1
+        return None
+
+    def release(self, address: str) -> None:
+        """Give back a place taken by ``reserve``."""
+        with self._lock:
+            self._checking[address] -= 1
+            if self._checking[address] <= 0:
+                del self._checking[address]
 
     def allowed(self, address: str, user: str | None = None) -> bool:
         """Whether a login attempt from ``address`` (as ``user``) may be checked at all."""
@@ -111,6 +136,11 @@ def _active(bans: dict[K, float], key: K, now: float) -> float:
         del bans[key]
         return 0.0
     return until
+
+
+def _recent(failures: dict[K, deque[float]], key: K, now: float, window: float) -> int:
+    """How many of ``key``'s failures lie within ``window``."""
+    return sum(1 for when in failures.get(key, ()) if when >= now - window)
 
 
 def _count(failures: dict[K, deque[float]], key: K, now: float, window: float) -> int:

@@ -105,9 +105,12 @@ class Reserved:
         self.read_only: frozenset[Identity] = frozenset()
         devices: set[int] = set()
         hidden: set[Identity] = set()
+        self._folders: list[int] = []  # the state folders' fds
+        self._files: tuple[tuple[tuple[int, int], ...], frozenset[Identity]] = ((), frozenset())
         for folder in folders:
             fd = os.open(folder, _UP)
             self._fds.append(fd)
+            self._folders.append(fd)
             st = os.fstat(fd)
             hidden.add(identity(st))
             devices.add(st.st_dev)
@@ -138,16 +141,35 @@ class Reserved:
                 raise ReservedError(errno.EACCES, STATE_REFUSED)
 
     def check_name(self, st: os.stat_result, change: bool) -> None:
-        """EACCES for a state folder, or for a change (``change``) to a log file."""
+        """EACCES for a state folder or a file in one (met elsewhere through a bind
+        mount or a hard link), or for a change (``change``) to a log file."""
         key = identity(st)
-        if key in self.hidden:
+        if key in self.hidden or (self.watches(st) and key in self.state_files()):
             raise ReservedError(errno.EACCES, STATE_REFUSED)
         if change and key in self.read_only:
             raise ReservedError(errno.EACCES, LOG_REFUSED)
 
-    def listed(self, st: os.stat_result) -> bool:
-        """Whether a listing may show an entry with this lstat."""
-        return identity(st) not in self.hidden
+    def state_files(self) -> frozenset[Identity]:
+        """The identities of the files in the state folders, read again whenever one of
+        the folders changed (an fstat each: a rename into it changes its times)."""
+        stamp = tuple((st.st_mtime_ns, st.st_ctime_ns) for st in map(os.fstat, self._folders))
+        known, files = self._files
+        if stamp == known:
+            return files
+        found: set[Identity] = set()
+        for fd in self._folders:
+            with os.scandir(f"/proc/self/fd/{fd}") as entries:
+                for entry in entries:
+                    if not entry.is_dir(follow_symlinks=False):
+                        found.add(identity(entry.stat(follow_symlinks=False)))
+        self._files = (stamp, frozenset(found))
+        return self._files[1]
+
+    def listed(self, st: os.stat_result, files: frozenset[Identity]) -> bool:
+        """Whether a listing may show an entry with this lstat (``files``: the state
+        files, taken once for the listing's batch)."""
+        key = identity(st)
+        return key not in self.hidden and key not in files
 
     def held_in(self, folder: os.stat_result) -> bool:
         """Whether a state folder or a log file lies below ``folder`` (or is it)."""

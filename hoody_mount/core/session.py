@@ -89,8 +89,10 @@ class Session:
 
     @classmethod
     def start(cls, user: User, root: VFS, names: NameMap, protocol: str) -> Session:
-        """A session over the user's jail, opened now inside the served root (blocking)."""
-        return cls(user, root.sub(user.root), names, protocol)
+        """A session over the user's jail, opened now inside the served root (blocking).
+        The jail is its configured folder: a symlink on its path is refused (ELOOP), so
+        a user who may write above another's jail cannot point that jail elsewhere."""
+        return cls(user, root.sub(user.root, follow_links=False), names, protocol)
 
     def close(self) -> None:
         """Release the jail's fd; files opened through the session stay usable."""
@@ -326,7 +328,14 @@ class Session:
         """Remove a file, or a folder with everything below it."""
         path = self.path(raw)
         self._check_write("remove-tree", path)
-        self.vfs.remove_tree(path)
+        try:
+            self.vfs.remove_tree(path)
+        except OSError as exc:  # what was removed before the failure is gone: say so
+            audit.warning(
+                'failed user=%s proto=%s op=remove-tree path="%s": %s (the part before is gone)',
+                self.user.name, self.protocol, path, exc.strerror,
+            )  # fmt: skip
+            raise
         self._done("remove-tree", path)
 
     # -- names ---------------------------------------------------------------------------

@@ -143,6 +143,7 @@ class Listing:
     def read(self, count: int) -> list[Entry]:
         """Return up to ``count`` more entries (an empty list at the end)."""
         out: list[Entry] = []
+        state_files = self._reserved.state_files() if self._reserved is not None else frozenset()
         for item in self._iter:
             if is_upload_temp(item.name):
                 continue  # an upload in flight is not a file yet
@@ -150,8 +151,8 @@ class Listing:
                 st = item.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue  # removed while listing
-            if self._reserved is not None and not self._reserved.listed(st):
-                continue  # the server's own state folder
+            if self._reserved is not None and not self._reserved.listed(st, state_files):
+                continue  # the server's own state folder, or a file of it mounted here
             target = None
             if stat.S_ISLNK(st.st_mode):
                 try:
@@ -524,9 +525,24 @@ class VFS:
                 raise
         return cls(fd, use_openat2, reserved)
 
-    def sub(self, path: str) -> VFS:
-        """A VFS jailed to the folder ``path`` of this one (itself resolved in this jail)."""
-        jail = VFS(self._open(path, os.O_PATH | os.O_DIRECTORY), self._openat2, self._reserved)
+    def sub(self, path: str, follow_links: bool = True) -> VFS:
+        """A VFS jailed to the folder ``path`` of this one (itself resolved in this jail).
+
+        Without ``follow_links`` a symlink anywhere in ``path`` is refused (ELOOP): a
+        user's jail is its configured folder, never where a link, which another user
+        may have planted in its place, leads."""
+        if follow_links:
+            fd = self._open(path, os.O_PATH | os.O_DIRECTORY)
+        else:
+            fd = self._resolve(path, os.O_PATH | os.O_DIRECTORY, links=False)
+            if self._reserved is not None:
+                try:
+                    self._reserved.check_folder(fd, os.fstat(fd), self._top)
+                except OSError as exc:
+                    os.close(fd)
+                    exc.filename = path
+                    raise
+        jail = VFS(fd, self._openat2, self._reserved)
         # Blocking, like every call here: a jail on this root's local device takes its
         # answer, so an HTTP request (a jail each) reads no procfs, and the event loop
         # never has to fstat a root that could be on NFS.
@@ -612,17 +628,19 @@ class VFS:
             raise
         return fd
 
-    def _resolve(self, path: str, flags: int, mode: int = 0) -> int:
-        """The kernel's lookup of ``path`` in the root: openat2 or the walk."""
+    def _resolve(self, path: str, flags: int, mode: int = 0, links: bool = True) -> int:
+        """The kernel's lookup of ``path`` in the root: openat2 or the walk (without
+        ``links``, a symlink anywhere in the path is ELOOP)."""
         try:
             if self._openat2:
-                return syscalls.openat2(self._root, paths.relative(path), flags, mode, _RESOLVE)
-            return self._walk(path, flags, mode)
+                resolve = _RESOLVE if links else _RESOLVE | syscalls.RESOLVE_NO_SYMLINKS
+                return syscalls.openat2(self._root, paths.relative(path), flags, mode, resolve)
+            return self._walk(path, flags, mode, links)
         except OSError as exc:
             exc.filename = path
             raise
 
-    def _walk(self, path: str, flags: int, mode: int) -> int:
+    def _walk(self, path: str, flags: int, mode: int, links: bool = True) -> int:
         """Resolve without openat2: one O_NOFOLLOW open per name, links followed by hand.
 
         Only the current folder's fd is held, with the names that lead to it from the
@@ -653,7 +671,7 @@ class VFS:
                             raise
                     else:
                         hops += 1
-                        if hops > _MAX_SYMLINK_HOPS:
+                        if hops > _MAX_SYMLINK_HOPS or not links:
                             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
                         if target.startswith("/"):
                             trail.clear()
@@ -963,32 +981,54 @@ class VFS:
                 os.close(top)
             os.rmdir(name, dir_fd=dfd)
 
-    @staticmethod
-    def _empty_folder(top: int) -> None:
+    def _empty_folder(self, top: int) -> None:
+        """Remove everything below the folder ``top``, depth first, in time linear in
+        the tree's size and depth, holding two fds at most: a folder is left for its
+        parent through ``..``, checked to be the folder it came from (by identity; if it
+        was moved meanwhile, the parent is found again by name from ``top``). Nothing
+        the server keeps is removed: a folder or file among the reserved ones, met
+        through a bind mount or a link made by hand, stops the removal (EACCES)."""
         trail: list[str] = []  # names from ``top`` to the folder being emptied
-        while True:
-            fd = _descend_from(top, trail, _DIR_READ)
-            try:
-                child = None
-                with os.scandir(fd) as entries:
-                    for entry in entries:
-                        if entry.is_dir(follow_symlinks=False):
-                            child = entry.name
-                            break
-                        os.unlink(entry.name, dir_fd=fd)
-            finally:
-                os.close(fd)
-            if child is not None:
-                trail.append(child)
-                continue
-            if not trail:
-                return
-            emptied = trail.pop()
-            parent = _descend_from(top, trail, _DIR_READ)
-            try:
-                os.rmdir(emptied, dir_fd=parent)
-            finally:
-                os.close(parent)
+        keys = [identity(os.fstat(top))]  # the identities of the folders on the trail
+        fd = os.dup(top)
+        try:
+            while True:
+                child = self._unlink_files_until_folder(fd)
+                if child is not None:
+                    below = os.open(child, _DIR_READ, dir_fd=fd)
+                    trail.append(child)
+                    keys.append(identity(os.fstat(below)))
+                    fd = _swap(fd, below)
+                    continue
+                if not trail:
+                    return
+                emptied = trail.pop()
+                keys.pop()
+                up = os.open("..", _DIR_READ, dir_fd=fd)
+                if identity(os.fstat(up)) != keys[-1]:
+                    os.close(up)
+                    up = _descend_from(top, trail, _DIR_READ)
+                fd = _swap(fd, up)
+                os.rmdir(emptied, dir_fd=fd)
+        finally:
+            os.close(fd)
+
+    def _unlink_files_until_folder(self, fd: int) -> str | None:
+        """Remove the folder's non-folders until it meets a folder: return that folder's
+        name, or None once the folder is empty."""
+        guard = self._reserved
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if guard is not None:  # (every entry: a bind mount may bring them here)
+                    try:
+                        guard.check_name(entry.stat(follow_symlinks=False), change=True)
+                    except OSError as exc:
+                        exc.filename = entry.name
+                        raise
+                if entry.is_dir(follow_symlinks=False):
+                    return entry.name
+                os.unlink(entry.name, dir_fd=fd)
+        return None
 
     def copy_file(self, src: str, dst: str) -> None:
         """Copy a regular file's content, mode and times; the target appears whole or not."""

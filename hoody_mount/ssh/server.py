@@ -200,15 +200,18 @@ class SSHServer(asyncssh.SSHServer):
         """Check a password (scrypt, also for unknown users); a banned client is told why
         and disconnected, also right after the failure that bans it."""
         guard = self.ctx.guard
-        ban = guard.banned(self.peer, username)
+        ban = guard.reserve(self.peer, username)  # (parallel guesses: see its docstring)
         if ban is None:
-            user = self.ctx.users.get(username)
-            stored = user.password_hash if user else None
-            if await self.ctx.run(verify_password, password, stored):
-                guard.succeeded(self.peer, username)
-                self.method = "password"
-                return True
-            ban = guard.failed(self.peer, username, "ssh")
+            try:
+                user = self.ctx.users.get(username)
+                stored = user.password_hash if user else None
+                if await self.ctx.run(verify_password, password, stored):
+                    guard.succeeded(self.peer, username)
+                    self.method = "password"
+                    return True
+                ban = guard.failed(self.peer, username, "ssh")
+            finally:
+                guard.release(self.peer)
             if ban is None:
                 return False
         log.warning("refused login for %s from %s: %s", username, self.peer, ban.message)
@@ -384,6 +387,7 @@ async def start(ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey) -> a
         keepalive_interval=limits.keepalive_interval,
         keepalive_count_max=limits.keepalive_count_max,
         encryption_algs=CIPHERS,
+        server_version="hoody-mount",  # no library name or version in the banner
         kex_algs=[name for name in KEX_ALGS if name in available],
         mac_algs=MACS,
         reuse_address=True,

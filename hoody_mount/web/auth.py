@@ -126,8 +126,10 @@ class Authenticator:
             raise AuthError.banned(ban)
         user = self.users.get(name)
         # an unknown user costs the same scrypt check as a wrong password
-        ok = self._check(name, user.password_hash if user else None, password, address)
+        ok, counted = self._check(name, user.password_hash if user else None, password, address)
         if not ok or user is None:
+            if counted:
+                raise AuthError("401 Unauthorized", "wrong user name or password")
             raise self._failed(address, name, "wrong user name or password")
         self.guard.succeeded(address, name)
         return Grant(user)
@@ -151,10 +153,13 @@ class Authenticator:
         mode = "read-only token" if grant.read_only else "token"
         logs.later(access, "login %s from %s over http (%s)", grant.user.name, address, mode)
 
-    def _check(self, name: str, stored: str | None, password: str, address: str) -> bool:
+    def _check(
+        self, name: str, stored: str | None, password: str, address: str
+    ) -> tuple[bool, bool]:
         """Verify a password, once for all requests that bring the same one at once:
         a WebDAV client opens several connections together, and each scrypt check costs
-        32 MiB and a tenth of a second. Only good passwords are remembered."""
+        32 MiB and a tenth of a second. Only good passwords are remembered. Returns
+        whether the password is good and whether this call already counted its failure."""
         digest = hmac.new(
             self._key, f"{name}\0{stored}\0{password}".encode(), hashlib.sha256
         ).digest()
@@ -162,16 +167,29 @@ class Authenticator:
         with self._lock:
             expiry = self._cache.get(digest)
             if expiry is not None and expiry > now:
-                return True
+                return True, False
             check = self._checking.get(digest)
             first = check is None
             if check is None:
                 check = self._checking[digest] = _Check()
         if not first:
             check.done.wait()
-            return check.ok
+            if check.refused is not None:
+                raise AuthError.banned(check.refused)
+            return check.ok, False
         try:
-            check.ok = verify_password(password, stored)
+            # Only a check that really runs takes a place: the same credentials arriving
+            # together wait for this one, and remembered ones are checked no more.
+            check.refused = self.guard.reserve(address, name)
+            if check.refused is not None:
+                raise AuthError.banned(check.refused)
+            try:
+                check.ok = verify_password(password, stored)
+                if not check.ok:
+                    self.guard.failed(address, name, "http")  # before the place is given back
+                    check.counted = True
+            finally:
+                self.guard.release(address)
         finally:
             with self._lock:
                 del self._checking[digest]
@@ -183,7 +201,7 @@ class Authenticator:
             check.done.set()
         if check.ok:
             logs.later(access, "login %s from %s over http (password)", name, address)
-        return check.ok
+        return check.ok, check.counted
 
 
 class _Check:
@@ -192,3 +210,5 @@ class _Check:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.ok = False
+        self.counted = False  # its failure is counted already
+        self.refused: Ban | None = None  # no place to check it (see LoginGuard.reserve)

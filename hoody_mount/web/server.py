@@ -12,6 +12,7 @@ import json
 import logging
 import select
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -312,6 +313,19 @@ def _tls_pending(sock: Any) -> bool:
     return bool(pending()) if pending is not None else False
 
 
+def _error_log(msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+    """cheroot's error reports, into the log. A client that breaks its connection (a
+    TLS session closed mid-request, a reset) is one debug line, not a traceback on
+    stderr that anyone could trigger at will; anything else keeps its traceback."""
+    error = sys.exc_info()[1] if traceback else None
+    if isinstance(error, OSError | EOFError):
+        log.debug("connection ended by the client: %s (%s)", msg, error)
+    elif level >= logging.ERROR or error is not None:
+        log.error("%s", msg, exc_info=error is not None)
+    else:
+        log.info("%s", msg)
+
+
 class WebServer:
     """cheroot serving one WSGI application, in its own threads."""
 
@@ -330,6 +344,7 @@ class WebServer:
         self._server.software = "hoody-mount"  # SERVER_SOFTWARE, cheroot's name otherwise
         self._server.ConnectionClass = _Connection
         self._server.keep_alive_conn_limit = KEEP_ALIVE_LIMIT  # cheroot keeps only 10
+        self._server.error_log = _error_log  # type: ignore[method-assign]  # cheroot: "override"
         if tls is not None:
             self._server.ssl_adapter = BuiltinSSLAdapter(str(tls[0]), str(tls[1]))
         self._thread: threading.Thread | None = None
