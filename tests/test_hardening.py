@@ -24,6 +24,7 @@ from conftest import (
     write_config,
 )
 
+from hoody_mount.api.errors import from_os_error, status_line
 from hoody_mount.core.users import hash_password
 
 
@@ -163,3 +164,11 @@ def test_paramiko_still_connects(server: Server) -> None:
         assert transport.remote_version == "SSH-2.0-hoody-mount"
     finally:
         transport.close()
+
+
+def test_a_body_that_stops_arriving_is_408_not_500() -> None:
+    """cheroot raises TimeoutError when a PUT's body stops arriving for its timeout: the
+    API answers 408 (it answered 500 "timed out")."""
+    error = from_os_error(TimeoutError("timed out"))
+    assert (error.status, error.code) == (408, "request_timeout")
+    assert status_line(408) == "408 Request Timeout"

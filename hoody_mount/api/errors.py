@@ -34,6 +34,7 @@ REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     411: "Length Required",
     412: "Precondition Failed",
@@ -57,7 +58,10 @@ class ApiError(Exception):
 
 
 def from_os_error(exc: OSError) -> ApiError:
-    """The API error for an OSError of the core."""
+    """The API error for an OSError of the core (or of the connection: a body that
+    stopped arriving is 408, not an internal error)."""
+    if isinstance(exc, TimeoutError):
+        return ApiError(408, "request_timeout", "the request body stopped arriving")
     status, code = _BY_ERRNO.get(exc.errno or 0, (500, "internal"))
     text = exc.strerror or str(exc)
     if exc.filename and status != 500:
