@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 import pytest
 from conftest import (
@@ -484,7 +484,8 @@ def test_list_folder_json_and_paging(server: Server, client: Client) -> None:
     assert by_name["pipe"]["type"] == "fifo"
     assert "target" not in by_name["a.txt"]
     for entry in data["entries"]:
-        assert set(entry) <= {"name", "type", "size", "mtime", "mode", "target"}, entry
+        assert set(entry) <= {"name", "href", "type", "size", "mtime", "mode", "target"}, entry
+        assert entry["href"] == "/api/v1/files/share/list/" + quote(entry["name"]), entry
 
     accept = client(server, "GET", url_path("/share/list/"), headers={"Accept": "application/json"})
     assert accept.status == 200 and accept.json()["entries"] == data["entries"]
@@ -492,17 +493,18 @@ def test_list_folder_json_and_paging(server: Server, client: Client) -> None:
     pages: list[str] = []
     after = ""
     for _ in range(len(names) + 2):
-        query = "?json&limit=3" + (f"&after={quote(after)}" if after else "")
+        query = "?json&limit=3" + (f"&after={after}" if after else "")
         page = client(server, "GET", url_path("/share/list") + query).json()
         assert len(page["entries"]) <= 3
         pages.extend(e["name"] for e in page["entries"])
         if page["next"] is None:
             break
-        assert page["next"] == page["entries"][-1]["name"]
-        after = page["next"]
+        assert page["next"] == quote(page["entries"][-1]["name"], safe="")
+        after = page["next"]  # (an exact cursor: passed back as it is)
     assert pages == names
     one = client(server, "GET", url_path("/share/list") + "?json&limit=1").json()
-    assert [e["name"] for e in one["entries"]] == names[:1] and one["next"] == names[0]
+    assert [e["name"] for e in one["entries"]] == names[:1]
+    assert one["next"] == quote(names[0], safe="")
     last = client(server, "GET", url_path("/share/list") + f"?json&after={quote(names[-1])}")
     assert last.json()["entries"] == [] and last.json()["next"] is None
 
@@ -524,6 +526,32 @@ def test_list_folder_json_and_paging(server: Server, client: Client) -> None:
         server, "GET", url_path("/share/list/"), headers={"Accept": "text/html,application/json"}
     )
     assert (both.header("content-type") or "").startswith("text/html")
+
+
+def test_paging_reaches_names_that_are_not_utf8(server: Server, client: Client) -> None:
+    """Pages of one entry walk a folder whose names are not all UTF-8 to its end, each
+    name exactly once (the cursor turned such bytes into U+FFFD, and every page after
+    it returned the same entry); each entry's href reaches its file."""
+    folder = os.fsencode(server.root / "share" / "raw")
+    os.mkdir(folder)
+    raw_names = [b"a", b"b\xff", b"b\xffz", b"c\xfe\xfd", "d é".encode(), b"e%20f"]
+    for name in raw_names:
+        with open(folder + b"/" + name, "wb") as handle:
+            handle.write(b"content of " + name)
+    seen: list[bytes] = []
+    after = ""
+    for _ in range(len(raw_names) + 2):
+        query = "?json&limit=1" + (f"&after={after}" if after else "")
+        page = client(server, "GET", url_path("/share/raw") + query).json()
+        for entry in page["entries"]:
+            name = unquote_to_bytes(entry["href"].rsplit("/", 1)[1])
+            seen.append(name)
+            got = client(server, "GET", entry["href"])
+            assert got.status == 200 and got.body == b"content of " + name, entry
+        if page["next"] is None:
+            break
+        after = page["next"]
+    assert seen == sorted(raw_names), seen
 
 
 def test_active_content_never_runs_in_the_origin(server: Server, client: Client) -> None:

@@ -20,9 +20,10 @@ import secrets
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from ..core import byteranges as ranges
+from ..core import paths
 from ..core.content import is_active
 from ..core.digests import DigestCache, StreamDigest
 from ..core.session import Session
@@ -84,7 +85,20 @@ def _digest_header(digest: bytes) -> str:
     return f"sha-256=:{base64.b64encode(digest).decode()}:"
 
 
-def _entry_json(entry: Entry) -> dict[str, object]:
+def _quoted(name: str) -> str:
+    """A name's bytes, percent-encoded: exact whatever they are (UTF-8 or not)."""
+    return quote(os.fsencode(name), safe="")
+
+
+def _after(environ: dict[str, Any]) -> bytes:
+    """The ``after`` cursor as the name's bytes: percent-escapes are read as bytes
+    (parse_qs's UTF-8 turned bytes that are not UTF-8 into U+FFFD, so a page could
+    never get past such a name)."""
+    query = parse_qs(str(environ.get("QUERY_STRING", "")), encoding="latin-1")
+    return query.get("after", [""])[0].encode("latin-1")
+
+
+def _entry_json(entry: Entry, folder: str) -> dict[str, object]:
     mode = entry.stat.st_mode
     kind = (
         "directory" if stat.S_ISDIR(mode)
@@ -96,6 +110,9 @@ def _entry_json(entry: Entry) -> dict[str, object]:
     )  # fmt: skip
     item: dict[str, object] = {
         "name": _text(entry.name),
+        # the entry's own URL, its name's bytes percent-encoded: it reaches a name that
+        # "name" can only show (bytes that are not UTF-8 appear there as U+FFFD)
+        "href": quote(os.fsencode(PREFIX + paths.join(folder, entry.name)), safe="/"),
         "type": kind,
         "size": entry.stat.st_size,
         "mtime": entry.stat.st_mtime,
@@ -188,7 +205,7 @@ class FilesAPI:
                 raise ApiError(400, "is_a_directory", "a folder has no digest")
             accept = str(environ.get("HTTP_ACCEPT", ""))
             if "json" in query or ("application/json" in accept and "text/html" not in accept):
-                return self._list_json(session, path, query)
+                return self._list_json(environ, session, path, query)
             return self._list_html(session, path, query)
         file = session.open(path, os.O_RDONLY)
         try:
@@ -284,7 +301,7 @@ class FilesAPI:
             listing.close()
 
     def _list_json(
-        self, session: Session, path: str, query: dict[str, list[str]]
+        self, environ: dict[str, Any], session: Session, path: str, query: dict[str, list[str]]
     ) -> tuple[str, Headers, bytes]:
         try:
             limit = int(query.get("limit", [str(PAGE_DEFAULT)])[0])
@@ -292,18 +309,18 @@ class FilesAPI:
             raise ApiError(400, "bad_request", "limit must be a whole number") from None
         if not 1 <= limit <= PAGE_MAX:
             raise ApiError(400, "bad_request", f"limit must be from 1 to {PAGE_MAX}")
-        after = os.fsdecode(query.get("after", [""])[0].encode("utf-8", "surrogateescape"))
+        key = _after(environ)
         entries = sorted(self._entries(session, path), key=lambda e: os.fsencode(e.name))
-        if after:
-            key = os.fsencode(after)
+        if key:
             entries = [e for e in entries if os.fsencode(e.name) > key]
         page_entries = entries[:limit]
         more = len(entries) > limit
         data = {
             "path": _text(session.path(path)),
             "type": "directory",
-            "entries": [_entry_json(e) for e in page_entries],
-            "next": _text(page_entries[-1].name) if more and page_entries else None,
+            "entries": [_entry_json(e, session.path(path)) for e in page_entries],
+            # exact: the last name's bytes, percent-encoded; pass it back as after= as is
+            "next": _quoted(page_entries[-1].name) if more and page_entries else None,
         }
         return _json(200, data)
 
