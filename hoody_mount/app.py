@@ -16,6 +16,7 @@ from typing import TextIO
 from . import state
 from .api.app import FilesAPI
 from .config import Config, Listen, embedded_default
+from .core import upload_temps
 from .core.digests import DigestCache
 from .core.guard import LoginGuard
 from .core.logs import DeferredHandler, OneLineFormatter, private_log
@@ -109,6 +110,11 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
     """Serve SSH and HTTP until SIGTERM or SIGINT."""
     state.prepare(config.state_dir)
     _served_root(config)
+    journal = upload_temps.Journal(config.state_dir / "uploads")
+    leftovers = await asyncio.get_running_loop().run_in_executor(pool, journal.sweep)
+    if leftovers:
+        log.info("removed %d temp files of uploads a stopped server left", leftovers)
+    upload_temps.use_journal(journal)
     host_key, new_key = state.host_key(config.state_dir)
     tokens: TokenStore = state.tokens(config.state_dir)
     users, password = _users_with_default_password(config)
@@ -173,6 +179,7 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         ctx.long_calls.shutdown(wait=False, cancel_futures=True)
         vfs.close()
         reserved.close()
+        upload_temps.use_journal(None)
 
 
 def _served_root(config: Config) -> None:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
-import secrets
 import stat
 import sys
 import time
@@ -29,7 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from . import paths, syscalls
+from . import paths, syscalls, upload_temps
 from .direct_writes import DirectWriter
 from .reserved import HOLDS_REFUSED, LOG_REFUSED, Identity, Reserved, ReservedError, identity
 
@@ -61,9 +59,6 @@ _LOCAL_FS = {
 READ, CHANGE, MOVE, UNCHECKED = "read", "change", "move", "unchecked"
 _CHANGES = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC
 
-_TEMP_MARK = ".hoody-"
-_TEMP_NAME = re.compile(r"\..+\.hoody-[0-9a-f]{12}\.part")
-
 
 def _fs_type(fd: int) -> str:
     """The filesystem type of the mount holding ``fd``, read from procfs (never blocks)."""
@@ -77,9 +72,23 @@ def _fs_type(fd: int) -> str:
     return ""
 
 
-def is_upload_temp(name: str) -> bool:
-    """Whether a name is the hidden temp file of an upload in flight (not listed)."""
-    return name.startswith(".") and name.endswith(".part") and bool(_TEMP_NAME.fullmatch(name))
+is_upload_temp = upload_temps.is_temp  # such names are never listed
+
+
+def _clear_leftovers(dfd: int, name: str) -> bool:
+    """Remove the members of folder ``name`` if all are temp files of no live upload;
+    whether it did (a folder with anything else in it is left as it was)."""
+    fd = os.open(name, _DIR_READ, dir_fd=dfd)
+    try:
+        members = os.listdir(fd)
+        if not all(upload_temps.is_temp(m) and not upload_temps.is_live(m) for m in members):
+            return False
+        for member in members:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(member, dir_fd=fd)
+        return True
+    finally:
+        os.close(fd)
 
 
 def _swap(old: int, new: int) -> int:
@@ -384,15 +393,19 @@ class AtomicFile:
         self._dir = -1  # ours once the temp file exists; until then the caller's to close
         self._name = name
         self.path = path
-        stem = os.fsencode(name)[:200].decode("utf-8", "ignore") or "upload"  # 255 bytes in all
-        self._temp = f".{stem}{_TEMP_MARK}{secrets.token_hex(6)}.part"
+        self._temp = upload_temps.new_name(name)
         self._mode = mode
-        fd = os.open(
-            self._temp,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o600,
-            dir_fd=dir_fd,
-        )
+        upload_temps.started(self._temp, dir_fd)  # (noted first: a crash leaves no stray)
+        try:
+            fd = os.open(
+                self._temp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=dir_fd,
+            )
+        except BaseException:
+            upload_temps.ended(self._temp)
+            raise
         self.file = OpenFile(fd, path)
         self.size = 0
         self._written_back = 0  # bytes whose writeback was started
@@ -464,6 +477,7 @@ class AtomicFile:
             raise
         dir_fd, self._dir = self._dir, -1
         os.close(dir_fd)
+        upload_temps.ended(self._temp)
         if self.on_commit is not None:
             self.on_commit(self, digest)
 
@@ -489,6 +503,7 @@ class AtomicFile:
                 os.unlink(self._temp, dir_fd=dir_fd)
         finally:
             os.close(dir_fd)
+            upload_temps.ended(self._temp)
 
 
 class VFS:
@@ -926,9 +941,15 @@ class VFS:
             os.mkdir(name, mode, dir_fd=dfd)
 
     def rmdir(self, path: str) -> None:
-        """Remove the empty folder ``path``."""
+        """Remove the empty folder ``path``; one whose only members are temp files of no
+        live upload (left by a killed server) counts as empty: they go first."""
         with self._parent(path, "remove", MOVE) as (dfd, name):
-            os.rmdir(name, dir_fd=dfd)
+            try:
+                os.rmdir(name, dir_fd=dfd)
+            except OSError as exc:
+                if exc.errno != errno.ENOTEMPTY or not _clear_leftovers(dfd, name):
+                    raise
+                os.rmdir(name, dir_fd=dfd)
 
     def unlink(self, path: str) -> None:
         """Remove the non-folder ``path`` (a symlink itself, never its target)."""

@@ -1,0 +1,110 @@
+"""Temp files of uploads a killed server left behind are removed at the next start; a
+folder holding nothing but such leftovers can be removed; a live upload's temp file is
+never touched."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+from conftest import (
+    PASSWORD,
+    Server,
+    http_port,
+    start_server,
+    stop_server,
+    wait_until,
+    write_config,
+)
+
+from hoody_mount.core.upload_temps import is_temp
+
+
+def _temps(folder: Path) -> list[str]:
+    return [name for name in os.listdir(folder) if is_temp(name)]
+
+
+def _auth() -> str:
+    return "Basic " + base64.b64encode(f"root:{PASSWORD}".encode()).decode()
+
+
+def _start_slow_put(port: int, path: str, total: int) -> socket.socket:
+    """A PUT that sends its headers and 1 MiB of a ``total``-byte body, then waits."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(
+        f"PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {_auth()}\r\n"
+        f"Content-Length: {total}\r\n\r\n".encode()
+        + b"x" * (1 << 20)
+    )
+    return sock
+
+
+def test_a_killed_servers_leftovers_go_at_the_next_start(tmp_path: Path, client_key: Path) -> None:
+    root, state = tmp_path / "root", tmp_path / "state"
+    (root / "up").mkdir(parents=True)
+    config = tmp_path / "c.toml"
+    write_config(config, root, state, client_key.with_suffix(".pub").read_text().strip())
+    for front in ("/dav/up/big.bin", "/api/v1/files/up/big.bin"):
+        process, _port, banner = start_server(["--config", str(config)], tmp_path / "log1")
+        sock = _start_slow_put(http_port(banner), front, 20 << 20)
+        try:
+            assert wait_until(lambda: bool(_temps(root / "up")), 30), os.listdir(root / "up")
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+        finally:
+            sock.close()
+        assert _temps(root / "up"), "the temp file outlived the server"
+        assert os.listdir(state / "uploads"), "the upload was noted"
+        process, _port, banner = start_server(["--config", str(config)], tmp_path / "log2")
+        try:
+            assert _temps(root / "up") == [], os.listdir(root / "up")
+            assert os.listdir(state / "uploads") == []
+            assert not (root / "up" / "big.bin").exists()
+        finally:
+            stop_server(process)
+
+
+def test_a_folder_of_leftovers_only_can_be_removed(server: Server) -> None:
+    for name in ("sftp-empty", "api-empty"):
+        folder = server.root / name
+        folder.mkdir()
+        (folder / ".big.bin.hoody-0123456789ab.part").write_bytes(b"left over")
+    result = server.sftp_batch("rmdir /sftp-empty\n")
+    assert result.returncode == 0, result.stderr
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+    conn.request("DELETE", "/api/v1/files/api-empty", headers={"Authorization": _auth()})
+    reply = conn.getresponse()
+    assert reply.status == 204, reply.read()
+    conn.close()
+    assert not (server.root / "sftp-empty").exists() and not (server.root / "api-empty").exists()
+    # A folder with anything else in it is not emptied.
+    (server.root / "kept").mkdir()
+    (server.root / "kept" / ".x.hoody-0123456789ab.part").write_bytes(b"left over")
+    (server.root / "kept" / "real.txt").write_text("data")
+    assert server.sftp_batch("rmdir /kept\n").returncode != 0
+    assert sorted(os.listdir(server.root / "kept")) == [".x.hoody-0123456789ab.part", "real.txt"]
+
+
+def test_a_live_uploads_temp_file_is_never_touched(server: Server) -> None:
+    (server.root / "busy").mkdir()
+    total = 3 << 20
+    sock = _start_slow_put(server.http_port, "/api/v1/files/busy/live.bin", total)
+    try:
+        assert wait_until(lambda: bool(_temps(server.root / "busy")), 30)
+        assert server.sftp_batch("rmdir /busy\n").returncode != 0
+        assert _temps(server.root / "busy")
+        sock.sendall(b"x" * (total - (1 << 20)))
+        answer = sock.recv(4096)
+        deadline = time.monotonic() + 30
+        while b"\r\n\r\n" not in answer and time.monotonic() < deadline:
+            answer += sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+    finally:
+        sock.close()
+    assert (server.root / "busy" / "live.bin").stat().st_size == total
+    assert _temps(server.root / "busy") == []
