@@ -37,19 +37,22 @@ class Browser:
             ],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
-        while not port_file.exists() or not port_file.read_text().strip():
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.close()
-                raise AssertionError("chromium did not open its DevTools port")
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        self._sock = socket.create_connection(("127.0.0.1", port), timeout=60)
         self._buffer = b""
         self._next_id = 0
-        target = self._page_target(port)
-        self._handshake(port, target)
+        try:  # (a Chromium left running would eat a CPU for the rest of the run)
+            port_file = profile / "DevToolsActivePort"
+            deadline = time.monotonic() + 60
+            while not port_file.exists() or not port_file.read_text().strip():
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise AssertionError("chromium did not open its DevTools port")
+                time.sleep(0.1)
+            port = int(port_file.read_text().split()[0])
+            target = self._page_target(port)
+            self._sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+            self._handshake(port, target)
+        except BaseException:
+            self.close()
+            raise
 
     def _page_target(self, port: int) -> str:
         """The WebSocket path of the page Chromium opened (it may take a moment)."""
