@@ -196,10 +196,10 @@ class Session:
         return self.vfs.stat_cached(self.path(raw), follow)
 
     @_logs_refusals("list")
-    def listdir(self, raw: str) -> Listing:
-        """Open a folder for listing."""
+    def listdir(self, raw: str, dots: bool = False) -> Listing:
+        """Open a folder for listing (with ``dots``: ``.`` and ``..`` first)."""
         self.names.refresh()
-        return self.vfs.listdir(self.path(raw))
+        return self.vfs.listdir(self.path(raw), dots)
 
     @_logs_refusals("readlink")
     def readlink(self, raw: str) -> str:

@@ -144,14 +144,19 @@ class Times:
 class Listing:
     """An open folder listing, read in batches so huge folders never sit in memory."""
 
-    def __init__(self, fd: int, reserved: Reserved | None = None) -> None:
+    def __init__(
+        self, fd: int, reserved: Reserved | None = None, first: list[Entry] | None = None
+    ) -> None:
         self._fd = fd
         self._iter = os.scandir(fd)
         self._reserved = reserved
+        self._first = first or []  # entries that come before the folder's own (. and ..)
 
     def read(self, count: int) -> list[Entry]:
         """Return up to ``count`` more entries (an empty list at the end)."""
-        out: list[Entry] = []
+        out, self._first = self._first[:count], self._first[count:]
+        if len(out) >= count:
+            return out
         state_files = self._reserved.state_files() if self._reserved is not None else frozenset()
         for item in self._iter:
             if is_upload_temp(item.name):
@@ -837,9 +842,21 @@ class VFS:
         with self._parent(path, "read a link at", READ) as (dfd, name):
             return os.readlink(name, dir_fd=dfd)
 
-    def listdir(self, path: str) -> Listing:
-        """Open the folder ``path`` for listing."""
-        return Listing(self._open(path, os.O_RDONLY | os.O_DIRECTORY), self._reserved)
+    def listdir(self, path: str, dots: bool = False) -> Listing:
+        """Open the folder ``path`` for listing; with ``dots`` it starts with ``.`` and
+        ``..`` as readdir(3) gives them (``..`` of the jail's root is the root itself)."""
+        fd = self._open(path, os.O_RDONLY | os.O_DIRECTORY)
+        if not dots:
+            return Listing(fd, self._reserved)
+        try:
+            here = os.fstat(fd)
+            up = os.stat("..", dir_fd=fd)
+            if identity(here) == identity(os.fstat(self._root)):
+                up = here  # as in a chroot: nothing lies above the root
+        except BaseException:
+            os.close(fd)
+            raise
+        return Listing(fd, self._reserved, [Entry(".", here), Entry("..", up)])
 
     def statvfs(self, path: str = "/") -> os.statvfs_result:
         """Capacity of the filesystem that holds ``path``."""

@@ -112,9 +112,12 @@ def read_batch(listing: Listing) -> tuple[list[Entry], bool]:
     return entries, False
 
 
-def start_listing(session: Session, path: str) -> tuple[Listing | None, list[Entry]]:
-    """On a worker: open a folder and read its first batch (closing it if that is all)."""
-    listing = session.listdir(path)
+def start_listing(
+    session: Session, path: str, dots: bool = False
+) -> tuple[Listing | None, list[Entry]]:
+    """On a worker: open a folder and read its first batch (closing it if that is all);
+    with ``dots`` the names start with ``.`` and ``..``."""
+    listing = session.listdir(path, dots)
     first, at_end = read_batch(listing)
     return (None if at_end else listing), first
 

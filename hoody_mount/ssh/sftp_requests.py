@@ -346,7 +346,9 @@ class Requests:
         def keep(result: tuple[Listing | None, list[Entry]]) -> bytes:
             return wire.handle(pktid, self._keep(self.folders, Folder(*result)))
 
-        return Job(lambda: start_listing(self.session, path), keep, self._broken_promise)
+        # . and .. come first, as from OpenSSH's sftp-server (sshfs shows them in ls -a)
+        opening = lambda: start_listing(self.session, path, dots=True)  # noqa: E731
+        return Job(opening, keep, self._broken_promise)
 
     def _readdir(self, pktid: bytes, packet: SSHPacket) -> Answer:
         handle = packet.get_string()
