@@ -349,6 +349,7 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
         adapter = SFTPAdapter(
             process.channel, session, ctx.pool, ctx.limits.max_read, ctx.limits.max_handles
         )
+        adapter.client_gone = process.stdin.at_eof  # an scp upload cut short is not kept
         scp = run_scp_server(
             adapter, process.command or "", process.stdin, process.stdout, process.stderr
         )

@@ -27,7 +27,7 @@ from asyncssh.sftp import (
 )
 
 from ..core.session import Session
-from ..core.vfs import Entry, Listing, OpenFile, Times
+from ..core.vfs import AtomicFile, Entry, Listing, OpenFile, Times
 from ..workers import Workers
 from .batches import Batches
 
@@ -70,6 +70,10 @@ def changes_of(attrs: SFTPAttrs) -> dict[str, Any]:
         "owner": owner_of(attrs),
         "times": times_of(attrs),
     }
+
+
+_WHOLE = FXF_WRITE | FXF_CREAT | FXF_TRUNC  # what a whole new content is opened with
+_NOT_WHOLE = FXF_READ | FXF_APPEND | FXF_EXCL
 
 
 def open_flags(pflags: int) -> int:
@@ -183,6 +187,8 @@ class SFTPAdapter(asyncssh.SFTPServer):
         self.max_handles = max_handles
         self.handles = 0
         self._writes: Batches | None = None
+        # Whether the client stopped sending: scp closes a file it got cut short too
+        self.client_gone: Callable[[], bool] = self.channel.is_closing
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking core call in the worker pool."""
@@ -205,10 +211,16 @@ class SFTPAdapter(asyncssh.SFTPServer):
 
     # -- files ------------------------------------------------------------------------
 
-    async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> OpenFile:
+    async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> OpenFile | AtomicFile:
+        """Open a file; a file opened to be written whole (scp's sink: write, create,
+        truncate) is an upload instead, which replaces the old content only when the
+        copy is complete: an aborted ``scp -O`` left a cut file (OpenSSH's sink at least
+        truncates only at the end)."""
         self._take_handle()
         mode = mode_of(attrs, 0o666)
         try:
+            if pflags & _WHOLE == _WHOLE and not pflags & _NOT_WHOLE:
+                return await self.run(self.session.upload, text_of(path))
             return await self.run(self.session.open, text_of(path), open_flags(pflags), mode)
         except BaseException:
             self.handles -= 1
@@ -216,9 +228,17 @@ class SFTPAdapter(asyncssh.SFTPServer):
 
     async def close(self, file_obj: object) -> None:
         """Release a file. On a local filesystem close reports nothing a client could act
-        on, so the answer goes out at once and a worker closes the fd right behind it."""
-        assert isinstance(file_obj, OpenFile)
+        on, so the answer goes out at once and a worker closes the fd right behind it.
+        An upload is committed, unless the client has stopped sending: scp closes the
+        file after a lost connection too, and the old content must then stay."""
         self.handles -= 1
+        if isinstance(file_obj, AtomicFile):
+            if self.client_gone() or self.channel.is_closing():
+                await self.run(file_obj.abort)
+            else:
+                await self.run(file_obj.commit)
+            return
+        assert isinstance(file_obj, OpenFile)
         if file_obj.local:
             self.pool.submit(close_logging_errors, file_obj)
             return
@@ -235,6 +255,11 @@ class SFTPAdapter(asyncssh.SFTPServer):
         return file_obj.read_cached(offset, min(size, self.max_read))
 
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        if isinstance(file_obj, AtomicFile):  # scp writes an upload in order
+            if offset != file_obj.size:
+                raise OSError(errno.EINVAL, "an upload is written in order", file_obj.path)
+            await self.run(file_obj.write, data)
+            return len(data)
         assert isinstance(file_obj, OpenFile)
         if self._writes is None:
             self._writes = Batches(self.pool, asyncio.get_running_loop())
