@@ -10,6 +10,8 @@ ever reach. Clients tests need are checked by ``require``: a missing client fail
 
 from __future__ import annotations
 
+import base64
+import http.client
 import os
 import re
 import shutil
@@ -151,6 +153,21 @@ def start_server(
         process.kill()
         raise RuntimeError(f"server did not start: {text}\n{log.read_text()}")
     return process, int(match.group(1)), text
+
+
+def basic_request(
+    port: int, method: str, path: str, user: str, password: str, body: bytes = b"", **headers: str
+) -> tuple[int, bytes]:
+    """One HTTP request to 127.0.0.1:``port`` with Basic credentials; status and body."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        auth = {"Authorization": f"Basic {token}", **headers}
+        conn.request(method, path, body=body, headers=auth)
+        reply = conn.getresponse()
+        return reply.status, reply.read()
+    finally:
+        conn.close()
 
 
 def http_port(banner: str) -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import http.client
 import json
 import os
 import socket
@@ -17,6 +15,7 @@ from conftest import (
     PASSWORD,
     READER_PASSWORD,
     Server,
+    basic_request,
     http_port,
     start_server,
     stop_server,
@@ -27,26 +26,7 @@ from conftest import (
 from hoody_mount.api.errors import from_os_error, status_line
 from hoody_mount.core.users import hash_password
 
-
-def _request(
-    port: int,
-    method: str,
-    path: str,
-    user: str,
-    password: str,
-    body: bytes = b"",
-    **headers: str,
-) -> tuple[int, bytes]:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(
-            method, path, body=body, headers={"Authorization": f"Basic {token}", **headers}
-        )
-        reply = conn.getresponse()
-        return reply.status, reply.read()
-    finally:
-        conn.close()
+_request = basic_request
 
 
 def test_a_jail_swapped_for_a_link_is_refused(tmp_path: Path) -> None:

@@ -10,8 +10,6 @@ symlink inside the jail, one in the root, and a bind mount of it inside the jail
 from __future__ import annotations
 
 import asyncio
-import base64
-import http.client
 import json
 import stat
 import subprocess
@@ -24,7 +22,15 @@ from urllib.parse import quote
 import asyncssh
 import paramiko
 import pytest
-from conftest import PASSWORD, http_port, require, start_server, stop_server, wait_until
+from conftest import (
+    PASSWORD,
+    basic_request,
+    http_port,
+    require,
+    start_server,
+    stop_server,
+    wait_until,
+)
 
 from hoody_mount.core.users import hash_password
 
@@ -57,16 +63,7 @@ class Container:
         self, method: str, path: str, user: str = "st", body: bytes = b"", **headers: str
     ) -> tuple[int, bytes]:
         """One HTTP request with Basic credentials; the status and body."""
-        token = base64.b64encode(f"{user}:{PASSWORD}".encode()).decode()
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=30)
-        try:
-            conn.request(
-                method, path, body=body, headers={"Authorization": f"Basic {token}", **headers}
-            )
-            reply = conn.getresponse()
-            return reply.status, reply.read()
-        finally:
-            conn.close()
+        return basic_request(self.http_port, method, path, user, PASSWORD, body, **headers)
 
     def state_files(self) -> dict[str, bytes]:
         """The state folder's files and their contents (but the WebDAV stores, which

@@ -66,7 +66,7 @@ def test_connections_per_address_are_capped(tight: int) -> None:
         await asyncio.sleep(0.3)
         again = await _login(tight)
         async with again.start_sftp_client() as sftp:
-            assert await sftp.listdir("/") == []
+            assert sorted(await sftp.listdir("/")) == [".", ".."]  # (an empty folder)
         again.close()
         for conn in conns:
             conn.close()
