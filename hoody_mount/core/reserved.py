@@ -8,19 +8,20 @@ and the VFS asks it about every folder a lookup ends in or acts in:
 - a folder that is the state folder, or lies below it, is refused (EACCES): walking up
   from the folder with ``..`` (the kernel's parent, so symlinks, bind mounts and ``..``
   tricks cannot alias it) meets the state folder's identity before the jail's root;
-- a listing leaves the state folder out;
+- a file of the state folder met elsewhere (a bind mount of one file, a hard link) is
+  refused by its identity, the folder's files being read again when its times change;
+- a listing leaves the state folder and such files out;
 - the server's log file may be read but never changed, renamed, replaced or removed;
 - a folder that holds any of these may not be renamed or removed as a tree.
 
-Walking up costs a few system calls a level, so it is done only for objects on a device
-that can hold a reserved folder (its own device and those of mounts below it).
+Walking up costs a ``stat`` a level, so it is done only for objects on a device that
+can hold a reserved folder (its own device and those of mounts below it).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import stat
 from pathlib import Path
 
 Identity = tuple[int, int]
@@ -193,8 +194,3 @@ def is_inside(path: Path, folder: Path) -> bool:
     except ValueError:
         return False
     return True
-
-
-def is_folder(st: os.stat_result) -> bool:
-    """Whether a stat is a folder's."""
-    return stat.S_ISDIR(st.st_mode)
