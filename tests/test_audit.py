@@ -5,9 +5,7 @@ logged at the end of the transfer and can be turned down; the log file is privat
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import http.client
 import os
 import re
 import stat
@@ -19,7 +17,15 @@ from pathlib import Path
 import asyncssh
 import paramiko
 import pytest
-from conftest import PASSWORD, http_port, require, start_server, stop_server, wait_until
+from conftest import (
+    PASSWORD,
+    basic_request,
+    http_port,
+    require,
+    start_server,
+    stop_server,
+    wait_until,
+)
 
 from hoody_mount.core.users import hash_password
 
@@ -49,17 +55,7 @@ class Logged:
 
     def http(self, method: str, path: str, body: bytes = b"", **headers: str) -> int:
         """One request as root; its status."""
-        token = base64.b64encode(f"root:{PASSWORD}".encode()).decode()
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=30)
-        try:
-            conn.request(
-                method, path, body=body, headers={"Authorization": f"Basic {token}", **headers}
-            )
-            reply = conn.getresponse()
-            reply.read()
-            return reply.status
-        finally:
-            conn.close()
+        return basic_request(self.http_port, method, path, "root", PASSWORD, body, **headers)[0]
 
 
 def _start(tmp_path: Path, client_key: Path, extra: str = "") -> tuple[Logged, object]:

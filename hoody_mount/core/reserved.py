@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 
 Identity = tuple[int, int]
@@ -145,7 +146,9 @@ class Reserved:
         """EACCES for a state folder or a file in one (met elsewhere through a bind
         mount or a hard link), or for a change (``change``) to a log file."""
         key = identity(st)
-        if key in self.hidden or (self.watches(st) and key in self.state_files()):
+        if key in self.hidden or (
+            self.watches(st) and not stat.S_ISDIR(st.st_mode) and key in self.state_files()
+        ):  # (a folder is never among the state files: no fstat of the folder for it)
             raise ReservedError(errno.EACCES, STATE_REFUSED)
         if change and key in self.read_only:
             raise ReservedError(errno.EACCES, LOG_REFUSED)
