@@ -469,7 +469,8 @@ def test_list_folder_json_and_paging(server: Server, client: Client) -> None:
     data = got.json()
     assert data["path"] == "/share/list" and data["type"] == "directory"
     assert data["next"] is None
-    assert [e["name"] for e in data["entries"]] == names
+    listed = [e["name"] for e in data["entries"]]  # in the folder's own order
+    assert sorted(listed, key=os.fsencode) == names
     by_name = {e["name"]: e for e in data["entries"]}
     for name, entry in by_name.items():
         st = os.lstat(folder / name)
@@ -491,22 +492,31 @@ def test_list_folder_json_and_paging(server: Server, client: Client) -> None:
     assert accept.status == 200 and accept.json()["entries"] == data["entries"]
 
     pages: list[str] = []
-    after = ""
+    cursor = ""
     for _ in range(len(names) + 2):
-        query = "?json&limit=3" + (f"&after={after}" if after else "")
+        query = "?json&limit=3" + (f"&cursor={quote(cursor)}" if cursor else "")
         page = client(server, "GET", url_path("/share/list") + query).json()
         assert len(page["entries"]) <= 3
         pages.extend(e["name"] for e in page["entries"])
         if page["next"] is None:
             break
-        assert page["next"] == quote(page["entries"][-1]["name"], safe="")
-        after = page["next"]  # (an exact cursor: passed back as it is)
-    assert pages == names
+        assert page["entries"], page  # a page that says there is more has some
+        cursor = page["next"]  # (opaque: passed back as it is)
+    assert pages == listed  # each name once, in the same order as one big page
     one = client(server, "GET", url_path("/share/list") + "?json&limit=1").json()
-    assert [e["name"] for e in one["entries"]] == names[:1]
-    assert one["next"] == quote(names[0], safe="")
-    last = client(server, "GET", url_path("/share/list") + f"?json&after={quote(names[-1])}")
-    assert last.json()["entries"] == [] and last.json()["next"] is None
+    assert [e["name"] for e in one["entries"]] == listed[:1] and one["next"]
+    sub_page = client(server, "GET", url_path("/share/list/sub") + "?json").json()
+    for bad in (
+        "after=a.txt",  # the old name-based cursor: refused with what to use instead
+        "cursor=nonsense",
+        "cursor=12",
+        f"cursor={quote(one['next'].split('.')[0])}.zz",
+    ):
+        client(server, "GET", url_path("/share/list") + f"?json&{bad}").error(400)
+    # a cursor of one folder is refused by another
+    other = client(server, "GET", url_path("/share/list/sub") + f"?json&cursor={one['next']}")
+    other.error(400, "bad_cursor")
+    assert sub_page["entries"] == [] and sub_page["next"] is None
 
     for suffix in ("", "?sha256"):  # a FIFO is listed but never opened (that would hang)
         client(server, "GET", url_path("/share/list/pipe") + suffix, timeout=20).error(409)
@@ -539,9 +549,9 @@ def test_paging_reaches_names_that_are_not_utf8(server: Server, client: Client) 
         with open(folder + b"/" + name, "wb") as handle:
             handle.write(b"content of " + name)
     seen: list[bytes] = []
-    after = ""
+    cursor = ""
     for _ in range(len(raw_names) + 2):
-        query = "?json&limit=1" + (f"&after={after}" if after else "")
+        query = "?json&limit=1" + (f"&cursor={quote(cursor)}" if cursor else "")
         page = client(server, "GET", url_path("/share/raw") + query).json()
         for entry in page["entries"]:
             name = unquote_to_bytes(entry["href"].rsplit("/", 1)[1])
@@ -550,8 +560,8 @@ def test_paging_reaches_names_that_are_not_utf8(server: Server, client: Client) 
             assert got.status == 200 and got.body == b"content of " + name, entry
         if page["next"] is None:
             break
-        after = page["next"]
-    assert seen == sorted(raw_names), seen
+        cursor = page["next"]
+    assert sorted(seen) == sorted(raw_names), seen  # each exactly once
 
 
 def test_active_content_never_runs_in_the_origin(server: Server, client: Client) -> None:

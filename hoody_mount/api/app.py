@@ -26,8 +26,9 @@ from ..core import byteranges as ranges
 from ..core import paths
 from ..core.content import is_active
 from ..core.digests import DigestCache, StreamDigest
+from ..core.listing import Entry
 from ..core.session import Session
-from ..core.vfs import Entry, OpenFile
+from ..core.vfs import OpenFile
 from . import origin, page
 from .errors import ApiError, from_os_error, status_line
 
@@ -85,17 +86,21 @@ def _digest_header(digest: bytes) -> str:
     return f"sha-256=:{base64.b64encode(digest).decode()}:"
 
 
-def _quoted(name: str) -> str:
-    """A name's bytes, percent-encoded: exact whatever they are (UTF-8 or not)."""
-    return quote(os.fsencode(name), safe="")
-
-
-def _after(environ: dict[str, Any]) -> bytes:
-    """The ``after`` cursor as the name's bytes: percent-escapes are read as bytes
-    (parse_qs's UTF-8 turned bytes that are not UTF-8 into U+FFFD, so a page could
-    never get past such a name)."""
-    query = parse_qs(str(environ.get("QUERY_STRING", "")), encoding="latin-1")
-    return query.get("after", [""])[0].encode("latin-1")
+def _cursor(query: dict[str, list[str]]) -> tuple[int, int] | None:
+    """The ``cursor`` a listing page gave as ``next``: the folder's inode and the
+    kernel's offset after the page's last name (None: from the start)."""
+    if "after" in query:
+        raise ApiError(400, "bad_request", "after= is gone: pass a page's next as cursor=")
+    text = query.get("cursor", [""])[0]
+    if not text:
+        return None
+    inode, sep, position = text.partition(".")
+    try:
+        if sep and inode and position:
+            return int(inode, 16), int(position, 16)
+    except ValueError:
+        pass
+    raise ApiError(400, "bad_cursor", "cursor is not one this server gave: list from the start")
 
 
 def _entry_json(entry: Entry, folder: str) -> dict[str, object]:
@@ -205,7 +210,7 @@ class FilesAPI:
                 raise ApiError(400, "is_a_directory", "a folder has no digest")
             accept = str(environ.get("HTTP_ACCEPT", ""))
             if "json" in query or ("application/json" in accept and "text/html" not in accept):
-                return self._list_json(environ, session, path, query)
+                return self._list_json(session, path, query)
             return self._list_html(session, path, query)
         file = session.open(path, os.O_RDONLY)
         try:
@@ -301,26 +306,33 @@ class FilesAPI:
             listing.close()
 
     def _list_json(
-        self, environ: dict[str, Any], session: Session, path: str, query: dict[str, list[str]]
+        self, session: Session, path: str, query: dict[str, list[str]]
     ) -> tuple[str, Headers, bytes]:
+        """One page of a folder, in the folder's own order; its ``next`` resumes right
+        after it (reading only what the page returns, whatever the folder's size)."""
         try:
             limit = int(query.get("limit", [str(PAGE_DEFAULT)])[0])
         except ValueError:
             raise ApiError(400, "bad_request", "limit must be a whole number") from None
         if not 1 <= limit <= PAGE_MAX:
             raise ApiError(400, "bad_request", f"limit must be from 1 to {PAGE_MAX}")
-        key = _after(environ)
-        entries = sorted(self._entries(session, path), key=lambda e: os.fsencode(e.name))
-        if key:
-            entries = [e for e in entries if os.fsencode(e.name) > key]
-        page_entries = entries[:limit]
-        more = len(entries) > limit
+        cursor = _cursor(query)
+        listing = session.listdir(path, position=cursor[1] if cursor else 0)
+        try:
+            inode = listing.folder().st_ino
+            if cursor is not None and cursor[0] != inode:
+                raise ApiError(400, "bad_cursor", "cursor is for another folder: list again")
+            page_entries = listing.read(limit)
+            position = listing.position
+            more = bool(page_entries) and bool(listing.read(1))
+        finally:
+            listing.close()
         data = {
             "path": _text(session.path(path)),
             "type": "directory",
             "entries": [_entry_json(e, session.path(path)) for e in page_entries],
-            # exact: the last name's bytes, percent-encoded; pass it back as after= as is
-            "next": _quoted(page_entries[-1].name) if more and page_entries else None,
+            # opaque: pass it back as cursor= for the next page
+            "next": f"{inode:x}.{position:x}" if more else None,
         }
         return _json(200, data)
 

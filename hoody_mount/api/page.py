@@ -13,7 +13,7 @@ import stat
 import time
 from urllib.parse import quote
 
-from ..core.vfs import Entry
+from ..core.listing import Entry
 
 PREFIX = "/api/v1/files"
 SORT_KEYS = ("name", "size", "mtime")

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Concatenate, ParamSpec, TypeVar
 
 from . import logs, paths
+from .listing import Listing
 from .names import NameMap
 from .reserved import ReservedError
 from .users import User
-from .vfs import VFS, AtomicFile, Listing, OpenFile, Times
+from .vfs import VFS, AtomicFile, OpenFile, Times
 
 audit = logging.getLogger("hoody_mount.audit")
 # Downloads and logins: the operator may turn this one down (``access_log = false``).
@@ -196,10 +197,11 @@ class Session:
         return self.vfs.stat_cached(self.path(raw), follow)
 
     @_logs_refusals("list")
-    def listdir(self, raw: str, dots: bool = False) -> Listing:
-        """Open a folder for listing (with ``dots``: ``.`` and ``..`` first)."""
+    def listdir(self, raw: str, dots: bool = False, position: int = 0) -> Listing:
+        """Open a folder for listing (with ``dots``: ``.`` and ``..`` first; from a
+        ``position`` a listing of it reached before)."""
         self.names.refresh()
-        return self.vfs.listdir(self.path(raw), dots)
+        return self.vfs.listdir(self.path(raw), dots, position)
 
     @_logs_refusals("readlink")
     def readlink(self, raw: str) -> str:

@@ -1,4 +1,5 @@
-"""Linux system calls that Python's ``os`` module lacks: ``openat2`` and ``renameat2``.
+"""Linux system calls that Python's ``os`` module lacks: ``openat2``, ``renameat2`` and
+``getdents64`` (a folder's records with their offsets, which ``scandir`` hides).
 
 Both are reached through ``ctypes``. ``openat2`` with ``RESOLVE_IN_ROOT`` makes the
 kernel resolve a path as if the directory fd were ``/``: ``..`` and absolute symlinks
@@ -100,3 +101,18 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     (sync_file_range with SYNC_FILE_RANGE_WRITE); a hint, so failures are ignored."""
     if _sync_file_range is not None:
         _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)
+
+
+_getdents64 = _libc.getdents64  # glibc 2.30 and later
+_getdents64.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+_getdents64.restype = ctypes.c_ssize_t
+
+
+def getdents64(fd: int, buffer: ctypes.Array[ctypes.c_char]) -> int:
+    """Fill ``buffer`` with the next ``linux_dirent64`` records of the folder ``fd``
+    from its current offset; return the bytes filled (0 at the end). Each record's
+    ``d_off`` is the offset to ``lseek`` to for the records after it."""
+    filled = _getdents64(fd, buffer, len(buffer))
+    if filled < 0:
+        _raise(f"<folder fd {fd}>")
+    return int(filled)

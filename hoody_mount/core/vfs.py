@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from . import paths, syscalls, upload_temps
 from .direct_writes import DirectWriter
+from .listing import Entry, Listing
 from .reserved import HOLDS_REFUSED, LOG_REFUSED, Identity, Reserved, ReservedError, identity
 
 _RESOLVE = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
@@ -70,9 +71,6 @@ def _fs_type(fd: int) -> str:
             if fields[0] == mount_id:
                 return fields[fields.index("-") + 1]
     return ""
-
-
-is_upload_temp = upload_temps.is_temp  # such names are never listed
 
 
 def _clear_leftovers(dfd: int, name: str) -> bool:
@@ -125,65 +123,11 @@ def _reopen(fd: int, flags: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
-    """One name in a folder listing, with its lstat and, for a symlink, its target."""
-
-    name: str
-    stat: os.stat_result
-    link_target: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Times:
     """Access and modification times in nanoseconds."""
 
     atime_ns: int
     mtime_ns: int
-
-
-class Listing:
-    """An open folder listing, read in batches so huge folders never sit in memory."""
-
-    def __init__(
-        self, fd: int, reserved: Reserved | None = None, first: list[Entry] | None = None
-    ) -> None:
-        self._fd = fd
-        self._iter = os.scandir(fd)
-        self._reserved = reserved
-        self._first = first or []  # entries that come before the folder's own (. and ..)
-
-    def read(self, count: int) -> list[Entry]:
-        """Return up to ``count`` more entries (an empty list at the end)."""
-        out, self._first = self._first[:count], self._first[count:]
-        if len(out) >= count:
-            return out
-        state_files = self._reserved.state_files() if self._reserved is not None else frozenset()
-        for item in self._iter:
-            if is_upload_temp(item.name):
-                continue  # an upload in flight is not a file yet
-            try:
-                st = item.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # removed while listing
-            if self._reserved is not None and not self._reserved.listed(st, state_files):
-                continue  # the server's own state folder, or a file of it mounted here
-            target = None
-            if stat.S_ISLNK(st.st_mode):
-                try:
-                    target = os.readlink(item.name, dir_fd=self._fd)
-                except OSError:
-                    target = None
-            out.append(Entry(item.name, st, target))
-            if len(out) >= count:
-                break
-        return out
-
-    def close(self) -> None:
-        """Release the folder's fd (a second close does nothing: the number may be reused)."""
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            self._iter.close()
-            os.close(fd)
 
 
 MAX_OFFSET = 2**63 - 1  # off_t
@@ -842,12 +786,17 @@ class VFS:
         with self._parent(path, "read a link at", READ) as (dfd, name):
             return os.readlink(name, dir_fd=dfd)
 
-    def listdir(self, path: str, dots: bool = False) -> Listing:
+    def listdir(self, path: str, dots: bool = False, position: int = 0) -> Listing:
         """Open the folder ``path`` for listing; with ``dots`` it starts with ``.`` and
-        ``..`` as readdir(3) gives them (``..`` of the jail's root is the root itself)."""
+        ``..`` as readdir(3) gives them (``..`` of the jail's root is the root itself).
+        A ``position`` (a listing's ``position`` before) goes on after that name."""
         fd = self._open(path, os.O_RDONLY | os.O_DIRECTORY)
         if not dots:
-            return Listing(fd, self._reserved)
+            try:
+                return Listing(fd, self._reserved, position=position)
+            except BaseException:
+                os.close(fd)
+                raise
         try:
             here = os.fstat(fd)
             up = os.stat("..", dir_fd=fd)

@@ -38,8 +38,9 @@ from wsgidav.dav_error import (
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
 from ..core import paths
+from ..core.listing import Entry
 from ..core.session import Session
-from ..core.vfs import AtomicFile, Entry, OpenFile, Times
+from ..core.vfs import AtomicFile, OpenFile, Times
 
 SESSION_KEY = "hoody.session"
 _HREF_SAFE = "/!*'(),$-_|."  # as WsgiDAV quotes hrefs (Nautilus chokes on %28)

@@ -26,8 +26,9 @@ from asyncssh.sftp import (
     SFTPVFSAttrs,
 )
 
+from ..core.listing import Entry, Listing
 from ..core.session import Session
-from ..core.vfs import AtomicFile, Entry, Listing, OpenFile, Times
+from ..core.vfs import AtomicFile, OpenFile, Times
 from ..workers import Workers
 from .batches import Batches
 

@@ -35,8 +35,9 @@ from asyncssh.constants import (
 from asyncssh.packet import PacketDecodeError, SSHPacket
 from asyncssh.sftp import SFTPError
 
+from ..core.listing import Listing
 from ..core.session import Session
-from ..core.vfs import Listing, OpenFile
+from ..core.vfs import OpenFile
 from ..workers import Workers
 from . import wire
 from .batches import Batches

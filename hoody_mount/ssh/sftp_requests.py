@@ -48,8 +48,9 @@ from asyncssh.sftp import (
     SFTPOpUnsupported,
 )
 
+from ..core.listing import Entry, Listing
 from ..core.session import Capacity, Session
-from ..core.vfs import Entry, Listing, OpenFile
+from ..core.vfs import OpenFile
 from . import wire
 from .batches import Write
 from .handle_budget import HandleBudget
