@@ -169,6 +169,9 @@ PEAK_LABELS = {
     "peak-many-sftp": "Peak RSS during the many-SFTP-sessions workload",
     "peak-many-dav": "Peak RSS during the many-WebDAV-clients workload",
     "peak-many": "Peak RSS, many-clients run",
+    "peak-big-folder-dav": "Peak RSS during the big-folder PROPFINDs",
+    "peak-big-folder-sftp": "Peak RSS during the big-folder sftp ls -1",
+    "peak-big-folder-api": "Peak RSS during the big-folder file API listing",
 }
 IDLE_ROWS = [
     ("idle-none", "RSS, no connections"),

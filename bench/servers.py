@@ -62,6 +62,7 @@ class Endpoint:
     ssh_user: str = ""
     ssh_base: str = "/"
     dav_url: str = ""
+    api_url: str = ""  # hoody-mount's file API (/api/v1/files/), none for the anchors
     dav_user: str = ""
     dav_password: str = ""
 
@@ -226,6 +227,7 @@ password_hash = "{password_hash}"
         ssh_port=int(ssh.group(1)),
         ssh_user="bench",
         dav_url=f"{http.group(1)}/dav/",
+        api_url=f"{http.group(1)}/api/v1/files/",
         dav_user=dav_user,
         dav_password=password,
     )

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import html
 import http.client
+import json
 import os
 import re
 import shutil
@@ -27,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import servers
 from servers import (
@@ -60,6 +63,8 @@ class Sizes:
     small_file_kib: int = 16
     idle_connections: int = 200
     serial_gets: int = 2000
+    big_folder_files: int = 100_000
+    deep_levels: int = 3000
     big_timeout: float = 300.0
     step_timeout: float = 120.0
 
@@ -81,6 +86,8 @@ QUICK = Sizes(
     files_per_client=10,
     idle_connections=50,
     serial_gets=300,
+    big_folder_files=10_000,
+    deep_levels=500,
     big_timeout=60,
     step_timeout=60,
 )
@@ -154,6 +161,22 @@ class Recorder:
         self.say(f"    {metric} on {self.server}: {elapsed:.3f} s")
         return True
 
+    def measured(self, metrics: tuple[str, ...], step: Callable[[], dict[str, float]]) -> bool:
+        """Run ``step``, which measures itself (curl's own timings) and returns seconds for
+        each of ``metrics``; on an exception count an error in each instead, as ``timed``."""
+        try:
+            values = step()
+        except (StepError, OSError, subprocess.SubprocessError) as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            for metric in metrics:
+                self.cell(metric).error(message)
+            self.say(f"    {metrics[0]} on {self.server}: ERROR {message[:200]}")
+            return False
+        for metric in metrics:
+            self.cell(metric).samples.append(values[metric])
+            self.say(f"    {metric} on {self.server}: {values[metric]:.3f} s")
+        return True
+
     def value(self, metric: str, value: float, unit: str = "MB") -> None:
         """Record a measured value that is not a time."""
         self.cell(metric).samples.append(value)
@@ -213,7 +236,7 @@ class Bench:
             for index in range(self.sizes.files_per_client):
                 (folder / f"f{index:02d}").write_bytes(os.urandom(self.sizes.small_file_kib * 1024))
 
-    def prepare_server(self, data: Path, propfind: bool) -> None:
+    def prepare_server(self, data: Path, propfind: bool, big_folder: bool = False) -> None:
         """Identical starting data in every served folder (before the servers start)."""
         (data / "small.txt").write_text("hello\n")
         (data / SERIAL_GET_FILE).write_bytes(os.urandom(self.sizes.small_file_kib * 1024))
@@ -222,6 +245,15 @@ class Bench:
             many.mkdir(exist_ok=True)
             for index in range(self.sizes.propfind_files):
                 (many / f"file-{index:05d}.txt").write_bytes(b"x" * 100)
+        if big_folder:
+            folder = data / BIG_FOLDER
+            folder.mkdir(exist_ok=True)
+            fd = os.open(folder, _DIR_FLAGS)
+            try:
+                for index in range(self.sizes.big_folder_files):
+                    os.close(os.open(big_name(index), _NEW_FILE, 0o644, dir_fd=fd))
+            finally:
+                os.close(fd)
 
     # --- system -----------------------------------------------------------------------
 
@@ -379,6 +411,19 @@ def _same_tree(bench: Bench, folder: Path) -> None:
                 f"{bench.sizes.tree_files} / {bench.tree_bytes}"
             )
         time.sleep(0.02)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+
+
+def _remove_deep(path: Path) -> None:
+    """Remove a tree however deep (GNU rm works relative to fds; shutil.rmtree recurses
+    and stops at Python's recursion limit), ignoring errors as ``_unlink`` does."""
+    if os.path.lexists(path):
+        subprocess.run(
+            ["rm", "-rf", "--one-file-system", "--", str(path)], capture_output=True, timeout=300
+        )
 
 
 def _unlink(path: Path) -> None:
@@ -637,6 +682,279 @@ def dav_serial_gets(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int)
             connection.close()
 
     rec.timed("dav-serial-gets", gets)
+
+
+# --- a big folder ---------------------------------------------------------------------
+
+BIG_FOLDER = "big"
+BIG_FOLDER_GROUP = "big-folder"  # its workloads: big-folder-dav, -sftp and -api
+API_PAGE = 1000
+
+
+def big_name(index: int) -> str:
+    """The name of one of the big folder's empty files."""
+    return f"f{index:06d}"
+
+
+def big_folder_dav(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """curl: PROPFIND Depth 1 of the folder of empty files; curl's own times to the first
+    byte of the answer and to its end (the answer goes to a file, counted afterwards)."""
+    answer = bench.client / f"big-propfind-{endpoint.key}-{index}.xml"
+    expected = bench.sizes.big_folder_files + 1
+
+    def propfind() -> dict[str, float]:
+        out = bench.curl(
+            endpoint, "-X", "PROPFIND", "-H", "Depth: 1",
+            "-H", "Content-Type: application/xml; charset=utf-8", "--data-binary", PROPFIND_BODY,
+            "-o", str(answer), "-w", "%{time_starttransfer} %{time_total}",
+            endpoint.url(BIG_FOLDER + "/"), timeout=bench.sizes.step_timeout,
+        )  # fmt: skip
+        try:
+            first, total = (float(value) for value in out.split())
+        except ValueError:
+            raise StepError(f"curl -w: {out.strip()[:100]!r}") from None
+        found = len(re.findall(rb"<(?:[\w.-]+:)?response[\s>]", answer.read_bytes()))
+        if found != expected:
+            raise StepError(f"PROPFIND: {found} responses instead of {expected}")
+        return {"big-propfind": total, "big-propfind-first": first}
+
+    try:
+        rec.measured(("big-propfind", "big-propfind-first"), propfind)
+    finally:
+        answer.unlink(missing_ok=True)
+
+
+def big_folder_sftp(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """OpenSSH sftp -b: ``ls -1`` of the folder of empty files."""
+    del index
+    expected = bench.sizes.big_folder_files
+
+    def listing() -> None:
+        out = bench.sftp(endpoint, f"ls -1 {endpoint.remote(BIG_FOLDER)}\n",
+                         bench.sizes.step_timeout)  # fmt: skip
+        lines = [line for line in out.splitlines() if line and not line.startswith("sftp>")]
+        names = {line.rpartition("/")[2] for line in lines}
+        if len(lines) != expected or len(names) != expected:
+            raise StepError(f"ls -1: {len(lines)} lines, {len(names)} names, not {expected}")
+
+    rec.timed("big-sftp-ls", listing)
+
+
+def big_folder_api(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """hoody-mount's file API on one keep-alive connection: the folder's JSON listing,
+    ``limit`` entries a page, following ``next`` until it is null. ``next`` is an opaque
+    cursor: the next page is the same URL with ``&cursor=`` and ``next`` URL-quoted."""
+    del index
+    expected = bench.sizes.big_folder_files
+    host, _, port = endpoint.api_url.split("/")[2].partition(":")
+    first_page = "/" + endpoint.api_url.split("/", 3)[3] + f"{BIG_FOLDER}/?json&limit={API_PAGE}"
+    headers = {"Authorization": bench.auth_header(endpoint)}
+
+    def walk() -> None:
+        connection = http.client.HTTPConnection(host, int(port), timeout=bench.sizes.step_timeout)
+        names: set[str] = set()
+        cursors: set[str] = set()
+        entries = pages = 0
+        cursor: str | None = None
+        try:
+            while True:
+                path = first_page if cursor is None else f"{first_page}&cursor={quote(cursor)}"
+                connection.request("GET", path, headers=headers)
+                response = connection.getresponse()
+                body = response.read()
+                pages += 1
+                if response.status != 200:
+                    raise StepError(f"page {pages}: HTTP {response.status}: {body[:200]!r}")
+                page = json.loads(body)
+                entries += len(page["entries"])
+                names.update(entry["name"] for entry in page["entries"])
+                cursor = page["next"]
+                if cursor is None:
+                    break
+                if cursor in cursors or entries > expected:
+                    raise StepError(
+                        f"page {pages}: next {cursor!r} again, {entries} entries so far: "
+                        "the server did not go on from cursor="
+                    )
+                cursors.add(cursor)
+        except (http.client.HTTPException, ValueError, KeyError, TypeError) as exc:
+            raise StepError(f"page {pages}: {type(exc).__name__}: {exc}") from None
+        finally:
+            connection.close()
+        if entries != expected or len(names) != expected:
+            raise StepError(f"{pages} pages: {entries} entries, {len(names)} names, not {expected}")
+
+    rec.timed("big-api-walk", walk)
+
+
+# --- a deep tree ----------------------------------------------------------------------
+
+DEEP_FOLDER, DEEP_FILE = "d", "f"
+
+
+def _deep_files(levels: int) -> dict[int, bytes]:
+    """The small files of a chain: the level each is at, and its content."""
+    return {level: f"level {level}\n".encode() for level in sorted({1, levels // 2, levels})}
+
+
+def make_chain(parent: Path, levels: int) -> None:
+    """A chain of ``levels`` folders named ``d`` under ``parent``, each in the one before,
+    with a small file ``f`` at a few levels. Made relative to an fd: the deep paths are
+    far longer than PATH_MAX."""
+    files = _deep_files(levels)
+    fd = os.open(parent, _DIR_FLAGS)
+    try:
+        for level in range(1, levels + 1):
+            os.mkdir(DEEP_FOLDER, dir_fd=fd)
+            child = os.open(DEEP_FOLDER, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            if level in files:
+                out = os.open(DEEP_FILE, _NEW_FILE, 0o644, dir_fd=fd)
+                try:
+                    os.write(out, files[level])
+                finally:
+                    os.close(out)
+    finally:
+        os.close(fd)
+
+
+def chain_shape(top: Path) -> tuple[int, dict[int, bytes]]:
+    """How many levels the chain at ``top`` has and its files by level (read relative to
+    one fd at a time); StepError if anything else is in it."""
+    levels, files = 0, {}
+    fd = os.open(top, _DIR_FLAGS)
+    try:
+        while True:
+            levels += 1
+            names = set(os.listdir(fd))
+            if names - {DEEP_FOLDER, DEEP_FILE}:
+                raise StepError(f"level {levels} holds {sorted(names)[:3]}")
+            if DEEP_FILE in names:
+                handle = os.open(DEEP_FILE, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+                try:
+                    files[levels] = os.read(handle, 4096)
+                finally:
+                    os.close(handle)
+            if DEEP_FOLDER not in names:
+                return levels, files
+            child = os.open(DEEP_FOLDER, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    finally:
+        os.close(fd)
+
+
+def _same_chain(top: Path, levels: int, answer: str) -> None:
+    """``top`` is a whole chain of ``levels`` (the server's ``answer`` in the message)."""
+    wanted = (levels, _deep_files(levels))
+    deadline = time.monotonic() + GRACE
+    while True:
+        try:
+            shape = chain_shape(top)
+        except FileNotFoundError:
+            shape = (0, {})
+        if shape == wanted:
+            return
+        if time.monotonic() > deadline:
+            said = f"; answer: {answer.strip()[:200]}" if answer.strip() else ""
+            raise StepError(
+                f"{top.name}: {shape[0]} levels, files at {sorted(shape[1])}, instead of "
+                f"{levels}, files at {sorted(wanted[1])}{said}"
+            )
+        time.sleep(0.05)
+
+
+def _levels(path: Path) -> str:
+    """How many levels of a chain are there, for error messages."""
+    try:
+        return f"{chain_shape(path)[0]} levels"
+    except FileNotFoundError:
+        return "0 levels"
+    except (OSError, StepError) as exc:
+        return f"levels unknown ({type(exc).__name__}: {exc})"
+
+
+def _gone(path: Path, answer: str) -> None:
+    """``path`` no longer exists (the server's ``answer`` in the message)."""
+    deadline = time.monotonic() + GRACE
+    while os.path.lexists(path):
+        if time.monotonic() > deadline:
+            said = f"; answer: {answer.strip()[:200]}" if answer.strip() else ""
+            raise StepError(f"{path.name} still there after the DELETE, {_levels(path)}{said}")
+        time.sleep(0.05)
+
+
+def _request(bench: Bench, endpoint: Endpoint, method: str, url: str, *args: str) -> str:
+    """curl ``method`` ``url``; its answer, or StepError with the status and the start of
+    the answer (the reason a server gives, which ``curl -f`` would drop)."""
+    out = bench.run(
+        ["curl", "-sS", "-u", f"{endpoint.dav_user}:{endpoint.dav_password}", "-X", method,
+         *args, "-w", "\n%{http_code}", url],
+        bench.sizes.step_timeout,
+    )  # fmt: skip
+    answer, _, status = out.rpartition("\n")
+    if not status.isdigit() or int(status) >= 400:
+        text = " ".join(html.unescape(re.sub(r"<[^>]*>", " ", answer)).split())[:240]
+        raise StepError(f"{method}: HTTP {status}{': ' + text if text else ''}")
+    return answer
+
+
+def deep_tree(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """Two chains of folders ``deep_levels`` deep (each named ``d``), made on disk at the
+    start of each run. The first: WebDAV COPY Depth infinity of it to a new name, then
+    WebDAV DELETE of it. The second: the delete each server offers, hoody-mount's file
+    API ``DELETE ?recursive``, the anchors' WebDAV DELETE again."""
+    levels = bench.sizes.deep_levels
+    tops = (f"deep-{index}", f"deep-{index}-b")
+    try:
+        for top in tops:
+            # Made through the server: rclone's VFS would not see a folder made behind its
+            # back; the chain in it is made on disk before the server first looks inside.
+            _request(bench, endpoint, "MKCOL", endpoint.url(top + "/"))
+            make_chain(endpoint.data / top, levels)
+        bench.settle()
+        first, second = (endpoint.data / top / DEEP_FOLDER for top in tops)
+        copy = endpoint.data / tops[0] / "c"
+
+        def request_delete(url: str, chain: Path) -> str:
+            try:
+                return _request(bench, endpoint, "DELETE", url)
+            except StepError as exc:
+                raise StepError(f"{exc}; {_levels(chain)} left") from None
+
+        def copy_tree() -> None:
+            try:
+                answer = _request(
+                    bench, endpoint, "COPY", endpoint.url(f"{tops[0]}/{DEEP_FOLDER}/"),
+                    "-H", "Depth: infinity", "-H", "Overwrite: F",
+                    "-H", f"Destination: {endpoint.url(f'{tops[0]}/c/')}",
+                )  # fmt: skip
+            except StepError as exc:
+                raise StepError(f"{exc}; the copy has {_levels(copy)}") from None
+            _same_chain(copy, levels, answer)
+
+        rec.timed("deep-copy", copy_tree)
+        _remove_deep(copy)
+        bench.settle()
+
+        def delete_dav() -> None:
+            _gone(first, request_delete(endpoint.url(f"{tops[0]}/{DEEP_FOLDER}/"), first))
+
+        rec.timed("deep-delete-dav", delete_dav)
+        if endpoint.api_url:
+            url = f"{endpoint.api_url}{tops[1]}/{DEEP_FOLDER}?recursive"
+        else:
+            url = endpoint.url(f"{tops[1]}/{DEEP_FOLDER}/")
+        bench.settle()
+
+        def delete() -> None:
+            _gone(second, request_delete(url, second))
+
+        rec.timed("deep-delete", delete)
+    finally:
+        for top in tops:
+            _remove_deep(endpoint.data / top)
 
 
 # --- many clients ---------------------------------------------------------------------
@@ -972,6 +1290,8 @@ def catalogue(sizes: Sizes) -> list[Workload]:
     """Every workload, in the order they run."""
     big = sizes.file_text
     tree = f"{sizes.tree_files} files"
+    big_folder = f"{sizes.big_folder_files:,} empty files"
+    deep = f"{sizes.deep_levels:,} levels"
     ssh_servers = (HOODY, OPENSSH, RCLONE_SFTP)
     dav_servers = (HOODY, RCLONE_WEBDAV, WSGIDAV)
     vs_openssh = Target(OPENSSH, 1.0)
@@ -1010,6 +1330,23 @@ def catalogue(sizes: Sizes) -> list[Workload]:
         Workload("dav-serial-gets", "webdav", (*dav_servers, CHEROOT), dav_serial_gets, (
             Metric("dav-serial-gets",
                    f"WebDAV: {sizes.serial_gets} GETs of {sizes.small_file_kib} KiB, one by one"),
+        )),
+        Workload("big-folder-dav", BIG_FOLDER_GROUP, dav_servers, big_folder_dav, (
+            Metric("big-propfind", f"Big folder ({big_folder}): PROPFIND Depth 1, to the end"),
+            Metric("big-propfind-first", "Big folder: PROPFIND Depth 1, to the first byte"),
+        )),
+        Workload("big-folder-sftp", BIG_FOLDER_GROUP, ssh_servers, big_folder_sftp, (
+            Metric("big-sftp-ls", f"Big folder ({big_folder}): sftp ls -1"),
+        )),
+        Workload("big-folder-api", BIG_FOLDER_GROUP, (HOODY,), big_folder_api, (
+            Metric("big-api-walk",
+                   f"Big folder ({big_folder}): file API JSON listing, {API_PAGE} a page"),
+        )),
+        Workload("deep-tree", "webdav", dav_servers, deep_tree, (
+            Metric("deep-copy", f"Deep tree ({deep}): WebDAV COPY Depth infinity"),
+            Metric("deep-delete-dav", "Deep tree: WebDAV DELETE"),
+            Metric("deep-delete",
+                   "Deep tree: delete (hoody-mount: file API DELETE ?recursive; anchors: WebDAV)"),
         )),
         Workload("many-sftp", "many", ssh_servers, many_sftp, (
             Metric(
