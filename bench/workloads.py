@@ -895,7 +895,9 @@ def _request(bench: Bench, endpoint: Endpoint, method: str, url: str, *args: str
     )  # fmt: skip
     answer, _, status = out.rpartition("\n")
     if not status.isdigit() or int(status) >= 400:
-        text = " ".join(html.unescape(re.sub(r"<[^>]*>", " ", answer)).split())[:240]
+        # An HTML error page: its text, without the title and heading (the status again).
+        page = re.sub(r"<(head|h1)\b.*?</\1>", " ", answer, flags=re.S | re.I)
+        text = " ".join(html.unescape(re.sub(r"<[^>]*>", " ", page)).split())[:240]
         raise StepError(f"{method}: HTTP {status}{': ' + text if text else ''}")
     return answer
 
