@@ -128,6 +128,24 @@ def _entry_json(entry: Entry, folder: str) -> dict[str, object]:
     return item
 
 
+class _Streamed:
+    """A body made as it is sent; closing it (at the end, or when the client left)
+    releases what it reads from."""
+
+    def __init__(self, pieces: Iterator[bytes], release: Callable[[], None]) -> None:
+        self._pieces = pieces
+        self._release = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._pieces
+
+    def close(self) -> None:
+        try:
+            self._pieces.close()  # type: ignore[attr-defined]
+        finally:
+            self._release()
+
+
 class _FileBody:
     """Streams byte ranges of an open file, then closes it."""
 
@@ -154,6 +172,9 @@ class _FileBody:
         self._file.close()
 
 
+Body = bytes | _FileBody | _Streamed
+
+
 class FilesAPI:
     """The WSGI application of /api/v1/files."""
 
@@ -172,12 +193,12 @@ class FilesAPI:
             status, headers, body = _json(err.status, {"error": err.code, "message": err.message})
         start_response(status, headers)
         if environ["REQUEST_METHOD"] == "HEAD":
-            if isinstance(body, _FileBody):
+            if not isinstance(body, bytes):
                 body.close()
             return [b""]
         return [body] if isinstance(body, bytes) else body
 
-    def _dispatch(self, environ: dict[str, Any]) -> tuple[str, Headers, bytes | _FileBody]:
+    def _dispatch(self, environ: dict[str, Any]) -> tuple[str, Headers, Body]:
         session: Session = environ["hoody.session"]
         raw = str(environ.get("PATH_INFO", ""))
         if not (raw == PREFIX or raw.startswith(PREFIX + "/")):
@@ -203,7 +224,7 @@ class FilesAPI:
 
     def _get(
         self, environ: dict[str, Any], session: Session, path: str, query: dict[str, list[str]]
-    ) -> tuple[str, Headers, bytes | _FileBody]:
+    ) -> tuple[str, Headers, Body]:
         st = session.stat(path)
         if stat.S_ISDIR(st.st_mode):
             if "sha256" in query:
@@ -235,7 +256,7 @@ class FilesAPI:
         path: str,
         st: os.stat_result,
         digest: bytes,
-    ) -> tuple[str, Headers, bytes | _FileBody]:
+    ) -> tuple[str, Headers, Body]:
         etag = _etag(st)
         kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
         headers: Headers = [
@@ -338,11 +359,18 @@ class FilesAPI:
 
     def _list_html(
         self, session: Session, path: str, query: dict[str, list[str]]
-    ) -> tuple[str, Headers, bytes]:
+    ) -> tuple[str, Headers, _Streamed]:
+        """The folder's page, streamed as the folder is read (see ``page.render``)."""
         nonce = secrets.token_urlsafe(16)
-        body = page.render(
+        listing = session.listdir(path)
+
+        def batches() -> Iterator[list[Entry]]:
+            while batch := listing.read(1024):
+                yield batch
+
+        pieces = page.render(
             session.path(path),
-            self._entries(session, path),
+            batches(),
             query.get("sort", ["name"])[0],
             "desc" in query,
             nonce,
@@ -354,11 +382,10 @@ class FilesAPI:
         )
         headers = [
             ("Content-Type", "text/html; charset=utf-8"),
-            ("Content-Length", str(len(body))),
             ("Content-Security-Policy", csp),
             ("Cache-Control", "no-store"),
         ]
-        return status_line(200), headers, body
+        return status_line(200), headers, _Streamed(pieces, listing.close)
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import html
 import os
 import stat
 import time
+from collections.abc import Iterator
 from urllib.parse import quote
 
 from ..core.listing import Entry
@@ -102,51 +103,94 @@ def _sorted(entries: list[Entry], key: str, descending: bool) -> list[Entry]:
     return ordered
 
 
+SORT_LIMIT = 5000  # a folder with more names is shown in its own order, as it is read
+
+
+def _row(folder: str, entry: Entry) -> str:
+    mode = entry.stat.st_mode
+    is_dir = stat.S_ISDIR(mode)
+    href = html.escape(_url(f"{folder}/{entry.name}" + ("/" if is_dir else "")))
+    name = html.escape(entry.name) + ("/" if is_dir else "")
+    if entry.link_target is not None:
+        name += f" → {html.escape(entry.link_target)}"
+    modified = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.stat.st_mtime))
+    size = "" if is_dir else human_size(entry.stat.st_size)
+    digest = f'<a class="digest" href="{href}?sha256">sha256</a>' if stat.S_ISREG(mode) else ""
+    return (
+        f'<tr class="{"dir" if is_dir else "file"}"><td><a href="{href}">{name}</a></td>'
+        f'<td class="n">{size}</td><td>{modified}</td><td>{digest}</td></tr>'
+    )
+
+
+def _encoded(text: str) -> bytes:
+    return text.encode("utf-8", "replace")
+
+
 def render(
-    path: str, entries: list[Entry], sort: str, descending: bool, nonce: str, writable: bool
-) -> bytes:
-    """The page for the folder ``path`` (virtual, as the user sees it)."""
+    path: str,
+    batches: Iterator[list[Entry]],
+    sort: str,
+    descending: bool,
+    nonce: str,
+    writable: bool,
+) -> Iterator[bytes]:
+    """The page for the folder ``path`` (virtual, as the user sees it), in pieces.
+
+    A folder of up to ``SORT_LIMIT`` names is sorted as asked; a bigger one is shown in
+    the folder's own order as its batches are read, so the page starts at once and
+    memory stays bounded whatever the folder's size."""
     key = sort if sort in SORT_KEYS else "name"
-    rows = []
     folder = path.rstrip("/")
-    for entry in _sorted(entries, key, descending):
-        mode = entry.stat.st_mode
-        is_dir = stat.S_ISDIR(mode)
-        href = html.escape(_url(f"{folder}/{entry.name}" + ("/" if is_dir else "")))
-        name = html.escape(entry.name) + ("/" if is_dir else "")
-        if entry.link_target is not None:
-            name += f" → {html.escape(entry.link_target)}"
-        modified = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.stat.st_mtime))
-        size = "" if is_dir else human_size(entry.stat.st_size)
-        digest = f'<a class="digest" href="{href}?sha256">sha256</a>' if stat.S_ISREG(mode) else ""
-        rows.append(
-            f'<tr class="{"dir" if is_dir else "file"}"><td><a href="{href}">{name}</a></td>'
-            f'<td class="n">{size}</td><td>{modified}</td><td>{digest}</td></tr>'
-        )
+    first: list[Entry] = []
+    for batch in batches:
+        first.extend(batch)
+        if len(first) > SORT_LIMIT:
+            break
+    sortable = len(first) <= SORT_LIMIT
 
     def header(label: str, column: str) -> str:
+        if not sortable:
+            return f"<th>{label}</th>"
         flip = "&amp;desc" if column == key and not descending else ""
         mark = (" ▼" if descending else " ▲") if column == key else ""
         return f'<th><a href="?sort={column}{flip}">{label}{mark}</a></th>'
 
     title = html.escape(path)
+    note = (
+        ""
+        if sortable
+        else f"<p>This folder holds more than {SORT_LIMIT:,} names: they are shown in the "
+        "folder's own order, unsorted.</p>"
+    )
+    yield _encoded(
+        f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title} · hoody-mount</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style nonce="{nonce}">{_STYLE}</style></head>
+<body><nav>{_breadcrumbs(path)}</nav>{note}
+<table><thead><tr>{header("Name", "name")}{header("Size", "size")}{header("Modified", "mtime")}
+<th>Digest</th></tr></thead><tbody>
+"""
+    )
+    if sortable:
+        first = _sorted(first, key, descending)
+    if not first:
+        yield b'<tr><td colspan="4">This folder is empty.</td></tr>'
+    yield _encoded("".join(_row(folder, entry) for entry in first))
+    if not sortable:
+        for batch in batches:
+            yield _encoded("".join(_row(folder, entry) for entry in batch))
     form = (
         '<form id="upload"><input type="file" id="files" multiple>\n'
         '<button type="submit">Upload</button> <span id="status"></span></form>'
         if writable
         else "<p>Read-only access: no uploads here.</p>"
     )
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title} · hoody-mount</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style nonce="{nonce}">{_STYLE}</style></head>
-<body><nav>{_breadcrumbs(path)}</nav>
-<table><thead><tr>{header("Name", "name")}{header("Size", "size")}{header("Modified", "mtime")}
-<th>Digest</th></tr></thead><tbody>
-{"".join(rows) or '<tr><td colspan="4">This folder is empty.</td></tr>'}
+    yield _encoded(
+        f"""
 </tbody></table>
 {form}
 <script nonce="{nonce}">{_SCRIPT}</script>
 </body></html>
 """
-    return page.encode("utf-8", "replace")
+    )

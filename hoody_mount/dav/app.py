@@ -21,6 +21,7 @@ from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from .gate import DavGate
+from .propfind_stream import StreamedPropfind
 from .provider import SessionProvider
 
 DAV_PREFIX = "/dav"
@@ -78,7 +79,7 @@ def build(state_dir: Path) -> DavGate:
         "provider_mapping": {DAV_PREFIX: SessionProvider(), "/": RootProvider()},
         "lock_storage": LockStorageShelve(str(state_dir / "dav-locks.shelve")),
         "property_manager": ShelvePropertyManager(str(state_dir / "dav-props.shelve")),
-        "middleware_stack": [ErrorPrinter, RequestResolver],
+        "middleware_stack": [ErrorPrinter, StreamedPropfind, RequestResolver],
         "http_authenticator": {"domain_controller": None},
         "hotfixes": {"emulate_win32_lastmod": True},
         "honor_mtime_header": True,

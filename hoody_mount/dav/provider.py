@@ -17,7 +17,7 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -336,18 +336,29 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
         in the jail; one that leads nowhere, into a loop or into the server's state
         folder is left out, as its path cannot be reached either (WsgiDAV's default
         failed the whole PROPFIND on it)."""
-        members: list[FileResource | FolderResource] = []
+        return list(self.iter_members())
+
+    def iter_members(
+        self, batch: int = 256
+    ) -> Generator[FileResource | FolderResource, None, None]:
+        """The members one at a time, read from the disk ``batch`` names at a time (a
+        streamed listing holds one batch, whatever the folder's size); the folder is
+        closed at the end or when the iterator is closed."""
         with _mapped():
             listing = self.session.listdir(self.path)
-            try:
-                while batch := listing.read(1024):
-                    for entry in batch:
+        try:
+            while True:
+                with _mapped():
+                    entries = listing.read(batch)
+                if not entries:
+                    return
+                for entry in entries:
+                    with _mapped():
                         member = self._member(entry)
-                        if member is not None:
-                            members.append(member)
-            finally:
-                listing.close()
-        return members
+                    if member is not None:
+                        yield member
+        finally:
+            listing.close()
 
     def _member(self, entry: Entry) -> FileResource | FolderResource | None:
         path = util.join_uri(self.path, entry.name)
