@@ -157,6 +157,13 @@ def test_every_upload_writes_exactly_one_line(logged: Logged, tmp_path: Path) ->
         'op=remove path="/copied.bin"',
     ):
         assert len(logged.wait_for(pattern)) == 1, pattern
+    # A folder's COPY is one call of the core: one line for the whole tree (WsgiDAV drove
+    # it member by member: a line per folder made, for its times, and for each file).
+    (logged.root / "tree" / "sub").mkdir(parents=True)
+    (logged.root / "tree" / "sub" / "f.txt").write_bytes(b"f")
+    assert logged.http("COPY", "/dav/tree", Destination="/dav/tree2") == 201
+    assert len(logged.wait_for('op=copy path="/tree" -> "/tree2"')) == 1
+    assert (logged.root / "tree2" / "sub" / "f.txt").read_bytes() == b"f"
     # A dead property is kept in WsgiDAV's store, not in a file: it is logged too.
     body = (
         b'<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z">'
@@ -167,7 +174,7 @@ def test_every_upload_writes_exactly_one_line(logged: Logged, tmp_path: Path) ->
     assert len(line) == 1, line
     # scp over SFTP sets the mode with an FSETSTAT of its own: a change of its own.
     assert len(logged.lines('op=fsetstat path="/scp0.bin"')) == 1
-    assert len(_changes(logged)) == 11, "\n".join(_changes(logged))
+    assert len(_changes(logged)) == 12, "\n".join(_changes(logged))
 
 
 def test_downloads_are_logged_at_the_end(logged: Logged) -> None:

@@ -311,18 +311,20 @@ class Session:
 
     @_logs_refusals("copy")
     def copy_file(self, raw_src: str, raw_dst: str) -> None:
-        """Copy a file's content, mode and times (the target appears whole or not at all)."""
+        """Copy a file's content, mode and times (the target appears whole or not at all;
+        a jailed user's copy never carries setuid or setgid bits)."""
         src, dst = self.path(raw_src), self.path(raw_dst)
         self._check_write("copy", dst)
-        self.vfs.copy_file(src, dst)
+        self.vfs.copy_file(src, dst, self._create_mode(0o7777))
         self._done("copy", src, dst)
 
     @_logs_refusals("copy")
     def copy_tree(self, raw_src: str, raw_dst: str) -> None:
-        """Copy a file or a whole folder to a new name."""
+        """Copy a file or a whole folder to a new name: one call of the core, one audit
+        line for the whole tree (a copy that fails leaves nothing behind)."""
         src, dst = self.path(raw_src), self.path(raw_dst)
         self._check_write("copy", dst)
-        self.vfs.copy_tree(src, dst)
+        self.vfs.copy_tree(src, dst, self._create_mode(0o7777))
         self._done("copy", src, dst)
 
     @_logs_refusals("remove-tree")

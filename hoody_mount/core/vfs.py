@@ -30,7 +30,15 @@ from dataclasses import dataclass
 from . import paths, syscalls, upload_temps
 from .direct_writes import DirectWriter
 from .listing import Entry, Listing
-from .reserved import HOLDS_REFUSED, LOG_REFUSED, Identity, Reserved, ReservedError, identity
+from .reserved import (
+    HOLDS_REFUSED,
+    LOG_REFUSED,
+    Identity,
+    Reserved,
+    ReservedError,
+    _walk_up,
+    identity,
+)
 
 _RESOLVE = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
 _MAX_SYMLINK_HOPS = 40
@@ -40,6 +48,7 @@ _COPY_BLOCK = 1 << 20
 READ_AHEAD = 16 << 20  # how far a sequential reader keeps the kernel reading ahead of it
 READ_AHEAD_PIECE = 2 << 20
 _NOT_REGULAR = "not a regular file: FIFOs, sockets and devices are listed but never opened"
+_INTO_ITSELF = "Cannot copy a folder into itself"
 # Filesystems whose stat never waits on a network: only there are cached lookups used.
 _LOCAL_FS = {
     "ext2",
@@ -105,6 +114,37 @@ def _descend_from(top: int, names: list[str], flags: int) -> int:
     except BaseException:
         os.close(current)
         raise
+
+
+def _mount_id(fd: int) -> str:
+    """The id of the mount that holds ``fd``, read from procfs (never blocks)."""
+    with open(f"/proc/self/fdinfo/{fd}") as info:
+        return next(line.split()[1] for line in info if line.startswith("mnt_id:"))
+
+
+def _back_up(fd: int, expected: Identity, top: int, trail: list[str]) -> int:
+    """The folder above the folder ``fd`` of a copy, which must be ``expected``: reached
+    through ``..``, or, if the folder was moved meanwhile, by name from ``top``."""
+    up = os.open("..", _DIR_READ, dir_fd=fd)
+    if identity(os.fstat(up)) == expected:
+        return up
+    os.close(up)
+    up = _descend_from(top, trail, _DIR_READ)
+    if identity(os.fstat(up)) != expected:
+        os.close(up)
+        raise OSError(errno.ENOENT, "A folder of the copy was moved while it was copied")
+    return up
+
+
+def _finish_copied_folder(fd: int, st: os.stat_result, umask: int) -> None:
+    """Give a copied folder the source's permission bits (through the umask, as mkdir(2)
+    gives them; a setgid bit inherited from its parent stays) and times, once everything
+    below it is in place (it is made 0700 so that the copy can always write into it)."""
+    now = stat.S_IMODE(os.fstat(fd).st_mode)
+    mode = (stat.S_IMODE(st.st_mode) & 0o1777 & ~umask) | (now & stat.S_ISGID)
+    if mode != now:
+        os.fchmod(fd, mode)
+    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _umask() -> int:
@@ -453,6 +493,22 @@ class AtomicFile:
         finally:
             os.close(dir_fd)
             upload_temps.ended(self._temp)
+
+
+def _fill(target: AtomicFile, source: OpenFile, st: os.stat_result, mode_mask: int) -> None:
+    """Write the content of ``source`` (whose stat is ``st``) into ``target``, to be put
+    in place with the source's times and mode (the bits in ``mode_mask``); the target is
+    thrown away if that fails."""
+    try:
+        offset = 0
+        while data := source.read(offset, _COPY_BLOCK):
+            target.write(data)
+            offset += len(data)
+        target.set_times(Times(st.st_atime_ns, st.st_mtime_ns))
+        target.set_mode(stat.S_IMODE(st.st_mode) & mode_mask)
+    except BaseException:
+        target.abort()
+        raise
 
 
 class VFS:
@@ -1017,63 +1073,237 @@ class VFS:
                 os.unlink(entry.name, dir_fd=fd)
         return None
 
-    def copy_file(self, src: str, dst: str) -> None:
-        """Copy a regular file's content, mode and times; the target appears whole or not."""
+    def copy_file(self, src: str, dst: str, mode_mask: int = 0o7777) -> None:
+        """Copy a regular file's content, mode (the bits in ``mode_mask``) and times; the
+        target appears whole or not."""
         source = self.open_file(src, os.O_RDONLY)
         try:
             st = source.stat()
             target = self.atomic_file(dst)
-            try:
-                offset = 0
-                while data := source.read(offset, _COPY_BLOCK):
-                    target.write(data)
-                    offset += len(data)
-                target.set_times(Times(st.st_atime_ns, st.st_mtime_ns))
-                target.set_mode(stat.S_IMODE(st.st_mode))
-            except BaseException:
-                target.abort()
-                raise
+            _fill(target, source, st, mode_mask)
             target.commit()
         finally:
             source.close()
 
-    def copy_tree(self, src: str, dst: str) -> None:
-        """Copy a file, or a folder with everything below it (links copied as links).
+    def copy_tree(self, src: str, dst: str, mode_mask: int = 0o7777) -> None:
+        """Copy a file, or a folder with everything below it, to ``dst``, which must not
+        exist yet: links are copied as links, FIFOs, sockets and devices are not copied,
+        files appear whole with their times and mode (the bits in ``mode_mask``).
 
-        Folders are walked with an explicit stack; a folder is never copied into itself.
-        ``dst`` must not exist yet.
+        A folder is never copied into itself, by path or by identity (a link or a bind
+        mount on the way to ``dst``); it is walked with held fds at any depth (see
+        ``_copy_folder``), and a copy that fails part-way removes what it made.
         """
         top = self.lstat(src)
         if dst == src:
             raise OSError(errno.EINVAL, "Source and destination are the same", dst)
         if paths.is_within(dst, src):
-            raise OSError(errno.EINVAL, "Cannot copy a folder into itself", dst)
+            raise OSError(errno.EINVAL, _INTO_ITSELF, dst)
         if not stat.S_ISDIR(top.st_mode):
-            self._copy_entry(src, dst, top)
+            self._copy_entry(src, dst, top, mode_mask)
             return
-        pending = [("", top)]
-        while pending:
-            rel, st = pending.pop()
-            self.mkdir(dst + rel, stat.S_IMODE(st.st_mode))
-            listing = self.listdir(src + rel)
+        with self._parent(src, "copy", READ) as (sdfd, sname):
+            source = os.open(sname, _DIR_READ, dir_fd=sdfd)
+        try:
+            here = os.fstat(source)
+            if self._reserved is not None:
+                self._check_reserved(here, READ, src)  # (the name checked before may have moved)
+            with self._parent(dst, "replace") as (ddfd, dname):
+                self._refuse_copy_into(ddfd, identity(here), dst)
+                os.mkdir(dname, 0o700, dir_fd=ddfd)
+                target = os.open(dname, _DIR_READ, dir_fd=ddfd)
             try:
-                while batch := listing.read(256):
-                    for entry in batch:
-                        child = f"{rel}/{entry.name}"
-                        if stat.S_ISDIR(entry.stat.st_mode):
-                            pending.append((child, entry.stat))
-                        else:
-                            self._copy_entry(src + child, dst + child, entry.stat)
+                self._copy_folder(source, target, mode_mask, src)
+            except BaseException:
+                self._discard_copy(dst, target)
+                raise
             finally:
-                listing.close()
+                os.close(target)
+        finally:
+            os.close(source)
 
-    def _copy_entry(self, src: str, dst: str, st: os.stat_result) -> None:
+    def _refuse_copy_into(self, parent: int, source: Identity, dst: str) -> None:
+        """EINVAL if the folder ``parent`` (where the copy is to be made) is the folder
+        ``source`` or lies below it, whatever path led there: walked up through ``..``
+        to the jail's root."""
+        here = identity(os.fstat(parent))
+        top = identity(os.fstat(self._root))
+        if here == source or (here != top and _walk_up(parent, here, {source, top}) == source):
+            raise OSError(errno.EINVAL, _INTO_ITSELF, dst)
+
+    def _discard_copy(self, dst: str, target: int) -> None:
+        """Remove what a copy that failed part-way made below ``dst`` (the folder
+        ``target``), and the folder itself if the name still holds it."""
+        with contextlib.suppress(OSError):
+            made = identity(os.fstat(target))
+            self._empty_folder(target)
+            with self._parent(dst, "remove", UNCHECKED) as (dfd, name):
+                if identity(os.stat(name, dir_fd=dfd, follow_symlinks=False)) == made:
+                    os.rmdir(name, dir_fd=dfd)
+
+    def _copy_folder(self, source: int, target: int, mode_mask: int, src: str) -> None:
+        """Copy everything below the folder ``source`` into the new, empty folder
+        ``target``, depth first, in time linear in the tree's size and depth.
+
+        The walk holds four fds whatever the depth (both tops, and the folder being
+        copied with its copy; copying one file takes up to four more meanwhile): names
+        are opened relative to the folder that holds them, never following a link, and
+        a folder is left for its parent through ``..``, checked by identity to be the
+        folder it came from (if it was moved meanwhile, the parent is found again by name
+        from the top). A folder's links and files are copied as it is read, and its
+        subfolders wait by name (memory for the names waiting, never an fd each); it
+        gets its mode and times once everything below it is in place.
+
+        Every entry is checked against the server's own files (see ``_leaves_out``).
+        A folder met twice on one way down (a bind mount of a folder above: a cycle, as
+        rm and find call it) stops the copy with ELOOP, and the copy's own folder met in
+        the source with EINVAL (it would copy without end). An error names the entry
+        below ``src`` where it happened (``src/…/name``: the whole path may be too long).
+        """
+        umask = _umask()
+        made = identity(os.fstat(target))
+        trail: list[str] = []  # the names from the tops to the folder being copied
+        keys: list[tuple[Identity, Identity]] = []  # the folders on the trail, and copies
+        seen: set[Identity] = set()  # the source folders on the trail
+        levels: list[tuple[os.stat_result, list[str]]] = []  # each one's subfolders to copy
+        sfd, tfd = os.dup(source), -1
+        try:
+            tfd = os.dup(target)
+            here = os.fstat(sfd)
+            while True:
+                keys.append((identity(here), identity(os.fstat(tfd))))
+                seen.add(keys[-1][0])
+                levels.append((here, self._copy_members(sfd, tfd, mode_mask)))
+                while True:
+                    folder, waiting = levels[-1]
+                    if waiting:
+                        opened = self._open_copied_folder(sfd, tfd, waiting.pop(), made, seen)
+                        if opened is None:
+                            continue  # gone since it was listed
+                        name, below, copy, here = opened
+                        sfd, tfd = _swap(sfd, below), _swap(tfd, copy)
+                        trail.append(name)
+                        break
+                    _finish_copied_folder(tfd, folder, umask)
+                    levels.pop()
+                    seen.discard(keys.pop()[0])
+                    if not trail:
+                        return
+                    trail.pop()
+                    sfd = _swap(sfd, _back_up(sfd, keys[-1][0], source, trail))
+                    tfd = _swap(tfd, _back_up(tfd, keys[-1][1], target, trail))
+        except OSError as exc:
+            exc.filename = f"{src.rstrip('/')}/{'…/' if trail else ''}{exc.filename or ''}"
+            raise
+        finally:
+            os.close(sfd)
+            if tfd >= 0:
+                os.close(tfd)
+
+    def _copy_members(self, sfd: int, tfd: int, mode_mask: int) -> list[str]:
+        """Copy the links and regular files of the folder ``sfd`` into the folder ``tfd``
+        (FIFOs, sockets, devices and uploads in flight are left out); return the names of
+        its folders."""
+        folders: list[str] = []
+        with os.scandir(sfd) as entries:
+            for entry in entries:
+                name = entry.name
+                if upload_temps.is_temp(name):
+                    continue  # an upload in flight is not a file yet
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # removed meanwhile
+                try:
+                    if self._reserved is not None and self._leaves_out(sfd, name, st):
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        folders.append(name)
+                    elif stat.S_ISLNK(st.st_mode):
+                        os.symlink(os.readlink(name, dir_fd=sfd), name, dir_fd=tfd)
+                    elif stat.S_ISREG(st.st_mode):
+                        self._copy_file_at(sfd, tfd, name, mode_mask)
+                except OSError as exc:
+                    exc.filename = name
+                    raise
+        return folders
+
+    def _leaves_out(self, sfd: int, name: str, st: os.stat_result) -> bool:
+        """Whether a copy leaves out the entry ``name`` (lstat ``st``) of the folder
+        ``sfd`` as the server's own: the state folder in the folder that holds it (where
+        listings leave it out too). Met anywhere else (a mount point: a bind mount of it),
+        or a state file met anywhere (a bind mount or a hard link of one), the copy stops
+        with EACCES before anything of it is read."""
+        assert self._reserved is not None
+        if identity(st) in self._reserved.hidden and stat.S_ISDIR(st.st_mode):
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sfd)
+            try:
+                if _mount_id(fd) == _mount_id(sfd):
+                    return True
+            finally:
+                os.close(fd)
+        self._reserved.check_name(st, change=False)
+        return False
+
+    def _open_copied_folder(
+        self, sfd: int, tfd: int, name: str, made: Identity, seen: set[Identity]
+    ) -> tuple[str, int, int, os.stat_result] | None:
+        """Open the subfolder ``name`` of the folder ``sfd`` and make its copy in ``tfd``:
+        the name, both fds and the source's stat; None if the source is gone."""
+        try:
+            below = os.open(name, _DIR_READ, dir_fd=sfd)
+        except FileNotFoundError:
+            return None
+        try:
+            here = os.fstat(below)
+            if identity(here) == made:
+                raise OSError(errno.EINVAL, _INTO_ITSELF, name)
+            if identity(here) in seen:
+                raise OSError(errno.ELOOP, "The tree holds a folder above itself", name)
+            if self._reserved is not None:
+                self._reserved.check_name(here, change=False)  # (put there since it was read)
+            os.mkdir(name, 0o700, dir_fd=tfd)
+            return name, below, os.open(name, _DIR_READ, dir_fd=tfd), here
+        except BaseException:
+            os.close(below)
+            raise
+
+    def _copy_file_at(self, sfd: int, tfd: int, name: str, mode_mask: int) -> None:
+        """Copy the regular file ``name`` of the folder ``sfd`` into the folder ``tfd``
+        through an ``AtomicFile`` (whole or not at all; a name that appeared meanwhile
+        is never replaced: EEXIST). It is reached with O_PATH and opened for reading
+        only once it is known to be a regular file and none of the server's own, so a
+        FIFO or device put in its place is never opened."""
+        pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sfd)
+        try:
+            st = os.fstat(pfd)
+            if not stat.S_ISREG(st.st_mode):
+                return  # no longer a file: what was put in its place is not copied
+            if self._reserved is not None:
+                self._reserved.check_name(st, change=False)
+            fd = os.open(syscalls.proc_link(pfd), os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            os.close(pfd)
+        source = OpenFile(fd, name)
+        try:
+            dir_fd = os.dup(tfd)
+            try:
+                target = AtomicFile(dir_fd, name, name, 0o600)
+            except BaseException:
+                os.close(dir_fd)  # (the AtomicFile owns it only once its temp file exists)
+                raise
+            _fill(target, source, st, mode_mask)
+            target.commit(replace=False)
+        finally:
+            source.close()
+
+    def _copy_entry(self, src: str, dst: str, st: os.stat_result, mode_mask: int) -> None:
         if stat.S_ISLNK(st.st_mode):
             self.symlink(self.readlink(src), dst)
         elif stat.S_ISREG(st.st_mode):
             if self._exists(dst):
                 raise OSError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
-            self.copy_file(src, dst)
+            self.copy_file(src, dst, mode_mask)
         # FIFOs, sockets and devices are not copied: their data is never opened.
 
     def _exists(self, path: str) -> bool:

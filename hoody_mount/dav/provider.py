@@ -36,6 +36,7 @@ from wsgidav.dav_error import (
     PRECONDITION_CODE_LockConflict,
 )
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
+from wsgidav.prop_man.property_manager import PropertyManager
 
 from ..core import paths
 from ..core.listing import Entry
@@ -430,7 +431,13 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
         """WsgiDAV's walk (parents first, or children first with ``depth_first``), without
         recursion and never below a folder listed through a symlink: a link is copied,
         moved or deleted as a link. WsgiDAV's own walk followed links, so a COPY could
-        delete files outside its destination, and a link loop made it grow without end."""
+        delete files outside its destination, and a link loop made it grow without end.
+
+        In a COPY there is no walk: the folder is copied in one call of the core (see
+        ``_copy_whole``), so WsgiDAV is given nothing below the source, nor below a
+        destination it would merge into."""
+        if self.environ.get("REQUEST_METHOD") == "COPY":
+            return [self] if add_self else []
 
         def wanted(res: FileResource | FolderResource) -> bool:
             return collections if res.is_collection else resources
@@ -466,6 +473,9 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
         if self.via_link:
             self._copy_link(dest_path)
             return
+        if not is_move:
+            self._copy_whole(dest_path)
+            return
         with _mapped():
             with contextlib.suppress(FileNotFoundError):
                 if not stat.S_ISDIR(self.session.stat(dest_path, follow=False).st_mode):
@@ -474,10 +484,88 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
                 self.session.mkdir(dest_path, stat.S_IMODE(self.st.st_mode))
             times = Times(self.st.st_atime_ns, self.st.st_mtime_ns)
             self.session.set_attrs(dest_path, times=times)
-        if is_move:
-            self._move_props(dest_path, with_children=False)
-        else:
-            self._copy_props(dest_path)
+        self._move_props(dest_path, with_children=False)
+
+    def _copy_whole(self, dest_path: str) -> None:
+        """A COPY of this folder, one call of the core: with Depth infinity the whole tree
+        (``Session.copy_tree``: linear in its size and depth, at any depth, one audit
+        line), with Depth 0 the folder alone. WsgiDAV copied the tree member by member by
+        full path (quadratic in the depth, and beyond PATH_MAX not at all), also for
+        Depth 0. A destination it left in place (a folder, which it would have merged
+        into) is replaced, as RFC 4918 (9.8.4) asks: removed first, with its members'
+        locks and the dead properties of the tree; its own lock stays (7.6)."""
+        session = self.session
+        whole = self.environ.get("HTTP_DEPTH", "infinity") == "infinity"
+        dest_url = self._folder_url(dest_path)
+        replaced = False
+        with _mapped():
+            with contextlib.suppress(FileNotFoundError):
+                session.stat(dest_path, follow=False)
+                replaced = True
+            if replaced:
+                if paths.is_within(session.path(self.path), session.path(dest_path)):
+                    raise DAVError(HTTP_FORBIDDEN, "Cannot copy a folder over one that holds it")
+                session.remove_tree(dest_path)
+            if whole:
+                session.copy_tree(self.path, dest_path)
+            else:
+                session.mkdir(dest_path, stat.S_IMODE(self.st.st_mode))
+                times = Times(self.st.st_atime_ns, self.st.st_mtime_ns)
+                session.set_attrs(dest_path, times=times)
+        locks = self.provider.lock_manager
+        if replaced and locks is not None:
+            for held in locks.storage.get_lock_list(
+                dest_url, include_root=False, include_children=True, token_only=False
+            ):
+                locks.release(held["token"])
+        self._copy_tree_props(dest_url, whole, replaced)
+
+    def _folder_url(self, path: str) -> str:
+        """The lock and property key of the folder ``path`` (as ``get_ref_url`` makes it)."""
+        jail = self.session.user.root
+        full = path if jail == "/" else jail + path
+        return quote(self.provider.share_path + full.rstrip("/") + "/", errors="surrogateescape")
+
+    def _copy_tree_props(self, dest_url: str, whole: bool, replaced: bool) -> None:
+        """The dead properties of a COPY of this folder, in one pass over the property
+        store, whose keys are the resources' paths: those of a ``replaced`` destination
+        tree are dropped, and those of the folder (``whole``: and of everything below it)
+        are copied to the copy, for members it holds (FIFOs and sockets are not copied).
+        A store whose keys cannot be listed gets the folder's own properties only."""
+        manager = self.provider.prop_manager
+        if not manager:
+            return
+        src_url = self.get_ref_url()
+        if not isinstance(manager, PropertyManager):
+            if replaced:
+                manager.remove_properties(dest_url, self.environ)
+            manager.copy_properties(src_url, dest_url, self.environ)
+            return
+        manager._lock.acquire_write()  # (what its own move_properties does, for a tree)
+        try:
+            if not manager._loaded:
+                manager._lazy_open()
+            store = manager._dict
+            keys = list(store.keys())
+            for key in keys:
+                if replaced and key.startswith(dest_url):
+                    del store[key]
+            for key in keys:
+                if key == src_url or (whole and key.startswith(src_url)):
+                    copied = dest_url + key[len(src_url) :]
+                    if key == src_url or self._holds(copied):
+                        store[copied] = dict(store[key])
+            manager._sync()
+        finally:
+            manager._lock.release()
+
+    def _holds(self, url: str) -> bool:
+        """Whether the resource of a lock or property key exists (a link counts)."""
+        try:
+            self.session.stat(self.provider.ref_url_to_path(url), follow=False)
+        except OSError:
+            return False
+        return True
 
 
 class SessionProvider(DAVProvider):  # type: ignore[misc]
