@@ -69,7 +69,7 @@ def _unescape(field: bytes) -> bytes:
     return bytes(out)
 
 
-def _walk_up(fd: int, key: Identity, stop: set[Identity] | frozenset[Identity]) -> Identity | None:
+def walk_up(fd: int, key: Identity, stop: set[Identity] | frozenset[Identity]) -> Identity | None:
     """Go up from the folder ``fd`` (identity ``key``) through its parents (``..``, as
     the kernel sees them) to the first one in ``stop``; None if ``/`` comes first.
 
@@ -139,7 +139,7 @@ class Reserved:
             raise ReservedError(errno.EACCES, STATE_REFUSED)
         if st.st_dev in self.devices and key != top:
             stop = self.hidden if top is None else self.hidden | {top}
-            if _walk_up(fd, key, stop) in self.hidden:
+            if walk_up(fd, key, stop) in self.hidden:
                 raise ReservedError(errno.EACCES, STATE_REFUSED)
 
     def check_name(self, st: os.stat_result, change: bool) -> None:
@@ -180,7 +180,7 @@ class Reserved:
         top = identity(folder)
         for fd in self._fds:
             key = identity(os.fstat(fd))
-            if key == top or _walk_up(fd, key, {top}) == top:
+            if key == top or walk_up(fd, key, {top}) == top:
                 return True
         return False
 

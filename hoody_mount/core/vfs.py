@@ -36,8 +36,8 @@ from .reserved import (
     Identity,
     Reserved,
     ReservedError,
-    _walk_up,
     identity,
+    walk_up,
 )
 
 _RESOLVE = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
@@ -1128,7 +1128,7 @@ class VFS:
         to the jail's root."""
         here = identity(os.fstat(parent))
         top = identity(os.fstat(self._root))
-        if here == source or (here != top and _walk_up(parent, here, {source, top}) == source):
+        if here == source or (here != top and walk_up(parent, here, {source, top}) == source):
             raise OSError(errno.EINVAL, _INTO_ITSELF, dst)
 
     def _discard_copy(self, dst: str, target: int) -> None:
