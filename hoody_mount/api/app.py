@@ -315,17 +315,6 @@ class FilesAPI:
         ]
         return status_line(206), headers, _FileBody(file, parts, tail)
 
-    @staticmethod
-    def _entries(session: Session, path: str) -> list[Entry]:
-        listing = session.listdir(path)
-        try:
-            entries: list[Entry] = []
-            while batch := listing.read(1024):
-                entries.extend(batch)
-            return entries
-        finally:
-            listing.close()
-
     def _list_json(
         self, session: Session, path: str, query: dict[str, list[str]]
     ) -> tuple[str, Headers, bytes]:
