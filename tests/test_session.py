@@ -127,6 +127,44 @@ def test_jailed_user_cannot_plant_privileged_files(root: VFS, tmp_path: Path) ->
     assert stat.S_IMODE((tmp_path / "jail" / "f.txt").stat().st_mode) == 0o640
 
 
+def test_a_jailed_users_change_strips_setuid_and_setgid(root: VFS, tmp_path: Path) -> None:
+    """A setuid or setgid file an administrator put in a share loses those bits when a
+    jailed user changes it, by upload, open for writing or truncation, as the kernel
+    does for an unprivileged writer: the server runs as root, so the new content would
+    otherwise run with root's rights. A replaced file keeps its owner; the bits a write
+    leaves are kept (setgid without group execute marks locking, not a privilege)."""
+    jail = tmp_path / "jail"
+    for name in ("up", "opened", "cut", "kept"):
+        (jail / name).write_bytes(b"#!/bin/sh\n")
+        os.chown(jail / name, 1234, 4321)
+        (jail / name).chmod(0o6755)
+    (jail / "locking").write_bytes(b"x")
+    (jail / "locking").chmod(0o2644)
+    session = _session(root, root="/jail")
+    upload = session.upload("/up")
+    upload.write(b"#!/bin/sh\nid\n")
+    upload.commit()
+    session.open("/opened", os.O_WRONLY).close()
+    session.set_attrs("/cut", size=0)
+    upload = session.upload("/locking")
+    upload.write(b"y")
+    upload.commit()
+    for name in ("up", "opened", "cut"):
+        st = (jail / name).stat()
+        assert stat.S_IMODE(st.st_mode) == 0o755, name
+        assert (st.st_uid, st.st_gid) == (1234, 4321), name
+    assert (jail / "up").read_bytes() == b"#!/bin/sh\nid\n"
+    assert stat.S_IMODE((jail / "locking").stat().st_mode) == 0o2644
+    session.open("/kept", os.O_RDONLY).close()
+    assert stat.S_IMODE((jail / "kept").stat().st_mode) == 0o6755
+    admin = _session(root)
+    upload = admin.upload("/jail/kept")
+    upload.write(b"#!/bin/sh\n")
+    upload.commit()
+    st = (jail / "kept").stat()
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o6755, 1234, 4321)
+
+
 def test_admin_may_set_any_mode(root: VFS, tmp_path: Path) -> None:
     """The unjailed administrator keeps full control of mode bits."""
     session = _session(root)

@@ -11,6 +11,7 @@ import errno
 import functools
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from .listing import Listing
 from .names import NameMap
 from .reserved import ReservedError
 from .users import User
-from .vfs import VFS, AtomicFile, OpenFile, Times
+from .vfs import VFS, AtomicFile, OpenFile, Times, without_privileges
 
 audit = logging.getLogger("hoody_mount.audit")
 # Downloads and logins: the operator may turn this one down (``access_log = false``).
@@ -242,9 +243,25 @@ class Session:
         """Open a regular file; any flag that could write needs write access. What is
         written or read is logged when the file closes."""
         path = self.path(raw)
-        if flags & _WRITE_FLAGS:
-            self._check_write("open-write", path)
-        return self._track(self.vfs.open_file(path, flags, self._create_mode(mode)), flags)
+        if not flags & _WRITE_FLAGS:
+            return self._track(self.vfs.open_file(path, flags, self._create_mode(mode)), flags)
+        self._check_write("open-write", path)
+        file = self.vfs.open_file(path, flags, self._create_mode(mode))
+        if self.jailed:
+            try:
+                self._drop_privileges(file)
+            except BaseException:
+                file.close()
+                raise
+        return self._track(file, flags)
+
+    @staticmethod
+    def _drop_privileges(file: OpenFile) -> None:
+        """A file a jailed user may change loses its setuid and setgid bits first, as
+        the kernel does for an unprivileged writer (the server, as root, keeps them)."""
+        current = stat.S_IMODE(file.stat().st_mode)
+        if without_privileges(current) != current:
+            file.set_attrs(mode=without_privileges(current))
 
     @_logs_refusals("write")
     def write(self, file: OpenFile, offset: int, data: bytes | memoryview) -> None:
@@ -300,7 +317,7 @@ class Session:
         the commit writes the audit line, with the size and the digest if given)."""
         path = self.path(raw)
         self._check_write("upload", path)
-        upload = self.vfs.atomic_file(path)
+        upload = self.vfs.atomic_file(path, privileged=not self.jailed)
         upload.on_commit = self._committed
         return upload
 
@@ -409,6 +426,10 @@ class Session:
         if mode is not None or owner is not None:
             current = self.vfs.stat(path) if follow else self.vfs.lstat(path)
             self._check_attrs(current, mode, owner)
+        elif size is not None and self.jailed:
+            current_mode = stat.S_IMODE(self.vfs.stat(path).st_mode)
+            if without_privileges(current_mode) != current_mode:
+                mode = without_privileges(current_mode)  # (a truncation is a write)
         self.vfs.set_attrs(path, follow=follow, size=size, mode=mode, owner=owner, times=times)
         self._done("setstat", path)
 

@@ -374,16 +374,19 @@ class AtomicFile:
 
     The data goes to a hidden temp file created with O_EXCL in the target's folder (held
     as an fd, so the folder cannot be swapped underneath); ``commit`` fsyncs it, gives it
-    the old file's permission bits, renames it over the target and fsyncs the folder.
-    ``abort`` (or any failure in ``commit``) removes the temp file.
+    the old file's permission bits and owner, renames it over the target and fsyncs the
+    folder. ``abort`` (or any failure in ``commit``) removes the temp file.
     """
 
-    def __init__(self, dir_fd: int, name: str, path: str, mode: int) -> None:
+    def __init__(
+        self, dir_fd: int, name: str, path: str, mode: int, owner: tuple[int, int] | None = None
+    ) -> None:
         self._dir = -1  # ours once the temp file exists; until then the caller's to close
         self._name = name
         self.path = path
         self._temp = upload_temps.new_name(name)
         self._mode = mode
+        self._owner = owner
         upload_temps.started(self._temp, dir_fd)  # (noted first: a crash leaves no stray)
         try:
             fd = os.open(
@@ -451,6 +454,8 @@ class AtomicFile:
                 offset, rest = self._direct.finish()
                 self._direct = None
                 self.file.write(offset, rest)
+            if self._owner is not None:
+                _give(self.file.fd, self._owner)
             os.fchmod(self.file.fd, self._mode)
             if self._times is not None:
                 os.utime(self.file.fd, ns=(self._times.atime_ns, self._times.mtime_ns))
@@ -493,6 +498,23 @@ class AtomicFile:
         finally:
             os.close(dir_fd)
             upload_temps.ended(self._temp)
+
+
+def _give(fd: int, owner: tuple[int, int]) -> None:
+    """Give the file ``fd`` to ``owner`` (uid, gid) where the server may: a file that
+    replaces another keeps the old one's owner, as a write in place would."""
+    st = os.fstat(fd)
+    if (st.st_uid, st.st_gid) != owner:
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, *owner)
+
+
+def without_privileges(mode: int) -> int:
+    """``mode`` as the kernel leaves it when an unprivileged writer changes the file:
+    no setuid bit, and no setgid bit where the group may execute it."""
+    if mode & stat.S_IXGRP:
+        return mode & ~(stat.S_ISUID | stat.S_ISGID)
+    return mode & ~stat.S_ISUID
 
 
 def _fill(target: AtomicFile, source: OpenFile, st: os.stat_result, mode_mask: int) -> None:
@@ -913,14 +935,18 @@ class VFS:
         finally:
             os.close(pfd)
 
-    def atomic_file(self, path: str) -> AtomicFile:
-        """Start writing the whole new content of the file ``path`` (see ``AtomicFile``)."""
+    def atomic_file(self, path: str, privileged: bool = True) -> AtomicFile:
+        """Start writing the whole new content of the file ``path`` (see ``AtomicFile``).
+
+        A file it replaces gives it its mode and owner; without ``privileged``, the mode
+        loses the setuid and setgid bits, as after an unprivileged write in place."""
         parent, name = paths.split(path)
         if not name:
             raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
         dfd = self._open(parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
             mode = 0o666 & ~_umask()
+            owner = None
             try:
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             except FileNotFoundError:
@@ -930,9 +956,11 @@ class VFS:
                     raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
                 if self._reserved is not None:
                     self._check_reserved(st, MOVE, path)  # it would be replaced
-                if stat.S_ISREG(st.st_mode):
-                    mode = stat.S_IMODE(st.st_mode)  # a link is replaced, as rename(2) does
-            return AtomicFile(dfd, name, path, mode)
+                if stat.S_ISREG(st.st_mode):  # (a link is replaced, as rename(2) does)
+                    mode = stat.S_IMODE(st.st_mode)
+                    mode = mode if privileged else without_privileges(mode)
+                    owner = (st.st_uid, st.st_gid)
+            return AtomicFile(dfd, name, path, mode, owner)
         except BaseException:
             os.close(dfd)
             raise
