@@ -12,7 +12,8 @@ from ever being removed. Two things clean them:
   lists is a leftover of a server that stopped without ending those uploads: it is
   removed, with its journal entry.
 - A folder whose only members are temp files of no live upload of this process can be
-  removed (``VFS.rmdir``): such members are leftovers too.
+  removed (``VFS.rmdir``): such members are leftovers too. (This is the only cleaner
+  of a folder deeper than PATH_MAX, which has no path for the journal to note.)
 
 A live upload's temp file is never touched: this process knows its own by name (random
 48 bits), and the journal is swept before anything is served.
@@ -21,6 +22,7 @@ A live upload's temp file is never touched: this process knows its own by name (
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -103,7 +105,10 @@ class Journal:
             finally:
                 os.close(fd)
         except OSError as exc:
-            log.warning("cannot note the upload %s in %s: %s", name, self.folder, exc.strerror)
+            # A folder deeper than PATH_MAX has no path to note (a tree copy reaches
+            # such depths): expected, so not worth a warning per file.
+            level = logging.DEBUG if exc.errno == errno.ENAMETOOLONG else logging.WARNING
+            log.log(level, "cannot note the upload %s in %s: %s", name, self.folder, exc.strerror)
 
     def forget(self, name: str) -> None:
         """Drop the note of ``name``."""
