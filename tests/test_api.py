@@ -513,6 +513,11 @@ def test_list_folder_json_and_paging(server: Server, client: Client) -> None:
         f"cursor={quote(one['next'].split('.')[0])}.zz",
     ):
         client(server, "GET", url_path("/share/list") + f"?json&{bad}").error(400)
+    inode = one["next"].split(".")[0]
+    for position in ("8000000000000000", "ffffffffffffffff", "-1", "+1", "0x1", "1_0"):
+        # past a folder offset's range (an OverflowError: 500 before) or not in its form
+        bad = f"cursor={quote(inode)}.{quote(position)}"
+        client(server, "GET", url_path("/share/list") + f"?json&{bad}").error(400, "bad_cursor")
     # a cursor of one folder is refused by another
     other = client(server, "GET", url_path("/share/list/sub") + f"?json&cursor={one['next']}")
     other.error(400, "bad_cursor")

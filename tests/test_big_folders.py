@@ -111,6 +111,32 @@ def test_propfind_of_a_big_folder_streams_in_bounded_memory(server: Server) -> N
     assert _rss(server) < after_first + 20 * MIB
 
 
+def test_conditions_keep_the_listing_streamed(server: Server) -> None:
+    """A PROPFIND with a condition header is evaluated on the folder and still streamed
+    (any If-* header sent it to WsgiDAV, which built the whole answer in memory: 640 MB
+    for 100,000 files, per request, for any user); conditions that fail still fail."""
+    folder = server.root / "big"
+    _fill(folder)
+    baseline = _rss(server)
+    future = "Fri, 01 Jan 2100 00:00:00 GMT"
+    reply = _connect(server, "PROPFIND", "/dav/big/", Depth="1", **{"If-Unmodified-Since": future})
+    assert reply.status == 207
+    assert reply.getheader("Content-Length") is None  # streamed
+    first = reply.read(1 << 16)
+    assert _holds_open(server, folder)  # the first bytes came while the folder is read
+    assert _rss(server) < baseline + 60 * MIB
+    assert _count_responses(reply, first) == COUNT + 1
+    reply.close()
+    for name, value in (  # (a folder has no ETag: If-Match is not evaluated, as in WsgiDAV)
+        ("If-Unmodified-Since", "Thu, 01 Jan 1970 00:00:01 GMT"),
+        ("If", "(<opaquelocktoken:no-such-lock>)"),
+    ):
+        reply = _connect(server, "PROPFIND", "/dav/big/", Depth="1", **{name: value})
+        status = reply.status
+        reply.close()
+        assert status == 412, (name, status)
+
+
 def test_a_client_leaving_mid_listing_releases_the_folder(server: Server) -> None:
     """A PROPFIND and an HTML page abandoned after their first bytes: the server stops
     reading and closes the folder (no fd kept for a client that is gone)."""

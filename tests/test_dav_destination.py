@@ -12,7 +12,7 @@ import http.client
 import os
 
 import pytest
-from conftest import PASSWORD, Server
+from conftest import PASSWORD, Server, basic_request
 
 
 def _call(server: Server, method: str, path: str, **headers: str) -> tuple[int, bytes]:
@@ -114,3 +114,72 @@ def test_a_lock_on_a_semicolon_name_still_holds(server: Server, folder: os.PathL
     )
     assert status == 423, (status, body)
     assert (server.root / "mv" / "report;draft").read_text() == "the draft"
+
+
+@pytest.mark.parametrize(
+    ("method", "source", "destination"),
+    [
+        ("COPY", "/dav/p/sub/data", "/dav/p"),  # a file over a folder above it
+        ("MOVE", "/dav/p/sub", "/dav/p"),  # a folder over its parent
+        ("MOVE", "/dav/p/sub/data", "/dav/p/sub"),
+        ("COPY", "/dav/p/sub", "/dav/up/p"),  # through a link to the root
+        ("MOVE", "/dav/p/sub/data", "/dav/up/p/sub/data"),  # onto itself through a link
+        ("MOVE", "/dav/p", "/dav/"),  # over the share's root
+        ("MOVE", "/dav/p/sub", "/dav"),
+        ("COPY", "/dav/p", "/dav/."),
+    ],
+)
+def test_a_destination_that_holds_the_source_is_refused(
+    server: Server, method: str, source: str, destination: str
+) -> None:
+    """WsgiDAV deleted the Destination it was to replace, and with it the source inside
+    it (a 404 after the data was gone), or failed with 500 on the share's root; such a
+    request is 403 and nothing changes, whatever path (a link too) names the folder."""
+    (server.root / "p" / "sub").mkdir(parents=True)
+    (server.root / "p" / "sub" / "data").write_text("precious")
+    (server.root / "p" / "other").write_text("other")
+    (server.root / "up").symlink_to("/")
+    status, body = _call(server, method, source, Destination=destination)
+    assert status == 403, body
+    assert b"holds" in body
+    assert (server.root / "p" / "sub" / "data").read_text() == "precious"
+    assert (server.root / "p" / "other").read_text() == "other"
+
+
+def test_a_copy_over_a_file_keeps_its_owner_and_takes_the_sources_properties(
+    server: Server,
+) -> None:
+    """A COPY over an existing file replaces it whole and keeps its owner and group
+    (WsgiDAV deleted it first, so the copy became root's); its dead properties give way
+    to the source's."""
+    (server.root / "new").write_text("new content")
+    owned = server.root / "owned"
+    owned.write_text("old content")
+    os.chown(owned, 1234, 4321)
+    prop = (
+        b'<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z">'
+        b"<D:set><D:prop><Z:colour>{}</Z:colour></D:prop></D:set></D:propertyupdate>"
+    )
+    for path, colour in (("/dav/new", b"blue"), ("/dav/owned", b"red")):
+        status, _ = basic_request(
+            server.http_port, "PROPPATCH", path, "root", PASSWORD,
+            prop.replace(b"{}", colour), **{"Content-Type": "application/xml"},
+        )  # fmt: skip
+        assert status == 207
+    status, body = _call(server, "COPY", "/dav/new", Destination="/dav/owned")
+    assert status == 204, body
+    st = owned.stat()
+    assert owned.read_text() == "new content"
+    assert (st.st_uid, st.st_gid) == (1234, 4321)
+    asked = (
+        b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:Z="urn:z">'
+        b"<D:prop><Z:colour/></D:prop></D:propfind>"
+    )
+    status, answer = basic_request(
+        server.http_port, "PROPFIND", "/dav/owned", "root", PASSWORD, asked, Depth="0",
+        **{"Content-Type": "application/xml"},
+    )  # fmt: skip
+    assert status == 207
+    assert b"blue" in answer and b"red" not in answer
+    status, body = _call(server, "COPY", "/dav/new", Destination="/dav/fresh")
+    assert status == 201, body  # (a new destination: WsgiDAV's own path, 201)

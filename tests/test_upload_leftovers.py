@@ -108,3 +108,34 @@ def test_a_live_uploads_temp_file_is_never_touched(server: Server) -> None:
         sock.close()
     assert (server.root / "busy" / "live.bin").stat().st_size == total
     assert _temps(server.root / "busy") == []
+
+
+def test_no_user_may_make_or_touch_a_name_of_the_temp_files_form(server: Server) -> None:
+    """Names of the temp files' form are the server's: listings hide them and a folder
+    of nothing else is removed with them, so a user who could make one would hide a
+    file, or have it deleted by an rmdir. Every front refuses them (403 / permission
+    denied), to make, rename to, read or remove."""
+    temp = ".report.hoody-0123456789ab.part"
+    (server.root / "t").mkdir()
+    (server.root / "t" / "plain.txt").write_text("plain")
+
+    def http(method: str, path: str, **headers: str) -> int:
+        conn = http_client(server)
+        conn.request(method, path, body=b"payload", headers={"Authorization": _auth(), **headers})
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    assert http("PUT", f"/api/v1/files/t/{temp}") == 403
+    assert http("PUT", f"/dav/t/{temp}") == 403
+    assert http("MOVE", "/dav/t/plain.txt", Destination=f"/dav/t/{temp}") == 403
+    assert http("COPY", "/dav/t/plain.txt", Destination=f"/dav/t/{temp}/x") == 403
+    assert http("GET", f"/api/v1/files/t/{temp}") == 403
+    result = server.sftp_batch(f"-put /etc/hostname /t/{temp}\n-rename /t/plain.txt /t/{temp}\n")
+    assert result.stderr.lower().count("permission denied") == 2, result.stderr
+    assert sorted(os.listdir(server.root / "t")) == ["plain.txt"]
+    assert (server.root / "t" / "plain.txt").read_text() == "plain"
+
+
+def http_client(server: Server) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)

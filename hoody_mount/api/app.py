@@ -86,6 +86,9 @@ def _digest_header(digest: bytes) -> str:
     return f"sha-256=:{base64.b64encode(digest).decode()}:"
 
 
+_CURSOR = re.compile(r"[0-9a-f]{1,16}\.[0-9a-f]{1,16}")
+
+
 def _cursor(query: dict[str, list[str]]) -> tuple[int, int] | None:
     """The ``cursor`` a listing page gave as ``next``: the folder's inode and the
     kernel's offset after the page's last name (None: from the start)."""
@@ -94,12 +97,10 @@ def _cursor(query: dict[str, list[str]]) -> tuple[int, int] | None:
     text = query.get("cursor", [""])[0]
     if not text:
         return None
-    inode, sep, position = text.partition(".")
-    try:
-        if sep and inode and position:
-            return int(inode, 16), int(position, 16)
-    except ValueError:
-        pass
+    if _CURSOR.fullmatch(text):
+        inode, position = (int(part, 16) for part in text.split("."))
+        if position < 1 << 63:  # (a folder offset is a signed 64-bit number)
+            return inode, position
     raise ApiError(400, "bad_cursor", "cursor is not one this server gave: list from the start")
 
 

@@ -12,6 +12,7 @@ name is given twice or skipped because of paging).
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import stat
 import struct
@@ -55,6 +56,8 @@ class Listing:
         self._ended = False
         self.position = position  # the kernel's offset right after the last name given out
         self.decoded = 0  # records taken from the buffer: the listing's cost, for tests
+        if not 0 <= position < 1 << 63:
+            raise OSError(errno.EINVAL, "No such position in a folder")
         if position:
             os.lseek(fd, position, os.SEEK_SET)
 

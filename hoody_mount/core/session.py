@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Concatenate, ParamSpec, TypeVar
 
-from . import logs, paths
+from . import logs, paths, upload_temps
 from .listing import Listing
 from .names import NameMap
 from .reserved import ReservedError
@@ -30,6 +30,10 @@ access = logging.getLogger("hoody_mount.access")
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _COPY_BLOCK = 1 << 20
+_TEMP_NAME = (
+    "Permission denied: names like .NAME.hoody-<12 hex digits>.part are the server's "
+    "(uploads in progress)"
+)
 ST_RDONLY = 1
 ST_NOSUID = 2
 Owner = tuple[int, int] | None
@@ -103,8 +107,15 @@ class Session:
     # -- helpers ------------------------------------------------------------------
 
     def path(self, raw: str) -> str:
-        """The virtual path of what the client sent (relative to the home folder)."""
-        return paths.normalize(raw, self.home)
+        """The virtual path of what the client sent (relative to the home folder).
+
+        A name of the form of an upload's hidden temp file is the server's own: no
+        user may make, read or remove one (listings never show them, and a folder of
+        nothing else is removed with them), so such a path is EACCES."""
+        path = paths.normalize(raw, self.home)
+        if upload_temps.MARK in path and any(map(upload_temps.is_temp, path.split("/"))):
+            raise OSError(errno.EACCES, _TEMP_NAME, path)
+        return path
 
     def _check_write(self, op: str, path: str) -> None:
         if self.user.read_only:
@@ -190,6 +201,11 @@ class Session:
         """stat (or lstat with ``follow`` false)."""
         path = self.path(raw)
         return self.vfs.stat(path) if follow else self.vfs.lstat(path)
+
+    def holds(self, raw_outer: str, raw_inner: str) -> bool:
+        """Whether ``raw_outer`` is ``raw_inner`` or a folder above it (see ``VFS.holds``):
+        replacing it would destroy ``raw_inner`` too."""
+        return self.vfs.holds(self.path(raw_outer), self.path(raw_inner))
 
     @_logs_refusals("stat")
     def stat_cached(self, raw: str, follow: bool = True) -> os.stat_result | None:

@@ -1159,6 +1159,24 @@ class VFS:
         if here == source or (here != top and walk_up(parent, here, {source, top}) == source):
             raise OSError(errno.EINVAL, _INTO_ITSELF, dst)
 
+    def holds(self, outer: str, inner: str) -> bool:
+        """Whether ``outer`` (links followed) is the entry ``inner`` itself or a folder
+        above it, whatever paths lead to them: by identity, walking up from ``inner``
+        through ``..`` (False if ``outer`` does not exist)."""
+        try:
+            with self._fd(outer) as fd:
+                key = identity(os.fstat(fd))
+        except FileNotFoundError:
+            return False
+        top = identity(os.fstat(self._root))
+        if key == top:
+            return True
+        with self._parent(inner, use=UNCHECKED) as (dfd, name):
+            if identity(os.stat(name, dir_fd=dfd, follow_symlinks=False)) == key:
+                return True
+            here = identity(os.fstat(dfd))
+            return here == key or (here != top and walk_up(dfd, here, {key, top}) == key)
+
     def _discard_copy(self, dst: str, target: int) -> None:
         """Remove what a copy that failed part-way made below ``dst`` (the folder
         ``target``), and the folder itself if the name still holds it."""

@@ -18,7 +18,9 @@
 - PUT, DELETE, MOVE and COPY of the share's root (``/dav/``) get 405: it is the user's
   whole folder, never a file.
 - A COPY or MOVE ``Destination`` names exactly the target the client meant, or gets 400
-  (see ``exact_destination``).
+  (see ``exact_destination``); one that is the source or a folder above it, by
+  identity (also through a link), gets 403: WsgiDAV would delete it, and the source
+  with it, before copying.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import io
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes, urlparse, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, unquote_to_bytes, urlparse, urlsplit, urlunsplit
 
 from ..core import byteranges
 from ..core.content import is_active
@@ -111,6 +113,28 @@ def exact_destination(raw: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, quote(spelled, safe="/"), "", ""))
 
 
+def _share_path(path: str) -> str | None:
+    """The path in the user's jail of a path under the share, or None."""
+    if path != SHARE and not path.startswith(SHARE + "/"):
+        return None
+    return path.removeprefix(SHARE) or "/"
+
+
+def _destination_holds_source(environ: dict[str, Any]) -> bool:
+    """Whether a COPY or MOVE names as its Destination the source itself or a folder
+    above it, by identity (through links too): WsgiDAV compares the paths only, then
+    deletes the destination it is to replace, and the source with it."""
+    session = environ.get("hoody.session")
+    source = _share_path(os.fsdecode(str(environ.get("PATH_INFO", "")).encode("latin-1")))
+    target = _share_path(unquote(urlsplit(str(environ["HTTP_DESTINATION"])).path))
+    if session is None or source is None or target is None or source == "/":
+        return False
+    try:
+        return bool(session.holds(target, source))
+    except OSError:
+        return False  # (a missing source or a refused name: WsgiDAV answers)
+
+
 def _utf8(path_info: str) -> bool:
     """Whether the raw path (WSGI hands it over as latin-1) is UTF-8, the only paths
     WsgiDAV can decode (it failed before answering, and the connection was dropped)."""
@@ -165,6 +189,13 @@ class DavGate:
             except ValueError as exc:
                 text = f"Destination: {exc}\n".encode()
                 return _answer(start_response, "400 Bad Request", text)
+            if _destination_holds_source(environ):
+                return _answer(
+                    start_response,
+                    "403 Forbidden",
+                    b"the Destination is the source or a folder that holds it: replacing it "
+                    b"would destroy the source\n",
+                )
         if not _mtime_ok(str(environ.get("HTTP_X_OC_MTIME", "0"))):
             return _answer(
                 start_response,

@@ -290,6 +290,28 @@ class FileResource(_Common, DAVNonCollection):  # type: ignore[misc]
         self.remove_all_properties(recursive=True)
         self.remove_all_locks(recursive=True)
 
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
+        """A COPY over an existing file: one atomic replace by the core, which keeps the
+        old file's owner (WsgiDAV deleted it first, so the copy became the server's). Its
+        dead properties give way to the source's; a lock on it stays (RFC 4918, 7.6).
+        (WsgiDAV answers a handled COPY 204, right as the destination existed.)"""
+        if self.via_link:
+            return False
+        with _mapped():
+            try:
+                target = self.session.stat(dest_path, follow=False)
+            except FileNotFoundError:
+                return False
+            if not stat.S_ISREG(target.st_mode):
+                return False
+            self.session.copy_file(self.path, dest_path)
+        manager = self.provider.prop_manager
+        dest = self.provider.get_resource_inst(dest_path, self.environ)
+        if manager and dest is not None:
+            manager.remove_properties(dest.get_ref_url(), self.environ)
+        self._copy_props(dest_path)
+        return True
+
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
         if self.via_link:
             self._copy_link(dest_path)
