@@ -175,6 +175,15 @@ def test_a_chain_deeper_than_path_max_is_removed_whole(deep: Server) -> None:
     assert not (deep.root / "again").exists()
 
 
+def test_a_chain_deeper_than_path_max_is_moved_by_one_rename(deep: Server) -> None:
+    """WebDAV MOVE of the 3,000 levels is one rename: WsgiDAV walked the whole tree by
+    full paths first (9 s at 2,000 levels, 400 File name too long beyond PATH_MAX)."""
+    source = shape(deep.root / "deep")
+    assert dav(deep, "MOVE", "/dav/deep", Destination="/dav/moved") == 201
+    assert not (deep.root / "deep").exists()
+    assert shape(deep.root / "moved") == source
+
+
 # -- (c) a real SFTP client ----------------------------------------------------------
 
 

@@ -83,6 +83,20 @@ def _mapped() -> Iterator[None]:
         raise dav_error(exc) from None
 
 
+def _has_conditions(environ: dict[str, Any]) -> bool:
+    """Whether a request carries conditions (``If``, ``If-Match``…) WsgiDAV evaluates."""
+    return any(
+        name in environ
+        for name in (
+            "HTTP_IF",
+            "HTTP_IF_MATCH",
+            "HTTP_IF_NONE_MATCH",
+            "HTTP_IF_MODIFIED_SINCE",
+            "HTTP_IF_UNMODIFIED_SINCE",
+        )
+    )
+
+
 def _session(environ: dict[str, Any]) -> Session:
     session = environ.get(SESSION_KEY)
     if not isinstance(session, Session):
@@ -457,8 +471,12 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
 
         In a COPY there is no walk: the folder is copied in one call of the core (see
         ``_copy_whole``), so WsgiDAV is given nothing below the source, nor below a
-        destination it would merge into."""
-        if self.environ.get("REQUEST_METHOD") == "COPY":
+        destination it would merge into. Nor in a MOVE without conditions: it is one
+        rename (``move_recursive``), and WsgiDAV walks the tree only to evaluate the
+        request's conditions on every member (by full paths: quadratic in the depth,
+        9 s for 2,000 levels, and ENAMETOOLONG beyond PATH_MAX)."""
+        method = self.environ.get("REQUEST_METHOD")
+        if method == "COPY" or (method == "MOVE" and not _has_conditions(self.environ)):
             return [self] if add_self else []
 
         def wanted(res: FileResource | FolderResource) -> bool:
