@@ -45,3 +45,27 @@ def test_an_aborted_legacy_scp_leaves_the_old_file(server: Server, tmp_path: Pat
     done = _scp(server, small, "/share/big.bin")
     assert done.wait(timeout=60) == 0
     assert target.read_bytes() == small.read_bytes()
+
+
+def test_a_recursive_legacy_scp_skips_a_name_with_a_line_break(
+    server: Server, tmp_path: Path
+) -> None:
+    """scp's headers are one line each: a name with a line break is skipped (with a
+    word on stderr, as OpenSSH's scp does) and the other files arrive whole; it was
+    sent raw, the client stopped there and wrote a file of a stray byte."""
+    require("scp")
+    shared = server.root / "shared"
+    shared.mkdir()
+    (shared / "nl\nname").write_text("odd")
+    for name in ("a.txt", "b.txt", "z.txt"):
+        (shared / name).write_text(f"content of {name}")
+    result = subprocess.run(
+        ["scp", "-O", "-r", "-P", str(server.port), *server.ssh_options(),
+         "root@127.0.0.1:/shared", str(tmp_path / "down")],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert b"skipping, filename contains a newline" in result.stderr, result.stderr
+    got = sorted(os.listdir(tmp_path / "down"))
+    assert got == ["a.txt", "b.txt", "z.txt"], got
+    for name in got:
+        assert (tmp_path / "down" / name).read_text() == f"content of {name}"

@@ -15,6 +15,7 @@ import errno
 import functools
 import logging
 import os
+import posixpath
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -327,10 +328,20 @@ class SFTPAdapter(asyncssh.SFTPServer):
         return NameStream(self, listing, first)
 
     async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
-        """The names of a folder (used by scp's recursive copies and globbing)."""
+        """The names of a folder (used by scp's recursive copies and globbing). A name
+        with a line break cannot travel in scp's one-line headers (the client read the
+        rest of the name as the next header and wrote a stray file): it is skipped and
+        the client told on stderr, as OpenSSH's scp does."""
         stream = await self.open_listing(path)
         try:
             async for name in stream:
+                filename = os.fsencode(name.filename)
+                if b"\n" in filename:
+                    shown = os.fsdecode(posixpath.join(path, filename)).encode("unicode_escape")
+                    self.channel.write_stderr(
+                        b"scp: " + shown + b": skipping, filename contains a newline\n"
+                    )
+                    continue
                 yield name
         finally:
             await stream.close()
