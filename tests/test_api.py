@@ -827,10 +827,17 @@ def test_move_and_copy(server: Server, client: Client) -> None:
     into = post_json(client, server, "/share/loop", {"action": "copy", "to": "/share/loop/in/c"})
     into.error(400)
     inside = post_json(client, server, "/share/loop", {"action": "move", "to": "/share/loop/in/m"})
-    inside.error(400)
+    assert "into itself" in inside.error(400)["message"]  # ("Invalid argument: m" before)
     assert snapshot(share / "loop") == before_loop
+    over_folder = {"action": "move", "to": "/share/loop", "overwrite": True}
+    onto = post_json(client, server, "/share/loop/in/f", over_folder)  # over its own folder
+    assert "not empty" in onto.error(409)["message"]
+    slash = post_json(client, server, "/share/b.txt", {"action": "move", "to": "/share/newdir/"})
+    slash.error(400, "not_a_directory")  # (it made a file "newdir")
+    assert not (share / "newdir").exists() and (share / "b.txt").exists()
 
-    post_json(client, server, "/share/missing", {"action": "move", "to": "/share/z"}).error(404)
+    missing = post_json(client, server, "/share/missing", {"action": "move", "to": "/share/z"})
+    assert missing.error(404)["message"].endswith("/share/missing")  # (it named /share/z)
     lost = post_json(client, server, "/share/b.txt", {"action": "move", "to": "/no/dir/z"})
     assert lost.status in (404, 409), lost
     lost.error(lost.status)

@@ -183,3 +183,42 @@ def test_a_copy_over_a_file_keeps_its_owner_and_takes_the_sources_properties(
     assert b"blue" in answer and b"red" not in answer
     status, body = _call(server, "COPY", "/dav/new", Destination="/dav/fresh")
     assert status == 201, body  # (a new destination: WsgiDAV's own path, 201)
+
+
+def test_a_relative_destination_is_400_saying_so(server: Server) -> None:
+    """A Destination must be absolute; a relative one got 502 "Inter-realm copy/move is
+    not supported", which told the client nothing it could fix."""
+    (server.root / "r.txt").write_text("r")
+    for destination in ("r2.txt", "sub/r2.txt", "http:r2.txt"):
+        status, body = _call(server, "MOVE", "/dav/r.txt", Destination=destination)
+        assert status == 400, (destination, status, body)
+        assert b"absolute" in body
+    assert (server.root / "r.txt").read_text() == "r"
+
+
+def test_a_browser_opening_a_folder_is_sent_to_its_page(server: Server) -> None:
+    """GET of a folder of the share is 303 to its page in the file API (WsgiDAV's 403
+    named options no user can set, and came as a download); files are served as ever,
+    and an error page is shown, not downloaded."""
+    (server.root / "docs").mkdir()
+    (server.root / "docs" / "a b.txt").write_text("text")
+    for path, where in (("/dav/", "/api/v1/files/"), ("/dav/docs", "/api/v1/files/docs/")):
+        status, body = _call(server, "GET", path)
+        assert status == 303, (path, status, body)
+        assert where.encode() in body
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+    token = base64.b64encode(f"root:{PASSWORD}".encode()).decode()
+    conn.request("GET", "/dav/docs", headers={"Authorization": f"Basic {token}"})
+    reply = conn.getresponse()
+    reply.read()
+    assert reply.getheader("Location") == "/api/v1/files/docs/"
+    conn.request("GET", "/api/v1/files/docs/", headers={"Authorization": f"Basic {token}"})
+    page = conn.getresponse()
+    assert page.status == 200 and b"a b.txt" in page.read()
+    conn.request("GET", "/dav/docs/nothing.html", headers={"Authorization": f"Basic {token}"})
+    missing = conn.getresponse()
+    missing.read()
+    assert missing.status == 404
+    assert missing.getheader("Content-Disposition") is None
+    conn.close()
+    assert _call(server, "GET", "/dav/docs/a%20b.txt") == (200, b"text")

@@ -462,6 +462,8 @@ class FilesAPI:
             raise ApiError(400, "bad_request", '"to" must be a path')
         if not isinstance(overwrite, bool):
             raise ApiError(400, "bad_request", '"overwrite" must be true or false')
+        if target.endswith("/") and not stat.S_ISDIR(session.stat(path, follow=False).st_mode):
+            raise ApiError(400, "not_a_directory", '"to" ends with "/": the source is no folder')
         if action == "move":
             session.rename(path, target, replace=overwrite)
         else:

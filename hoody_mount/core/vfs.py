@@ -187,6 +187,26 @@ def _rename_noreplace(sfd: int, sname: str, dfd: int, dname: str) -> None:
         os.unlink(sname, dir_fd=sfd)
 
 
+def _rename_error(exc: OSError, sfd: int, sname: str, old: str, new: str) -> OSError:
+    """The error of a failed rename, saying which of the two paths is at fault."""
+    code = exc.errno or errno.EIO
+    if code == errno.ENOENT:
+        try:
+            os.stat(sname, dir_fd=sfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return OSError(code, os.strerror(code), old)
+        return OSError(code, os.strerror(code), new)
+    texts = {
+        errno.EINVAL: "Cannot move a folder into itself",
+        errno.ENOTEMPTY: "The destination is a folder that is not empty",
+        errno.EEXIST: "The destination exists",
+        errno.EISDIR: "Cannot replace a folder with a file",
+        errno.ENOTDIR: "Cannot replace a file with a folder",
+        errno.EXDEV: "Cannot move to another filesystem: copy, then remove the source",
+    }
+    return OSError(code, texts.get(code, exc.strerror or os.strerror(code)), new)
+
+
 def _position(offset: int) -> int:
     """``offset``, or EINVAL if no file position can be there (beyond ``off_t``)."""
     if not 0 <= offset <= MAX_OFFSET:
@@ -1033,10 +1053,13 @@ class VFS:
                 dname,
             ),
         ):
-            if replace:
-                os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
-                return
-            _rename_noreplace(sfd, sname, dfd, dname)
+            try:
+                if replace:
+                    os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
+                    return
+                _rename_noreplace(sfd, sname, dfd, dname)
+            except OSError as exc:
+                raise _rename_error(exc, sfd, sname, old, new) from None
 
     def remove_tree(self, path: str) -> None:
         """Remove ``path`` and, for a folder, everything below it (no recursion, no links

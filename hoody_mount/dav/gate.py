@@ -12,6 +12,8 @@
   ranges, of which it sent the last alone) is dropped, so the whole file is sent; one
   range is passed on in the one spelling WsgiDAV reads; an unsatisfiable one gets 416.
 - Stored HTML, SVG and XML are sent as sandboxed attachments.
+- A GET of a folder (a browser opening ``/dav/``) is sent on to the folder's page in
+  the file API (303).
 - ``If-Modified-Since`` counts its own second as not modified (RFC 9110 §13.1.3).
 - An ``X-OC-Mtime`` that no file can carry gets 400 before the upload starts (WsgiDAV
   applied it after the new content had replaced the old, and failed with 500 there).
@@ -28,6 +30,7 @@ from __future__ import annotations
 import email.utils
 import io
 import os
+import stat
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, unquote, unquote_to_bytes, urlparse, urlsplit, urlunsplit
@@ -43,6 +46,7 @@ WRITE_METHODS = frozenset(
 )
 READ_ONLY_ALLOW = "OPTIONS, HEAD, GET, PROPFIND"
 SHARE = "/dav"
+LISTINGS = "/api/v1/files"  # where a browser is sent for a folder's page
 XML_LIMIT = 1 << 20
 _FINITE_DEPTH = (
     b'<?xml version="1.0" encoding="utf-8"?>\n'
@@ -94,6 +98,8 @@ def exact_destination(raw: str) -> str:
     parts = urlsplit(raw)
     if "?" in raw or "#" in raw:
         raise ValueError("a query or fragment names no file")
+    if not parts.path.startswith("/") or (parts.scheme and not parts.netloc):
+        raise ValueError("must be an absolute path (/dav/…) or a URL of this server")
     # (WSGI hands a header over as latin-1: raw bytes, such as unencoded UTF-8, stay bytes)
     names = [unquote_to_bytes(segment.encode("latin-1")) for segment in parts.path.split("/")]
     if any(b"/" in name or b"\0" in name for name in names):
@@ -118,6 +124,22 @@ def _share_path(path: str) -> str | None:
     if path != SHARE and not path.startswith(SHARE + "/"):
         return None
     return path.removeprefix(SHARE) or "/"
+
+
+def _listing_of_folder(environ: dict[str, Any]) -> str | None:
+    """For a GET of a folder of the share (a browser opening ``/dav/``), the URL of its
+    page in the file API; WsgiDAV answered 403 naming options no user can set."""
+    session = environ.get("hoody.session")
+    path = _share_path(os.fsdecode(str(environ.get("PATH_INFO", "")).encode("latin-1")))
+    if session is None or path is None:
+        return None
+    try:
+        if not stat.S_ISDIR(session.stat(path).st_mode):
+            return None
+    except OSError:
+        return None
+    folder = path if path.endswith("/") else path + "/"
+    return LISTINGS + quote(folder, errors="surrogateescape")
 
 
 def _destination_holds_source(environ: dict[str, Any]) -> bool:
@@ -204,6 +226,11 @@ class DavGate:
             )
         if method not in ("PUT", "GET", "HEAD") and not self._xml_body_ok(environ):
             return _answer(start_response, "400 Bad Request", b"DTDs are not accepted\n")
+        if method in ("GET", "HEAD"):
+            listing = _listing_of_folder(environ)
+            if listing is not None:
+                text = f"a folder: its listing is at {listing}\n".encode()
+                return _answer(start_response, "303 See Other", text, extra=[("Location", listing)])
         if method in ("GET", "HEAD") and "HTTP_IF_MODIFIED_SINCE" in environ:
             _inclusive_since(environ)
         if method in ("GET", "HEAD") and "HTTP_RANGE" in environ:
@@ -257,7 +284,8 @@ class DavGate:
                 headers = [(n, READ_ONLY_ALLOW if n.lower() == "allow" else v) for n, v in headers]
             kind = next((v for n, v in headers if n.lower() == "content-type"), "")
             if method in ("GET", "HEAD") and is_active(kind):
-                headers.append(("Content-Disposition", "attachment"))
+                if status.startswith("2"):  # (an error page is shown, not downloaded)
+                    headers.append(("Content-Disposition", "attachment"))
                 headers.append(("Content-Security-Policy", "sandbox"))
             return start_response(status, headers, exc_info)
 
