@@ -649,6 +649,17 @@ def test_builtin_hash_escapes_names_like_coreutils(shell_server: Server) -> None
     assert (remote.returncode, remote.stdout) == (0, local.stdout)
 
 
+def test_builtin_hash_of_a_name_that_is_not_utf8(shell_server: Server) -> None:
+    """A command line that is not UTF-8 runs (asyncssh refused the exec request: "exec
+    request failed on channel 0"), and the name comes back byte for byte."""
+    jail = _jail(shell_server)
+    name = os.fsdecode(b"caf\xe9.txt")
+    (jail / name).write_bytes(b"latin-1 name\n")
+    remote = _ssh(shell_server, "jailed", shlex.join(["md5sum", name]))
+    local = subprocess.run(["md5sum", name], cwd=jail, capture_output=True, timeout=TIMEOUT)
+    assert (remote.returncode, remote.stdout) == (0, local.stdout), remote.stderr
+
+
 def test_builtin_df_reports_the_jail(shell_server: Server) -> None:
     """``df`` prints coreutils' header and 1K-block numbers from statvfs of the jail."""
     jail = _jail(shell_server)
@@ -808,6 +819,18 @@ def test_rclone_check_download(shell_server: Server, tmp_path: Path) -> None:
         result = _rclone(shell_server, "check", *extra, str(local), ":sftp:data")
         assert result.returncode != 0, result.stderr
         assert "1 differences found" in result.stderr, result.stderr
+
+
+def test_rclone_uploads_a_name_that_is_not_utf8(shell_server: Server, tmp_path: Path) -> None:
+    """rclone checks each upload with md5sum over exec: a name that is not UTF-8 made
+    that exec fail, and rclone took the upload for corrupted and deleted it."""
+    local = tmp_path / "odd"
+    local.mkdir()
+    name = os.fsdecode(b"bad\xffup.txt")
+    (local / name).write_bytes(b"payload\n")
+    result = _rclone(shell_server, "copy", str(local), ":sftp:odd")
+    assert result.returncode == 0, result.stderr
+    assert (_jail(shell_server) / "odd" / name).read_bytes() == b"payload\n"
 
 
 @pytest.mark.parametrize(("kind", "command"), [("MD5", "md5sum"), ("SHA1", "sha1sum")])

@@ -38,6 +38,7 @@ from . import (
     ignore_packets,
     keyed_umac,
     lazy_keepalive,
+    raw_commands,
     receive_pieces,
     shell,
 )
@@ -371,6 +372,7 @@ async def start(ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey) -> a
     receive_pieces.install()
     keyed_umac.install()
     lazy_keepalive.install()
+    raw_commands.install()
     ignore_packets.install(CIPHERS)
     dh_groups.install()
     available = {name.decode() for name in get_kex_algs()}
