@@ -222,3 +222,17 @@ def test_a_browser_opening_a_folder_is_sent_to_its_page(server: Server) -> None:
     assert missing.getheader("Content-Disposition") is None
     conn.close()
     assert _call(server, "GET", "/dav/docs/a%20b.txt") == (200, b"text")
+
+
+def test_an_encoded_slash_in_a_path_is_400_so_each_path_names_one_file(server: Server) -> None:
+    """cheroot keeps %2F as three characters: ``sl%2Fx.txt`` and ``sl%252Fx.txt`` both
+    named the file "sl%2Fx.txt". A path with an encoded '/' is refused on both fronts;
+    the literal name stays reachable, spelled one way."""
+    for prefix in ("/api/v1/files/", "/dav/"):
+        for method in ("PUT", "GET"):
+            status, body = _call(server, method, prefix + "sl%2Fx.txt")
+            assert status == 400, (prefix, method, status, body)
+            assert b"%2F" in body
+    assert _call(server, "PUT", "/dav/sl%252Fx.txt")[0] == 201
+    assert (server.root / "sl%2Fx.txt").exists()
+    assert _call(server, "GET", "/api/v1/files/sl%252Fx.txt")[0] == 200

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import re
 import select
 import socket
 import sys
@@ -39,6 +40,7 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 API_PREFIX = "/api/"
 BODY_LIMIT = 1 << 20  # XML and JSON request bodies
 HSTS = "max-age=31536000"  # a year; sent over HTTPS only
+_ENCODED_SLASH = re.compile("%2f", re.IGNORECASE)
 
 
 class _Closing:
@@ -99,6 +101,12 @@ class WebFront:
             if exc.retry_after is not None:
                 extra.append(("Retry-After", str(exc.retry_after)))
             return _plain(start_response, exc.status, exc.message, extra)
+        if _ENCODED_SLASH.search(str(environ.get("REQUEST_URI", "")).partition("?")[0]):
+            # cheroot keeps %2F as the three characters, so a%2Fb and a%252Fb would both
+            # name the file "a%2Fb": refused, so that every path names one file
+            return _plain(
+                start_response, "400 Bad Request", "a name cannot hold an encoded '/' (%2F)", []
+            )
         protocol = "http" if path.startswith(API_PREFIX) else "webdav"
         app = self.api if protocol == "http" else self.dav
         if app is None:
