@@ -236,3 +236,25 @@ def test_an_encoded_slash_in_a_path_is_400_so_each_path_names_one_file(server: S
     assert _call(server, "PUT", "/dav/sl%252Fx.txt")[0] == 201
     assert (server.root / "sl%2Fx.txt").exists()
     assert _call(server, "GET", "/api/v1/files/sl%252Fx.txt")[0] == 200
+
+
+def test_the_share_named_in_other_letters_is_refused(server: Server) -> None:
+    """WsgiDAV matches share names whatever their case, so /DAV/… reached the share
+    around every check that names /dav (a MOVE onto the folder holding its source went
+    through again; DELETE /DAV gave 500). Paths are case-sensitive: 404, and a
+    Destination naming /DAV is 400."""
+    (server.root / "p" / "sub").mkdir(parents=True)
+    (server.root / "p" / "sub" / "data").write_text("precious")
+    for method, path, headers in (
+        ("MOVE", "/DAV/p/sub", {"Destination": "/dav/p"}),
+        ("DELETE", "/DAV", {}),
+        ("PUT", "/Dav/new.txt", {}),
+        ("GET", "/dAV/p/sub/data", {}),
+    ):
+        status, body = _call(server, method, path, **headers)
+        assert status == 404, (method, path, status, body)
+        assert b"case-sensitive" in body
+    status, body = _call(server, "MOVE", "/dav/p/sub", Destination="/DAV/p")
+    assert status == 400 and b"case-sensitive" in body, (status, body)
+    assert (server.root / "p" / "sub" / "data").read_text() == "precious"
+    assert not (server.root / "new.txt").exists()

@@ -46,6 +46,7 @@ WRITE_METHODS = frozenset(
 )
 READ_ONLY_ALLOW = "OPTIONS, HEAD, GET, PROPFIND"
 SHARE = "/dav"
+_MISCASED = b"no such share: paths are case-sensitive, the share is /dav/\n"
 LISTINGS = "/api/v1/files"  # where a browser is sent for a folder's page
 XML_LIMIT = 1 << 20
 _FINITE_DEPTH = (
@@ -106,6 +107,8 @@ def exact_destination(raw: str) -> str:
         raise ValueError("a name cannot hold an encoded '/' or NUL")
     if any(name == b".." for name in names):
         raise ValueError("'..' is not allowed in paths")
+    if _miscased_share(parts.path):
+        raise ValueError(_MISCASED.decode().strip())
     try:
         path = b"/".join(names).decode("utf-8")
     except UnicodeDecodeError:
@@ -117,6 +120,14 @@ def exact_destination(raw: str) -> str:
             "break); rename it over SFTP or the file API"
         )
     return urlunsplit((parts.scheme, parts.netloc, quote(spelled, safe="/"), "", ""))
+
+
+def _miscased_share(path: str) -> bool:
+    """Whether a path names the share in other letters (``/DAV/…``): WsgiDAV matches
+    share names whatever their case, so such a path would reach the share around
+    every check here that names it (``/dav``)."""
+    first = path.lstrip("/").split("/", 1)[0]
+    return first != SHARE[1:] and first.lower() == SHARE[1:]
 
 
 def _share_path(path: str) -> str | None:
@@ -186,6 +197,8 @@ class DavGate:
         read_only = bool(session is not None and session.user.read_only)
         if read_only and method in WRITE_METHODS:
             return _answer(start_response, "403 Forbidden", b"read-only access\n")
+        if _miscased_share(str(environ.get("PATH_INFO", ""))):
+            return _answer(start_response, "404 Not Found", _MISCASED)
         if ".." in str(environ.get("PATH_INFO", "")).split("/"):
             return _answer(start_response, "400 Bad Request", b"'..' is not allowed in paths\n")
         if not _utf8(str(environ.get("PATH_INFO", ""))):
