@@ -59,13 +59,17 @@ class SSHLimits:
 
 @dataclass(frozen=True)
 class HTTPOptions:
-    """The web listener: TLS and when Basic credentials may travel over plain HTTP."""
+    """The web listener: TLS, when Basic credentials may travel over plain HTTP, and
+    its bounds (see web/intake.py)."""
 
     tls: bool = False
     cert: Path | None = None
     key: Path | None = None
     allow_basic_over_http: bool = False
     threads: int = 32
+    max_connections: int = 4096
+    max_connections_per_address: int = 64
+    uploads_per_user: int = 8  # requests with a body at once (a quarter of the threads)
 
 
 @dataclass(frozen=True)
@@ -260,12 +264,18 @@ def load(path: Path) -> Config:
     cert, key = h.get("cert", str, None), h.get("key", str, None)
     if bool(cert) != bool(key):
         raise ConfigError(f"{h.where('cert')}: cert and key go together")
+    threads = h.positive("threads", HTTPOptions.threads)
     http_options = HTTPOptions(
         tls=h.get("tls", bool, False) or bool(cert),
         cert=base / cert if cert else None,
         key=base / key if key else None,
         allow_basic_over_http=h.get("allow_basic_over_http", bool, False),
-        threads=h.positive("threads", HTTPOptions.threads),
+        threads=threads,
+        max_connections=h.positive("max_connections", HTTPOptions.max_connections),
+        max_connections_per_address=h.positive(
+            "max_connections_per_address", HTTPOptions.max_connections_per_address
+        ),
+        uploads_per_user=h.positive("uploads_per_user", max(4, threads // 4)),
     )
     h.finish()
 

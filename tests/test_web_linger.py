@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hoody_mount.config import Listen
+from hoody_mount.config import HTTPOptions, Listen
 from hoody_mount.web import server as web_server
 from hoody_mount.web.server import WebServer
 
@@ -36,7 +36,7 @@ def serve() -> Iterator[Any]:
     started: list[WebServer] = []
 
     def start(threads: int, app: _App) -> int:
-        server = WebServer(app, Listen("127.0.0.1", 0), None, threads)
+        server = WebServer(app, Listen("127.0.0.1", 0), None, HTTPOptions(threads=threads))
         server.start()
         started.append(server)
         return server.port

@@ -15,6 +15,7 @@ import select
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -25,12 +26,14 @@ from cheroot import wsgi
 from cheroot.makefile import BufferedWriter, MakeFile
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-from ..config import Listen
+from ..config import HTTPOptions, Listen
 from ..core.names import NameMap
 from ..core.session import Session
 from ..core.users import User
 from ..core.vfs import VFS
+from . import cheroot_glue
 from .auth import Authenticator, AuthError
+from .intake import Intake, gather, inbox_of
 
 log = logging.getLogger("hoody_mount.web")
 
@@ -166,7 +169,7 @@ def _headers(start_response: StartResponse, https: bool) -> StartResponse:
     return wrapped
 
 
-KEEP_ALIVE_LIMIT = 1024
+BACKLOG = 4096  # as rclone's; sshd's is 128
 LINGER = 0.005  # seconds a worker waits on a kept-alive connection for the next request
 DRAIN_LIMIT = 64 << 20
 DRAIN_BLOCK = 1 << 20
@@ -209,6 +212,11 @@ class _Request(cheroot_server.HTTPRequest):
             self.conn.rfile = connection_rfile
 
     def send_headers(self) -> None:
+        if any(
+            name.lower() == b"connection" and b"close" in value.lower()
+            for name, value in self.outheaders
+        ):
+            self.close_connection = True  # (cheroot would keep it open, saying it closes)
         remaining = getattr(self.rfile, "remaining", 0)
         if self.awaits_continue or remaining > DRAIN_LIMIT:
             self.close_connection = True
@@ -268,11 +276,11 @@ class SocketWriter(BufferedWriter):
         self.bytes_written = 0  # read by cheroot's statistics, when they are enabled
 
     def write(self, b: Any) -> int:
-        self._checkClosed()
-        sock = self.raw._sock  # type: ignore[attr-defined]
+        cheroot_glue.check_open(self)
+        sock = cheroot_glue.socket_of(self)
         view = memoryview(b).cast("B")
         size = len(view)
-        with self._write_lock:  # type: ignore[attr-defined]
+        with cheroot_glue.write_lock(self):
             while view:
                 view = view[sock.send(view) :]
         self.bytes_written += size
@@ -280,18 +288,21 @@ class SocketWriter(BufferedWriter):
 
 
 class _Connection(cheroot_server.HTTPConnection):
-    """cheroot's connection, except that a worker waits briefly for the next request.
+    """cheroot's connection, except that a worker waits briefly for the next request,
+    and that a connection is counted by the intake until it closes.
 
     cheroot hands a kept-alive connection back to its selector thread after every
     request, and the selector hands the next request to a worker again: two thread
     wake-ups per request, costly on a virtual machine whose idle CPUs must be woken. A
     serial client's small GET took 450-550 µs (335-435 µs of server CPU) that way. Here
-    the worker first waits up to ``LINGER`` for the client's next request and serves it
-    itself (345-410 µs, 215-305 µs of CPU), but only while another worker is idle, so a
-    new client is never kept waiting for a lingering one.
+    the worker first waits up to ``LINGER`` for the client's next request head and
+    serves it itself (345-410 µs, 215-305 µs of CPU), but only while another worker is
+    idle, so a new client is never kept waiting for a lingering one, and only once the
+    whole head is there, so a client sending its head slowly never holds the worker.
     """
 
     RequestHandlerClass = _Request
+    intake: Intake | None = None  # set by the intake, which counts the connection
 
     def __init__(self, server: Any, sock: Any, makefile: Any = MakeFile) -> None:
         super().__init__(server, sock, makefile)
@@ -302,17 +313,41 @@ class _Connection(cheroot_server.HTTPConnection):
         while super().communicate():  # type: ignore[no-untyped-call]
             if not self._next_request_soon():
                 return True
+            inbox_of(self).restart_rate()
         return False
 
     def _next_request_soon(self) -> bool:
-        """Whether the client's next request is here, or arrives within ``LINGER``."""
-        if self.rfile.has_data() or _tls_pending(self.socket):
-            return True
-        if self.server.requests.idle == 0:
+        """Whether the client's next request head is here whole, or arrives so within
+        ``LINGER`` (otherwise the intake waits for it)."""
+        if self.intake is None or self.server.requests.idle == 0:
             return False
-        poll = select.poll()
-        poll.register(self.socket.fileno(), select.POLLIN)
-        return bool(poll.poll(LINGER * 1000))
+        deadline = time.monotonic() + LINGER
+        poll: select.poll | None = None
+        while True:
+            if self.rfile.has_data() or _tls_pending(self.socket) or inbox_of(self).ahead:
+                state = gather(self)
+                if state != "more":
+                    return state == "ready"  # (at the end, the intake sees it closed)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if poll is None:
+                poll = select.poll()
+                poll.register(self.socket.fileno(), select.POLLIN)
+            if not poll.poll(left * 1000):
+                return False
+            state = gather(self)
+            if state != "more":
+                return state == "ready"
+
+    def close(self) -> None:
+        """Close, and give the connection's place back to its address (once)."""
+        try:
+            super().close()
+        finally:
+            intake, self.intake = self.intake, None
+            if intake is not None:
+                intake.release(self.remote_addr or "")
 
 
 def _tls_pending(sock: Any) -> bool:
@@ -334,24 +369,42 @@ def _error_log(msg: str = "", level: int = logging.INFO, traceback: bool = False
         log.info("%s", msg)
 
 
+class _Server(wsgi.Server):
+    """cheroot's WSGI server, with the intake in place of cheroot's connection loop."""
+
+    def __init__(self, *args: Any, limits: HTTPOptions, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = limits
+
+    def prepare(self) -> None:
+        super().prepare()
+        intake = Intake(
+            self, self._limits.max_connections_per_address, self._limits.max_connections
+        )
+        cheroot_glue.replace_connection_manager(self, intake)
+
+
 class WebServer:
     """cheroot serving one WSGI application, in its own threads."""
 
     def __init__(
-        self, app: WSGIApp, listen: Listen, tls: tuple[Path, Path] | None, threads: int
+        self, app: WSGIApp, listen: Listen, tls: tuple[Path, Path] | None, options: HTTPOptions
     ) -> None:
-        self._server = wsgi.Server(
+        cheroot_glue.check()
+        self._server = _Server(
             (listen.host, listen.port),
             app,
-            numthreads=threads,
+            limits=options,
+            numthreads=options.threads,
             server_name="hoody-mount",  # the Server header: no version
             timeout=60,
             shutdown_timeout=5,
+            request_queue_size=BACKLOG,  # cheroot's default listen backlog is 5
         )
         self._server.max_request_header_size = 64 * 1024
         self._server.software = "hoody-mount"  # SERVER_SOFTWARE, cheroot's name otherwise
         self._server.ConnectionClass = _Connection
-        self._server.keep_alive_conn_limit = KEEP_ALIVE_LIMIT  # cheroot keeps only 10
+        self._server.keep_alive_conn_limit = options.max_connections
         self._server.error_log = _error_log  # type: ignore[method-assign]  # cheroot: "override"
         if tls is not None:
             self._server.ssl_adapter = BuiltinSSLAdapter(str(tls[0]), str(tls[1]))

@@ -1,0 +1,493 @@
+"""The HTTP intake: accepts connections, shakes TLS hands and gathers request heads
+without ever holding a worker, then hands whole requests to cheroot's workers.
+
+cheroot's own loop (its ConnectionManager) hands a connection to a worker as soon as
+it is accepted or shows one readable byte, and shakes TLS hands in the accepting
+thread. A client that sends its head a byte every few seconds then holds a worker for
+as long as it likes (40 of them held all 32), and one that never sends its ClientHello
+stalls every other HTTPS client for a minute. The intake takes that loop's place (see
+``cheroot_glue``) and keeps everything before a complete request head to itself:
+
+- accepting is non-blocking, and connections are counted per address and in total;
+  past either cap the client gets ``503`` with ``Retry-After`` (never silence);
+- a TLS handshake is stepped as bytes arrive, within ``HANDSHAKE_TIMEOUT``; plain HTTP
+  sent to a TLS port gets a plain ``400`` saying so;
+- a request head is read ahead, without blocking, into the connection's ``Inbox``; a
+  worker gets the connection only once the whole head is there. A head must arrive
+  within ``HEAD_TIMEOUT`` of its first byte (``408``), an idle connection waits at
+  most the server's timeout;
+- when the workers' queue is full, a new request gets ``503`` instead of waiting;
+- a worker reading a body gets ``TimeoutError`` (cheroot and the fronts answer ``408``,
+  an upload is thrown away) when less than ``MIN_RATE_BYTES`` arrive in
+  ``MIN_RATE_WINDOW`` seconds.
+
+Kept-alive connections come back here between requests (``put``), so an idle client
+holds a file descriptor, never a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import logging
+import os
+import re
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.log_limit import Throttled
+from . import cheroot_glue
+
+log = logging.getLogger("hoody_mount.web")
+
+HEAD_TIMEOUT = 10.0  # a whole request head, from its first byte
+HANDSHAKE_TIMEOUT = 10.0
+QUEUE_LIMIT = 256  # whole requests waiting for a worker before new ones get 503
+RETRY_AFTER = 5
+REPLY_LINGER = 2.0  # after a refusal: read (and drop) what the client still sends
+HEAD_LIMIT = 64 * 1024 + 4 * 1024  # past this without an end, cheroot answers 431
+MIN_RATE_WINDOW = 30.0  # a body must bring at least MIN_RATE_BYTES in each window
+MIN_RATE_BYTES = 16 * 1024
+ACCEPTS_PER_WAKEUP = 64
+READ_BLOCK = 64 * 1024
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_TLS_HANDSHAKE = 0x16  # the first byte of a TLS record carrying a ClientHello
+
+refusals = Throttled(log, "HTTP connections refused")
+
+
+def _reply(status: str, text: str, extra: str = "") -> bytes:
+    body = text.encode() + b"\n"
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nX-Content-Type-Options: nosniff\r\n"
+        f"{extra}Connection: close\r\n\r\n"
+    ).encode() + body
+
+
+BUSY = _reply(
+    "503 Service Unavailable",
+    "the server is busy: too many connections or requests; try again shortly",
+    f"Retry-After: {RETRY_AFTER}\r\n",
+)
+CROWDED = _reply(
+    "503 Service Unavailable",
+    "too many connections from your address; close some and try again",
+    f"Retry-After: {RETRY_AFTER}\r\n",
+)
+SLOW_HEAD = _reply(
+    "408 Request Timeout", f"the request head did not arrive within {HEAD_TIMEOUT:g} s"
+)
+PLAIN_TO_TLS = _reply("400 Bad Request", "this port speaks HTTPS only: use https://")
+
+
+class Inbox(io.RawIOBase):
+    """The raw stream under a connection's reader: first the bytes the intake read
+    ahead, then the socket, at a minimum rate (see the module)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.ahead = bytearray()
+        self.window_start = time.monotonic()
+        self.window_bytes = 0
+
+    def readable(self) -> bool:
+        """Always: it is a reader."""
+        return True
+
+    def restart_rate(self) -> None:
+        """Start measuring the rate afresh (a request begins)."""
+        self.window_start, self.window_bytes = time.monotonic(), 0
+
+    def readinto(self, buffer: Any) -> int:
+        """Bytes read ahead first, then the socket's (TimeoutError below the rate)."""
+        if self.ahead:
+            size = min(len(buffer), len(self.ahead))
+            buffer[:size] = self.ahead[:size]
+            del self.ahead[:size]
+            return size
+        now = time.monotonic()
+        if now - self.window_start >= MIN_RATE_WINDOW:
+            if self.window_bytes < MIN_RATE_BYTES:
+                raise TimeoutError("timed out")  # (cheroot's test for a 408 is this text)
+            self.window_start, self.window_bytes = now, 0
+        size = self.sock.recv_into(buffer)
+        self.window_bytes += size
+        return size
+
+
+def make_file(sock: socket.socket, mode: str = "r", bufsize: int = io.DEFAULT_BUFFER_SIZE) -> Any:
+    """The connection's reader over an ``Inbox`` (cheroot's ``makefile`` signature; the
+    connection replaces the writer with its own)."""
+    if "r" in mode:
+        return cheroot_glue.BufferedStream(Inbox(sock), bufsize)
+    return io.BufferedWriter(socket.SocketIO(sock, "wb"), bufsize)
+
+
+def inbox_of(conn: Any) -> Inbox:
+    """The ``Inbox`` under a connection's reader."""
+    inbox = conn.rfile.raw
+    assert isinstance(inbox, Inbox)
+    return inbox
+
+
+def gather(conn: Any) -> str:
+    """Read what the client has sent, without waiting: ``ready`` when a whole request
+    head is buffered (or too much for one), ``more`` when not yet, ``eof`` when the
+    client has gone (or sent only the start of a head before closing: cheroot answers
+    that one)."""
+    sock = conn.socket
+    inbox = inbox_of(conn)
+    timeout = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        while len(inbox.ahead) < HEAD_LIMIT:
+            try:
+                data = sock.recv(READ_BLOCK)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
+            except OSError:
+                return "eof"
+            if not data:
+                held = bool(inbox.ahead) or bool(conn.rfile.buffered().strip())
+                return "ready" if held else "eof"
+            inbox.ahead += data
+    finally:
+        sock.settimeout(timeout)
+    return "ready" if head_is_whole(conn.rfile.buffered() + inbox.ahead) else "more"
+
+
+def head_is_whole(data: bytes) -> bool:
+    """Whether ``data`` holds a whole request head (or is past any head's size)."""
+    if len(data) >= HEAD_LIMIT:
+        return True
+    return _HEAD_END.search(data.lstrip(b"\r\n")) is not None
+
+
+@dataclass(eq=False)
+class _Waiting:
+    """A socket the intake watches: its state, and when it runs out of time."""
+
+    sock: socket.socket
+    address: str
+    state: str  # hello, handshake, head, refused
+    deadline: float
+    counted: bool = True  # counted against the caps (released when it closes)
+    conn: Any = None  # once made: cheroot's HTTPConnection
+    started: bool = False  # some bytes of a head have arrived
+    answer: bytes | None = None  # for a handshake that ends in a refusal
+
+
+class Intake:
+    """Takes the place of cheroot's ConnectionManager (``run``, ``put``, ``stop``,
+    ``close``, ``can_add_keepalive_connection``); see the module."""
+
+    def __init__(self, server: Any, per_address: int, total: int) -> None:
+        self.server = server
+        self.per_address_limit = per_address
+        self.total_limit = total
+        self._selector = selectors.DefaultSelector()
+        self._lock = threading.Lock()
+        self._per_address: Counter[str] = Counter()
+        self._total = 0
+        self._idle = 0
+        self._stopping = False
+        self._serving = False
+        self._reserve: int | None = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        server.socket.setblocking(False)
+        self._selector.register(server.socket, selectors.EVENT_READ, None)
+
+    # -- what cheroot calls ----------------------------------------------------------
+
+    @property
+    def can_add_keepalive_connection(self) -> bool:
+        """Whether a connection may stay open after its request."""
+        return bool(self._idle < self.server.keep_alive_conn_limit)
+
+    def put(self, conn: Any) -> None:
+        """A worker gives back a kept-alive connection: serve its next request as soon
+        as a whole head is there."""
+        state = gather(conn)
+        if state == "ready":
+            self._dispatch(conn)
+        elif state == "eof":
+            conn.close()
+        else:
+            started = bool(inbox_of(conn).ahead) or bool(conn.rfile.buffered())
+            wait = self.server.timeout if not started else HEAD_TIMEOUT
+            waiting = _Waiting(conn.socket, conn.remote_addr or "", "head", time.monotonic() + wait)
+            waiting.conn, waiting.started = conn, started
+            self._watch(waiting)
+
+    def run(self, interval: float) -> None:
+        """Accept and watch until ``stop``."""
+        self._serving = True
+        try:
+            while not self._stopping:
+                for key, _ in self._selector.select(min(interval, 0.5)):
+                    if key.data is None:
+                        self._accept()
+                    else:
+                        self._step(key.data)
+                self._expire()
+        finally:
+            self._serving = False
+
+    def stop(self) -> None:
+        """Stop ``run`` (within half a second)."""
+        self._stopping = True
+        while self._serving:
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        """Close every connection the intake holds."""
+        with self._lock:
+            held = [key.data for key in self._selector.get_map().values() if key.data]
+        for waiting in held:
+            self._unwatch(waiting)
+            self._close(waiting)
+        self._selector.close()
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
+
+    # -- the caps ----------------------------------------------------------------------
+
+    def release(self, address: str) -> None:
+        """A counted connection of ``address`` has closed."""
+        with self._lock:
+            self._total -= 1
+            self._per_address[address] -= 1
+            if self._per_address[address] <= 0:
+                del self._per_address[address]
+
+    def _admit(self, address: str) -> bytes | None:
+        """Count a new connection, or the answer that refuses it."""
+        with self._lock:
+            if self._total >= self.total_limit:
+                refusals.note(address, "too many connections in all")
+                return BUSY
+            if self._per_address[address] >= self.per_address_limit:
+                refusals.note(address, "too many connections from this address")
+                return CROWDED
+            self._total += 1
+            self._per_address[address] += 1
+            return None
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            try:
+                sock, peer = self.server.socket.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    self._refuse_for_want_of_files()
+                return
+            sock.setblocking(False)
+            address = str(peer[0]) if isinstance(peer, tuple) else ""
+            answer = self._admit(address)
+            now = time.monotonic()
+            if self.server.ssl_adapter is not None:
+                waiting = _Waiting(sock, address, "hello", now + HANDSHAKE_TIMEOUT)
+                waiting.counted, waiting.answer = answer is None, answer
+                self._watch(waiting)
+            elif answer is not None:
+                self._refuse(_Waiting(sock, address, "refused", now, counted=False), answer)
+            else:
+                self._connect(_Waiting(sock, address, "head", now), peer, {})
+
+    def _refuse_for_want_of_files(self) -> None:
+        """Out of file descriptors: free the reserve one to accept and refuse a client
+        (the listening socket would otherwise stay readable, the loop spinning)."""
+        if self._reserve is None:
+            time.sleep(0.05)
+            return
+        os.close(self._reserve)
+        self._reserve = None
+        try:
+            sock, peer = self.server.socket.accept()
+        except OSError:
+            pass
+        else:
+            refusals.note(str(peer[0]) if isinstance(peer, tuple) else "", "out of files")
+            with contextlib.suppress(OSError):
+                sock.send(BUSY)
+            sock.close()
+        with contextlib.suppress(OSError):
+            self._reserve = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+
+    def _connect(self, waiting: _Waiting, peer: Any, tls_environ: dict[str, Any]) -> None:
+        """Make cheroot's connection over a new socket, and wait for its first head."""
+        conn = self.server.ConnectionClass(self.server, waiting.sock, make_file)
+        if isinstance(peer, tuple):
+            conn.remote_addr, conn.remote_port = peer[0], peer[1]
+        conn.ssl_env = tls_environ
+        conn.intake = self
+        waiting.conn, waiting.state = conn, "head"
+        waiting.deadline = time.monotonic() + self.server.timeout
+        state = gather(conn)
+        if state == "ready":
+            self._dispatch(conn)
+        elif state == "eof":
+            conn.close()
+        else:
+            waiting.started = bool(inbox_of(conn).ahead)
+            if waiting.started:
+                waiting.deadline = time.monotonic() + HEAD_TIMEOUT
+            self._watch(waiting)
+
+    def _step(self, waiting: _Waiting) -> None:
+        if waiting.state == "hello":
+            self._hello(waiting)
+        elif waiting.state == "handshake":
+            self._handshake(waiting)
+        elif waiting.state == "head":
+            state = gather(waiting.conn)
+            if state == "more":
+                if not waiting.started:
+                    waiting.started = True
+                    waiting.deadline = time.monotonic() + HEAD_TIMEOUT
+                return
+            self._unwatch(waiting)
+            if state == "ready":
+                self._dispatch(waiting.conn)
+            else:
+                waiting.conn.close()
+        else:  # refused: drop what the client sends until it closes
+            try:
+                while waiting.sock.recv(READ_BLOCK):
+                    pass
+            except (BlockingIOError, ssl.SSLWantReadError):
+                return
+            except OSError:
+                pass
+            self._unwatch(waiting)
+            self._close(waiting)
+
+    def _hello(self, waiting: _Waiting) -> None:
+        """The first byte on a TLS port: a handshake, or plain HTTP (told so)."""
+        try:
+            first = waiting.sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return
+        except OSError:
+            first = b""
+        self._unwatch(waiting)
+        if not first:
+            self._close(waiting)
+        elif first[0] != _TLS_HANDSHAKE:
+            self._refuse(waiting, PLAIN_TO_TLS)
+        else:
+            context = self.server.ssl_adapter.context
+            waiting.sock = context.wrap_socket(
+                waiting.sock, server_side=True, do_handshake_on_connect=False
+            )
+            waiting.state = "handshake"
+            self._watch(waiting)
+            self._handshake(waiting)
+
+    def _handshake(self, waiting: _Waiting) -> None:
+        sock = waiting.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._modify(waiting, selectors.EVENT_READ)
+            return
+        except ssl.SSLWantWriteError:
+            self._modify(waiting, selectors.EVENT_WRITE)
+            return
+        except OSError as exc:
+            log.debug("TLS handshake with %s failed: %s", waiting.address, exc)
+            self._unwatch(waiting)
+            self._close(waiting)
+            return
+        self._unwatch(waiting)
+        if waiting.answer is not None:
+            self._refuse(waiting, waiting.answer)
+            return
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            self._close(waiting)
+            return
+        self._connect(waiting, peer, self.server.ssl_adapter.get_environ(sock))
+
+    def _dispatch(self, conn: Any) -> None:
+        """Give a connection with a whole request head to a worker (or refuse it when
+        too many wait already)."""
+        if self.server.requests.qsize >= QUEUE_LIMIT:
+            refusals.note(conn.remote_addr or "", "every worker busy, queue full")
+            waiting = _Waiting(conn.socket, conn.remote_addr or "", "refused", 0.0)
+            waiting.conn = conn
+            self._refuse(waiting, BUSY)
+            return
+        conn.socket.settimeout(MIN_RATE_WINDOW)
+        inbox_of(conn).restart_rate()
+        self.server.process_conn(conn)
+
+    def _refuse(self, waiting: _Waiting, answer: bytes) -> None:
+        """Answer, stop sending, and read until the client closes (or REPLY_LINGER), so
+        that the answer is not lost to a reset."""
+        sock = waiting.sock
+        try:
+            sock.setblocking(False)
+            sock.send(answer)
+            sock.shutdown(socket.SHUT_WR)
+        except (OSError, ValueError):
+            self._close(waiting)
+            return
+        waiting.state = "refused"
+        waiting.deadline = time.monotonic() + REPLY_LINGER
+        self._watch(waiting)
+
+    def _expire(self) -> None:
+        refusals.flush()
+        now = time.monotonic()
+        with self._lock:
+            late = [
+                key.data
+                for key in self._selector.get_map().values()
+                if key.data is not None and key.data.deadline < now
+            ]
+        for waiting in late:
+            self._unwatch(waiting)
+            if waiting.state == "head" and waiting.started:
+                self._refuse(waiting, SLOW_HEAD)
+            else:
+                self._close(waiting)
+
+    def _watch(self, waiting: _Waiting) -> None:
+        with self._lock:
+            if waiting.state == "head":
+                self._idle += 1
+            self._selector.register(waiting.sock, selectors.EVENT_READ, waiting)
+
+    def _modify(self, waiting: _Waiting, events: int) -> None:
+        with self._lock:
+            self._selector.modify(waiting.sock, events, waiting)
+
+    def _unwatch(self, waiting: _Waiting) -> None:
+        with self._lock, contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(waiting.sock)
+            if waiting.state == "head":
+                self._idle -= 1
+
+    def _close(self, waiting: _Waiting) -> None:
+        if waiting.conn is not None:
+            waiting.conn.close()  # (a connection releases its address when it closes)
+            return
+        with contextlib.suppress(OSError):
+            waiting.sock.close()
+        if waiting.counted:
+            self.release(waiting.address)
