@@ -147,7 +147,9 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
 
     auth = Authenticator(users, guard, options.allow_basic_over_http, token_grant)
     api = FilesAPI(DigestCache())
-    front = WebFront(auth, vfs, names, dav_app.build(config.state_dir), api)
+    front = WebFront(
+        auth, vfs, names, dav_app.build(config.state_dir), api, options.uploads_per_user
+    )
     web = WebServer(front, config.http, tls, options)
     await loop.run_in_executor(pool, web.start)
     web_url = _web_url(config.http, web.port, tls is not None)

@@ -70,6 +70,8 @@ class HTTPOptions:
     max_connections: int = 4096
     max_connections_per_address: int = 64
     uploads_per_user: int = 8  # requests with a body at once (a quarter of the threads)
+    head_timeout: float = 10.0  # seconds for a whole request head, from its first byte
+    body_timeout: float = 30.0  # a body must bring 16 KiB in each such period
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,12 @@ class _Reader:
         if value <= 0:
             raise ConfigError(f"{self.where(key)}: must be a positive whole number, got {value}")
         return int(value)
+
+    def seconds(self, key: str, default: float) -> float:
+        value = float(self.get(key, (int, float), default))
+        if not 0 < value <= 3600:
+            raise ConfigError(f"{self.where(key)}: must be seconds above 0 (at most 3600)")
+        return value
 
     def finish(self) -> None:
         unknown = sorted(set(self.table) - self.used)
@@ -276,6 +284,8 @@ def load(path: Path) -> Config:
             "max_connections_per_address", HTTPOptions.max_connections_per_address
         ),
         uploads_per_user=h.positive("uploads_per_user", max(4, threads // 4)),
+        head_timeout=h.seconds("head_timeout", HTTPOptions.head_timeout),
+        body_timeout=h.seconds("body_timeout", HTTPOptions.body_timeout),
     )
     h.finish()
 

@@ -14,12 +14,12 @@ stalls every other HTTPS client for a minute. The intake takes that loop's place
   sent to a TLS port gets a plain ``400`` saying so;
 - a request head is read ahead, without blocking, into the connection's ``Inbox``; a
   worker gets the connection only once the whole head is there. A head must arrive
-  within ``HEAD_TIMEOUT`` of its first byte (``408``), an idle connection waits at
+  within ``head_timeout`` of its first byte (``408``), an idle connection waits at
   most the server's timeout;
 - when the workers' queue is full, a new request gets ``503`` instead of waiting;
 - a worker reading a body gets ``TimeoutError`` (cheroot and the fronts answer ``408``,
   an upload is thrown away) when less than ``MIN_RATE_BYTES`` arrive in
-  ``MIN_RATE_WINDOW`` seconds.
+  ``body_timeout`` seconds.
 
 Kept-alive connections come back here between requests (``put``), so an idle client
 holds a file descriptor, never a thread.
@@ -39,22 +39,22 @@ import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import HTTPOptions
 from ..core.log_limit import Throttled
 from . import cheroot_glue
 
 log = logging.getLogger("hoody_mount.web")
 
-HEAD_TIMEOUT = 10.0  # a whole request head, from its first byte
 HANDSHAKE_TIMEOUT = 10.0
 QUEUE_LIMIT = 256  # whole requests waiting for a worker before new ones get 503
 RETRY_AFTER = 5
 REPLY_LINGER = 2.0  # after a refusal: read (and drop) what the client still sends
 HEAD_LIMIT = 64 * 1024 + 4 * 1024  # past this without an end, cheroot answers 431
-MIN_RATE_WINDOW = 30.0  # a body must bring at least MIN_RATE_BYTES in each window
-MIN_RATE_BYTES = 16 * 1024
+MIN_RATE_BYTES = 16 * 1024  # a body must bring at least this much in each window
 ACCEPTS_PER_WAKEUP = 64
 READ_BLOCK = 64 * 1024
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
@@ -82,9 +82,7 @@ CROWDED = _reply(
     "too many connections from your address; close some and try again",
     f"Retry-After: {RETRY_AFTER}\r\n",
 )
-SLOW_HEAD = _reply(
-    "408 Request Timeout", f"the request head did not arrive within {HEAD_TIMEOUT:g} s"
-)
+SLOW_HEAD = _reply("408 Request Timeout", "the request head did not arrive in time")
 PLAIN_TO_TLS = _reply("400 Bad Request", "this port speaks HTTPS only: use https://")
 
 
@@ -92,8 +90,9 @@ class Inbox(io.RawIOBase):
     """The raw stream under a connection's reader: first the bytes the intake read
     ahead, then the socket, at a minimum rate (see the module)."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, window: float) -> None:
         self.sock = sock
+        self.window = window  # seconds in which MIN_RATE_BYTES must arrive
         self.ahead = bytearray()
         self.window_start = time.monotonic()
         self.window_bytes = 0
@@ -114,7 +113,7 @@ class Inbox(io.RawIOBase):
             del self.ahead[:size]
             return size
         now = time.monotonic()
-        if now - self.window_start >= MIN_RATE_WINDOW:
+        if now - self.window_start >= self.window:
             if self.window_bytes < MIN_RATE_BYTES:
                 raise TimeoutError("timed out")  # (cheroot's test for a 408 is this text)
             self.window_start, self.window_bytes = now, 0
@@ -123,12 +122,18 @@ class Inbox(io.RawIOBase):
         return size
 
 
-def make_file(sock: socket.socket, mode: str = "r", bufsize: int = io.DEFAULT_BUFFER_SIZE) -> Any:
-    """The connection's reader over an ``Inbox`` (cheroot's ``makefile`` signature; the
+def file_maker(window: float) -> Callable[..., Any]:
+    """cheroot's ``makefile``, making a connection's reader over an ``Inbox`` (the
     connection replaces the writer with its own)."""
-    if "r" in mode:
-        return cheroot_glue.BufferedStream(Inbox(sock), bufsize)
-    return io.BufferedWriter(socket.SocketIO(sock, "wb"), bufsize)
+
+    def make_file(
+        sock: socket.socket, mode: str = "r", bufsize: int = io.DEFAULT_BUFFER_SIZE
+    ) -> Any:
+        if "r" in mode:
+            return cheroot_glue.BufferedStream(Inbox(sock, window), bufsize)
+        return io.BufferedWriter(socket.SocketIO(sock, "wb"), bufsize)
+
+    return make_file
 
 
 def inbox_of(conn: Any) -> Inbox:
@@ -189,10 +194,13 @@ class Intake:
     """Takes the place of cheroot's ConnectionManager (``run``, ``put``, ``stop``,
     ``close``, ``can_add_keepalive_connection``); see the module."""
 
-    def __init__(self, server: Any, per_address: int, total: int) -> None:
+    def __init__(self, server: Any, limits: HTTPOptions) -> None:
         self.server = server
-        self.per_address_limit = per_address
-        self.total_limit = total
+        self.per_address_limit = limits.max_connections_per_address
+        self.total_limit = limits.max_connections
+        self.head_timeout = limits.head_timeout
+        self.body_timeout = limits.body_timeout
+        self._make_file = file_maker(limits.body_timeout)
         self._selector = selectors.DefaultSelector()
         self._lock = threading.Lock()
         self._per_address: Counter[str] = Counter()
@@ -221,7 +229,7 @@ class Intake:
             conn.close()
         else:
             started = bool(inbox_of(conn).ahead) or bool(conn.rfile.buffered())
-            wait = self.server.timeout if not started else HEAD_TIMEOUT
+            wait = self.server.timeout if not started else self.head_timeout
             waiting = _Waiting(conn.socket, conn.remote_addr or "", "head", time.monotonic() + wait)
             waiting.conn, waiting.started = conn, started
             self._watch(waiting)
@@ -328,7 +336,7 @@ class Intake:
 
     def _connect(self, waiting: _Waiting, peer: Any, tls_environ: dict[str, Any]) -> None:
         """Make cheroot's connection over a new socket, and wait for its first head."""
-        conn = self.server.ConnectionClass(self.server, waiting.sock, make_file)
+        conn = self.server.ConnectionClass(self.server, waiting.sock, self._make_file)
         if isinstance(peer, tuple):
             conn.remote_addr, conn.remote_port = peer[0], peer[1]
         conn.ssl_env = tls_environ
@@ -343,7 +351,7 @@ class Intake:
         else:
             waiting.started = bool(inbox_of(conn).ahead)
             if waiting.started:
-                waiting.deadline = time.monotonic() + HEAD_TIMEOUT
+                waiting.deadline = time.monotonic() + self.head_timeout
             self._watch(waiting)
 
     def _step(self, waiting: _Waiting) -> None:
@@ -356,7 +364,7 @@ class Intake:
             if state == "more":
                 if not waiting.started:
                     waiting.started = True
-                    waiting.deadline = time.monotonic() + HEAD_TIMEOUT
+                    waiting.deadline = time.monotonic() + self.head_timeout
                 return
             self._unwatch(waiting)
             if state == "ready":
@@ -432,7 +440,7 @@ class Intake:
             waiting.conn = conn
             self._refuse(waiting, BUSY)
             return
-        conn.socket.settimeout(MIN_RATE_WINDOW)
+        conn.socket.settimeout(self.body_timeout)
         inbox_of(conn).restart_rate()
         self.server.process_conn(conn)
 

@@ -8,6 +8,7 @@ every response tells browsers not to sniff content.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import re
@@ -33,6 +34,7 @@ from ..core.users import User
 from ..core.vfs import VFS
 from . import cheroot_glue
 from .auth import Authenticator, AuthError
+from .body_slots import BodySlots, has_body
 from .intake import Intake, gather, inbox_of
 
 log = logging.getLogger("hoody_mount.web")
@@ -43,6 +45,7 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 API_PREFIX = "/api/"
 BODY_LIMIT = 1 << 20  # XML and JSON request bodies
 HSTS = "max-age=31536000"  # a year; sent over HTTPS only
+BODY_RETRY_AFTER = 2  # seconds: a user's upload slot is likely free again by then
 _ENCODED_SLASH = re.compile("%2f", re.IGNORECASE)
 
 
@@ -83,13 +86,20 @@ class WebFront:
     """The WSGI application behind the listener."""
 
     def __init__(
-        self, auth: Authenticator, root: VFS, names: NameMap, dav: WSGIApp, api: WSGIApp | None
+        self,
+        auth: Authenticator,
+        root: VFS,
+        names: NameMap,
+        dav: WSGIApp,
+        api: WSGIApp | None,
+        uploads_per_user: int = HTTPOptions.uploads_per_user,
     ) -> None:
         self.auth = auth
         self.root = root
         self.names = names
         self.dav = dav
         self.api = api
+        self.body_slots = BodySlots(uploads_per_user)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         start_response = _headers(start_response, environ.get("wsgi.url_scheme") == "https")
@@ -132,24 +142,43 @@ class WebFront:
         protocol: str,
         method: str,
     ) -> Iterable[bytes]:
-        """Run the front's app with a session that lives as long as the response."""
+        """Run the front's app with a session that lives as long as the response (and,
+        for a request with a body, one of the user's body slots)."""
+        release: list[Callable[[], None]] = []
+        if has_body(environ):
+            if not self.body_slots.take(user.name):
+                text = (
+                    f"you already have {self.body_slots.per_user} uploads or other requests "
+                    "with a body running; try again when one ends"
+                )
+                extra = [("Retry-After", str(BODY_RETRY_AFTER)), ("Connection", "close")]
+                return _plain(start_response, "503 Service Unavailable", text, extra)
+            release.append(functools.partial(self.body_slots.give_back, user.name))
         try:
             session = Session.start(user, self.root, self.names, protocol)
         except OSError as exc:
+            for undo in release:
+                undo()
             log.error("cannot open the jail %s of %s: %s", user.root, user.name, exc.strerror)
             status = "403 Forbidden" if exc.errno == errno.EACCES else "503 Service Unavailable"
             text = f"your folder {user.root} is not available: {exc.strerror}"
             return _plain(start_response, status, text, [])
+        release.insert(0, session.close)
         environ["hoody.session"] = session
         environ["wsgidav.auth.user_name"] = user.name
         environ["wsgidav.auth.realm"] = "hoody-mount"
         environ["wsgidav.auth.roles"] = ("reader",) if user.read_only else ("editor",)
+
+        def done() -> None:
+            for undo in release:
+                undo()
+
         try:
             body = app(environ, start_response)
         except BaseException:
-            session.close()
+            done()
             raise
-        return _Closing(body, session.close)
+        return _Closing(body, done)
 
 
 def _headers(start_response: StartResponse, https: bool) -> StartResponse:
@@ -378,9 +407,7 @@ class _Server(wsgi.Server):
 
     def prepare(self) -> None:
         super().prepare()
-        intake = Intake(
-            self, self._limits.max_connections_per_address, self._limits.max_connections
-        )
+        intake = Intake(self, self._limits)
         cheroot_glue.replace_connection_manager(self, intake)
 
 
