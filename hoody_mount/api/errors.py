@@ -18,6 +18,8 @@ _BY_ERRNO: dict[int, tuple[int, str]] = {
     errno.EXDEV: (409, "cross_device"),
     errno.ELOOP: (400, "too_many_links"),
     errno.EINVAL: (400, "invalid"),
+    errno.EBADMSG: (400, "bad_body"),
+    errno.EFBIG: (413, "too_large"),
     errno.ENAMETOOLONG: (400, "name_too_long"),
     errno.ENOSPC: (507, "insufficient_storage"),
     errno.EDQUOT: (507, "insufficient_storage"),

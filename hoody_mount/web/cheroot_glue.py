@@ -21,6 +21,10 @@ from cheroot.makefile import BufferedWriter, StreamReader
 def check() -> None:
     """Fail (RuntimeError) unless cheroot and ``_pyio`` still have what this module uses."""
     problems = []
+    if "ChunkedRFile" not in cheroot_server.HTTPRequest.respond.__code__.co_names:
+        problems.append("HTTPRequest.respond no longer makes a ChunkedRFile")
+    if not hasattr(cheroot_server.ChunkedRFile, "_fetch"):
+        problems.append("ChunkedRFile has no _fetch")
     if "_connections" not in cheroot_server.HTTPServer.serve.__code__.co_names:
         problems.append("HTTPServer.serve no longer runs self._connections")
     for name in ("put", "run", "stop", "close", "can_add_keepalive_connection"):
@@ -45,6 +49,12 @@ def check() -> None:
             end.close()
     if problems:
         raise RuntimeError("this cheroot does not fit hoody-mount: " + "; ".join(problems))
+
+
+def use_chunked_reader(reader: type) -> None:
+    """Make cheroot read chunked bodies with ``reader`` (its ChunkedRFile's interface):
+    ``HTTPRequest.respond`` looks the class up by name in its module."""
+    cheroot_server.ChunkedRFile = reader  # type: ignore[misc,assignment]
 
 
 def replace_connection_manager(server: cheroot_server.HTTPServer, manager: Any) -> None:

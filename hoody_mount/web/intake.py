@@ -94,6 +94,7 @@ class Inbox(io.RawIOBase):
         self.sock = sock
         self.window = window  # seconds in which MIN_RATE_BYTES must arrive
         self.ahead = bytearray()
+        self.broken = False  # a read failed or timed out: the connection must close
         self.window_start = time.monotonic()
         self.window_bytes = 0
 
@@ -115,9 +116,14 @@ class Inbox(io.RawIOBase):
         now = time.monotonic()
         if now - self.window_start >= self.window:
             if self.window_bytes < MIN_RATE_BYTES:
+                self.broken = True
                 raise TimeoutError("timed out")  # (cheroot's test for a 408 is this text)
             self.window_start, self.window_bytes = now, 0
-        size = self.sock.recv_into(buffer)
+        try:
+            size = self.sock.recv_into(buffer)
+        except OSError:
+            self.broken = True
+            raise
         self.window_bytes += size
         return size
 

@@ -7,6 +7,7 @@ every response tells browsers not to sniff content.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from ..core.vfs import VFS
 from . import cheroot_glue
 from .auth import Authenticator, AuthError
 from .body_slots import BodySlots, has_body
+from .chunked import BoundedChunks
 from .intake import Intake, gather, inbox_of
 
 log = logging.getLogger("hoody_mount.web")
@@ -105,6 +108,11 @@ class WebFront:
         start_response = _headers(start_response, environ.get("wsgi.url_scheme") == "https")
         method = str(environ.get("REQUEST_METHOD", ""))
         path = str(environ.get("PATH_INFO", ""))
+        if environ.get("CONTENT_LENGTH") and environ.get("HTTP_TRANSFER_ENCODING"):
+            # (RFC 9112, 6.3: which one frames the body is ambiguous, the way requests
+            # are smuggled past proxies; the connection is closed after the answer)
+            text = "send Content-Length or Transfer-Encoding, not both"
+            return _plain(start_response, "400 Bad Request", text, [("Connection", "close")])
         try:
             grant = self.auth.authenticate(environ)
         except AuthError as exc:
@@ -186,6 +194,9 @@ def _headers(start_response: StartResponse, https: bool) -> StartResponse:
     Server header is cheroot's, ``hoody-mount`` without a version."""
 
     def wrapped(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        if status.endswith(" Status") and status[:3].isdigit():  # WsgiDAV's unnamed ones
+            with contextlib.suppress(ValueError):
+                status = f"{status[:3]} {HTTPStatus(int(status[:3])).phrase}"
         names = {name.lower() for name, _ in headers}
         if "server" in names:
             headers[:] = [(name, value) for name, value in headers if name.lower() != "server"]
@@ -246,6 +257,8 @@ class _Request(cheroot_server.HTTPRequest):
             for name, value in self.outheaders
         ):
             self.close_connection = True  # (cheroot would keep it open, saying it closes)
+        if getattr(self.rfile, "broken", False) or inbox_of(self.conn).broken:
+            self.close_connection = True  # the body broke off: what follows is no request
         remaining = getattr(self.rfile, "remaining", 0)
         if self.awaits_continue or remaining > DRAIN_LIMIT:
             self.close_connection = True
@@ -418,6 +431,7 @@ class WebServer:
         self, app: WSGIApp, listen: Listen, tls: tuple[Path, Path] | None, options: HTTPOptions
     ) -> None:
         cheroot_glue.check()
+        cheroot_glue.use_chunked_reader(BoundedChunks)
         self._server = _Server(
             (listen.host, listen.port),
             app,
