@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +36,7 @@ from .workers import Workers
 
 log = logging.getLogger("hoody_mount")
 WORKER_THREADS = 64
+EXIT_GRACE = 6.0  # seconds after the stop before a process that has not ended is ended
 
 
 def log_file(log_dir: Path) -> Path:
@@ -256,3 +258,20 @@ def serve(config: Config) -> None:
         raise SystemExit(1) from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # (idempotent) also when start failed
+        _exit_if_stuck()
+
+
+def _exit_if_stuck() -> None:
+    """Make sure the process ends soon: a thread still busy after the stop (a request
+    hashing a huge file, a library's worker) would otherwise keep it alive, as Python
+    waits for such threads at exit. A daemon timer ends the process after EXIT_GRACE."""
+
+    def force() -> None:
+        busy = [t.name for t in threading.enumerate() if not t.daemon and t.is_alive()]
+        log.warning("still busy %.0f s after the stop (%s): exiting", EXIT_GRACE, ", ".join(busy))
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(EXIT_GRACE, force)
+    timer.daemon = True
+    timer.start()

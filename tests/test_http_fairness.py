@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import signal
 import socket
 import ssl
 import threading
@@ -303,3 +304,30 @@ def test_one_users_slow_uploads_hold_a_bounded_share_and_stall_out(web: Web) -> 
     assert wait_until(lambda: not list(jail.glob(".*.hoody-*")), 10)
     assert (jail / "kept.txt").read_text() == "old content\n"
     assert not (jail / "other.txt").exists()
+
+
+def test_sigterm_stops_the_server_while_a_client_reads_nothing(tmp_path: Path) -> None:
+    """A PROPFIND of a big folder whose client stops reading keeps a worker blocked in
+    a send; SIGTERM still ends the process within seconds (it hung on that worker)."""
+    config = _config(tmp_path, tls=False)
+    folder = tmp_path / "root" / "big"
+    folder.mkdir()
+    for i in range(20_000):
+        (folder / f"file-{i:05d}").touch()
+    process, _, banner = start_server(["--config", str(config)], tmp_path / "server.log")
+    try:
+        web = Web(http_port(banner), tmp_path / "root", tmp_path / "server.log", tls=False)
+        stuck = socket.create_connection(("127.0.0.1", web.port), timeout=LIVENESS)
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.sendall(b"PROPFIND /dav/big/ HTTP/1.1\r\nHost: x\r\nDepth: 1\r\nAuthorization: "
+                      + _auth().encode() + b"\r\n\r\n")  # fmt: skip
+        assert stuck.recv(100).startswith(b"HTTP/1.1 207")
+        time.sleep(1)  # (the server fills the socket's buffers and blocks)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=LIVENESS)
+        assert time.monotonic() - started < LIVENESS
+        stuck.close()
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -56,6 +56,7 @@ REPLY_LINGER = 2.0  # after a refusal: read (and drop) what the client still sen
 HEAD_LIMIT = 64 * 1024 + 4 * 1024  # past this without an end, cheroot answers 431
 MIN_RATE_BYTES = 16 * 1024  # a body must bring at least this much in each window
 ACCEPTS_PER_WAKEUP = 64
+STOP_GRACE = 2.0  # seconds the requests in progress get to finish when the server stops
 READ_BLOCK = 64 * 1024
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _TLS_HANDSHAKE = 0x16  # the first byte of a TLS record carrying a ClientHello
@@ -212,6 +213,7 @@ class Intake:
         self._per_address: Counter[str] = Counter()
         self._total = 0
         self._idle = 0
+        self._live: set[Any] = set()  # connections made and not closed yet
         self._stopping = False
         self._serving = False
         self._reserve: int | None = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
@@ -261,22 +263,37 @@ class Intake:
             time.sleep(0.01)
 
     def close(self) -> None:
-        """Close every connection the intake holds."""
+        """Close every connection the intake holds; give those a worker serves
+        ``STOP_GRACE`` seconds to finish their request, then cut them off (a worker
+        blocked sending to a client that reads nothing would keep the server from
+        stopping for as long as the send's timeout)."""
         with self._lock:
             held = [key.data for key in self._selector.get_map().values() if key.data]
         for waiting in held:
             self._unwatch(waiting)
             self._close(waiting)
         self._selector.close()
+        deadline = time.monotonic() + STOP_GRACE
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._live:
+                    break
+            time.sleep(0.05)
+        with self._lock:
+            busy = list(self._live)
+        for conn in busy:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                conn.socket.shutdown(socket.SHUT_RDWR)
         if self._reserve is not None:
             os.close(self._reserve)
             self._reserve = None
 
     # -- the caps ----------------------------------------------------------------------
 
-    def release(self, address: str) -> None:
-        """A counted connection of ``address`` has closed."""
+    def release(self, address: str, conn: Any = None) -> None:
+        """A counted connection of ``address`` (cheroot's ``conn``, once made) closed."""
         with self._lock:
+            self._live.discard(conn)
             self._total -= 1
             self._per_address[address] -= 1
             if self._per_address[address] <= 0:
@@ -347,6 +364,8 @@ class Intake:
             conn.remote_addr, conn.remote_port = peer[0], peer[1]
         conn.ssl_env = tls_environ
         conn.intake = self
+        with self._lock:
+            self._live.add(conn)
         waiting.conn, waiting.state = conn, "head"
         waiting.deadline = time.monotonic() + self.server.timeout
         state = gather(conn)

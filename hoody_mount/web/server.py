@@ -389,7 +389,7 @@ class _Connection(cheroot_server.HTTPConnection):
         finally:
             intake, self.intake = self.intake, None
             if intake is not None:
-                intake.release(self.remote_addr or "")
+                intake.release(self.remote_addr or "", self)
 
 
 def _tls_pending(sock: Any) -> bool:
