@@ -194,10 +194,13 @@ default_user = "{dav_user}"
 listen = "{HOST}:0"
 max_connections = 512
 max_connections_per_address = 512
-max_unauthenticated = 64
+max_unauthenticated = 512
+max_unauthenticated_per_address = 512  # (every bench client comes from one address)
 
 [http]
 listen = "{HOST}:0"
+max_connections_per_address = 4096  # (every bench client comes from one address)
+uploads_per_user = 64  # (and is one user)
 
 [users.bench]
 authorized_keys = ["{public_key}"]

@@ -50,7 +50,8 @@ class SSHLimits:
     max_sessions: int = 10
     max_connections: int = 256
     max_connections_per_address: int = 64
-    max_unauthenticated: int = 32
+    max_unauthenticated: int = 100  # connections still logging in (as OpenSSH's MaxStartups)
+    max_unauthenticated_per_address: int = 10
     login_timeout: float = 30.0
     keepalive_interval: float = 15.0
     keepalive_count_max: int = 4
@@ -253,6 +254,9 @@ def load(path: Path) -> Config:
             "max_connections_per_address", d.max_connections_per_address
         ),
         max_unauthenticated=s.positive("max_unauthenticated", d.max_unauthenticated),
+        max_unauthenticated_per_address=s.positive(
+            "max_unauthenticated_per_address", d.max_unauthenticated_per_address
+        ),
         login_timeout=float(s.get("login_timeout", (int, float), d.login_timeout)),
         keepalive_interval=float(s.get("keepalive_interval", (int, float), d.keepalive_interval)),
         keepalive_count_max=s.positive("keepalive_count_max", d.keepalive_count_max),

@@ -942,9 +942,10 @@ def test_slow_copy_does_not_delay_other_clients(server: Server) -> None:
 
 
 def test_unauthenticated_flood_is_capped(server: Server) -> None:
-    """Forty TCP connections that never log in: those over the cap (32) are dropped at once,
-    the server lives on, and a real client logs in once the flood is gone."""
-    cap = 32
+    """Forty TCP connections from one address that never log in: those over the
+    address's cap of connections still logging in (10) are dropped at once, the server
+    lives on, and a real client logs in once the flood is gone."""
+    cap = 10
     flood = 40
 
     async def drained(reader: asyncio.StreamReader) -> bool:

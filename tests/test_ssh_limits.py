@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import socket
 import subprocess
 import time
@@ -76,8 +77,16 @@ def test_connections_per_address_are_capped(tight: int) -> None:
 
 def test_unauthenticated_connections_are_capped_and_time_out(tight: int) -> None:
     """Idle pre-auth connections are bounded in number and dropped after the login timeout."""
-    idle = [socket.create_connection(("127.0.0.1", tight)) for _ in range(2)]
-    time.sleep(0.3)
+    idle: list[socket.socket] = []
+    for _ in range(20):  # (past a third of the slots, some are refused at random)
+        sock = socket.create_connection(("127.0.0.1", tight))
+        if _closed_by_server(sock, 0.3):
+            sock.close()
+            continue
+        idle.append(sock)
+        if len(idle) == 2:
+            break
+    assert len(idle) == 2
     third = socket.create_connection(("127.0.0.1", tight))
     assert _closed_by_server(third, 1.5), "a third unauthenticated connection was kept"
     assert all(_closed_by_server(sock, 4.0) for sock in idle), "login timeout did not apply"
@@ -256,3 +265,68 @@ def test_handle_budget_caps_each_user_and_the_total() -> None:
     assert (budget.held("a"), budget.held()) == (1, 3)
     budget.take("c")
     assert budget.held("c") == 1
+
+
+def test_one_address_cannot_take_every_login_slot(tmp_path: Path, client_key: Path) -> None:
+    """An address holding idle pre-login connections gets at most its share of them
+    (the 11th is refused at once, with a reason); another address logs in meanwhile
+    (the global cap of 32 let one address refuse every login for 30 s), and the
+    refusals of a flood are logged a few lines a period, not one each."""
+    settings = "max_unauthenticated = 100\nmax_unauthenticated_per_address = 10\n"
+    for port in _server_with(settings, tmp_path, client_key):
+        held = []
+        for _ in range(10):
+            sock = socket.socket()
+            sock.bind(("127.0.0.2", 0))
+            sock.connect(("127.0.0.1", port))
+            held.append(sock)
+        time.sleep(0.3)
+        flood = []
+        for _ in range(60):
+            sock = socket.socket()
+            sock.bind(("127.0.0.2", 0))
+            sock.connect(("127.0.0.1", port))
+            flood.append(sock)
+        assert all(_closed_by_server(sock, 5.0) for sock in flood[:5])
+
+        async def honest(port: int) -> None:
+            conn = await asyncio.wait_for(_login(port), 15)
+            async with conn.start_sftp_client() as sftp:
+                await sftp.listdir("/")
+            conn.close()
+
+        asyncio.run(honest(port))
+        for sock in held + flood:
+            sock.close()
+        log = (tmp_path / "log").read_text()
+        whole = log.count("SSH connections refused: too many connections from this address")
+        assert 1 <= whole <= 5, log[-2000:]
+
+
+def test_logins_are_refused_at_random_between_a_third_and_all_slots_taken() -> None:
+    """As OpenSSH's MaxStartups 30:30:100: no refusal below a third of the slots, about
+    30% there, rising to every one when all are taken."""
+    from hoody_mount.config import SSHLimits
+    from hoody_mount.ssh import server as ssh_server
+
+    class Ctx:
+        limits = SSHLimits(max_unauthenticated=100)
+        connections: collections.Counter[str] = collections.Counter()
+        unauthenticated_by_address: collections.Counter[str] = collections.Counter()
+        unauthenticated = 0
+
+    ctx = Ctx()
+
+    def refused_share(unauthenticated: int) -> float:
+        ctx.unauthenticated = unauthenticated
+        tries = 4000
+        refused = sum(
+            ssh_server._refusal(ctx, "10.0.0.1") is not None  # type: ignore[arg-type]
+            for _ in range(tries)
+        )
+        return refused / tries
+
+    assert refused_share(29) == 0
+    assert 0.25 < refused_share(30) < 0.35
+    assert 0.6 < refused_share(65) < 0.7
+    assert refused_share(100) == 1

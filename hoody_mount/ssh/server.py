@@ -11,6 +11,7 @@ import asyncio
 import collections
 import functools
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from asyncssh.stream import SSHReader, SSHWriter
 from ..config import Listen, SSHLimits
 from ..core import logs
 from ..core.guard import LoginGuard
+from ..core.log_limit import Throttled
 from ..core.names import NameMap
 from ..core.session import Session
 from ..core.users import User, verify_password
@@ -48,6 +50,7 @@ from .sftp_channel import SFTPChannel
 
 log = logging.getLogger("hoody_mount.ssh")
 access = logging.getLogger("hoody_mount.access")
+refusals = Throttled(log, "SSH connections refused")
 
 # AES only (GCM, then CTR with an encrypt-then-MAC). A client picks the first cipher of
 # its own list that the server offers: OpenSSH's list starts with chacha20-poly1305,
@@ -92,6 +95,8 @@ MACS = [
     "hmac-sha2-512",
 ]
 T = TypeVar("T")
+DROP_FROM = 0.3  # of max_unauthenticated: from there new logins are refused at random
+DROP_RATE = 0.3  # the chance of a refusal there, rising to 1 when every slot is taken
 LONG_CALL_THREADS = 4  # copy-data requests run at once; more wait their turn
 
 
@@ -108,6 +113,9 @@ class SSHContext:
     guard: LoginGuard = field(default_factory=LoginGuard)
     connections: collections.Counter[str] = field(default_factory=collections.Counter)
     unauthenticated: int = 0
+    unauthenticated_by_address: collections.Counter[str] = field(
+        default_factory=collections.Counter
+    )
     handles: HandleBudget = field(default_factory=HandleBudget.for_this_process)
     # copy-data may run for minutes: on threads of its own, so it never holds the pool
     long_calls: Workers = field(default_factory=lambda: Workers(LONG_CALL_THREADS, "hoody-copy"))
@@ -130,6 +138,33 @@ def _read_keys(user: User) -> str:
     return "\n".join(lines)
 
 
+def _refusal(ctx: SSHContext, peer: str) -> str | None:
+    """Why a new connection from ``peer`` is refused, if it is.
+
+    Beyond the caps on connections, unauthenticated ones are bounded per address (one
+    address holding every pre-login slot kept everyone else out until the login
+    timeout) and, as with OpenSSH's MaxStartups, refused at random once a third of
+    the slots are taken: 30% of new ones then, rising to all of them when full, so
+    that a flood from many addresses still lets some logins through.
+    """
+    limits = ctx.limits
+    if sum(ctx.connections.values()) >= limits.max_connections:
+        return "too many connections"
+    if ctx.connections[peer] >= limits.max_connections_per_address:
+        return "too many connections from this address"
+    if ctx.unauthenticated_by_address[peer] >= limits.max_unauthenticated_per_address:
+        return "too many connections from this address still logging in"
+    full = limits.max_unauthenticated
+    start = full * DROP_FROM
+    if ctx.unauthenticated >= full:
+        return "too many connections still logging in"
+    if ctx.unauthenticated >= start:
+        chance = DROP_RATE + (1 - DROP_RATE) * (ctx.unauthenticated - start) / (full - start)
+        if random.random() < chance:
+            return "too many connections still logging in (try again)"
+    return None
+
+
 class SSHServer(asyncssh.SSHServer):
     """One SSH connection's authentication and limits."""
 
@@ -148,21 +183,17 @@ class SSHServer(asyncssh.SSHServer):
         self.conn = conn
         peer = conn.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else "?"
-        ctx, limits = self.ctx, self.ctx.limits
-        reason = None
-        if sum(ctx.connections.values()) >= limits.max_connections:
-            reason = "too many connections"
-        elif ctx.connections[self.peer] >= limits.max_connections_per_address:
-            reason = "too many connections from this address"
-        elif ctx.unauthenticated >= limits.max_unauthenticated:
-            reason = "too many unauthenticated connections"
+        ctx = self.ctx
+        refusals.flush()
+        reason = _refusal(ctx, self.peer)
         if reason:
-            log.warning("refused connection from %s: %s", self.peer, reason)
+            refusals.note(self.peer, reason)
             conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, reason)
             return
         self.counted = True
         ctx.connections[self.peer] += 1
         ctx.unauthenticated += 1
+        ctx.unauthenticated_by_address[self.peer] += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.counted:
@@ -171,7 +202,7 @@ class SSHServer(asyncssh.SSHServer):
         if self.ctx.connections[self.peer] <= 0:
             del self.ctx.connections[self.peer]
         if not self.authenticated:
-            self.ctx.unauthenticated -= 1
+            self._authenticated_or_gone()
             return
         took = time.monotonic() - self.since
         logs.later(access, "logout %s from %s over ssh after %.1f s", self.user, self.peer, took)
@@ -235,10 +266,18 @@ class SSHServer(asyncssh.SSHServer):
     def session_requested(self) -> asyncssh.SSHServerSession[bytes]:
         return _Channel(functools.partial(_serve_channel, self.ctx), None, 0, False)
 
+    def _authenticated_or_gone(self) -> None:
+        """The connection no longer counts as unauthenticated."""
+        ctx = self.ctx
+        ctx.unauthenticated -= 1
+        ctx.unauthenticated_by_address[self.peer] -= 1
+        if ctx.unauthenticated_by_address[self.peer] <= 0:
+            del ctx.unauthenticated_by_address[self.peer]
+
     def auth_completed(self) -> None:
         self.authenticated = True
         self.since = time.monotonic()
-        self.ctx.unauthenticated -= 1
+        self._authenticated_or_gone()
         self.user = str(self.conn.get_extra_info("username")) if self.conn else "?"
         logs.later(access, "login %s from %s over ssh (%s)", self.user, self.peer, self.method)
 
