@@ -18,6 +18,7 @@ The configuration check that refuses ``shell = true`` with a jail root lives in
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -32,6 +33,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncssh
 import pytest
 from conftest import Server, http_port, require, start_server, stop_server, write_config
 
@@ -658,6 +660,63 @@ def test_builtin_hash_of_a_name_that_is_not_utf8(shell_server: Server) -> None:
     remote = _ssh(shell_server, "jailed", shlex.join(["md5sum", name]))
     local = subprocess.run(["md5sum", name], cwd=jail, capture_output=True, timeout=TIMEOUT)
     assert (remote.returncode, remote.stdout) == (0, local.stdout), remote.stderr
+
+
+def test_builtin_hash_of_a_sparse_file_is_right(shell_server: Server) -> None:
+    """Holes are hashed as zeros without reading the disk; the digest is coreutils'."""
+    jail = _jail(shell_server)
+    with open(jail / "sparse.bin", "wb") as handle:
+        for offset in (5, (3 << 20) + 17, 40 << 20):
+            handle.seek(offset)
+            handle.write(b"data at %d" % offset)
+        handle.truncate(64 << 20)
+    remote = _ssh(shell_server, "jailed", "md5sum sparse.bin")
+    local = subprocess.run(["md5sum", "sparse.bin"], cwd=jail, capture_output=True, timeout=60)
+    assert (remote.returncode, remote.stdout) == (0, local.stdout), remote.stderr
+
+
+def test_hashes_of_one_user_hold_a_bounded_share_and_stop_when_the_client_goes(
+    shell_server: Server,
+) -> None:
+    """A user runs 70 hashes of a 1 TiB sparse file at once (7 connections of 10
+    channels; each hash would run for many minutes): short requests are served
+    meanwhile (the 70 filled all 64 shared workers, and every other request timed out
+    until a restart); once the clients go, the running hashes stop, and the same
+    user's next hash is answered."""
+    jail = _jail(shell_server)
+    with open(jail / "huge.bin", "wb") as handle:
+        handle.seek(1 << 40)
+        handle.write(b"abc")
+    (jail / "small.txt").write_text("small\n")
+
+    async def attack() -> None:
+        conns = [
+            await asyncssh.connect(
+                "127.0.0.1",
+                shell_server.port,
+                username="jailed",
+                client_keys=[str(shell_server.key)],
+                known_hosts=None,
+            )  # fmt: skip
+            for _ in range(7)
+        ]
+        channels = []
+        for conn in conns:
+            for _ in range(10):
+                channels.append(await conn.create_process("md5sum huge.bin"))
+        await asyncio.sleep(3)  # (every hash has started or waits its turn)
+        loop = asyncio.get_running_loop()
+        df = await loop.run_in_executor(None, _ssh, shell_server, "jailed", "df")
+        assert df.returncode == 0, df.stderr
+        listing = await loop.run_in_executor(None, shell_server.sftp_batch, "ls /\n", "jailed")
+        assert listing.returncode == 0, listing.stderr
+        for conn in conns:
+            conn.abort()
+
+    asyncio.run(asyncio.wait_for(attack(), 120))
+    small = _ssh(shell_server, "jailed", "md5sum small.txt", timeout=60)
+    assert small.returncode == 0, small.stderr
+    assert small.stdout.startswith(hashlib.md5(b"small\n").hexdigest().encode())
 
 
 def test_builtin_df_reports_the_jail(shell_server: Server) -> None:

@@ -6,16 +6,19 @@ replacement changes the inode, so a remembered digest is never stale in practice
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import queue
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from .vfs import OpenFile
 
 _BLOCK = 1 << 20
+_ZEROS = memoryview(bytes(_BLOCK))
 _ENTRIES = 4096
 HASH_BEHIND_FROM = 8 << 20  # a stream this long is hashed on a helper thread from here on
 _HASH_QUEUE = 8  # pieces waiting for the helper before ``update`` waits
@@ -65,17 +68,45 @@ class DigestCache:
         return digest
 
 
-def feed(file: OpenFile, hasher: Any) -> None:
+def feed(file: OpenFile, hasher: Any, cancelled: Callable[[], bool] | None = None) -> None:
     """Read the whole of an open file into ``hasher``. Reading to hash is no download:
-    the bytes are not counted in the access log's line for the file."""
+    the bytes are not counted in the access log's line for the file. The holes of a
+    sparse file are hashed as the zeros they read as, without reading the disk; with
+    ``cancelled``, the work stops (ECANCELED) once it says the asker has gone."""
     counted = file.bytes_read
     offset = 0
+    size = file.stat().st_size
     try:
-        while data := file.read(offset, _BLOCK):
+        while offset < size:
+            if cancelled is not None and cancelled():
+                raise OSError(errno.ECANCELED, "the client went away")
+            data_at = min(_next_data(file.fd, offset, size), size)
+            if data_at > offset:  # a hole: zeros, a block at a time
+                step = min(data_at - offset, _BLOCK)
+                hasher.update(_ZEROS[:step])
+                offset += step
+                continue
+            data = file.read(offset, _BLOCK)
+            if not data:
+                break
+            hasher.update(data)
+            offset += len(data)
+        while data := file.read(offset, _BLOCK):  # (the file grew meanwhile)
             hasher.update(data)
             offset += len(data)
     finally:
         file.bytes_read = counted
+
+
+def _next_data(fd: int, offset: int, size: int) -> int:
+    """Where the next data is at or after ``offset`` (``size`` when only a hole is
+    left; ``offset`` where the filesystem cannot tell)."""
+    try:
+        return os.lseek(fd, offset, os.SEEK_DATA)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            return size
+        return offset
 
 
 class StreamDigest:

@@ -15,10 +15,12 @@ import os
 import re
 import shlex
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..core import digests
 from ..core.session import Session
+from ..fair_share import Cancelled
 
 log = logging.getLogger("hoody_mount.ssh")
 
@@ -31,6 +33,17 @@ BLOCK = 1 << 20
 _VARIABLE = re.compile(r"\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*")
 
 Runner = Callable[..., Any]
+
+
+@dataclass
+class Jobs:
+    """Where a built-in's blocking calls run: ``run`` for short ones, ``run_long`` for
+    long ones (on threads of their own, shared fairly between users: see
+    ``fair_share``); ``gone`` says whether the client has left."""
+
+    run: Runner
+    run_long: Runner
+    gone: Cancelled
 
 
 class Outcome:
@@ -46,11 +59,13 @@ class Outcome:
         self.status = 1
 
 
-def _hash_file(session: Session, path: str, algorithm: Callable[[], Any]) -> str:
+def _hash_file(
+    session: Session, path: str, algorithm: Callable[[], Any], cancelled: Cancelled
+) -> str:
     file = session.open(path, os.O_RDONLY)
     try:
         hasher = algorithm()
-        digests.feed(file, hasher)
+        digests.feed(file, hasher, cancelled)
         return str(hasher.hexdigest())
     finally:
         file.close()
@@ -83,7 +98,7 @@ def _checksum_line(digest: str, path: str) -> bytes:
 
 
 async def _checksum(
-    name: str, args: list[str], session: Session, run: Runner, stdin: Any, outcome: Outcome
+    name: str, args: list[str], session: Session, jobs: Jobs, stdin: Any, outcome: Outcome
 ) -> None:
     algorithm = HASHES[name]
     files = [a for a in args if a not in ("-b", "--binary", "-t", "--text", "--")]
@@ -98,7 +113,7 @@ async def _checksum(
             outcome.out.append(f"{hasher.hexdigest()}  -\n".encode())
             continue
         try:
-            digest = await run(_hash_file, session, path, algorithm)
+            digest = await jobs.run_long(_hash_file, session, path, algorithm, jobs.gone)
         except IsADirectoryError:
             outcome.fail(f"{name}: {path}: Is a directory")
             continue
@@ -108,7 +123,7 @@ async def _checksum(
         outcome.out.append(_checksum_line(digest, path))
 
 
-async def run_builtin(command: str, session: Session, run: Runner, stdin: Any) -> Outcome:
+async def run_builtin(command: str, session: Session, jobs: Jobs, stdin: Any) -> Outcome:
     """Run one built-in command line for a user without a shell."""
     outcome = Outcome()
     try:
@@ -119,9 +134,9 @@ async def run_builtin(command: str, session: Session, run: Runner, stdin: Any) -
     if name == "echo":
         outcome.out.append((" ".join(argv[1:]) + "\n").encode("utf-8", "surrogateescape"))
     elif name in HASHES:
-        await _checksum(name, argv[1:], session, run, stdin, outcome)
+        await _checksum(name, argv[1:], session, jobs, stdin, outcome)
     elif name == "df":
-        await run(_df, session, argv[1:], outcome)
+        await jobs.run(_df, session, argv[1:], outcome)
     else:
         log.warning("refused command %r for %s", command, session.user.name)
         outcome.fail(
@@ -131,9 +146,9 @@ async def run_builtin(command: str, session: Session, run: Runner, stdin: Any) -
     return outcome
 
 
-async def answer(process: Any, command: str, session: Session, run: Runner) -> None:
+async def answer(process: Any, command: str, session: Session, jobs: Jobs) -> None:
     """Run a built-in on an SSH channel and report its output and exit status."""
-    outcome = await run_builtin(command, session, run, process.stdin)
+    outcome = await run_builtin(command, session, jobs, process.stdin)
     for chunk in outcome.out:
         process.stdout.write(chunk)
     for chunk in outcome.err:

@@ -32,6 +32,7 @@ from ..core.names import NameMap
 from ..core.session import Session
 from ..core.users import User, verify_password
 from ..core.vfs import VFS
+from ..fair_share import FairShare
 from ..workers import Workers
 from . import (
     commands,
@@ -97,7 +98,8 @@ MACS = [
 T = TypeVar("T")
 DROP_FROM = 0.3  # of max_unauthenticated: from there new logins are refused at random
 DROP_RATE = 0.3  # the chance of a refusal there, rising to 1 when every slot is taken
-LONG_CALL_THREADS = 4  # copy-data requests run at once; more wait their turn
+LONG_CALL_THREADS = 4  # long jobs (copy-data, hashes) run at once; more wait their turn
+LONG_CALLS_PER_USER = 2  # of those, one user's hashes at once; the rest wait
 
 
 @dataclass
@@ -119,10 +121,17 @@ class SSHContext:
     handles: HandleBudget = field(default_factory=HandleBudget.for_this_process)
     # copy-data may run for minutes: on threads of its own, so it never holds the pool
     long_calls: Workers = field(default_factory=lambda: Workers(LONG_CALL_THREADS, "hoody-copy"))
+    long_share: FairShare = field(default_factory=lambda: FairShare(LONG_CALLS_PER_USER))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call in the worker pool."""
         return await self.pool.call(asyncio.get_running_loop(), fn, *args)
+
+    async def run_long(self, user: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run a long blocking call (a hash of a whole file) on the long jobs' threads,
+        once one of ``user``'s fair share of them is free (see ``fair_share``)."""
+        async with self.long_share.slot(user):
+            return await self.long_calls.call(asyncio.get_running_loop(), fn, *args)
 
 
 def _read_keys(user: User) -> str:
@@ -379,7 +388,10 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
             return
         session = await ctx.run(Session.start, user, ctx.vfs, ctx.names, protocol)
         if kind == "command":
-            await commands.answer(process, process.command or "", session, ctx.run)
+            jobs = commands.Jobs(
+                ctx.run, functools.partial(ctx.run_long, user.name), process.channel.is_closing
+            )
+            await commands.answer(process, process.command or "", session, jobs)
             return
         if kind == "sftp":
             assert isinstance(process, _Channel) and process.sftp is not None
