@@ -331,3 +331,57 @@ def test_sigterm_stops_the_server_while_a_client_reads_nothing(tmp_path: Path) -
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_digests_of_one_user_hold_a_bounded_share_and_stop_when_the_client_goes(
+    web: Web,
+) -> None:
+    """Downloads of a 1 TiB sparse file each hash it first for its Repr-Digest (ten
+    minutes each): a user's third such download comes at once without the header, a
+    third ?sha256 is 503 with Retry-After, other users are served all along, and once
+    the clients leave the hashes stop: the user's next digest is answered."""
+    jail = web.root / "home" / "jailed"
+    with open(jail / "huge.bin", "wb") as handle:
+        handle.seek(1 << 40)
+        handle.write(b"abc")
+    (jail / "small.txt").write_text("small\n")
+    auth = _auth("jailed", JAILED_PASSWORD).encode()
+    hashing = []
+    for _ in range(2):
+        sock = connect_from(web, "127.0.0.8")
+        sock.sendall(b"GET /api/v1/files/huge.bin HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                     + auth + b"\r\n\r\n")  # fmt: skip
+        hashing.append(sock)
+    try:
+        time.sleep(1)  # (both are hashing)
+        third = connect_from(web, "127.0.0.8")
+        third.sendall(b"GET /api/v1/files/huge.bin HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                      + auth + b"\r\n\r\n")  # fmt: skip
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += third.recv(4096)
+        third.close()
+        assert head.startswith(b"HTTP/1.1 200"), head[:200]
+        assert b"Repr-Digest" not in head
+        explicit = connect_from(web, "127.0.0.8")
+        explicit.sendall(b"GET /api/v1/files/huge.bin?sha256 HTTP/1.1\r\nHost: x\r\n"
+                         b"Connection: close\r\nAuthorization: " + auth + b"\r\n\r\n")  # fmt: skip
+        answer = read_answer(explicit)
+        explicit.close()
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+        assert b"Retry-After: 5" in answer
+        assert honest_get(web)[0] == 200
+    finally:
+        for sock in hashing:
+            sock.close()
+
+    def small_digest() -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", web.port, timeout=LIVENESS)
+        conn.request("GET", "/api/v1/files/small.txt?sha256",
+                     headers={"Authorization": _auth("jailed", JAILED_PASSWORD)})  # fmt: skip
+        reply = conn.getresponse()
+        reply.read()
+        conn.close()
+        return reply.status == 200
+
+    assert wait_until(small_digest, LIVENESS)

@@ -28,6 +28,7 @@ from ..core.content import is_active
 from ..core.digests import DigestCache, StreamDigest
 from ..core.listing import Entry
 from ..core.session import Session
+from ..core.user_slots import UserSlots
 from ..core.vfs import OpenFile
 from . import origin, page
 from .errors import ApiError, from_os_error, status_line
@@ -36,6 +37,8 @@ PREFIX = "/api/v1/files"
 ALLOW = "GET, HEAD, PUT, POST, DELETE"
 BLOCK = 1 << 20
 JSON_BODY_LIMIT = 64 * 1024
+DIGESTS_PER_USER = 2  # whole-file digests one user may have computed at once
+DIGEST_RETRY_AFTER = 5  # seconds
 PAGE_DEFAULT, PAGE_MAX = 1000, 10000
 
 StartResponse = Callable[..., Any]
@@ -179,14 +182,16 @@ Body = bytes | _FileBody | _Streamed
 class FilesAPI:
     """The WSGI application of /api/v1/files."""
 
-    def __init__(self, digests: DigestCache) -> None:
+    def __init__(self, digests: DigestCache, digests_per_user: int = DIGESTS_PER_USER) -> None:
         self.digests = digests
+        self.digest_slots = UserSlots(digests_per_user)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
             status, headers, body = self._dispatch(environ)
         except ApiError as exc:
-            status, headers, body = _json(exc.status, {"error": exc.code, "message": exc.message})
+            data = {"error": exc.code, "message": exc.message}
+            status, headers, body = _json(exc.status, data, exc.headers)
             if exc.status == 405:
                 headers.append(("Allow", ALLOW))
         except OSError as exc:
@@ -237,18 +242,48 @@ class FilesAPI:
         file = session.open(path, os.O_RDONLY)
         try:
             st = file.stat()
-            digest = self.digests.sha256(file)
             if "sha256" in query:
+                digest = self._digest(environ, session, file, explicit=True)
+                assert digest is not None
                 file.close()
                 return _json(
                     200,
                     {"path": _text(session.path(path)), "size": st.st_size, "sha256": digest.hex()},
                     [("Repr-Digest", _digest_header(digest))],
                 )
+            if environ.get("HTTP_RANGE") or _not_modified(environ, _etag(st), st):
+                digest = self.digests.known(st)  # (a part of the file: no hash of the whole)
+            else:
+                digest = self._digest(environ, session, file, explicit=False)
             return self._send_file(environ, file, path, st, digest)
         except BaseException:
             file.close()
             raise
+
+    def _digest(
+        self, environ: dict[str, Any], session: Session, file: OpenFile, explicit: bool
+    ) -> bytes | None:
+        """The file's SHA-256: known, or computed on one of the user's digest slots
+        (stopped if the client goes). With all of them taken, a download goes without
+        (None) and an explicit ``?sha256`` is 503 (see ``core.user_slots``)."""
+        known = self.digests.known(file.stat())
+        if known is not None:
+            return known
+        user = session.user.name
+        if not self.digest_slots.take(user):
+            if not explicit:
+                return None
+            raise ApiError(
+                503,
+                "busy",
+                f"you already have {self.digest_slots.per_user} digests being computed; "
+                "try again when one ends",
+                [("Retry-After", str(DIGEST_RETRY_AFTER))],
+            )
+        try:
+            return self.digests.sha256(file, environ.get("hoody.client_gone"))
+        finally:
+            self.digest_slots.give_back(user)
 
     def _send_file(
         self,
@@ -256,7 +291,7 @@ class FilesAPI:
         file: OpenFile,
         path: str,
         st: os.stat_result,
-        digest: bytes,
+        digest: bytes | None,
     ) -> tuple[str, Headers, Body]:
         etag = _etag(st)
         kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
@@ -264,8 +299,9 @@ class FilesAPI:
             ("ETag", etag),
             ("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True)),
             ("Accept-Ranges", "bytes"),
-            ("Repr-Digest", _digest_header(digest)),
         ]
+        if digest is not None:
+            headers.append(("Repr-Digest", _digest_header(digest)))
         if is_active(kind):
             headers += [
                 ("Content-Disposition", "attachment"),

@@ -19,6 +19,7 @@ _BY_ERRNO: dict[int, tuple[int, str]] = {
     errno.ELOOP: (400, "too_many_links"),
     errno.EINVAL: (400, "invalid"),
     errno.EBADMSG: (400, "bad_body"),
+    errno.ECANCELED: (400, "cancelled"),
     errno.EFBIG: (413, "too_large"),
     errno.ENAMETOOLONG: (400, "name_too_long"),
     errno.ENOSPC: (507, "insufficient_storage"),
@@ -52,10 +53,13 @@ REASONS = {
 class ApiError(Exception):
     """A request the API refuses, with its HTTP status and a stable error code."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: list[tuple[str, str]] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.headers = headers or []
         self.message = message
 
 

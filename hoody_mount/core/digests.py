@@ -54,14 +54,15 @@ class DigestCache:
             while len(self._known) > self._entries:
                 self._known.popitem(last=False)
 
-    def sha256(self, file: OpenFile) -> bytes:
-        """The digest of an open file, read only when this version is not known yet."""
+    def sha256(self, file: OpenFile, cancelled: Callable[[], bool] | None = None) -> bytes:
+        """The digest of an open file, read only when this version is not known yet
+        (ECANCELED once ``cancelled`` says the asker has gone)."""
         before = file.stat()
         digest = self.known(before)
         if digest is not None:
             return digest
         hasher = hashlib.sha256()
-        feed(file, hasher)
+        feed(file, hasher, cancelled)
         digest = hasher.digest()
         if _key(file.stat()) == _key(before):  # not changed while it was read
             self.remember(before, digest)

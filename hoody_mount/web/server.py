@@ -32,11 +32,11 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from ..config import HTTPOptions, Listen
 from ..core.names import NameMap
 from ..core.session import Session
+from ..core.user_slots import UserSlots, has_body
 from ..core.users import User
 from ..core.vfs import VFS
 from . import cheroot_glue
 from .auth import Authenticator, AuthError
-from .body_slots import BodySlots, has_body
 from .chunked import BoundedChunks
 from .intake import Intake, gather, inbox_of
 
@@ -102,7 +102,7 @@ class WebFront:
         self.names = names
         self.dav = dav
         self.api = api
-        self.body_slots = BodySlots(uploads_per_user)
+        self.body_slots = UserSlots(uploads_per_user)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         start_response = _headers(start_response, environ.get("wsgi.url_scheme") == "https")
@@ -209,6 +209,7 @@ def _headers(start_response: StartResponse, https: bool) -> StartResponse:
     return wrapped
 
 
+GONE = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 BACKLOG = 4096  # as rclone's; sshd's is 128
 LINGER = 0.005  # seconds a worker waits on a kept-alive connection for the next request
 DRAIN_LIMIT = 64 << 20
@@ -411,6 +412,24 @@ def _error_log(msg: str = "", level: int = logging.INFO, traceback: bool = False
         log.info("%s", msg)
 
 
+def _client_gone(sock: socket.socket) -> bool:
+    """Whether the client has closed its end of the connection (checked without
+    waiting): a long job done for a request stops then."""
+    poll = select.poll()
+    poll.register(sock.fileno(), select.POLLRDHUP)
+    return any(events & GONE for _, events in poll.poll(0))
+
+
+class _Gateway(wsgi.Gateway_10):
+    """cheroot's WSGI gateway; the environ also tells whether the client has gone
+    (``hoody.client_gone``, a callable)."""
+
+    def get_environ(self) -> dict[str, Any]:  # type: ignore[override]  # (stub says None)
+        environ: dict[str, Any] = super().get_environ()  # type: ignore[no-untyped-call]
+        environ["hoody.client_gone"] = functools.partial(_client_gone, self.req.conn.socket)
+        return environ
+
+
 class _Server(wsgi.Server):
     """cheroot's WSGI server, with the intake in place of cheroot's connection loop."""
 
@@ -445,6 +464,7 @@ class WebServer:
         self._server.max_request_header_size = 64 * 1024
         self._server.software = "hoody-mount"  # SERVER_SOFTWARE, cheroot's name otherwise
         self._server.ConnectionClass = _Connection
+        self._server.gateway = _Gateway
         self._server.keep_alive_conn_limit = options.max_connections
         self._server.error_log = _error_log  # type: ignore[method-assign]  # cheroot: "override"
         if tls is not None:

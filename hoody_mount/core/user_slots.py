@@ -1,11 +1,13 @@
-"""How many requests with a body each user may have running at once.
+"""Bounded numbers of costly things per user at once, so that no user takes a server.
 
-A request with a body holds a worker thread for as long as the body takes to arrive;
-40 uploads of one user sending a byte a second held every worker, and the whole HTTP
-service stopped for everyone. Each user gets a bounded number of such requests at once
-(a quarter of the workers by default); past it the request is answered 503 with
-``Retry-After`` before its body is read, so one user's uploads can never take the
-server. Bodies that stall altogether are dropped by the intake's minimum rate.
+- Requests with a body (the web listener): a body holds a worker thread for as long as
+  it takes to arrive; 40 uploads of one user sending a byte a second held every worker
+  and the HTTP service stopped for everyone. Past a user's share (a quarter of the
+  workers by default) a request is answered 503 with ``Retry-After`` before its body
+  is read. Bodies that stall altogether are dropped by the intake's minimum rate.
+- Digests of whole files (the file API): hashing a large file holds a worker for
+  seconds or, for a sparse file of a terabyte, half an hour. Past a user's share, a
+  download goes without its ``Repr-Digest`` and an explicit ``?sha256`` gets 503.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import threading
 from collections import Counter
 
 
-class BodySlots:
-    """Per-user counts of requests with a body in progress."""
+class UserSlots:
+    """Per-user counts of things in progress, at most ``per_user`` each."""
 
     def __init__(self, per_user: int) -> None:
         self.per_user = per_user
