@@ -25,7 +25,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1130,6 +1130,139 @@ def many_dav(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> Non
         _unlink(on_server)
 
 
+# --- under attack ---------------------------------------------------------------------
+
+ATTACKER = "127.0.0.2"  # the attack comes from its own loopback address
+SLOW_HEADS = 40
+IDLE_PRE_AUTH = 32
+HONEST_REQUESTS = 30
+HONEST_TIMEOUT = 10.0  # seconds; an honest request that gets no answer counts as this long
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def _slow_heads(host: str, port: int, stop: threading.Event) -> list[socket.socket]:
+    """SLOW_HEADS connections sending a request head a byte every 2 s until ``stop``."""
+    socks = []
+    for _ in range(SLOW_HEADS):
+        sock = socket.socket()
+        sock.bind((ATTACKER, 0))
+        sock.settimeout(5)
+        try:
+            sock.connect((host, port))
+        except OSError:
+            sock.close()
+            continue
+        socks.append(sock)
+    head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 4000
+
+    def drip() -> None:
+        for index in range(len(head)):
+            if stop.wait(2.0):
+                return
+            for sock in socks:
+                with suppress(OSError):
+                    sock.send(head[index : index + 1])
+
+    threading.Thread(target=drip, daemon=True).start()
+    return socks
+
+
+def _idle_pre_auth(host: str, port: int) -> list[socket.socket]:
+    """IDLE_PRE_AUTH TCP connections to the SSH port that never log in."""
+    socks = []
+    for _ in range(IDLE_PRE_AUTH):
+        sock = socket.socket()
+        sock.bind((ATTACKER, 0))
+        sock.settimeout(5)
+        try:
+            sock.connect((host, port))
+        except OSError:
+            sock.close()
+            continue
+        socks.append(sock)
+    return socks
+
+
+def _honest_gets(bench: Bench, endpoint: Endpoint) -> tuple[list[float], int]:
+    """Small GETs, each on a new connection: their latencies, and how many failed."""
+    host, _, port = endpoint.dav_url.split("/")[2].partition(":")
+    path = "/" + endpoint.url("small.txt").split("/", 3)[3]
+    latencies, failed = [], 0
+    for _ in range(HONEST_REQUESTS):
+        started = time.perf_counter()
+        conn = http.client.HTTPConnection(host, int(port), timeout=HONEST_TIMEOUT)
+        try:
+            conn.request("GET", path, headers={"Authorization": bench.auth_header(endpoint)})
+            response = conn.getresponse()
+            response.read()
+            ok = response.status == 200
+        except (OSError, http.client.HTTPException):
+            ok = False
+        finally:
+            conn.close()
+        latencies.append(time.perf_counter() - started if ok else HONEST_TIMEOUT)
+        failed += 0 if ok else 1
+    return latencies, failed
+
+
+async def _honest_stats(bench: Bench, endpoint: Endpoint) -> tuple[list[float], int]:
+    """SFTP stats, each by a new login: their latencies, and how many failed."""
+    import asyncssh
+
+    latencies, failed = [], 0
+    for _ in range(HONEST_REQUESTS):
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(HONEST_TIMEOUT):
+                async with asyncssh.connect(
+                    servers.HOST, endpoint.ssh_port, username=endpoint.ssh_user,
+                    client_keys=[str(bench.key)], known_hosts=None, agent_path=None,
+                    config=None, keepalive_interval=0,
+                ) as connection, connection.start_sftp_client() as client:  # fmt: skip
+                    await client.stat(endpoint.remote("small.txt"))
+            latencies.append(time.perf_counter() - started)
+        except (OSError, asyncssh.Error, TimeoutError):
+            latencies.append(HONEST_TIMEOUT)
+            failed += 1
+    return latencies, failed
+
+
+def under_attack(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """An honest client's latency (p50, p99) for small GETs and for SFTP logins with a
+    stat, while one attacker holds 40 HTTP connections sending their heads a byte every
+    2 s and 32 SSH connections that never log in. A request with no answer within 10 s
+    counts as 10 s and as an error."""
+    del index
+    stop = threading.Event()
+    held: list[socket.socket] = []
+    try:
+        if endpoint.dav_url:
+            host, _, port = endpoint.dav_url.split("/")[2].partition(":")
+            held += _slow_heads(host, int(port), stop)
+        if endpoint.ssh_port:
+            held += _idle_pre_auth(servers.HOST, endpoint.ssh_port)
+        time.sleep(3)  # (a byte of each slow head has arrived)
+        measures: list[tuple[str, list[float], int]] = []
+        if endpoint.dav_url:
+            measures.append(("attack-get", *_honest_gets(bench, endpoint)))
+        if endpoint.ssh_port:
+            measures.append(("attack-stat", *asyncio.run(_honest_stats(bench, endpoint))))
+        for metric, latencies, failed in measures:
+            rec.value(f"{metric}-p50", _percentile(latencies, 0.5), "s")
+            rec.value(f"{metric}-p99", _percentile(latencies, 0.99), "s")
+            for name in (f"{metric}-p50", f"{metric}-p99"):
+                if failed:
+                    rec.cell(name).error(f"{failed} of {HONEST_REQUESTS} got no answer", failed)
+    finally:
+        stop.set()
+        for sock in held:
+            sock.close()
+
+
 # --- memory ---------------------------------------------------------------------------
 
 
@@ -1356,6 +1489,17 @@ def catalogue(sizes: Sizes) -> list[Workload]:
                 f"{sizes.clients} SFTP sessions x {sizes.files_per_client} files",
                 zero_errors=True,
             ),
+        )),
+        Workload("under-attack", "attack", (HOODY, RCLONE_WEBDAV, RCLONE_SFTP, OPENSSH),
+                 under_attack, (
+            Metric("attack-get-p50", "Under attack: small GET, median latency (s)",
+                   Target(RCLONE_WEBDAV, 1.0), zero_errors=True),
+            Metric("attack-get-p99", "Under attack: small GET, p99 latency (s)",
+                   Target(RCLONE_WEBDAV, 1.0), zero_errors=True),
+            Metric("attack-stat-p50", "Under attack: SFTP login and stat, median (s)",
+                   Target(OPENSSH, 1.0), zero_errors=True),
+            Metric("attack-stat-p99", "Under attack: SFTP login and stat, p99 (s)",
+                   Target(OPENSSH, 1.0), zero_errors=True),
         )),
         Workload("many-dav", "many", dav_servers, many_dav, (
             Metric(

@@ -98,6 +98,7 @@ MACS = [
 T = TypeVar("T")
 DROP_FROM = 0.3  # of max_unauthenticated: from there new logins are refused at random
 DROP_RATE = 0.3  # the chance of a refusal there, rising to 1 when every slot is taken
+BACKLOG = 4096  # connections the kernel queues before they are accepted
 LONG_CALL_THREADS = 4  # long jobs (copy-data, hashes) run at once; more wait their turn
 LONG_CALLS_PER_USER = 2  # of those, one user's hashes at once; the rest wait
 
@@ -445,4 +446,5 @@ async def start(ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey) -> a
         kex_algs=[name for name in KEX_ALGS if name in available],
         mac_algs=MACS,
         reuse_address=True,
+        backlog=BACKLOG,  # (asyncssh's default is 100: a burst of clients met resets)
     )
