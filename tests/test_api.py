@@ -446,6 +446,24 @@ def test_sha256_of_a_large_file_is_cached(server: Server) -> None:
     assert changed["sha256"] == hasher.hexdigest()
 
 
+def test_a_range_of_a_big_file_does_not_hash_the_whole_file(server: Server) -> None:
+    """A 10-byte range of a 64 MiB file whose digest is not known yet is sent at once,
+    without Repr-Digest (the whole file was read for it first); a small file's range
+    still carries it."""
+    big = server.root / "share" / "big-64m.bin"
+    with big.open("wb") as handle:
+        for _ in range(4):
+            handle.write(os.urandom(16 * MiB))
+    pid = server.process.pid
+    before = proc_io(pid)["rchar"]
+    ranged = http_request(
+        server, "GET", url_path("/share/big-64m.bin"), headers={"Range": "bytes=0-9"}
+    )
+    assert ranged.status == 206 and ranged.body == big.read_bytes()[:10]
+    assert ranged.header("repr-digest") is None
+    assert proc_io(pid)["rchar"] - before < 16 * MiB, "the range read the whole file"
+
+
 # --------------------------------------------------------------------------- folders
 
 

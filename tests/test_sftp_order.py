@@ -27,6 +27,7 @@ from hoody_mount.core.names import NameMap
 from hoody_mount.core.session import Session
 from hoody_mount.core.users import User
 from hoody_mount.core.vfs import VFS
+from hoody_mount.fair_share import FairShare
 from hoody_mount.ssh.batches import Batches, Write
 from hoody_mount.ssh.handle_budget import HandleBudget
 from hoody_mount.ssh.sftp_channel import SFTPChannel
@@ -119,7 +120,14 @@ def test_setstat_is_queued_while_the_writes_before_it_run(
         session = Session(User(name="u"), served.sub("/"), NameMap(served), "sftp")
         chan = _Channel()
         with Workers(4) as pool:
-            channel = SFTPChannel(chan, pool, 256 * 1024, HandleBudget(16, 16), pool)  # type: ignore[arg-type]
+            channel = SFTPChannel(
+                chan,
+                pool,
+                256 * 1024,
+                HandleBudget(16, 16),
+                pool,
+                FairShare(2),  # type: ignore[arg-type]
+            )
             serving = asyncio.ensure_future(channel.serve(session, (256 * 1024, 65536, 16)))
             await asyncio.sleep(0)
             channel.data_received(

@@ -37,6 +37,7 @@ PREFIX = "/api/v1/files"
 ALLOW = "GET, HEAD, PUT, POST, DELETE"
 BLOCK = 1 << 20
 JSON_BODY_LIMIT = 64 * 1024
+PARTIAL_DIGEST_LIMIT = 16 << 20  # a ranged GET of a bigger file sends a digest only if known
 DIGESTS_PER_USER = 2  # whole-file digests one user may have computed at once
 DIGEST_RETRY_AFTER = 5  # seconds
 PAGE_DEFAULT, PAGE_MAX = 1000, 10000
@@ -251,8 +252,9 @@ class FilesAPI:
                     {"path": _text(session.path(path)), "size": st.st_size, "sha256": digest.hex()},
                     [("Repr-Digest", _digest_header(digest))],
                 )
-            if environ.get("HTTP_RANGE") or _not_modified(environ, _etag(st), st):
-                digest = self.digests.known(st)  # (a part of the file: no hash of the whole)
+            partial = environ.get("HTTP_RANGE") or _not_modified(environ, _etag(st), st)
+            if partial and st.st_size > PARTIAL_DIGEST_LIMIT:
+                digest = self.digests.known(st)  # (a part of a big file: no hash of the whole)
             else:
                 digest = self._digest(environ, session, file, explicit=False)
             return self._send_file(environ, file, path, st, digest)

@@ -100,7 +100,7 @@ DROP_FROM = 0.3  # of max_unauthenticated: from there new logins are refused at 
 DROP_RATE = 0.3  # the chance of a refusal there, rising to 1 when every slot is taken
 BACKLOG = 4096  # connections the kernel queues before they are accepted
 LONG_CALL_THREADS = 4  # long jobs (copy-data, hashes) run at once; more wait their turn
-LONG_CALLS_PER_USER = 2  # of those, one user's hashes at once; the rest wait
+LONG_CALLS_PER_USER = 2  # of those, one user's at once (hashes, copy-data); the rest wait
 
 
 @dataclass
@@ -337,7 +337,7 @@ class _Channel(asyncssh.SSHServerProcess[bytes]):
         if self.subsystem == "sftp":
             ctx = cast(SSHServer, chan.get_connection().get_owner()).ctx
             self.sftp = SFTPChannel(
-                chan, ctx.pool, ctx.limits.max_packet, ctx.handles, ctx.long_calls
+                chan, ctx.pool, ctx.limits.max_packet, ctx.handles, ctx.long_calls, ctx.long_share
             )
         stdin = SSHReader[bytes](self, chan)
         stdout = SSHWriter[bytes](self, chan)

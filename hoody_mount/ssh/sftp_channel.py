@@ -21,6 +21,7 @@ import asyncio
 import functools
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import asyncssh
@@ -38,6 +39,7 @@ from asyncssh.sftp import SFTPError
 from ..core.listing import Listing
 from ..core.session import Session
 from ..core.vfs import OpenFile
+from ..fair_share import FairShare
 from ..workers import Workers
 from . import wire
 from .batches import Batches
@@ -82,10 +84,14 @@ class SFTPChannel:
         max_packet: int,
         budget: HandleBudget,
         long_calls: Workers,
+        long_share: FairShare,
     ):
         self._chan = chan
         self._pool = pool
         self._long_calls = long_calls  # a few threads of their own for copy-data
+        self._long_share = long_share  # of which each user gets a fair share
+        self._long_tasks: set[asyncio.Task[None]] = set()
+        self._user = ""
         self._budget = budget
         self._loop = asyncio.get_running_loop()
         self._framer = Framer(max_packet)
@@ -108,6 +114,7 @@ class SFTPChannel:
         """Serve requests as ``session``'s user until the client leaves; what it left
         open is closed by then. ``limits``: packet size, READ size and open handles."""
         version = str(self._chan.get_extra_info("client_version", ""))
+        self._user = session.user.name
         self._requests = Requests(session, limits, version, self._pool.submit, self._budget)
         self._pump()
         await asyncio.shield(self._ended)
@@ -221,9 +228,22 @@ class SFTPChannel:
         if job.in_order or kind == AFTER_WRITES:  # behind the WRITEs before it, if any
             self._writes.post(job.call, done)
         elif job.long:
-            self._long_calls.post(self._loop, done, job.call)
+            task = self._loop.create_task(self._run_long(job, done))
+            self._long_tasks.add(task)
+            task.add_done_callback(self._long_tasks.discard)
         else:
             self._pool.post(self._loop, done, job.call)
+
+    async def _run_long(self, job: Job, done: Callable[[Any, BaseException | None], None]) -> None:
+        """A long job (copy-data) on the long jobs' threads, once one of the user's fair
+        share of them is free (see ``fair_share``); it stops itself when the client goes."""
+        async with self._long_share.slot(self._user):
+            try:
+                result = await self._long_calls.call(self._loop, job.call)
+            except Exception as exc:  # (the request's error, answered as a status)
+                done(None, exc)
+                return
+        done(result, None)
 
     def _finished(
         self, job: Job, pktid: bytes, span: Span | None, result: Any, exc: BaseException | None
