@@ -230,6 +230,9 @@ class Intake:
     def put(self, conn: Any) -> None:
         """A worker gives back a kept-alive connection: serve its next request as soon
         as a whole head is there."""
+        if self._stopping:
+            conn.close()
+            return
         state = gather(conn)
         if state == "ready":
             self._dispatch(conn)
