@@ -51,7 +51,9 @@ class SSHLimits:
     max_connections: int = 256
     max_connections_per_address: int = 64
     max_unauthenticated: int = 100  # connections still logging in (as OpenSSH's MaxStartups)
-    max_unauthenticated_per_address: int = 10
+    # below a third of max_unauthenticated: one address alone never starts the random
+    # refusals; above what one busy client opens at once (rclone: 12 by default)
+    max_unauthenticated_per_address: int = 24
     login_timeout: float = 30.0
     keepalive_interval: float = 15.0
     keepalive_count_max: int = 4

@@ -943,9 +943,9 @@ def test_slow_copy_does_not_delay_other_clients(server: Server) -> None:
 
 def test_unauthenticated_flood_is_capped(server: Server) -> None:
     """Forty TCP connections from one address that never log in: those over the
-    address's cap of connections still logging in (10) are dropped at once, the server
+    address's cap of connections still logging in (24) are dropped at once, the server
     lives on, and a real client logs in once the flood is gone."""
-    cap = 10
+    cap = 24
     flood = 40
 
     async def drained(reader: asyncio.StreamReader) -> bool:
