@@ -209,3 +209,18 @@ def test_random_requests_never_get_a_500(server: Server) -> None:
         assert all(code < 500 for code in codes), (lines, body, answer[:600])
         seen.extend(codes)
     assert len(set(seen)) > 5, seen  # (the requests reached many different answers)
+
+
+def test_a_move_to_a_lone_surrogate_is_400(server: Server) -> None:
+    """JSON can name a character that stands for no byte ("\\ud800"): 400 for any
+    user, where a UnicodeEncodeError gave 500 and a traceback in the log."""
+    (server.root / "s.txt").write_text("s")
+    for action in ("move", "copy"):
+        status, body = basic_request(
+            server.http_port, "POST", "/api/v1/files/s.txt", "root", PASSWORD,
+            b'{"action": "%s", "to": "/\\ud800"}' % action.encode(),
+            **{"Content-Type": "application/json"},
+        )  # fmt: skip
+        assert status == 400, (action, status, body)
+    assert (server.root / "s.txt").read_text() == "s"
+    assert "Traceback" not in server.log.read_text()

@@ -277,3 +277,12 @@ def test_normalize_invariants(seed: int) -> None:
         assert paths.normalize(out, "/elsewhere") == out
         if not raw.startswith("/") and ".." not in raw.split("/"):
             assert paths.is_within(out, cwd)
+
+
+def test_a_lone_surrogate_is_einval() -> None:
+    """A character that stands for no byte (JSON's "\\ud800") is EINVAL, not a
+    UnicodeEncodeError (a 500 with a traceback in the file API, for any user)."""
+    with pytest.raises(OSError) as caught:
+        paths.normalize("/a/\ud800")
+    assert caught.value.errno == errno.EINVAL
+    assert caught.value.filename == "/a/\\ud800"

@@ -25,7 +25,14 @@ def normalize(path: str, cwd: str = "/") -> str:
     """
     if "\0" in path:
         raise _error(errno.EINVAL, "Invalid argument: path contains a NUL byte", path)
-    if len(path.encode("utf-8", "surrogateescape")) > PATH_MAX:
+    try:
+        encoded = path.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte (JSON "\ud800")
+        shown = path.encode("utf-8", "backslashreplace").decode()
+        raise _error(
+            errno.EINVAL, "Invalid argument: the path holds a character no name can", shown
+        ) from None
+    if len(encoded) > PATH_MAX:
         raise _error(errno.ENAMETOOLONG, "File name too long", path[:64] + "...")
     joined = path if path.startswith("/") else f"{cwd}/{path}"
     parts: list[str] = []
