@@ -150,7 +150,13 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
     auth = Authenticator(users, guard, options.allow_basic_over_http, token_grant)
     api = FilesAPI(DigestCache())
     front = WebFront(
-        auth, vfs, names, dav_app.build(config.state_dir), api, options.uploads_per_user
+        auth,
+        vfs,
+        names,
+        dav_app.build(config.state_dir),
+        api,
+        options.uploads_per_user,
+        options.threads,
     )
     web = WebServer(front, config.http, tls, options)
     await loop.run_in_executor(pool, web.start)

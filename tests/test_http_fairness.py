@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import random
 import signal
 import socket
 import ssl
@@ -385,3 +386,64 @@ def test_digests_of_one_user_hold_a_bounded_share_and_stop_when_the_client_goes(
         return reply.status == 200
 
     assert wait_until(small_digest, LIVENESS)
+
+
+def test_one_users_downloads_that_are_never_read_leave_workers_for_others(web: Web) -> None:
+    """A user's downloads whose client reads nothing hold their workers for as long as
+    the sends wait: past its share (a quarter of the workers, more while a reserve is
+    free) the user gets 503 with Retry-After at once, and another user is served all
+    along (10 such downloads held every worker: no one else got an answer)."""
+    jail = web.root / "home" / "jailed"
+    with open(jail / "big.bin", "wb") as handle:
+        handle.write(random.randbytes(32 << 20))
+    auth = _auth("jailed", JAILED_PASSWORD).encode()
+    stuck = []
+    answers = []
+    for _ in range(10):
+        sock = connect_from(web, "127.0.0.10")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /api/v1/files/big.bin HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                     + auth + b"\r\n\r\n")  # fmt: skip
+        answers.append(sock.recv(12))
+        stuck.append(sock)
+    try:
+        assert answers.count(b"HTTP/1.1 200") <= THREADS - THREADS // 4, answers
+        assert b"HTTP/1.1 503" in answers, answers
+        for _ in range(3):
+            assert honest_get(web)[0] == 200
+    finally:
+        for sock in stuck:
+            sock.close()
+
+
+def test_a_slow_body_before_any_login_holds_a_worker_for_seconds_only(web: Web) -> None:
+    """Uploads without credentials whose bodies trickle in: the worker answers 401
+    after reading at most a couple of seconds of the unwanted body (it drained up to
+    64 MB at the client's pace: hours), so an honest client is served meanwhile."""
+    socks = []
+    for _ in range(THREADS + 2):
+        sock = connect_from(web, "127.0.0.11")
+        sock.sendall(b"PUT /api/v1/files/x HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: 60000000\r\n\r\n" + b"x" * 1000)  # fmt: skip
+        socks.append(sock)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(1.0):
+            for sock in socks:
+                with contextlib.suppress(OSError):
+                    sock.send(b"x" * 8000)  # (above the minimum rate: only the drain bound)
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        answer = read_answer(socks[0])
+        assert answer.startswith((b"HTTP/1.1 401", b"HTTP/1.1 503")), answer[:200]
+        assert time.monotonic() - started < LIVENESS
+        assert honest_get(web)[0] == 200
+    finally:
+        stop.set()
+        thread.join(5)
+        for sock in socks:
+            sock.close()

@@ -291,6 +291,23 @@ class Intake:
             os.close(self._reserve)
             self._reserve = None
 
+    def close_gently(self, sock: socket.socket, address: str) -> None:
+        """Take over the end of a connection whose client may still be sending a body
+        no one reads: stop sending (after the answer, already written), drop what still
+        arrives for ``REPLY_LINGER``, then close. Closed at once with unread bytes, the
+        connection is reset, and the client may lose the answer. ``sock`` is the
+        intake's own (a duplicate): the connection's is closed as usual."""
+        if self._stopping:
+            sock.close()
+            return
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            return
+        self._watch(_Waiting(sock, address, "refused", time.monotonic() + REPLY_LINGER, False))
+
     # -- the caps ----------------------------------------------------------------------
 
     def release(self, address: str, conn: Any = None) -> None:

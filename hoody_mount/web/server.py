@@ -12,6 +12,7 @@ import errno
 import functools
 import json
 import logging
+import os
 import re
 import select
 import socket
@@ -36,9 +37,10 @@ from ..core.user_slots import UserSlots, has_body
 from ..core.users import User
 from ..core.vfs import VFS
 from . import cheroot_glue
-from .auth import Authenticator, AuthError
+from .auth import Authenticator, AuthError, Grant
 from .chunked import BoundedChunks
 from .intake import Intake, gather, inbox_of
+from .worker_share import WorkerShare
 
 log = logging.getLogger("hoody_mount.web")
 
@@ -96,6 +98,7 @@ class WebFront:
         dav: WSGIApp,
         api: WSGIApp | None,
         uploads_per_user: int = HTTPOptions.uploads_per_user,
+        threads: int = HTTPOptions.threads,
     ) -> None:
         self.auth = auth
         self.root = root
@@ -103,9 +106,34 @@ class WebFront:
         self.dav = dav
         self.api = api
         self.body_slots = UserSlots(uploads_per_user)
+        self.workers = WorkerShare(threads)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         start_response = _headers(start_response, environ.get("wsgi.url_scheme") == "https")
+        try:
+            grant: Grant | AuthError = self.auth.authenticate(environ)
+        except AuthError as exc:
+            grant = exc
+        if isinstance(grant, Grant):
+            client = "user " + grant.user.name
+        else:
+            client = "address " + str(environ.get("REMOTE_ADDR", ""))
+        if not self.workers.take(client):
+            text = "you already have your share of the server's workers busy; try again shortly"
+            extra = [("Retry-After", str(BODY_RETRY_AFTER)), ("Connection", "close")]
+            return _plain(start_response, "503 Service Unavailable", text, extra)
+        try:
+            answer = self._answer(environ, start_response, grant)
+        except BaseException:
+            self.workers.give_back(client)
+            raise
+        return _Closing(answer, functools.partial(self.workers.give_back, client))
+
+    def _answer(
+        self, environ: dict[str, Any], start_response: StartResponse, grant: Grant | AuthError
+    ) -> Iterable[bytes]:
+        """The request's answer (who shares the workers is decided: the user, or the
+        address of a client that has not logged in)."""
         method = str(environ.get("REQUEST_METHOD", ""))
         path = str(environ.get("PATH_INFO", ""))
         if environ.get("CONTENT_LENGTH") and environ.get("HTTP_TRANSFER_ENCODING"):
@@ -113,9 +141,8 @@ class WebFront:
             # are smuggled past proxies; the connection is closed after the answer)
             text = "send Content-Length or Transfer-Encoding, not both"
             return _plain(start_response, "400 Bad Request", text, [("Connection", "close")])
-        try:
-            grant = self.auth.authenticate(environ)
-        except AuthError as exc:
+        if isinstance(grant, AuthError):
+            exc = grant
             extra: list[tuple[str, str]] = []
             if exc.status.startswith("401"):
                 extra.append(("WWW-Authenticate", 'Basic realm="hoody-mount", charset="UTF-8"'))
@@ -213,7 +240,8 @@ GONE = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 BACKLOG = 4096  # as rclone's; sshd's is 128
 LINGER = 0.005  # seconds a worker waits on a kept-alive connection for the next request
 DRAIN_LIMIT = 64 << 20
-DRAIN_BLOCK = 1 << 20
+DRAIN_BLOCK = 16 << 10  # (a read waits for all of it: small, so the time bound holds)
+DRAIN_TIME = 2.0  # seconds a worker spends reading a body the application did not want
 
 
 class _Request(cheroot_server.HTTPRequest):
@@ -263,10 +291,34 @@ class _Request(cheroot_server.HTTPRequest):
         remaining = getattr(self.rfile, "remaining", 0)
         if self.awaits_continue or remaining > DRAIN_LIMIT:
             self.close_connection = True
+            self.conn.unread_body = remaining > 0 and not self.awaits_continue
         elif remaining > 0 and not self.close_connection and not self.chunked_read:
-            while self.rfile.remaining > 0 and self.rfile.read(min(DRAIN_BLOCK, remaining)):
-                remaining = self.rfile.remaining
+            self._drain()
         super().send_headers()
+
+    def _drain(self) -> None:
+        """Read and drop the body the application left, for at most ``DRAIN_TIME``: a
+        client sending it slowly would otherwise hold the worker (a refused upload of
+        60 MB sent at 2 KB/s, before any login, held one for hours); past that the
+        connection is closed after the answer instead."""
+        sock = self.conn.socket
+        timeout = sock.gettimeout()
+        deadline = time.monotonic() + DRAIN_TIME
+        try:
+            while self.rfile.remaining > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.close_connection = True
+                    self.conn.unread_body = True
+                    return
+                sock.settimeout(left)
+                if not self.rfile.read(min(DRAIN_BLOCK, self.rfile.remaining)):
+                    return
+        except OSError:
+            self.close_connection = True
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(timeout)
 
 
 class _HoldContinue:
@@ -383,8 +435,18 @@ class _Connection(cheroot_server.HTTPConnection):
             if state != "more":
                 return state == "ready"
 
+    unread_body = False  # the client may still be sending a body no one reads
+
     def close(self) -> None:
-        """Close, and give the connection's place back to its address (once)."""
+        """Close, and give the connection's place back to its address (once). With a
+        body left unread, the intake sees the end through (see ``close_gently``)."""
+        intake = self.intake
+        if self.unread_body and intake is not None:
+            with contextlib.suppress(OSError):
+                self.wfile.flush()
+                intake.close_gently(
+                    socket.socket(fileno=os.dup(self.socket.fileno())), self.remote_addr or ""
+                )
         try:
             super().close()
         finally:
