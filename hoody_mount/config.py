@@ -50,6 +50,7 @@ class SSHLimits:
     max_sessions: int = 10
     max_connections: int = 256
     max_connections_per_address: int = 64
+    max_connections_per_user: int = 64  # logged in, from any number of addresses
     max_unauthenticated: int = 100  # connections still logging in (as OpenSSH's MaxStartups)
     # below a third of max_unauthenticated: one address alone never starts the random
     # refusals; above what one busy client opens at once (rclone: 12 by default)
@@ -255,6 +256,7 @@ def load(path: Path) -> Config:
         max_connections_per_address=s.positive(
             "max_connections_per_address", d.max_connections_per_address
         ),
+        max_connections_per_user=s.positive("max_connections_per_user", d.max_connections_per_user),
         max_unauthenticated=s.positive("max_unauthenticated", d.max_unauthenticated),
         max_unauthenticated_per_address=s.positive(
             "max_unauthenticated_per_address", d.max_unauthenticated_per_address

@@ -13,7 +13,15 @@ from pathlib import Path
 import asyncssh
 import pytest
 from asyncssh.constants import MSG_GLOBAL_REQUEST
-from conftest import PASSWORD, Server, require, start_server, stop_server, write_config
+from conftest import (
+    PASSWORD,
+    READER_PASSWORD,
+    Server,
+    require,
+    start_server,
+    stop_server,
+    write_config,
+)
 
 
 def _server_with(ssh_settings: str, tmp_path: Path, client_key: Path) -> Iterator[int]:
@@ -330,3 +338,46 @@ def test_logins_are_refused_at_random_between_a_third_and_all_slots_taken() -> N
     assert 0.25 < refused_share(30) < 0.35
     assert 0.6 < refused_share(65) < 0.7
     assert refused_share(100) == 1
+
+
+def test_one_user_cannot_take_every_connection(tmp_path: Path, client_key: Path) -> None:
+    """A user's logged-in connections are capped whatever addresses they come from
+    (one user from 4 addresses filled all 256 and no one else got in); the connection
+    past the cap is sent away with a reason, and another user still logs in."""
+    settings = "max_connections_per_user = 3\n"
+    for port in _server_with(settings, tmp_path, client_key):
+        (tmp_path / "root" / "share").mkdir()  # (the reader's folder)
+
+        async def scenario(port: int) -> None:
+            held = []
+            for address in ("127.0.0.20", "127.0.0.21", "127.0.0.22"):
+                held.append(
+                    await asyncssh.connect(
+                        "127.0.0.1",
+                        port,
+                        username="root",
+                        password=PASSWORD,
+                        known_hosts=None,
+                        client_keys=None,
+                        local_addr=(address, 0),
+                    )  # fmt: skip
+                )
+            extra = await asyncssh.connect(
+                "127.0.0.1", port, username="root", password=PASSWORD,
+                known_hosts=None, client_keys=None, local_addr=("127.0.0.23", 0),
+            )  # fmt: skip
+            with pytest.raises((asyncssh.Error, OSError)):
+                async with extra.start_sftp_client() as sftp:
+                    await sftp.listdir("/")
+            other = await asyncssh.connect(
+                "127.0.0.1", port, username="reader", password=READER_PASSWORD,
+                known_hosts=None, client_keys=None,
+            )  # fmt: skip
+            async with other.start_sftp_client() as sftp:
+                await sftp.listdir("/")
+            other.close()
+            for conn in held:
+                conn.close()
+
+        asyncio.run(scenario(port))
+        assert "too many connections of user root" in (tmp_path / "log").read_text()

@@ -119,6 +119,7 @@ class SSHContext:
     unauthenticated_by_address: collections.Counter[str] = field(
         default_factory=collections.Counter
     )
+    connections_by_user: collections.Counter[str] = field(default_factory=collections.Counter)
     handles: HandleBudget = field(default_factory=HandleBudget.for_this_process)
     # copy-data may run for minutes: on threads of its own, so it never holds the pool
     long_calls: Workers = field(default_factory=lambda: Workers(LONG_CALL_THREADS, "hoody-copy"))
@@ -187,6 +188,7 @@ class SSHServer(asyncssh.SSHServer):
         self.since = 0.0  # when authentication completed
         self.method = "publickey"  # unless a password check succeeds
         self.sessions = 0
+        self.over_user_cap = False  # logged in past the user's cap: sent away at once
         self.conn: asyncssh.SSHServerConnection | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -213,6 +215,11 @@ class SSHServer(asyncssh.SSHServer):
             del self.ctx.connections[self.peer]
         if not self.authenticated:
             self._authenticated_or_gone()
+            return
+        self.ctx.connections_by_user[self.user] -= 1
+        if self.ctx.connections_by_user[self.user] <= 0:
+            del self.ctx.connections_by_user[self.user]
+        if self.over_user_cap:
             return
         took = time.monotonic() - self.since
         logs.later(access, "logout %s from %s over ssh after %.1f s", self.user, self.peer, took)
@@ -289,6 +296,16 @@ class SSHServer(asyncssh.SSHServer):
         self.since = time.monotonic()
         self._authenticated_or_gone()
         self.user = str(self.conn.get_extra_info("username")) if self.conn else "?"
+        ctx = self.ctx
+        ctx.connections_by_user[self.user] += 1
+        if ctx.connections_by_user[self.user] > ctx.limits.max_connections_per_user:
+            # (one user from several addresses took every connection: no one else got in)
+            reason = f"too many connections of user {self.user}"
+            refusals.note(self.peer, reason)
+            self.over_user_cap = True
+            if self.conn is not None:
+                self.conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, reason)
+            return
         logs.later(access, "login %s from %s over ssh (%s)", self.user, self.peer, self.method)
 
 
