@@ -126,7 +126,7 @@ def test_setstat_is_queued_while_the_writes_before_it_run(
                 256 * 1024,
                 HandleBudget(16, 16),
                 pool,
-                FairShare(2),  # type: ignore[arg-type]
+                FairShare(2, 4),  # type: ignore[arg-type]
             )
             serving = asyncio.ensure_future(channel.serve(session, (256 * 1024, 65536, 16)))
             await asyncio.sleep(0)

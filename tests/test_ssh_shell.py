@@ -719,6 +719,44 @@ def test_hashes_of_one_user_hold_a_bounded_share_and_stop_when_the_client_goes(
     assert small.stdout.startswith(hashlib.md5(b"small\n").hexdigest().encode())
 
 
+def test_two_users_endless_hashes_do_not_keep_a_third_waiting(
+    tmp_path: Path, client_key: Path
+) -> None:
+    """Users a and b each run 2 hashes of a 1 TiB sparse file (each ten minutes long),
+    which hold all 4 long-job threads; user c's hash of a small file is answered in
+    seconds (it waited for them: the jobs ran whole, now in slices served in turn)."""
+    pub = client_key.with_suffix(".pub").read_text().strip()
+    extra = "".join(
+        f'\n[users.{name}]\nauthorized_keys = ["{pub}"]\nroot = "/home/jailed"\n'
+        for name in ("a", "b", "c")
+    )
+    with _running(tmp_path / "srv", client_key, extra) as server:
+        jail = _jail(server)
+        with open(jail / "huge.bin", "wb") as handle:
+            handle.seek(1 << 40)
+            handle.write(b"abc")
+        (jail / "small.txt").write_text("small\n")
+
+        async def scenario() -> None:
+            conns = []
+            for user in ("a", "a", "b", "b"):
+                conn = await asyncssh.connect(
+                    "127.0.0.1", server.port, username=user,
+                    client_keys=[str(server.key)], known_hosts=None,
+                )  # fmt: skip
+                await conn.create_process("sha256sum huge.bin")
+                conns.append(conn)
+            await asyncio.sleep(2)  # (the four hashes hold the four threads)
+            loop = asyncio.get_running_loop()
+            small = await loop.run_in_executor(None, _ssh, server, "c", "md5sum small.txt")
+            assert small.returncode == 0, small.stderr
+            assert small.stdout.startswith(hashlib.md5(b"small\n").hexdigest().encode())
+            for conn in conns:
+                conn.abort()
+
+        asyncio.run(asyncio.wait_for(scenario(), 120))
+
+
 def test_builtin_df_reports_the_jail(shell_server: Server) -> None:
     """``df`` prints coreutils' header and 1K-block numbers from statvfs of the jail."""
     jail = _jail(shell_server)

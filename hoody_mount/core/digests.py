@@ -19,6 +19,7 @@ from .vfs import OpenFile
 
 _BLOCK = 1 << 20
 _ZEROS = memoryview(bytes(_BLOCK))
+_CHECK_EVERY = 16 * _BLOCK  # bytes hashed between two looks at whether the asker is gone
 _ENTRIES = 4096
 HASH_BEHIND_FROM = 8 << 20  # a stream this long is hashed on a helper thread from here on
 _HASH_QUEUE = 8  # pieces waiting for the helper before ``update`` waits
@@ -74,27 +75,34 @@ def feed(file: OpenFile, hasher: Any, cancelled: Callable[[], bool] | None = Non
     the bytes are not counted in the access log's line for the file. The holes of a
     sparse file are hashed as the zeros they read as, without reading the disk; with
     ``cancelled``, the work stops (ECANCELED) once it says the asker has gone."""
+    offset, done = 0, False
+    while not done:
+        if cancelled is not None and cancelled():
+            raise OSError(errno.ECANCELED, "the client went away")
+        offset, done = feed_slice(file, hasher, offset, _CHECK_EVERY)
+
+
+def feed_slice(file: OpenFile, hasher: Any, offset: int, limit: int) -> tuple[int, bool]:
+    """Hash ``limit`` bytes of an open file from ``offset`` (fewer at its end), holes
+    as zeros without reading them: the offset reached, and whether that is the end."""
     counted = file.bytes_read
-    offset = 0
+    end = offset + limit
     size = file.stat().st_size
     try:
-        while offset < size:
-            if cancelled is not None and cancelled():
-                raise OSError(errno.ECANCELED, "the client went away")
-            data_at = min(_next_data(file.fd, offset, size), size)
-            if data_at > offset:  # a hole: zeros, a block at a time
-                step = min(data_at - offset, _BLOCK)
-                hasher.update(_ZEROS[:step])
-                offset += step
-                continue
-            data = file.read(offset, _BLOCK)
+        while offset < end:
+            if offset < size:
+                data_at = min(_next_data(file.fd, offset, size), size)
+                if data_at > offset:  # a hole
+                    step = min(data_at - offset, _BLOCK, end - offset)
+                    hasher.update(_ZEROS[:step])
+                    offset += step
+                    continue
+            data = file.read(offset, min(_BLOCK, end - offset))  # (past size: it grew?)
             if not data:
-                break
+                return offset, True
             hasher.update(data)
             offset += len(data)
-        while data := file.read(offset, _BLOCK):  # (the file grew meanwhile)
-            hasher.update(data)
-            offset += len(data)
+        return offset, False
     finally:
         file.bytes_read = counted
 

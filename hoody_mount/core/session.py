@@ -306,14 +306,16 @@ class Session:
         dst: OpenFile,
         dst_offset: int,
         stop: Callable[[], bool] = lambda: False,
-    ) -> None:
+    ) -> int:
         """Copy ``length`` bytes (0: to the end) between open files, never onto the same
-        file; ECANCELED between two blocks once ``stop()`` is true."""
+        file; ECANCELED between two blocks once ``stop()`` is true. The bytes copied
+        (fewer than ``length`` when the source ended)."""
         self._check_write("copy-data", dst.path)
         a, b = src.stat(), dst.stat()
         if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
             raise OSError(errno.EINVAL, "copy-data onto the same file is refused", dst.path)
         remaining = length or None
+        copied = 0
         while remaining is None or remaining > 0:
             if stop():
                 raise OSError(errno.ECANCELED, "Copy stopped: the client has gone", dst.path)
@@ -324,8 +326,10 @@ class Session:
             dst.write(dst_offset, data)
             src_offset += len(data)
             dst_offset += len(data)
+            copied += len(data)
             if remaining is not None:
                 remaining -= len(data)
+        return copied
 
     @_logs_refusals("upload")
     def upload(self, raw: str) -> AtomicFile:

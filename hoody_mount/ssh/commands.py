@@ -9,6 +9,7 @@ program ever runs for such a user; anything else is refused on stderr with statu
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import os
@@ -20,7 +21,7 @@ from typing import Any
 
 from ..core import digests
 from ..core.session import Session
-from ..fair_share import Cancelled
+from ..fair_share import SLICE, Cancelled
 
 log = logging.getLogger("hoody_mount.ssh")
 
@@ -59,16 +60,20 @@ class Outcome:
         self.status = 1
 
 
-def _hash_file(
-    session: Session, path: str, algorithm: Callable[[], Any], cancelled: Cancelled
-) -> str:
-    file = session.open(path, os.O_RDONLY)
+async def _hash_file(session: Session, path: str, algorithm: Callable[[], Any], jobs: Jobs) -> str:
+    """The digest of a file, a slice at a time in the user's turn on the long jobs'
+    threads (see ``fair_share``); ECANCELED once the client has gone."""
+    file = await jobs.run(session.open, path, os.O_RDONLY)
     try:
         hasher = algorithm()
-        digests.feed(file, hasher, cancelled)
+        offset, done = 0, False
+        while not done:
+            if jobs.gone():
+                raise OSError(errno.ECANCELED, "the client went away")
+            offset, done = await jobs.run_long(digests.feed_slice, file, hasher, offset, SLICE)
         return str(hasher.hexdigest())
     finally:
-        file.close()
+        await jobs.run(file.close)
 
 
 def _df(session: Session, args: list[str], outcome: Outcome) -> None:
@@ -113,7 +118,7 @@ async def _checksum(
             outcome.out.append(f"{hasher.hexdigest()}  -\n".encode())
             continue
         try:
-            digest = await jobs.run_long(_hash_file, session, path, algorithm, jobs.gone)
+            digest = await _hash_file(session, path, algorithm, jobs)
         except IsADirectoryError:
             outcome.fail(f"{name}: {path}: Is a directory")
             continue

@@ -123,15 +123,17 @@ class SSHContext:
     handles: HandleBudget = field(default_factory=HandleBudget.for_this_process)
     # copy-data may run for minutes: on threads of its own, so it never holds the pool
     long_calls: Workers = field(default_factory=lambda: Workers(LONG_CALL_THREADS, "hoody-copy"))
-    long_share: FairShare = field(default_factory=lambda: FairShare(LONG_CALLS_PER_USER))
+    long_share: FairShare = field(
+        default_factory=lambda: FairShare(LONG_CALLS_PER_USER, LONG_CALL_THREADS)
+    )
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call in the worker pool."""
         return await self.pool.call(asyncio.get_running_loop(), fn, *args)
 
     async def run_long(self, user: str, fn: Callable[..., T], *args: Any) -> T:
-        """Run a long blocking call (a hash of a whole file) on the long jobs' threads,
-        once one of ``user``'s fair share of them is free (see ``fair_share``)."""
+        """Run one slice of a long job (a part of a hash) on the long jobs' threads, in
+        ``user``'s turn (see ``fair_share``)."""
         async with self.long_share.slot(user):
             return await self.long_calls.call(asyncio.get_running_loop(), fn, *args)
 

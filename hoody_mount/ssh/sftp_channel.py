@@ -46,7 +46,7 @@ from .batches import Batches
 from .framing import Framer
 from .handle_budget import HandleBudget
 from .pipeline import AFTER_WRITES, Pipeline, Span, classify
-from .sftp_requests import EXTENSIONS, Job, Requests
+from .sftp_requests import EXTENSIONS, MORE, Job, Requests
 
 log = logging.getLogger("hoody_mount.sftp")
 
@@ -235,14 +235,16 @@ class SFTPChannel:
             self._pool.post(self._loop, done, job.call)
 
     async def _run_long(self, job: Job, done: Callable[[Any, BaseException | None], None]) -> None:
-        """A long job (copy-data) on the long jobs' threads, once one of the user's fair
-        share of them is free (see ``fair_share``); it stops itself when the client goes."""
-        async with self._long_share.slot(self._user):
-            try:
-                result = await self._long_calls.call(self._loop, job.call)
-            except Exception as exc:  # (the request's error, answered as a status)
-                done(None, exc)
-                return
+        """A long job (copy-data) on the long jobs' threads, a slice at a time in the
+        user's turn (see ``fair_share``); it stops itself when the client goes."""
+        result: Any = MORE
+        while result is MORE:
+            async with self._long_share.slot(self._user):
+                try:
+                    result = await self._long_calls.call(self._loop, job.call)
+                except Exception as exc:  # (the request's error, answered as a status)
+                    done(None, exc)
+                    return
         done(result, None)
 
     def _finished(

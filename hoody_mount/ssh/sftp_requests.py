@@ -51,6 +51,7 @@ from asyncssh.sftp import (
 from ..core.listing import Entry, Listing
 from ..core.session import Capacity, Session
 from ..core.vfs import OpenFile
+from ..fair_share import SLICE
 from . import wire
 from .batches import Write
 from .handle_budget import HandleBudget
@@ -99,6 +100,37 @@ class Job:
 
 
 Answer = bytes | Job
+
+
+MORE = object()  # what a long job's ``call`` returns while it has slices left
+
+
+class _CopySlices:
+    """copy-data a slice at a time: each call copies ``SLICE`` bytes and returns MORE
+    while some are left (see ``fair_share``)."""
+
+    def __init__(
+        self, requests: Requests, src: OpenFile, src_offset: int, length: int,
+        dst: OpenFile, dst_offset: int,
+    ) -> None:  # fmt: skip
+        self._requests = requests
+        self._src, self._dst = src, dst
+        self._src_offset, self._dst_offset = src_offset, dst_offset
+        self._left = length or None  # None: to the end of the source
+
+    def __call__(self) -> Any:
+        want = SLICE if self._left is None else min(SLICE, self._left)
+        copied = self._requests.session.copy_data(
+            self._src, self._src_offset, want, self._dst, self._dst_offset,
+            stop=lambda: self._requests.ended,
+        )  # fmt: skip
+        self._src_offset += copied
+        self._dst_offset += copied
+        if self._left is not None:
+            self._left -= copied
+        if copied < want or self._left == 0:
+            return None
+        return MORE
 
 
 @dataclass(slots=True)
@@ -298,9 +330,7 @@ class Requests:
         dst_offset = packet.get_uint64()
         packet.check_end()
         return Job(
-            lambda: self.session.copy_data(
-                src, src_offset, length, dst, dst_offset, stop=lambda: self.ended
-            ),
+            _CopySlices(self, src, src_offset, length, dst, dst_offset),
             lambda _: wire.ok(pktid),
             long=True,
         )
