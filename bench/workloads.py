@@ -1144,10 +1144,10 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def _slow_heads(host: str, port: int, stop: threading.Event) -> list[socket.socket]:
-    """SLOW_HEADS connections sending a request head a byte every 2 s until ``stop``."""
+def _attacker_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` TCP connections from the attacker's address (those that connect)."""
     socks = []
-    for _ in range(SLOW_HEADS):
+    for _ in range(count):
         sock = socket.socket()
         sock.bind((ATTACKER, 0))
         sock.settimeout(5)
@@ -1157,6 +1157,12 @@ def _slow_heads(host: str, port: int, stop: threading.Event) -> list[socket.sock
             sock.close()
             continue
         socks.append(sock)
+    return socks
+
+
+def _slow_heads(host: str, port: int, stop: threading.Event) -> list[socket.socket]:
+    """SLOW_HEADS connections sending a request head a byte every 2 s until ``stop``."""
+    socks = _attacker_sockets(host, port, SLOW_HEADS)
     head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 4000
 
     def drip() -> None:
@@ -1168,22 +1174,6 @@ def _slow_heads(host: str, port: int, stop: threading.Event) -> list[socket.sock
                     sock.send(head[index : index + 1])
 
     threading.Thread(target=drip, daemon=True).start()
-    return socks
-
-
-def _idle_pre_auth(host: str, port: int) -> list[socket.socket]:
-    """IDLE_PRE_AUTH TCP connections to the SSH port that never log in."""
-    socks = []
-    for _ in range(IDLE_PRE_AUTH):
-        sock = socket.socket()
-        sock.bind((ATTACKER, 0))
-        sock.settimeout(5)
-        try:
-            sock.connect((host, port))
-        except OSError:
-            sock.close()
-            continue
-        socks.append(sock)
     return socks
 
 
@@ -1244,7 +1234,7 @@ def under_attack(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) ->
             host, _, port = endpoint.dav_url.split("/")[2].partition(":")
             held += _slow_heads(host, int(port), stop)
         if endpoint.ssh_port:
-            held += _idle_pre_auth(servers.HOST, endpoint.ssh_port)
+            held += _attacker_sockets(servers.HOST, endpoint.ssh_port, IDLE_PRE_AUTH)
         time.sleep(3)  # (a byte of each slow head has arrived)
         measures: list[tuple[str, list[float], int]] = []
         if endpoint.dav_url:

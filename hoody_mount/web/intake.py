@@ -233,17 +233,9 @@ class Intake:
         if self._stopping:
             conn.close()
             return
-        state = gather(conn)
-        if state == "ready":
-            self._dispatch(conn)
-        elif state == "eof":
-            conn.close()
-        else:
-            started = bool(inbox_of(conn).ahead) or bool(conn.rfile.buffered())
-            wait = self.server.timeout if not started else self.head_timeout
-            waiting = _Waiting(conn.socket, conn.remote_addr or "", "head", time.monotonic() + wait)
-            waiting.conn, waiting.started = conn, started
-            self._watch(waiting)
+        waiting = _Waiting(conn.socket, conn.remote_addr or "", "head", 0.0)
+        waiting.conn = conn
+        self._await_head(waiting)
 
     def run(self, interval: float) -> None:
         """Accept and watch until ``stop``."""
@@ -387,16 +379,21 @@ class Intake:
         with self._lock:
             self._live.add(conn)
         waiting.conn, waiting.state = conn, "head"
-        waiting.deadline = time.monotonic() + self.server.timeout
+        self._await_head(waiting)
+
+    def _await_head(self, waiting: _Waiting) -> None:
+        """Dispatch a connection whose next head is whole, or watch it until it is (the
+        head deadline runs from its first byte; before one, the idle timeout)."""
+        conn = waiting.conn
         state = gather(conn)
         if state == "ready":
             self._dispatch(conn)
         elif state == "eof":
             conn.close()
         else:
-            waiting.started = bool(inbox_of(conn).ahead)
-            if waiting.started:
-                waiting.deadline = time.monotonic() + self.head_timeout
+            waiting.started = bool(inbox_of(conn).ahead) or bool(conn.rfile.buffered())
+            wait = self.head_timeout if waiting.started else self.server.timeout
+            waiting.deadline = time.monotonic() + wait
             self._watch(waiting)
 
     def _step(self, waiting: _Waiting) -> None:
