@@ -291,9 +291,13 @@ class _Request(cheroot_server.HTTPRequest):
         remaining = getattr(self.rfile, "remaining", 0)
         if self.awaits_continue or remaining > DRAIN_LIMIT:
             self.close_connection = True
-            self.conn.unread_body = remaining > 0 and not self.awaits_continue
         elif remaining > 0 and not self.close_connection and not self.chunked_read:
             self._drain()
+        if self.close_connection and not self.awaits_continue:
+            # a body still on its way: the intake sees the end through (close_gently)
+            self.conn.unread_body = bool(getattr(self.rfile, "remaining", 0)) or (
+                self.chunked_read and not getattr(self.rfile, "closed", True)
+            )
         super().send_headers()
 
     def _drain(self) -> None:
