@@ -26,6 +26,7 @@ from asyncssh.stream import SSHReader, SSHWriter
 
 from ..config import Listen, SSHLimits
 from ..core import logs
+from ..core.addresses import client_of
 from ..core.guard import LoginGuard
 from ..core.log_limit import Throttled
 from ..core.names import NameMap
@@ -184,6 +185,7 @@ class SSHServer(asyncssh.SSHServer):
     def __init__(self, ctx: SSHContext) -> None:
         self.ctx = ctx
         self.peer = "?"
+        self.client = "?"
         self.counted = False
         self.authenticated = False
         self.user = "?"
@@ -197,24 +199,25 @@ class SSHServer(asyncssh.SSHServer):
         self.conn = conn
         peer = conn.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else "?"
+        self.client = client_of(self.peer)  # (an IPv6 host counts by its /64)
         ctx = self.ctx
         refusals.flush()
-        reason = _refusal(ctx, self.peer)
+        reason = _refusal(ctx, self.client)
         if reason:
             refusals.note(self.peer, reason)
             conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, reason)
             return
         self.counted = True
-        ctx.connections[self.peer] += 1
+        ctx.connections[self.client] += 1
         ctx.unauthenticated += 1
-        ctx.unauthenticated_by_address[self.peer] += 1
+        ctx.unauthenticated_by_address[self.client] += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.counted:
             return
-        self.ctx.connections[self.peer] -= 1
-        if self.ctx.connections[self.peer] <= 0:
-            del self.ctx.connections[self.peer]
+        self.ctx.connections[self.client] -= 1
+        if self.ctx.connections[self.client] <= 0:
+            del self.ctx.connections[self.client]
         if not self.authenticated:
             self._authenticated_or_gone()
             return
@@ -289,9 +292,9 @@ class SSHServer(asyncssh.SSHServer):
         """The connection no longer counts as unauthenticated."""
         ctx = self.ctx
         ctx.unauthenticated -= 1
-        ctx.unauthenticated_by_address[self.peer] -= 1
-        if ctx.unauthenticated_by_address[self.peer] <= 0:
-            del ctx.unauthenticated_by_address[self.peer]
+        ctx.unauthenticated_by_address[self.client] -= 1
+        if ctx.unauthenticated_by_address[self.client] <= 0:
+            del ctx.unauthenticated_by_address[self.client]
 
     def auth_completed(self) -> None:
         self.authenticated = True

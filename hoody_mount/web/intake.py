@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import HTTPOptions
+from ..core.addresses import client_of
 from ..core.log_limit import Throttled
 from . import cheroot_glue
 
@@ -337,7 +338,7 @@ class Intake:
                     self._refuse_for_want_of_files()
                 return
             sock.setblocking(False)
-            address = str(peer[0]) if isinstance(peer, tuple) else ""
+            address = client_of(str(peer[0])) if isinstance(peer, tuple) else ""
             answer = self._admit(address)
             now = time.monotonic()
             if self.server.ssl_adapter is not None:

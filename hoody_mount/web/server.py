@@ -31,6 +31,7 @@ from cheroot.makefile import BufferedWriter, MakeFile
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from ..config import HTTPOptions, Listen
+from ..core.addresses import client_of
 from ..core.names import NameMap
 from ..core.session import Session
 from ..core.user_slots import UserSlots, has_body
@@ -117,7 +118,7 @@ class WebFront:
         if isinstance(grant, Grant):
             client = "user " + grant.user.name
         else:
-            client = "address " + str(environ.get("REMOTE_ADDR", ""))
+            client = "address " + client_of(str(environ.get("REMOTE_ADDR", "")))
         if not self.workers.take(client):
             text = "you already have your share of the server's workers busy; try again shortly"
             extra = [("Retry-After", str(BODY_RETRY_AFTER)), ("Connection", "close")]
@@ -456,7 +457,7 @@ class _Connection(cheroot_server.HTTPConnection):
         finally:
             intake, self.intake = self.intake, None
             if intake is not None:
-                intake.release(self.remote_addr or "", self)
+                intake.release(client_of(self.remote_addr or ""), self)
 
 
 def _tls_pending(sock: Any) -> bool:
