@@ -1253,6 +1253,92 @@ def under_attack(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) ->
             sock.close()
 
 
+# --- mixed load -------------------------------------------------------------------------
+
+MIXED_HTTP_CLIENTS = 16
+MIXED_SECONDS = 15.0
+
+
+def _mixed_http_client(
+    bench: Bench, endpoint: Endpoint, index: int, stop: threading.Event, done: list[int]
+) -> None:
+    """GET a 4 MiB file, PUT 2 MiB, PROPFIND the folder, over and over until ``stop``."""
+    host, _, port = endpoint.dav_url.split("/")[2].partition(":")
+    auth = {"Authorization": bench.auth_header(endpoint)}
+    base = "/" + endpoint.url("mixed").split("/", 3)[3]
+    body = os.urandom(2 * MIB)
+    while not stop.is_set():
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        try:
+            for method, path, data, extra in (
+                ("GET", f"{base}/f{index % 8}.bin", None, {}),
+                ("PUT", f"{base}/up{index}.bin", body, {}),
+                ("PROPFIND", f"{base}/", None, {"Depth": "1"}),
+            ):
+                conn.request(method, path, body=data, headers={**auth, **extra})
+                conn.getresponse().read()
+                done[0] += 1
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            conn.close()
+
+
+async def _mixed_sftp(bench: Bench, endpoint: Endpoint, seconds: float) -> float:
+    """SFTP operations a second (a 1 MiB read of a file, then a stat) for ``seconds``."""
+    import asyncssh
+
+    operations = 0
+    async with asyncssh.connect(
+        servers.HOST, endpoint.ssh_port, username=endpoint.ssh_user,
+        client_keys=[str(bench.key)], known_hosts=None, agent_path=None, config=None,
+        keepalive_interval=0,
+    ) as connection, connection.start_sftp_client() as client:  # fmt: skip
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            async with client.open(endpoint.remote(f"mixed/f{operations % 8}.bin"), "rb") as f:
+                await f.read(MIB)
+            await client.stat(endpoint.remote("small.txt"))
+            operations += 1
+    return operations / seconds
+
+
+def mixed_load(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """One SFTP client's operations a second alone, then beside 16 HTTP clients (GETs of
+    4 MiB, PUTs of 2 MiB, PROPFINDs) in the same server process, and the HTTP clients'
+    operations a second meanwhile: how much one protocol starves the other (the event
+    loop and the HTTP threads share one GIL)."""
+    del index
+    folder = endpoint.data / "mixed"
+    folder.mkdir(exist_ok=True)
+    for n in range(8):
+        (folder / f"f{n}.bin").write_bytes(os.urandom(4 * MIB))
+    try:
+        rec.value("mixed-sftp-alone", asyncio.run(_mixed_sftp(bench, endpoint, MIXED_SECONDS)),
+                  "ops/s")  # fmt: skip
+        stop = threading.Event()
+        done = [0]
+        threads = [
+            threading.Thread(
+                target=_mixed_http_client, args=(bench, endpoint, n, stop, done), daemon=True
+            )
+            for n in range(MIXED_HTTP_CLIENTS)
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(2)
+        before, started = done[0], time.monotonic()
+        loaded = asyncio.run(_mixed_sftp(bench, endpoint, MIXED_SECONDS))
+        http_rate = (done[0] - before) / (time.monotonic() - started)
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+        rec.value("mixed-sftp-loaded", loaded, "ops/s")
+        rec.value("mixed-http", http_rate, "ops/s")
+    finally:
+        _unlink(folder)
+
+
 # --- memory ---------------------------------------------------------------------------
 
 
@@ -1490,6 +1576,12 @@ def catalogue(sizes: Sizes) -> list[Workload]:
                    Target(OPENSSH, 1.0), zero_errors=True),
             Metric("attack-stat-p99", "Under attack: SFTP login and stat, p99 (s)",
                    Target(OPENSSH, 1.0), zero_errors=True),
+        )),
+        Workload("mixed-load", "mixed", (HOODY,), mixed_load, (
+            Metric("mixed-sftp-alone", "Mixed load: SFTP alone, operations a second"),
+            Metric("mixed-sftp-loaded",
+                   "Mixed load: SFTP beside 16 HTTP clients, operations a second"),
+            Metric("mixed-http", "Mixed load: the 16 HTTP clients, operations a second"),
         )),
         Workload("many-dav", "many", dav_servers, many_dav, (
             Metric(
