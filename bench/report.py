@@ -116,9 +116,9 @@ def median(cell: Cell | None) -> float | None:
     return statistics.median(cell.samples) if cell and cell.samples else None
 
 
-def _time(cell: Cell | None, show_errors: bool = False) -> str:
+def _time(cell: Cell | None, show_errors: bool = False, unit: str = "s") -> str:
     value = median(cell)
-    text = "—" if value is None else f"{value:.2f} s"
+    text = "—" if value is None else f"{value:.2f} {unit}"
     if cell and (cell.errors or show_errors):
         text += f", {cell.errors} err"
     return text
@@ -154,9 +154,9 @@ def time_table(metrics: list[Metric], results: Results, order: list[str]) -> lis
             lines.append(
                 "| {} | {} | {} | {} | {} | {} |".format(
                     metric.label if position == 0 else "",
-                    _time(ours, metric.zero_errors) if position == 0 else "",
+                    _time(ours, metric.zero_errors, metric.unit) if position == 0 else "",
                     LABELS.get(anchor, "—"),
-                    _time(theirs, metric.zero_errors),
+                    _time(theirs, metric.zero_errors, metric.unit),
                     "—" if ratio is None else f"{ratio:.2f}x",
                     target,
                 )

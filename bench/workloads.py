@@ -115,6 +115,7 @@ class Metric:
     label: str
     target: Target | None = None
     zero_errors: bool = False  # the target is also: no errors at all
+    unit: str = "s"  # what the samples count (seconds, unless a rate: "ops/s")
 
 
 @dataclass
@@ -1578,10 +1579,10 @@ def catalogue(sizes: Sizes) -> list[Workload]:
                    Target(OPENSSH, 1.0), zero_errors=True),
         )),
         Workload("mixed-load", "mixed", (HOODY,), mixed_load, (
-            Metric("mixed-sftp-alone", "Mixed load: SFTP alone, operations a second"),
-            Metric("mixed-sftp-loaded",
-                   "Mixed load: SFTP beside 16 HTTP clients, operations a second"),
-            Metric("mixed-http", "Mixed load: the 16 HTTP clients, operations a second"),
+            Metric("mixed-sftp-alone", "Mixed load: SFTP alone", unit="ops/s"),
+            Metric("mixed-sftp-loaded", "Mixed load: SFTP beside 16 HTTP clients",
+                   unit="ops/s"),
+            Metric("mixed-http", "Mixed load: the 16 HTTP clients", unit="ops/s"),
         )),
         Workload("many-dav", "many", dav_servers, many_dav, (
             Metric(
