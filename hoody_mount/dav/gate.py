@@ -133,6 +133,12 @@ def exact_destination(raw: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, quote(spelled, safe="/"), "", ""))
 
 
+def _requested(environ: dict[str, Any]) -> str | None:
+    """The path in the user's jail that the request names, or None outside the share
+    (WSGI hands the path over as latin-1: its bytes are the name's)."""
+    return _share_path(os.fsdecode(str(environ.get("PATH_INFO", "")).encode("latin-1")))
+
+
 def _miscased_share(path: str) -> bool:
     """Whether a path names the share in other letters (``/DAV/…``): WsgiDAV matches
     share names whatever their case, so such a path would reach the share around
@@ -152,7 +158,7 @@ def _listing_of_folder(environ: dict[str, Any]) -> str | None:
     """For a GET of a folder of the share (a browser opening ``/dav/``), the URL of its
     page in the file API; WsgiDAV answered 403 naming options no user can set."""
     session = environ.get("hoody.session")
-    path = _share_path(os.fsdecode(str(environ.get("PATH_INFO", "")).encode("latin-1")))
+    path = _requested(environ)
     if session is None or path is None:
         return None
     try:
@@ -169,7 +175,7 @@ def _destination_holds_source(environ: dict[str, Any]) -> bool:
     above it, by identity (through links too): WsgiDAV compares the paths only, then
     deletes the destination it is to replace, and the source with it."""
     session = environ.get("hoody.session")
-    source = _share_path(os.fsdecode(str(environ.get("PATH_INFO", "")).encode("latin-1")))
+    source = _requested(environ)
     target = _share_path(unquote(urlsplit(str(environ["HTTP_DESTINATION"])).path))
     if session is None or source is None or target is None or source == "/":
         return False
@@ -356,10 +362,9 @@ class DavGate:
         session = environ.get("hoody.session")
         if session is None:
             return None
-        path = os.fsdecode(str(environ.get("PATH_INFO", "")).encode("latin-1"))
-        if not (path == SHARE or path.startswith(SHARE + "/")):
+        path = _requested(environ)
+        if path is None:
             return None
-        path = path.removeprefix(SHARE) or "/"
         try:
             size = session.stat(path).st_size
         except OSError:
