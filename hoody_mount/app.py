@@ -37,7 +37,7 @@ from .workers import Workers
 log = logging.getLogger("hoody_mount")
 WORKER_THREADS = 64
 SWITCH_INTERVAL = 0.0005  # seconds a thread holds the GIL while another waits for it
-EXIT_GRACE = 6.0  # seconds after the stop before a process that has not ended is ended
+EXIT_GRACE = 10.0  # seconds from the stop to the end of a process that has not ended
 
 
 def log_file(log_dir: Path) -> Path:
@@ -183,6 +183,7 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         await stop.wait()
     finally:
         log.info("stopping")
+        _exit_if_stuck()  # (whatever the stop below waits for)
         acceptor.close()
         await acceptor.wait_closed()
         await loop.run_in_executor(None, web.stop)
@@ -273,10 +274,18 @@ def serve(config: Config) -> None:
         _exit_if_stuck()
 
 
+_exit_timer_started = False
+
+
 def _exit_if_stuck() -> None:
     """Make sure the process ends soon: a thread still busy after the stop (a request
     hashing a huge file, a library's worker) would otherwise keep it alive, as Python
-    waits for such threads at exit. A daemon timer ends the process after EXIT_GRACE."""
+    waits for such threads at exit, and so would cheroot's stop, which waits for its
+    workers without end. A daemon timer ends the process after EXIT_GRACE (once)."""
+    global _exit_timer_started
+    if _exit_timer_started:
+        return
+    _exit_timer_started = True
 
     def force() -> None:
         busy = [t.name for t in threading.enumerate() if not t.daemon and t.is_alive()]

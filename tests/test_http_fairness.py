@@ -447,3 +447,33 @@ def test_a_slow_body_before_any_login_holds_a_worker_for_seconds_only(web: Web) 
         thread.join(5)
         for sock in socks:
             sock.close()
+
+
+def test_many_requests_bringing_one_new_password_at_once_are_all_answered(web: Web) -> None:
+    """Requests with the same password wait for one scrypt check; they wait without a
+    turn (core/turns.py), or the check could never get one back: 12 such requests on a
+    server of 4 turns all hung, and so did every other request. (6: the user's share of
+    the workers, beyond which it gets 503.)"""
+    results: list[int] = []
+    logins = THREADS - 2
+
+    def login(n: int) -> None:
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", web.port, timeout=LIVENESS, source_address=(f"127.0.0.{2 + n}", 0)
+        )
+        try:
+            conn.request("GET", "/api/v1/files/kept.txt", headers={"Authorization": _auth(
+                "jailed", JAILED_PASSWORD)})  # fmt: skip
+            reply = conn.getresponse()
+            reply.read()
+            results.append(reply.status)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=login, args=(n,)) for n in range(logins)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(LIVENESS * 2)
+    assert results == [200] * logins
+    assert honest_get(web)[0] == 200

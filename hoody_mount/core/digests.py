@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from .turns import stepped_aside, without_turn
 from .vfs import OpenFile
 
 _BLOCK = 1 << 20
@@ -70,6 +71,7 @@ class DigestCache:
         return digest
 
 
+@without_turn
 def feed(file: OpenFile, hasher: Any, cancelled: Callable[[], bool] | None = None) -> None:
     """Read the whole of an open file into ``hasher``. Reading to hash is no download:
     the bytes are not counted in the access log's line for the file. The holes of a
@@ -145,7 +147,8 @@ class StreamDigest:
                 self._thread = threading.Thread(target=self._run, name="hoody-sha256", daemon=True)
                 self._thread.start()
             return
-        self._pieces.put(data)
+        with stepped_aside():  # (the helper's hashing time)
+            self._pieces.put(data)
 
     def digest(self) -> bytes:
         """The digest of everything added (waits for the helper to finish)."""
@@ -156,7 +159,8 @@ class StreamDigest:
         """Stop the helper, if any (a second call does nothing)."""
         if self._thread is not None and self._pieces is not None:
             self._pieces.put(None)
-            self._thread.join()
+            with stepped_aside():
+                self._thread.join()
             self._thread = None
 
     def _run(self) -> None:

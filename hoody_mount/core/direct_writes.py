@@ -23,6 +23,7 @@ import queue
 import threading
 
 from .syscalls import proc_link
+from .turns import stepped_aside
 
 BLOCK = 2 << 20  # one direct write: a multiple of any disk's logical block size
 BUFFERS = 4  # blocks in memory per upload: one filling, the others queued or on the disk
@@ -83,7 +84,8 @@ class DirectWriter:
             view = view[take:]
             if self._fill == BLOCK:
                 self._full.put(self._buffer)
-                self._buffer = self._free.get()
+                with stepped_aside():  # (the disk's time)
+                    self._buffer = self._free.get()
                 self._fill = 0
 
     def finish(self) -> tuple[int, bytes]:
@@ -105,7 +107,8 @@ class DirectWriter:
     def _join(self) -> None:
         if self._thread.is_alive():
             self._full.put(None)
-            self._thread.join()
+            with stepped_aside():
+                self._thread.join()
 
     def _release(self) -> None:
         """Close the direct descriptor and free the buffers (a second call does nothing)."""

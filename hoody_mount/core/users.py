@@ -12,6 +12,8 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 
+from .turns import stepped_aside
+
 PROTOCOLS = frozenset({"sftp", "scp", "ssh", "webdav", "http"})
 ACCESS_MODES = ("ro", "rw")
 
@@ -96,7 +98,7 @@ _scrypt_slots = threading.BoundedSemaphore(SCRYPT_AT_ONCE)
 def _scrypt(password: str, salt: bytes, log_n: int, r: int, p: int) -> bytes:
     """scrypt, at most ``SCRYPT_AT_ONCE`` at a time in the process (others wait)."""
     n = 1 << log_n
-    with _scrypt_slots:
+    with stepped_aside(), _scrypt_slots:  # (no Python runs while it waits or works)
         return _scrypt_now(password, salt, n, r, p)
 
 

@@ -39,6 +39,7 @@ from .reserved import (
     identity,
     walk_up,
 )
+from .turns import stepped_aside, without_turn
 
 _RESOLVE = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
 _MAX_SYMLINK_HOPS = 40
@@ -352,7 +353,8 @@ class OpenFile:
 
     def fsync(self) -> None:
         """Flush the file's data and metadata to the disk."""
-        os.fsync(self.fd)
+        with stepped_aside():  # (the disk's time: no Python runs meanwhile)
+            os.fsync(self.fd)
 
     def statvfs(self) -> os.statvfs_result:
         """Capacity of the filesystem that holds the open file."""
@@ -485,7 +487,8 @@ class AtomicFile:
                 os.rename(self._temp, self._name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
             else:
                 _rename_noreplace(self._dir, self._temp, self._dir, self._name)
-            os.fsync(self._dir)
+            with stepped_aside():
+                os.fsync(self._dir)
         except BaseException:
             self.abort()
             raise
@@ -1061,6 +1064,7 @@ class VFS:
             except OSError as exc:
                 raise _rename_error(exc, sfd, sname, old, new) from None
 
+    @without_turn
     def remove_tree(self, path: str) -> None:
         """Remove ``path`` and, for a folder, everything below it (no recursion, no links
         followed; at most three fds are held whatever the depth)."""
@@ -1124,6 +1128,7 @@ class VFS:
                 os.unlink(entry.name, dir_fd=fd)
         return None
 
+    @without_turn
     def copy_file(self, src: str, dst: str, mode_mask: int = 0o7777) -> None:
         """Copy a regular file's content, mode (the bits in ``mode_mask``) and times; the
         target appears whole or not."""
@@ -1136,6 +1141,7 @@ class VFS:
         finally:
             source.close()
 
+    @without_turn
     def copy_tree(self, src: str, dst: str, mode_mask: int = 0o7777) -> None:
         """Copy a file, or a folder with everything below it, to ``dst``, which must not
         exist yet: links are copied as links, FIFOs, sockets and devices are not copied,

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..core import logs
 from ..core.guard import Ban, LoginGuard
+from ..core.turns import stepped_aside
 from ..core.users import User, verify_password
 
 access = logging.getLogger("hoody_mount.access")
@@ -173,7 +174,8 @@ class Authenticator:
             if check is None:
                 check = self._checking[digest] = _Check()
         if not first:
-            check.done.wait()
+            with stepped_aside():  # (the first one needs a turn to finish)
+                check.done.wait()
             if check.refused is not None:
                 raise AuthError.banned(check.refused)
             return check.ok, False

@@ -46,6 +46,7 @@ from typing import Any
 from ..config import HTTPOptions
 from ..core.addresses import client_of
 from ..core.log_limit import Throttled
+from ..core.turns import stepped_aside
 from . import cheroot_glue
 
 log = logging.getLogger("hoody_mount.web")
@@ -122,7 +123,8 @@ class Inbox(io.RawIOBase):
                 raise TimeoutError("timed out")  # (cheroot's test for a 408 is this text)
             self.window_start, self.window_bytes = now, 0
         try:
-            size = self.sock.recv_into(buffer)
+            with stepped_aside():  # (the client's next bytes may be long in coming)
+                size = self.sock.recv_into(buffer)
         except OSError:
             self.broken = True
             raise

@@ -34,6 +34,7 @@ from ..config import HTTPOptions, Listen
 from ..core.addresses import client_of
 from ..core.names import NameMap
 from ..core.session import Session
+from ..core.turns import Turns, stepped_aside
 from ..core.user_slots import UserSlots, has_body
 from ..core.users import User
 from ..core.vfs import VFS
@@ -242,6 +243,7 @@ BACKLOG = 4096  # as rclone's; sshd's is 128
 LINGER = 0.005  # seconds a worker waits on a kept-alive connection for the next request
 DRAIN_LIMIT = 64 << 20
 DRAIN_BLOCK = 16 << 10  # (a read waits for all of it: small, so the time bound holds)
+PYTHON_TURNS = 2  # workers that serve a request at once (the others wait off the GIL)
 DRAIN_TIME = 2.0  # seconds a worker spends reading a body the application did not want
 
 
@@ -380,7 +382,7 @@ class SocketWriter(BufferedWriter):
         sock = cheroot_glue.socket_of(self)
         view = memoryview(b).cast("B")
         size = len(view)
-        with cheroot_glue.write_lock(self):
+        with stepped_aside(), cheroot_glue.write_lock(self):  # (a slow reader's wait)
             while view:
                 view = view[sock.send(view) :]
         self.bytes_written += size
@@ -409,12 +411,17 @@ class _Connection(cheroot_server.HTTPConnection):
         self.wfile = SocketWriter(sock)
 
     def communicate(self) -> bool:
-        """Serve requests until the connection is to close (False) or goes quiet."""
-        while super().communicate():  # type: ignore[no-untyped-call]
+        """Serve requests until the connection is to close (False) or goes quiet; each
+        one in a turn of the server's (see ``core/turns.py``)."""
+        while self._serve_one():
             if not self._next_request_soon():
                 return True
             inbox_of(self).restart_rate()
         return False
+
+    def _serve_one(self) -> bool:
+        with self.server.turns.held():
+            return bool(super().communicate())  # type: ignore[no-untyped-call]
 
     def _next_request_soon(self) -> bool:
         """Whether the client's next request head is here whole, or arrives so within
@@ -503,6 +510,7 @@ class _Server(wsgi.Server):
     def __init__(self, *args: Any, limits: HTTPOptions, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._limits = limits
+        self.turns = Turns(PYTHON_TURNS)
 
     def prepare(self) -> None:
         super().prepare()
