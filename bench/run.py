@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = workloads.QUICK if args.quick else workloads.FULL
     catalogue = workloads.catalogue(sizes)
     chosen, memory = select(catalogue, args.only)
-    wanted = {key for w in chosen for key in w.servers}
+    wanted = {key for w in chosen for key in (*w.servers, *w.partners)}
     if memory:
         wanted |= set(MEMORY_SSH) | set(MEMORY_HTTP)
     if not (args.rclone_sftp if args.rclone_sftp is not None else not args.quick):
@@ -286,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             endpoints = start_servers(
                 stack, base, wanted, key, problems, lambda d: bench.prepare_server(d, propfind, big)
             )
+            bench.endpoints = endpoints
             peaks = Peaks(endpoints, problems)
             stack.enter_context(peaks.sampler)
             # Idle memory first and then the many-clients workloads, on fresh servers: what

@@ -196,6 +196,7 @@ class Bench:
         self.tree_tar = self.client / "tree.tar"
         self.small = self.client / "small"
         self.tree_bytes = 0
+        self.endpoints: dict[str, Endpoint] = {}  # every running server (set by run.py)
         self.can_drop_caches = os.geteuid() == 0 and os.access("/proc/sys/vm/drop_caches", os.W_OK)
         for folder in (self.client, self.mounts):
             folder.mkdir(exist_ok=True)
@@ -1258,31 +1259,7 @@ def under_attack(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) ->
 
 MIXED_HTTP_CLIENTS = 16
 MIXED_SECONDS = 15.0
-
-
-def _mixed_http_client(
-    bench: Bench, endpoint: Endpoint, index: int, stop: threading.Event, done: list[int]
-) -> None:
-    """GET a 4 MiB file, PUT 2 MiB, PROPFIND the folder, over and over until ``stop``."""
-    host, _, port = endpoint.dav_url.split("/")[2].partition(":")
-    auth = {"Authorization": bench.auth_header(endpoint)}
-    base = "/" + endpoint.url("mixed").split("/", 3)[3]
-    body = os.urandom(2 * MIB)
-    while not stop.is_set():
-        conn = http.client.HTTPConnection(host, int(port), timeout=60)
-        try:
-            for method, path, data, extra in (
-                ("GET", f"{base}/f{index % 8}.bin", None, {}),
-                ("PUT", f"{base}/up{index}.bin", body, {}),
-                ("PROPFIND", f"{base}/", None, {"Depth": "1"}),
-            ):
-                conn.request(method, path, body=data, headers={**auth, **extra})
-                conn.getresponse().read()
-                done[0] += 1
-        except (OSError, http.client.HTTPException):
-            pass
-        finally:
-            conn.close()
+MIXED_PARTNER = {HOODY: HOODY, OPENSSH: RCLONE_WEBDAV}  # who serves the HTTP load
 
 
 async def _mixed_sftp(bench: Bench, endpoint: Endpoint, seconds: float) -> float:
@@ -1304,40 +1281,46 @@ async def _mixed_sftp(bench: Bench, endpoint: Endpoint, seconds: float) -> float
     return operations / seconds
 
 
-def mixed_load(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
-    """One SFTP client's operations a second alone, then beside 16 HTTP clients (GETs of
-    4 MiB, PUTs of 2 MiB, PROPFINDs) in the same server process, and the HTTP clients'
-    operations a second meanwhile: how much one protocol starves the other (the event
-    loop and the HTTP threads share one GIL)."""
-    del index
+def _mixed_files(endpoint: Endpoint) -> Path:
     folder = endpoint.data / "mixed"
     folder.mkdir(exist_ok=True)
     for n in range(8):
         (folder / f"f{n}.bin").write_bytes(os.urandom(4 * MIB))
+    return folder
+
+
+def mixed_load(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """One SFTP client's operations a second alone, then beside 16 HTTP clients (GETs of
+    4 MiB, PUTs of 2 MiB, PROPFINDs), and the HTTP clients' operations a second
+    meanwhile: how much one protocol starves the other. hoody-mount serves both in one
+    process (one GIL); the anchor is OpenSSH beside ``rclone serve webdav``, two
+    processes. The HTTP clients run in a process of their own (``http_load.py``)."""
+    del index
+    partner = bench.endpoints[MIXED_PARTNER[endpoint.key]]
+    folders = {_mixed_files(endpoint), _mixed_files(partner)}
     try:
         rec.value("mixed-sftp-alone", asyncio.run(_mixed_sftp(bench, endpoint, MIXED_SECONDS)),
                   "ops/s")  # fmt: skip
-        stop = threading.Event()
-        done = [0]
-        threads = [
-            threading.Thread(
-                target=_mixed_http_client, args=(bench, endpoint, n, stop, done), daemon=True
-            )
-            for n in range(MIXED_HTTP_CLIENTS)
-        ]
-        for thread in threads:
-            thread.start()
-        time.sleep(2)
-        before, started = done[0], time.monotonic()
-        loaded = asyncio.run(_mixed_sftp(bench, endpoint, MIXED_SECONDS))
-        http_rate = (done[0] - before) / (time.monotonic() - started)
-        stop.set()
-        for thread in threads:
-            thread.join(60)
+        load = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("http_load.py")), partner.url("mixed/"),
+             "--auth", bench.auth_header(partner), "--clients", str(MIXED_HTTP_CLIENTS),
+             "--seconds", str(MIXED_SECONDS)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert load.stdout is not None
+            if load.stdout.readline().strip() != "started":
+                raise RuntimeError("the HTTP load did not start")
+            loaded = asyncio.run(_mixed_sftp(bench, endpoint, MIXED_SECONDS))
+            http_rate = float(load.stdout.readline())
+        finally:
+            load.kill()
+            load.wait()
         rec.value("mixed-sftp-loaded", loaded, "ops/s")
         rec.value("mixed-http", http_rate, "ops/s")
     finally:
-        _unlink(folder)
+        for folder in folders:
+            _unlink(folder)
 
 
 # --- memory ---------------------------------------------------------------------------
@@ -1496,6 +1479,7 @@ class Workload:
     servers: tuple[str, ...]
     run: Callable[[Bench, Endpoint, Recorder, int], None]
     metrics: tuple[Metric, ...]
+    partners: tuple[str, ...] = ()  # servers it needs running beside those it compares
 
 
 def catalogue(sizes: Sizes) -> list[Workload]:
@@ -1578,12 +1562,13 @@ def catalogue(sizes: Sizes) -> list[Workload]:
             Metric("attack-stat-p99", "Under attack: SFTP login and stat, p99 (s)",
                    Target(OPENSSH, 1.0), zero_errors=True),
         )),
-        Workload("mixed-load", "mixed", (HOODY,), mixed_load, (
+        Workload("mixed-load", "mixed", (HOODY, OPENSSH), mixed_load, (
             Metric("mixed-sftp-alone", "Mixed load: SFTP alone", unit="ops/s"),
             Metric("mixed-sftp-loaded", "Mixed load: SFTP beside 16 HTTP clients",
                    unit="ops/s"),
-            Metric("mixed-http", "Mixed load: the 16 HTTP clients", unit="ops/s"),
-        )),
+            Metric("mixed-http", "Mixed load: the 16 HTTP clients (OpenSSH: beside rclone "
+                   "serve webdav)", unit="ops/s"),
+        ), partners=(RCLONE_WEBDAV,)),
         Workload("many-dav", "many", dav_servers, many_dav, (
             Metric(
                 "many-dav",
