@@ -61,6 +61,7 @@ ACCEPTS_PER_WAKEUP = 64
 STOP_GRACE = 2.0  # seconds the requests in progress get to finish when the server stops
 READ_BLOCK = 64 * 1024
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+_EMPTY_LINES = re.compile(rb"[\r\n]*")
 _TLS_HANDSHAKE = 0x16  # the first byte of a TLS record carrying a ClientHello
 
 refusals = Throttled(log, "HTTP connections refused")
@@ -97,6 +98,7 @@ class Inbox(io.RawIOBase):
         self.sock = sock
         self.window = window  # seconds in which MIN_RATE_BYTES must arrive
         self.ahead = bytearray()
+        self.scanned = 0  # the start of ``ahead`` holds no head's end before this
         self.broken = False  # a read failed or timed out: the connection must close
         self.window_start = time.monotonic()
         self.window_bytes = 0
@@ -115,6 +117,7 @@ class Inbox(io.RawIOBase):
             size = min(len(buffer), len(self.ahead))
             buffer[:size] = self.ahead[:size]
             del self.ahead[:size]
+            self.scanned = 0
             return size
         now = time.monotonic()
         if now - self.window_start >= self.window:
@@ -176,14 +179,28 @@ def gather(conn: Any) -> str:
             inbox.ahead += data
     finally:
         sock.settimeout(timeout)
-    return "ready" if head_is_whole(conn.rfile.buffered() + inbox.ahead) else "more"
+    return "ready" if _head_is_here(conn.rfile.buffered(), inbox) else "more"
 
 
-def head_is_whole(data: bytes) -> bool:
-    """Whether ``data`` holds a whole request head (or is past any head's size)."""
+def _head_is_here(buffered: bytes, inbox: Inbox) -> bool:
+    """Whether the reader's ``buffered`` bytes and the inbox's hold a whole request head.
+    Usually nothing is buffered, and only the bytes that came since the last look are
+    searched: a head trickled in byte by byte is not scanned anew at each byte."""
+    if buffered:  # (what a pipelined request left in the reader: rare, and small)
+        return head_is_whole(buffered + inbox.ahead)
+    found = head_is_whole(inbox.ahead, max(0, inbox.scanned - 3))
+    inbox.scanned = len(inbox.ahead)
+    return found
+
+
+def head_is_whole(data: bytes | bytearray, start: int = 0) -> bool:
+    """Whether ``data`` holds a whole request head (or is past any head's size), where
+    it holds no head's end before ``start``. Empty lines before the head are no end."""
     if len(data) >= HEAD_LIMIT:
         return True
-    return _HEAD_END.search(data.lstrip(b"\r\n")) is not None
+    leading = _EMPTY_LINES.match(data)
+    begin = max(start, leading.end() if leading else 0)
+    return _HEAD_END.search(data, begin) is not None
 
 
 @dataclass(eq=False)
