@@ -84,7 +84,7 @@ def test_a_config_owned_by_another_uid_is_refused(setup: tuple[Path, Path]) -> N
 
 
 @pytest.mark.parametrize(
-    "name", ["ssh_host_ed25519_key", "default-password.hash", "tokens.json", "dav-locks.shelve.dat"]
+    "name", ["ssh_host_ed25519_key", "default-password.hash", "tokens.json", "dav-locks.sqlite"]
 )
 def test_a_state_file_owned_by_another_uid_is_refused(setup: tuple[Path, Path], name: str) -> None:
     config, state = setup

@@ -1,0 +1,102 @@
+"""WebDAV locks: kept across restarts in SQLite, bounded per user and in all."""
+
+from __future__ import annotations
+
+import http.client
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_dav_protocol import LOCK_BODY, basic, dedicated, new_layout
+from wsgidav.dav_error import DAVError
+
+from hoody_mount.dav.locks import PER_USER, LockTable
+
+
+def _lock(principal: str, timeout: float = 3600) -> dict[str, Any]:
+    return {
+        "type": "write", "scope": "exclusive", "depth": "0", "owner": b"<owner/>",
+        "timeout": timeout, "principal": principal,
+    }  # fmt: skip
+
+
+def _table(path: Path, per_user: int = 3, total: int = 5) -> LockTable:
+    table = LockTable(path, per_user=per_user, total=total)
+    table.open()
+    return table
+
+
+def test_one_user_holds_at_most_per_user_locks_and_others_still_lock(tmp_path: Path) -> None:
+    table = _table(tmp_path / "locks.sqlite")
+    tokens = [table.create(f"/dav/a{n}", _lock("alice"))["token"] for n in range(3)]
+    with pytest.raises(DAVError) as refused:
+        table.create("/dav/a3", _lock("alice"))
+    assert refused.value.value == 503
+    assert "user alice holds 3" in str(refused.value.context_info)
+    table.create("/dav/b0", _lock("bob"))  # another user is not held back
+    assert table.delete(tokens[0])
+    table.create("/dav/a3", _lock("alice"))  # an unlock frees a place
+    table.create("/dav/b1", _lock("bob"))
+    with pytest.raises(DAVError) as full:  # 5 in all
+        table.create("/dav/c0", _lock("carol"))
+    assert "the server holds 5" in str(full.value.context_info)
+    table.close()
+
+
+def test_expired_locks_give_their_places_back(tmp_path: Path) -> None:
+    table = _table(tmp_path / "locks.sqlite")
+    for n in range(3):
+        table.create(f"/dav/a{n}", _lock("alice", timeout=0.01))
+    time.sleep(0.05)
+    table.create("/dav/a3", _lock("alice"))
+    assert len(table.get_lock_list("/dav", include_root=True, include_children=True,
+                                   token_only=True)) == 1  # fmt: skip
+    table.close()
+
+
+def test_locks_survive_a_reopen_with_their_counts_and_expired_ones_do_not(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "locks.sqlite"
+    table = _table(path)
+    kept = table.create("/dav/kept", _lock("alice"))
+    table.create("/dav/short", _lock("alice", timeout=0.01))
+    refreshed = table.create("/dav/refreshed", _lock("alice", timeout=0.5))
+    table.refresh(refreshed["token"], timeout=3600)
+    table.close()
+    time.sleep(0.6)
+    table = _table(path)
+    assert table.get(kept["token"])["root"] == "/dav/kept"
+    assert table.get(refreshed["token"]) is not None
+    listed = table.get_lock_list("/dav", include_root=True, include_children=True,
+                                 token_only=False)  # fmt: skip
+    assert sorted(lock["root"] for lock in listed) == ["/dav/kept", "/dav/refreshed"]
+    table.create("/dav/third", _lock("alice"))  # two held: a third fits, a fourth not
+    with pytest.raises(DAVError):
+        table.create("/dav/fourth", _lock("alice"))
+    table.close()
+
+
+def test_a_user_past_the_lock_cap_gets_503_with_a_clear_text(
+    tmp_path: Path, client_key: Path
+) -> None:
+    """Through the real server: LOCK after LOCK of one user (each one used to rewrite
+    the whole shelve index, and nothing bounded them)."""
+    layout = new_layout(tmp_path)
+    folder = layout.root / "share" / "many"
+    folder.mkdir()
+    with dedicated(layout, client_key, name="locks") as web:
+        conn = http.client.HTTPConnection("127.0.0.1", web.http_port, timeout=60)
+        headers = {"Authorization": basic("root"), "Depth": "0", "Timeout": "Second-600",
+                   "Content-Type": "application/xml"}  # fmt: skip
+        statuses = []
+        for n in range(PER_USER + 1):
+            conn.request("LOCK", f"/dav/share/many/f{n}", body=LOCK_BODY, headers=headers)
+            reply = conn.getresponse()
+            text = reply.read().decode(errors="replace")
+            statuses.append(reply.status)
+        conn.close()
+        assert statuses[:PER_USER] == [201] * PER_USER  # (lock-null: an empty file each)
+        assert statuses[PER_USER] == 503
+        assert "too many locks: user root holds 1000" in text
