@@ -253,6 +253,50 @@ def extract(tar: Path, into: Path) -> Path:
     return into
 
 
+@dataclass(frozen=True)
+class Vitals:
+    """A server process's thread count and resident memory."""
+
+    threads: int
+    rss_mb: float
+
+    @classmethod
+    def of(cls, pid: int) -> Vitals:
+        """Read them from /proc."""
+        fields = dict(
+            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        )
+        return cls(int(fields["Threads"]), int(fields["VmRSS"].split()[0]) / 1024)
+
+    def near(self, now: Vitals, pools: int = 0) -> bool:
+        """Whether ``now`` is back near these: two threads more at most (helpers that are
+        ending) besides ``pools`` (threads a bounded pool may have started and keeps),
+        and 64 MB (memory the allocator keeps)."""
+        return now.threads <= self.threads + 2 + pools and now.rss_mb <= self.rss_mb + 64
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time the process has used (user and system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def assert_back_to_normal(pid: int, before: Vitals, within: float = 30.0, pools: int = 0) -> None:
+    """After an attack: the server is idle again (under a tenth of a CPU over a second),
+    and its threads and memory come back near ``before``."""
+    seen: list[str] = []
+
+    def normal() -> bool:
+        used = cpu_seconds(pid)
+        time.sleep(1)
+        busy = cpu_seconds(pid) - used
+        now = Vitals.of(pid)
+        seen.append(f"{now}, {busy:.2f} s of CPU in 1 s")
+        return busy < 0.1 and before.near(now, pools)
+
+    assert wait_until(normal, within, 0.1), f"before the attack {before}, after it {seen[-1]}"
+
+
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
     """Poll ``condition`` until it holds or ``timeout`` seconds pass; whether it held."""
     deadline = time.monotonic() + timeout

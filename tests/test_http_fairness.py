@@ -23,7 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, http_port, start_server, stop_server, wait_until
+from conftest import (
+    PASSWORD,
+    Vitals,
+    assert_back_to_normal,
+    http_port,
+    start_server,
+    stop_server,
+    wait_until,
+)
 
 from hoody_mount.core.users import hash_password
 
@@ -42,6 +50,7 @@ class Web:
     root: Path
     log: Path
     tls: bool
+    pid: int
 
 
 def _config(base: Path, tls: bool) -> Path:
@@ -82,9 +91,12 @@ def _start(base: Path, tls: bool) -> Iterator[Web]:
     config = _config(base, tls)
     log = base / "server.log"
     process, _, banner = start_server(["--config", str(config)], log)
-    port = http_port(banner)
+    web = Web(http_port(banner), base / "root", log, tls, process.pid)
     try:
-        yield Web(port, base / "root", log, tls)
+        assert honest_get(web)[0] == 200  # (what a first request starts is running)
+        before = Vitals.of(process.pid)
+        yield web
+        assert_back_to_normal(process.pid, before)  # every attack here ends so
     finally:
         stop_server(process)
 
@@ -317,7 +329,7 @@ def test_sigterm_stops_the_server_while_a_client_reads_nothing(tmp_path: Path) -
         (folder / f"file-{i:05d}").touch()
     process, _, banner = start_server(["--config", str(config)], tmp_path / "server.log")
     try:
-        web = Web(http_port(banner), tmp_path / "root", tmp_path / "server.log", tls=False)
+        web = Web(http_port(banner), tmp_path / "root", tmp_path / "server.log", False, process.pid)
         stuck = socket.create_connection(("127.0.0.1", web.port), timeout=LIVENESS)
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stuck.sendall(b"PROPFIND /dav/big/ HTTP/1.1\r\nHost: x\r\nDepth: 1\r\nAuthorization: "

@@ -17,11 +17,15 @@ from conftest import (
     PASSWORD,
     READER_PASSWORD,
     Server,
+    Vitals,
+    assert_back_to_normal,
     require,
     start_server,
     stop_server,
     write_config,
 )
+
+PIDS: dict[int, int] = {}  # a server's process by its SSH port
 
 
 def _server_with(ssh_settings: str, tmp_path: Path, client_key: Path) -> Iterator[int]:
@@ -33,6 +37,7 @@ def _server_with(ssh_settings: str, tmp_path: Path, client_key: Path) -> Iterato
     write_config(config, root, tmp_path / "state", pub)
     config.write_text(config.read_text().replace("[ssh]\n", f"[ssh]\n{ssh_settings}"))
     process, port, _ = start_server(["--config", str(config)], tmp_path / "log")
+    PIDS[port] = process.pid
     yield port
     stop_server(process)
 
@@ -48,6 +53,11 @@ async def _login(port: int) -> asyncssh.SSHClientConnection:
     return await asyncssh.connect(
         "127.0.0.1", port, username="root", password=PASSWORD, known_hosts=None, client_keys=None
     )
+
+
+async def _login_and_leave(port: int) -> None:
+    async with await _login(port) as conn, conn.start_sftp_client() as sftp:
+        await sftp.stat("/")
 
 
 def _closed_by_server(sock: socket.socket, within: float) -> bool:
@@ -84,7 +94,10 @@ def test_connections_per_address_are_capped(tight: int) -> None:
 
 
 def test_unauthenticated_connections_are_capped_and_time_out(tight: int) -> None:
-    """Idle pre-auth connections are bounded in number and dropped after the login timeout."""
+    """Idle pre-auth connections are bounded in number and dropped after the login
+    timeout; the server's threads and memory come back after."""
+    asyncio.run(_login_and_leave(tight))
+    before = Vitals.of(PIDS[tight])
     idle: list[socket.socket] = []
     for _ in range(20):  # (past a third of the slots, some are refused at random)
         sock = socket.create_connection(("127.0.0.1", tight))
@@ -100,6 +113,7 @@ def test_unauthenticated_connections_are_capped_and_time_out(tight: int) -> None
     assert all(_closed_by_server(sock, 4.0) for sock in idle), "login timeout did not apply"
     for sock in [*idle, third]:
         sock.close()
+    assert_back_to_normal(PIDS[tight], before)
 
 
 def test_port_forwarding_is_refused(server: Server) -> None:

@@ -35,7 +35,18 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from conftest import Server, http_port, require, start_server, stop_server, write_config
+from conftest import (
+    Server,
+    Vitals,
+    assert_back_to_normal,
+    http_port,
+    require,
+    start_server,
+    stop_server,
+    write_config,
+)
+
+from hoody_mount.ssh.server import LONG_CALL_THREADS
 
 ENV_MARKER = f"hoody-env-marker-{secrets.token_hex(8)}"
 OUTSIDE_MARKER = f"hoody-outside-marker-{secrets.token_hex(8)}"
@@ -682,12 +693,14 @@ def test_hashes_of_one_user_hold_a_bounded_share_and_stop_when_the_client_goes(
     channels; each hash would run for many minutes): short requests are served
     meanwhile (the 70 filled all 64 shared workers, and every other request timed out
     until a restart); once the clients go, the running hashes stop, and the same
-    user's next hash is answered."""
+    user's next hash is answered; the server's threads and memory come back."""
     jail = _jail(shell_server)
     with open(jail / "huge.bin", "wb") as handle:
         handle.seek(1 << 40)
         handle.write(b"abc")
     (jail / "small.txt").write_text("small\n")
+    assert _ssh(shell_server, "jailed", "md5sum small.txt").returncode == 0
+    before = Vitals.of(shell_server.process.pid)
 
     async def attack() -> None:
         conns = [
@@ -717,6 +730,7 @@ def test_hashes_of_one_user_hold_a_bounded_share_and_stop_when_the_client_goes(
     small = _ssh(shell_server, "jailed", "md5sum small.txt", timeout=60)
     assert small.returncode == 0, small.stderr
     assert small.stdout.startswith(hashlib.md5(b"small\n").hexdigest().encode())
+    assert_back_to_normal(shell_server.process.pid, before, pools=LONG_CALL_THREADS)
 
 
 def test_two_users_endless_hashes_do_not_keep_a_third_waiting(
