@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import socket
 import subprocess
 import time
@@ -395,3 +396,27 @@ def test_one_user_cannot_take_every_connection(tmp_path: Path, client_key: Path)
 
         asyncio.run(scenario(port))
         assert "too many connections of user root" in (tmp_path / "log").read_text()
+
+
+def test_openssh_shows_why_a_connection_is_refused(tight: int, tmp_path: Path) -> None:
+    """A connection refused at once gets the server's version line first, then the
+    disconnect: OpenSSH prints the reason (it printed "banner line contains invalid
+    characters" when the disconnect came before the version line)."""
+    require("ssh")
+
+    async def scenario() -> None:
+        conns = [await _login(tight) for _ in range(3)]
+        loop = asyncio.get_running_loop()
+        refused = await loop.run_in_executor(None, functools.partial(
+            subprocess.run,
+            ["ssh", "-p", str(tight), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+             "-o", f"UserKnownHostsFile={tmp_path / 'known'}", "root@127.0.0.1", "true"],
+            capture_output=True, text=True, timeout=30,
+        ))  # fmt: skip
+        for conn in conns:
+            conn.close()
+        assert refused.returncode != 0
+        assert "Received disconnect" in refused.stderr, refused.stderr
+        assert "too many connections from this address" in refused.stderr, refused.stderr
+
+    asyncio.run(scenario())

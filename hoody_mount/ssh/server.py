@@ -205,7 +205,12 @@ class SSHServer(asyncssh.SSHServer):
         reason = _refusal(ctx, self.client)
         if reason:
             refusals.note(self.peer, reason)
-            conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, reason)
+            # After asyncssh has sent its version line (it does once this returns): a
+            # disconnect sent before it reached OpenSSH as "banner line contains invalid
+            # characters"; after it, the client prints "Received disconnect ...: reason".
+            asyncio.get_running_loop().call_soon(
+                conn.disconnect, asyncssh.DISC_TOO_MANY_CONNECTIONS, reason
+            )
             return
         self.counted = True
         ctx.connections[self.client] += 1
