@@ -423,6 +423,8 @@ def test_one_users_downloads_that_are_never_read_leave_workers_for_others(web: W
         assert b"HTTP/1.1 503" in answers, answers
         for _ in range(3):
             assert honest_get(web)[0] == 200
+        assert wait_until(lambda: "HTTP requests refused: user jailed is past its share of "
+                          "workers from 127.0.0.10" in web.log.read_text(), LIVENESS)  # fmt: skip
     finally:
         for sock in stuck:
             sock.close()

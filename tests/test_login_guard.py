@@ -284,3 +284,41 @@ def test_http_parallel_guesses_are_checked_no_more_than_the_limit(server: Server
     assert len(checked) <= 10, statuses
     assert set(statuses) <= {401, 207, 429}, statuses
     assert statuses.count(429) >= 30, statuses
+
+
+def test_a_login_waits_for_a_place_among_its_addresses_checks() -> None:
+    guard = LoginGuard(limit=2)
+    assert guard.reserve("a", "u") is None and guard.reserve("a", "u") is None
+    busy = guard.reserve("a", "u")
+    assert busy is not None and busy.busy
+    threading.Timer(0.3, guard.release, ("a",)).start()
+    started = time.monotonic()
+    assert guard.reserve_within("a", "u", 10) is None  # the place given back is taken
+    assert 0.2 < time.monotonic() - started < 5
+    waited = guard.reserve_within("a", "u", 0.3)  # none given back: busy after the wait
+    assert waited is not None and waited.busy
+    guard.failed("a", "u", "test")
+    guard.failed("a", "u", "test")  # (a ban is no reason to wait)
+    banned = guard.reserve_within("a", "u", 10)
+    assert banned is not None and not banned.busy
+
+
+def test_ssh_twenty_good_password_logins_at_once_from_one_address_all_get_in(
+    server: Server,
+) -> None:
+    """A team behind one address logging in together: 10 of 20 were refused "too many
+    logins at once"; now they wait for the address's running checks, and all get in."""
+
+    async def login() -> None:
+        async with asyncssh.connect(
+            "127.0.0.1", server.port, username="root", password=PASSWORD,
+            known_hosts=None, client_keys=None, agent_path=None,
+        ) as conn:  # fmt: skip
+            result = await conn.run("true", check=False)
+            del result
+
+    async def scenario() -> list[BaseException | None]:
+        return await asyncio.gather(*(login() for _ in range(20)), return_exceptions=True)
+
+    outcomes = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert outcomes == [None] * 20, outcomes

@@ -30,11 +30,16 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
+QUEUE_WAIT = 10.0  # seconds a login may wait for a place among its address's checks
+
+
 class Ban(NamedTuple):
-    """A refusal: whole seconds until the next attempt is checked, and why."""
+    """A refusal: whole seconds until the next attempt is checked, and why; ``busy`` when
+    it is only that the address has as many checks running as it may."""
 
     seconds: int
     message: str
+    busy: bool = False
 
 
 class LoginGuard:
@@ -56,6 +61,7 @@ class LoginGuard:
         self._users_banned: dict[tuple[str, str], float] = {}
         self._checking: collections.Counter[str] = collections.Counter()  # checks running
         self._lock = threading.Lock()
+        self._released = threading.Condition(self._lock)  # a place was given back
 
     def banned(self, address: str, user: str | None = None) -> Ban | None:
         """Why a login from ``address`` (as ``user``, when known) is not checked now."""
@@ -81,9 +87,23 @@ class LoginGuard:
         with self._lock:
             recent = _recent(self._failures, address, now, self.window)
             if recent + self._checking[address] >= self.limit:
-                return Ban(1, f"too many logins at once from {address}, retry in 1 s")
+                return Ban(1, f"too many logins at once from {address}, retry in 1 s", True)
             self._checking[address] += 1
         return None
+
+    def reserve_within(self, address: str, user: str, seconds: float = QUEUE_WAIT) -> Ban | None:
+        """``reserve``, waiting up to ``seconds`` for a place while the address's checks
+        are all taken (20 good logins at once from one address, a team behind one NAT,
+        had 10 refused): the logins queue, the failures still count before the next
+        guesses are checked."""
+        deadline = time.monotonic() + seconds
+        while True:
+            ban = self.reserve(address, user)
+            left = deadline - time.monotonic()
+            if ban is None or not ban.busy or left <= 0:
+                return ban
+            with self._released:
+                self._released.wait(min(left, 0.25))
 
     def release(self, address: str) -> None:
         """Give back a place taken by ``reserve``."""
@@ -91,6 +111,7 @@ class LoginGuard:
             self._checking[address] -= 1
             if self._checking[address] <= 0:
                 del self._checking[address]
+            self._released.notify_all()
 
     def allowed(self, address: str, user: str | None = None) -> bool:
         """Whether a login attempt from ``address`` (as ``user``) may be checked at all."""

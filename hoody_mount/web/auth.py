@@ -182,7 +182,8 @@ class Authenticator:
         try:
             # Only a check that really runs takes a place: the same credentials arriving
             # together wait for this one, and remembered ones are checked no more.
-            check.refused = self.guard.reserve(address, name)
+            with stepped_aside():  # (it may wait for the address's other checks)
+                check.refused = self.guard.reserve_within(address, name)
             if check.refused is not None:
                 raise AuthError.banned(check.refused)
             try:

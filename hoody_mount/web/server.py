@@ -32,6 +32,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from ..config import HTTPOptions, Listen
 from ..core.addresses import client_of
+from ..core.log_limit import Throttled
 from ..core.names import NameMap
 from ..core.session import Session
 from ..core.turns import Turns, stepped_aside
@@ -45,6 +46,7 @@ from .intake import Intake, gather, inbox_of
 from .worker_share import WorkerShare
 
 log = logging.getLogger("hoody_mount.web")
+refusals = Throttled(log, "HTTP requests refused")  # (a client's 503s and 429s)
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -121,6 +123,9 @@ class WebFront:
         else:
             client = "address " + client_of(str(environ.get("REMOTE_ADDR", "")))
         if not self.workers.take(client):
+            refusals.note(
+                str(environ.get("REMOTE_ADDR", "")), f"{client} is past its share of workers"
+            )
             text = "you already have your share of the server's workers busy; try again shortly"
             extra = [("Retry-After", str(BODY_RETRY_AFTER)), ("Connection", "close")]
             return _plain(start_response, "503 Service Unavailable", text, extra)
@@ -150,6 +155,8 @@ class WebFront:
                 extra.append(("WWW-Authenticate", 'Basic realm="hoody-mount", charset="UTF-8"'))
             if exc.retry_after is not None:
                 extra.append(("Retry-After", str(exc.retry_after)))
+            if exc.status.startswith("429"):
+                refusals.note(str(environ.get("REMOTE_ADDR", "")), exc.message)
             return _plain(start_response, exc.status, exc.message, extra)
         if _ENCODED_SLASH.search(str(environ.get("REQUEST_URI", "")).partition("?")[0]):
             # cheroot keeps %2F as the three characters, so a%2Fb and a%252Fb would both
@@ -184,6 +191,10 @@ class WebFront:
         release: list[Callable[[], None]] = []
         if has_body(environ):
             if not self.body_slots.take(user.name):
+                refusals.note(
+                    str(environ.get("REMOTE_ADDR", "")),
+                    f"user {user.name} has {self.body_slots.per_user} requests with a body running",
+                )
                 text = (
                     f"you already have {self.body_slots.per_user} uploads or other requests "
                     "with a body running; try again when one ends"
