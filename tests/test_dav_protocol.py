@@ -1444,3 +1444,24 @@ def test_odd_condition_headers_never_fail_the_gate(server: Server, headers: dict
     body = b"new" if method == "PUT" else None
     reply = call(server, method, "/dav/g.txt", headers=headers, body=body, strict=False)
     assert reply.status < 500, (reply.status, reply.text[:200])
+
+
+def test_a_folder_listing_keeps_the_connection(server: Server) -> None:
+    """A PROPFIND Depth 1 streams its answer chunked: the connection stays open for the
+    next request (WsgiDAV closed it after every answer without Content-Length, so each
+    listing cost a new connection, and over TLS a new handshake)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=TIMEOUT)
+    try:
+        sockets = []
+        for body in (None, propfind_body("D:getcontentlength")):
+            conn.request("PROPFIND", "/dav/", body=body, headers={
+                "Authorization": basic(), "Depth": "1"})  # fmt: skip
+            reply = conn.getresponse()
+            reply.read()
+            assert reply.status == 207
+            assert reply.getheader("Transfer-Encoding") == "chunked"
+            assert reply.getheader("Connection") is None
+            sockets.append(conn.sock)
+        assert sockets[0] is sockets[1] and sockets[0] is not None
+    finally:
+        conn.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,3 +263,29 @@ def test_removing_a_deep_chain_takes_linear_work(
     monkeypatch.undo()
     assert not (guarded.root / "chain").exists()
     assert opens < 3 * depth, f"{opens} opens for {depth} levels"
+
+
+def test_files_coming_and_going_in_the_state_folder_never_hide_other_files(
+    guarded: Guarded,
+) -> None:
+    """The DAV stores replace their files all the time; a stat elsewhere in the tree,
+    checked against the state folder's files, gave ENOENT when one of them went between
+    the folder's listing and its stat (another user's files "vanished" over every front
+    while WebDAV properties were written)."""
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            for k in range(20):
+                (guarded.state / f"store-{k}.tmp").write_bytes(b"x")
+            for k in range(20):
+                os.replace(guarded.state / f"store-{k}.tmp", guarded.state / "store.dir")
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        for _ in range(3000):
+            assert guarded.vfs.lstat("/inside.txt").st_size == len(INSIDE)
+    finally:
+        stop.set()
+        thread.join(10)

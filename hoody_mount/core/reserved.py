@@ -155,7 +155,11 @@ class Reserved:
 
     def state_files(self) -> frozenset[Identity]:
         """The identities of the files in the state folders, read again whenever one of
-        the folders changed (an fstat each: a rename into it changes its times)."""
+        the folders changed (an fstat each: a rename into it changes its times). A file
+        that goes between the listing and its stat is left out: the stores rename and
+        remove their files all the time, and that ENOENT reached whichever user's
+        lookup was checking (another user's files "vanished" while WebDAV properties
+        were written)."""
         stamp = tuple((st.st_mtime_ns, st.st_ctime_ns) for st in map(os.fstat, self._folders))
         known, files = self._files
         if stamp == known:
@@ -164,8 +168,11 @@ class Reserved:
         for fd in self._folders:
             with os.scandir(f"/proc/self/fd/{fd}") as entries:
                 for entry in entries:
-                    if not entry.is_dir(follow_symlinks=False):
-                        found.add(identity(entry.stat(follow_symlinks=False)))
+                    try:
+                        if not entry.is_dir(follow_symlinks=False):
+                            found.add(identity(entry.stat(follow_symlinks=False)))
+                    except FileNotFoundError:
+                        continue
         self._files = (stamp, frozenset(found))
         return self._files[1]
 

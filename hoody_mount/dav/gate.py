@@ -46,6 +46,7 @@ from wsgidav.dav_error import (
 
 from ..core import byteranges
 from ..core.content import is_active
+from .propfind_stream import STREAMED
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -338,7 +339,7 @@ class DavGate:
             refusal = self._check_range(environ, start_response)
             if refusal is not None:
                 return refusal
-        return self.app(environ, self._headers(start_response, method, read_only))
+        return self.app(environ, self._headers(start_response, environ, read_only))
 
     @staticmethod
     def _xml_body_problem(environ: dict[str, Any]) -> str | None:
@@ -384,8 +385,17 @@ class DavGate:
         return None
 
     @staticmethod
-    def _headers(start_response: StartResponse, method: str, read_only: bool) -> StartResponse:
+    def _headers(
+        start_response: StartResponse, environ: dict[str, Any], read_only: bool
+    ) -> StartResponse:
+        method = str(environ.get("REQUEST_METHOD", ""))
+
         def wrapped(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if environ.get(STREAMED):
+                # WsgiDAV closes the connection after any answer without Content-Length;
+                # a streamed one goes out chunked and the connection can stay (the
+                # listener still closes it if the request's body was not all read)
+                headers = [(n, v) for n, v in headers if n.lower() != "connection"]
             if read_only and method == "OPTIONS":
                 headers = [(n, READ_ONLY_ALLOW if n.lower() == "allow" else v) for n, v in headers]
             kind = next((v for n, v in headers if n.lower() == "content-type"), "")

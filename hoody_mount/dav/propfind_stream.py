@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 CHUNK = 64 << 10
+STREAMED = "hoody.streamed"  # in the environ: the answer goes out chunked, as it is made
 _HTTP_CONDITIONS = (
     "HTTP_IF_MATCH",
     "HTTP_IF_NONE_MATCH",
@@ -149,6 +150,7 @@ class StreamedPropfind(BaseMiddleware):  # type: ignore[misc]
         mode, names = _wanted(environ)
         chunks = _stream(resource, mode, names)
         first = next(chunks)  # (fails before the status is sent when the folder can't be read)
+        environ[STREAMED] = True
         start_response(
             "207 Multi-Status",
             [
