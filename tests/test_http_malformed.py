@@ -228,3 +228,11 @@ def test_a_move_to_a_lone_surrogate_is_400(server: Server) -> None:
         assert status == 400, (action, status, body)
     assert (server.root / "s.txt").read_text() == "s"
     assert "Traceback" not in server.log.read_text()
+
+
+@pytest.mark.parametrize("value", [b"Basic \xff\xfe", b"Basic \xc3\xa9t\xc3\xa9", b"Bearer \xff"])
+def test_credentials_that_are_not_ascii_are_401(server: Server, value: bytes) -> None:
+    """Bytes past ASCII in Basic credentials were a 500 and a traceback."""
+    answer = exchange(server, b"GET /api/v1/files/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                      b"Authorization: " + value + b"\r\n\r\n")  # fmt: skip
+    assert statuses(answer) == [401], answer[:300]

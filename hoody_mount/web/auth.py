@@ -12,7 +12,6 @@ remembered), a token at most once per ``_CACHE_SECONDS``.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -119,7 +118,7 @@ class Authenticator:
             )
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # (not base64, not UTF-8, or not ASCII to begin with)
             raise AuthError("401 Unauthorized", "malformed Basic credentials") from None
         name, _, password = decoded.partition(":")
         ban = self.guard.banned(address, name)
