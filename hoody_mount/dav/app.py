@@ -2,8 +2,8 @@
 
 Windows probes ``OPTIONS /`` and ``PROPFIND /`` before it looks at the share, so ``/``
 answers as a read-only DAV collection holding the single folder ``dav``.
-Locks (``locks.py``, in SQLite) and dead properties (in a shelve) are kept in the state
-folder, so they survive restarts.
+Locks (``locks.py``) and dead properties (``properties.py``) are kept in SQLite in the
+state folder, so they survive restarts.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from wsgidav import util
 from wsgidav.dav_error import HTTP_FORBIDDEN, DAVError
 from wsgidav.dav_provider import DAVCollection, DAVProvider
 from wsgidav.error_printer import ErrorPrinter
-from wsgidav.prop_man.property_manager import ShelvePropertyManager
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from .gate import DavGate
 from .locks import FILE_NAME as LOCKS_NAME
 from .locks import LockTable
+from .properties import FILE_NAME as PROPERTIES_NAME
+from .properties import PropertyTable
 from .propfind_stream import StreamedPropfind
 from .provider import SessionProvider
 
@@ -79,7 +80,7 @@ def build(state_dir: Path) -> DavGate:
     config: dict[str, Any] = {
         "provider_mapping": {DAV_PREFIX: SessionProvider(), "/": RootProvider()},
         "lock_storage": LockTable(state_dir / LOCKS_NAME),
-        "property_manager": ShelvePropertyManager(str(state_dir / "dav-props.shelve")),
+        "property_manager": PropertyTable(state_dir / PROPERTIES_NAME),
         "middleware_stack": [ErrorPrinter, StreamedPropfind, RequestResolver],
         "http_authenticator": {"domain_controller": None},
         "hotfixes": {"emulate_win32_lastmod": True},

@@ -36,12 +36,12 @@ from wsgidav.dav_error import (
     PRECONDITION_CODE_LockConflict,
 )
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
-from wsgidav.prop_man.property_manager import PropertyManager
 
 from ..core import paths
 from ..core.listing import Entry
 from ..core.session import Session
 from ..core.vfs import AtomicFile, OpenFile, Times
+from .properties import PropertyTable
 
 SESSION_KEY = "hoody.session"
 _HREF_SAFE = "/!*'(),$-_|."  # as WsgiDAV quotes hrefs (Nautilus chokes on %28)
@@ -576,28 +576,12 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
         if not manager:
             return
         src_url = self.get_ref_url()
-        if not isinstance(manager, PropertyManager):
+        if not isinstance(manager, PropertyTable):
             if replaced:
                 manager.remove_properties(dest_url, self.environ)
             manager.copy_properties(src_url, dest_url, self.environ)
             return
-        manager._lock.acquire_write()  # (what its own move_properties does, for a tree)
-        try:
-            if not manager._loaded:
-                manager._lazy_open()
-            store = manager._dict
-            keys = list(store.keys())
-            for key in keys:
-                if replaced and key.startswith(dest_url):
-                    del store[key]
-            for key in keys:
-                if key == src_url or (whole and key.startswith(src_url)):
-                    copied = dest_url + key[len(src_url) :]
-                    if key == src_url or self._holds(copied):
-                        store[copied] = dict(store[key])
-            manager._sync()
-        finally:
-            manager._lock.release()
+        manager.copy_tree(src_url, dest_url, whole, replaced, self._holds)
 
     def _holds(self, url: str) -> bool:
         """Whether the resource of a lock or property key exists (a link counts)."""
