@@ -491,3 +491,43 @@ def test_many_requests_bringing_one_new_password_at_once_are_all_answered(web: W
         thread.join(LIVENESS * 2)
     assert results == [200] * logins
     assert honest_get(web)[0] == 200
+
+
+def test_a_request_that_finds_every_worker_held_gets_503_not_silence(web: Web) -> None:
+    """Two users' downloads that are never read hold every worker (one beyond its
+    share, the other within it): a third client's request waits for a worker at most
+    head_timeout, then gets 503 with Retry-After (it waited, unanswered, for as long as
+    the downloads were held); once they end, requests are served again."""
+    (web.root / "big.bin").write_bytes(random.randbytes(32 << 20))
+    jail = web.root / "home" / "jailed"
+    (jail / "big.bin").write_bytes(random.randbytes(32 << 20))
+    stuck = []
+    answers = []
+    for user, password, path, count in (
+        ("jailed", JAILED_PASSWORD, "big.bin", THREADS),
+        ("root", PASSWORD, "big.bin", 2),
+    ):
+        auth = _auth(user, password).encode()
+        for _ in range(count):
+            sock = connect_from(web, "127.0.0.12")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"GET /api/v1/files/" + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                         b"Authorization: " + auth + b"\r\n\r\n")  # fmt: skip
+            answers.append(sock.recv(12))
+            stuck.append(sock)
+    try:
+        assert answers.count(b"HTTP/1.1 200") == THREADS, answers
+        third = connect_from(web, "127.0.0.13")
+        third.settimeout(HEAD_TIMEOUT + LIVENESS)
+        started = time.monotonic()
+        third.sendall(b"GET /api/v1/files/small.txt HTTP/1.1\r\nHost: x\r\n"
+                      b"Connection: close\r\n\r\n")  # fmt: skip
+        answer = read_answer(third)
+        third.close()
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+        assert b"Retry-After:" in answer
+        assert time.monotonic() - started < HEAD_TIMEOUT + LIVENESS
+    finally:
+        for sock in stuck:
+            sock.close()
+    assert wait_until(lambda: honest_get(web)[0] == 200, LIVENESS)

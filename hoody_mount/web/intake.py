@@ -16,7 +16,10 @@ stalls every other HTTPS client for a minute. The intake takes that loop's place
   worker gets the connection only once the whole head is there. A head must arrive
   within ``head_timeout`` of its first byte (``408``), an idle connection waits at
   most the server's timeout;
-- when the workers' queue is full, a new request gets ``503`` instead of waiting;
+- a whole request goes to a worker only when one is free; otherwise it waits here, in
+  order, for at most ``head_timeout`` seconds (then ``503``: slow downloads of two users
+  held every worker, and a third user's request waited, unanswered, for as long as
+  they did), and past ``QUEUE_LIMIT`` waiting requests a new one gets ``503`` at once;
 - a worker reading a body gets ``TimeoutError`` (cheroot and the fronts answer ``408``,
   an upload is thrown away) when less than ``MIN_RATE_BYTES`` arrive in
   ``body_timeout`` seconds.
@@ -38,7 +41,7 @@ import socket
 import ssl
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +56,7 @@ log = logging.getLogger("hoody_mount.web")
 
 HANDSHAKE_TIMEOUT = 10.0
 QUEUE_LIMIT = 256  # whole requests waiting for a worker before new ones get 503
+QUEUE_TICK = 0.02  # how often waiting requests look for a free worker
 RETRY_AFTER = 5
 REPLY_LINGER = 2.0  # after a refusal: read (and drop) what the client still sends
 HEAD_LIMIT = 64 * 1024 + 4 * 1024  # past this without an end, cheroot answers 431
@@ -227,6 +231,7 @@ class Intake:
         self.total_limit = limits.max_connections
         self.head_timeout = limits.head_timeout
         self.body_timeout = limits.body_timeout
+        self.queue_wait = limits.head_timeout  # a whole request's wait for a worker, at most
         self._make_file = file_maker(limits.body_timeout)
         self._selector = selectors.DefaultSelector()
         self._lock = threading.Lock()
@@ -234,6 +239,7 @@ class Intake:
         self._total = 0
         self._idle = 0
         self._live: set[Any] = set()  # connections made and not closed yet
+        self._ready: deque[tuple[Any, float]] = deque()  # (whole requests, deadline)
         self._stopping = False
         self._serving = False
         self._reserve: int | None = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
@@ -262,11 +268,13 @@ class Intake:
         self._serving = True
         try:
             while not self._stopping:
-                for key, _ in self._selector.select(min(interval, 0.5)):
+                wait = QUEUE_TICK if self._ready else min(interval, 0.5)
+                for key, _ in self._selector.select(wait):
                     if key.data is None:
                         self._accept()
                     else:
                         self._step(key.data)
+                self._hand_over()
                 self._expire()
         finally:
             self._serving = False
@@ -284,6 +292,10 @@ class Intake:
         stopping for as long as the send's timeout)."""
         with self._lock:
             held = [key.data for key in self._selector.get_map().values() if key.data]
+            ready = [conn for conn, _ in self._ready]
+            self._ready.clear()
+        for conn in ready:
+            conn.close()
         for waiting in held:
             self._unwatch(waiting)
             self._close(waiting)
@@ -494,17 +506,43 @@ class Intake:
         self._connect(waiting, peer, self.server.ssl_adapter.get_environ(sock))
 
     def _dispatch(self, conn: Any) -> None:
-        """Give a connection with a whole request head to a worker (or refuse it when
-        too many wait already)."""
-        if self.server.requests.qsize >= QUEUE_LIMIT:
-            refusals.note(conn.remote_addr or "", "every worker busy, queue full")
-            waiting = _Waiting(conn.socket, conn.remote_addr or "", "refused", 0.0)
-            waiting.conn = conn
-            self._refuse(waiting, BUSY)
-            return
+        """Give a connection with a whole request head to a free worker, or keep it in
+        line for one (or refuse it when too many wait already)."""
+        with self._lock:
+            if not self._ready and self._free_workers() > 0:
+                self._start(conn)
+                return
+            if len(self._ready) < QUEUE_LIMIT:
+                self._ready.append((conn, time.monotonic() + self.queue_wait))
+                return
+        self._refuse_busy(conn, "every worker busy, queue full")
+
+    def _hand_over(self) -> None:
+        """Give waiting requests to the workers that are free, in order; refuse those
+        that waited ``queue_wait``."""
+        late = []
+        now = time.monotonic()
+        with self._lock:
+            while self._ready and self._free_workers() > 0:
+                self._start(self._ready.popleft()[0])
+            while self._ready and self._ready[0][1] < now:
+                late.append(self._ready.popleft()[0])
+        for conn in late:
+            self._refuse_busy(conn, f"no worker free for {self.queue_wait:.0f} s")
+
+    def _free_workers(self) -> int:
+        return int(self.server.requests.idle) - int(self.server.requests.qsize)
+
+    def _start(self, conn: Any) -> None:
         conn.socket.settimeout(self.body_timeout)
         inbox_of(conn).restart_rate()
         self.server.process_conn(conn)
+
+    def _refuse_busy(self, conn: Any, why: str) -> None:
+        refusals.note(conn.remote_addr or "", why)
+        waiting = _Waiting(conn.socket, conn.remote_addr or "", "refused", 0.0)
+        waiting.conn = conn
+        self._refuse(waiting, BUSY)
 
     def _refuse(self, waiting: _Waiting, answer: bytes) -> None:
         """Answer, stop sending, and read until the client closes (or REPLY_LINGER), so
