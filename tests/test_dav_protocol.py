@@ -14,6 +14,7 @@ import contextlib
 import email.utils
 import hashlib
 import http.client
+import json
 import os
 import re
 import socket
@@ -1465,3 +1466,23 @@ def test_a_folder_listing_keeps_the_connection(server: Server) -> None:
         assert sockets[0] is sockets[1] and sockets[0] is not None
     finally:
         conn.close()
+
+
+def test_copies_of_a_sparse_file_stay_sparse(server: Server) -> None:
+    """A 1 TiB sparse file copied over WebDAV and the file API: each copy is done at
+    once and takes no room (both wrote the whole TiB of zeros, filling the disk)."""
+    share = server.root / "share"
+    with open(share / "huge.bin", "wb") as handle:
+        handle.seek(1 << 40)
+        handle.write(b"end")
+    copied = call(server, "COPY", "/dav/share/huge.bin", headers={
+        "Destination": f"{server.url}/dav/share/dav-copy.bin"}, timeout=60)  # fmt: skip
+    assert copied.status == 201, copied.text
+    body = json.dumps({"action": "copy", "to": "/share/api-copy.bin"}).encode()
+    moved = call(server, "POST", "/api/v1/files/share/huge.bin", body=body,
+                 headers={"Content-Type": "application/json"}, timeout=60)  # fmt: skip
+    assert moved.status in (200, 201), moved.text
+    for name in ("dav-copy.bin", "api-copy.bin"):
+        st = (share / name).stat()
+        assert st.st_size == (1 << 40) + 3
+        assert st.st_blocks * 512 < 1 << 20

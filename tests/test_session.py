@@ -231,3 +231,63 @@ def test_copy_file_keeps_mode_and_times(root: VFS, tmp_path: Path) -> None:
     assert copy.read_text() == "data"
     assert stat.S_IMODE(copy.stat().st_mode) == 0o604
     assert copy.stat().st_mtime == 2_000_000
+
+
+def _sparse(path: Path, pieces: dict[int, bytes], size: int) -> bytes:
+    """A sparse file with ``pieces`` at their offsets, ``size`` long; its content."""
+    with open(path, "wb") as handle:
+        for offset, data in pieces.items():
+            handle.seek(offset)
+            handle.write(data)
+        handle.truncate(size)
+    return path.read_bytes()
+
+
+def test_copies_keep_holes_and_stop_when_the_asker_goes(root: VFS, tmp_path: Path) -> None:
+    """Copying a 1 TiB sparse file wrote 1 TiB of zeros (a disk filled without sending
+    a byte): a copy keeps the holes, a trailing one too, and stops (ECANCELED, nothing
+    left behind) once its session's client has gone."""
+    jail = tmp_path / "jail"
+    content = _sparse(jail / "sparse.bin", {0: b"head", 8 << 20: b"mid" * 1000}, 64 << 20)
+    session = _session(root, root="/jail")
+    session.copy_file("/sparse.bin", "/copy.bin")
+    copy = jail / "copy.bin"
+    assert copy.read_bytes() == content
+    assert copy.stat().st_blocks * 512 < 1 << 20  # (64 MiB long, a few KiB on the disk)
+    with open(jail / "huge.bin", "wb") as handle:
+        handle.seek(1 << 40)
+        handle.write(b"end")
+    session.copy_tree("/huge.bin", "/huge-copy.bin")
+    assert (jail / "huge-copy.bin").stat().st_size == (1 << 40) + 3
+    assert (jail / "huge-copy.bin").stat().st_blocks * 512 < 1 << 20
+    asked = [0]
+
+    def gone() -> bool:
+        asked[0] += 1
+        return asked[0] > 2
+
+    session.gone = gone
+    (jail / "tree").mkdir()
+    (jail / "tree" / "data.bin").write_bytes(os.urandom(4 << 20))
+    with pytest.raises(OSError) as stopped:
+        session.copy_tree("/tree", "/tree-copy")
+    assert stopped.value.errno == errno.ECANCELED
+    assert not (jail / "tree-copy").exists()
+
+
+def test_copy_data_keeps_holes_past_the_targets_end(root: VFS, tmp_path: Path) -> None:
+    """SFTP copy-data (``cp`` over sshfs) into a new file keeps the source's holes; over
+    existing bytes a hole is written as the zeros it reads as."""
+    jail = tmp_path / "jail"
+    content = _sparse(jail / "sparse.bin", {4 << 20: b"data"}, 32 << 20)
+    (jail / "old.bin").write_bytes(b"\xff" * (8 << 20))
+    session = _session(root, root="/jail")
+    src = session.open("/sparse.bin", os.O_RDONLY)
+    for name in ("new.bin", "old.bin"):
+        dst = session.open(f"/{name}", os.O_WRONLY | os.O_CREAT)
+        assert session.copy_data(src, 0, 0, dst, 0) == 32 << 20
+        dst.close()
+    src.close()
+    assert (jail / "new.bin").read_bytes() == content
+    assert (jail / "new.bin").stat().st_blocks * 512 < 1 << 20
+    assert (jail / "old.bin").read_bytes() == content

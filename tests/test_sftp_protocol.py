@@ -1558,17 +1558,22 @@ def test_copies_never_hold_the_workers_that_others_need(server: Server) -> None:
     the shared workers (which could otherwise all be copying): a MKDIR on another
     connection is answered meanwhile. They run in slices served in turn, so after a
     moment each has begun and none has finished (before slices, four ran whole and
-    four waited)."""
+    four waited). Each target is already 1 GiB long, all hole, so that the copies write
+    (a hole copied past a target's end stays a hole and costs nothing): progress shows
+    in the blocks the targets take."""
     with open(server.root / "big.bin", "wb") as sparse:
         sparse.truncate(1 << 30)
     copies = [f"c{n}.bin" for n in range(8)]
+    for name in copies:
+        with open(server.root / name, "wb") as target:
+            target.truncate(1 << 30)
 
     async def body() -> None:
         async with await connect(server) as one, await connect(server) as two:
             copiers = [await RawSFTP.start(conn) for conn in (one, two) for _ in range(4)]
             for n, raw in enumerate(copiers):
                 src = await raw.open(b"/big.bin", FXF_READ)
-                dst = await raw.open(f"/{copies[n]}".encode(), FXF_WRITE | FXF_CREAT | FXF_TRUNC)
+                dst = await raw.open(f"/{copies[n]}".encode(), FXF_WRITE)
                 _copy_request(raw, 1000 + n, src, dst)
             async with await connect(server) as three:
                 other = await RawSFTP.start(three)
@@ -1580,7 +1585,7 @@ def test_copies_never_hold_the_workers_that_others_need(server: Server) -> None:
                 sizes = [0]
                 while not all(sizes) and loop.time() < deadline:
                     await asyncio.sleep(0.1)
-                    sizes = [(server.root / name).stat().st_size for name in copies]
+                    sizes = [(server.root / name).stat().st_blocks * 512 for name in copies]
                 assert all(size > 0 for size in sizes), sizes  # each has begun
                 assert all(size < 1 << 30 for size in sizes), "one ran to its end alone"
 

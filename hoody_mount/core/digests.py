@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from .syscalls import next_data
 from .turns import stepped_aside, without_turn
 from .vfs import OpenFile
 
@@ -93,7 +94,7 @@ def feed_slice(file: OpenFile, hasher: Any, offset: int, limit: int) -> tuple[in
     try:
         while offset < end:
             if offset < size:
-                data_at = min(_next_data(file.fd, offset, size), size)
+                data_at = min(next_data(file.fd, offset, size), size)
                 if data_at > offset:  # a hole
                     step = min(data_at - offset, _BLOCK, end - offset)
                     hasher.update(_ZEROS[:step])
@@ -107,17 +108,6 @@ def feed_slice(file: OpenFile, hasher: Any, offset: int, limit: int) -> tuple[in
         return offset, False
     finally:
         file.bytes_read = counted
-
-
-def _next_data(fd: int, offset: int, size: int) -> int:
-    """Where the next data is at or after ``offset`` (``size`` when only a hole is
-    left; ``offset`` where the filesystem cannot tell)."""
-    try:
-        return os.lseek(fd, offset, os.SEEK_DATA)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:
-            return size
-        return offset
 
 
 class StreamDigest:

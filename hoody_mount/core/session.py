@@ -21,6 +21,7 @@ from . import logs, paths, upload_temps
 from .listing import Listing
 from .names import NameMap
 from .reserved import ReservedError
+from .syscalls import next_data, next_hole
 from .users import User
 from .vfs import VFS, AtomicFile, OpenFile, Times, without_privileges
 
@@ -92,6 +93,9 @@ class Session:
         self.names = names
         self.protocol = protocol
         self.home = user.home
+        # Whether the client that asked has gone: long operations (copies) stop then. An
+        # HTTP request's session asks the connection; an SSH channel's never stops.
+        self.gone: Callable[[], bool] = lambda: False
 
     @classmethod
     def start(cls, user: User, root: VFS, names: NameMap, protocol: str) -> Session:
@@ -316,19 +320,34 @@ class Session:
             raise OSError(errno.EINVAL, "copy-data onto the same file is refused", dst.path)
         remaining = length or None
         copied = 0
+        dst_end = b.st_size  # past it, a hole of the source stays a hole
         while remaining is None or remaining > 0:
             if stop():
                 raise OSError(errno.ECANCELED, "Copy stopped: the client has gone", dst.path)
             chunk = _COPY_BLOCK if remaining is None else min(_COPY_BLOCK, remaining)
+            size = src.stat().st_size
+            hole = min(next_data(src.fd, src_offset, size) - src_offset, chunk)
+            if hole > 0 and dst_offset >= dst_end:
+                src_offset += hole
+                dst_offset += hole
+                copied += hole
+                if remaining is not None:
+                    remaining -= hole
+                continue
+            if hole <= 0:  # (data here: read up to the next hole at most)
+                chunk = min(chunk, max(next_hole(src.fd, src_offset, size) - src_offset, 4096))
             data = src.read(src_offset, chunk)
             if not data:
                 break
             dst.write(dst_offset, data)
+            dst_end = max(dst_end, dst_offset + len(data))
             src_offset += len(data)
             dst_offset += len(data)
             copied += len(data)
             if remaining is not None:
                 remaining -= len(data)
+        if dst_offset > dst_end:  # (the copy ended in a hole: the file grows to its end)
+            dst.set_attrs(size=dst_offset)
         return copied
 
     @_logs_refusals("upload")
@@ -352,7 +371,7 @@ class Session:
         a jailed user's copy never carries setuid or setgid bits)."""
         src, dst = self.path(raw_src), self.path(raw_dst)
         self._check_write("copy", dst)
-        self.vfs.copy_file(src, dst, self._create_mode(0o7777))
+        self.vfs.copy_file(src, dst, self._create_mode(0o7777), self.gone)
         self._done("copy", src, dst)
 
     @_logs_refusals("copy")
@@ -361,7 +380,7 @@ class Session:
         line for the whole tree (a copy that fails leaves nothing behind)."""
         src, dst = self.path(raw_src), self.path(raw_dst)
         self._check_write("copy", dst)
-        self.vfs.copy_tree(src, dst, self._create_mode(0o7777))
+        self.vfs.copy_tree(src, dst, self._create_mode(0o7777), self.gone)
         self._done("copy", src, dst)
 
     @_logs_refusals("remove-tree")

@@ -96,6 +96,27 @@ if _sync_file_range is not None:
     _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
 
 
+def next_data(fd: int, offset: int, size: int) -> int:
+    """Where the next data of a file is at or after ``offset`` (``size`` when only a
+    hole is left; ``offset`` where the filesystem cannot tell): what lies between is a
+    hole, read as zeros."""
+    try:
+        return os.lseek(fd, offset, os.SEEK_DATA)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            return size
+        return offset
+
+
+def next_hole(fd: int, offset: int, size: int) -> int:
+    """Where the next hole of a file is at or after ``offset`` (``size`` where the
+    filesystem cannot tell: the end of a file counts as a hole)."""
+    try:
+        return os.lseek(fd, offset, os.SEEK_HOLE)
+    except OSError:
+        return size
+
+
 def start_writeback(fd: int, offset: int, length: int) -> None:
     """Start writing a range of a file's dirty pages to the disk, without waiting
     (sync_file_range with SYNC_FILE_RANGE_WRITE); a hint, so failures are ignored."""

@@ -46,6 +46,13 @@ _MAX_SYMLINK_HOPS = 40
 _DIR_STEP = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _COPY_BLOCK = 1 << 20
+Stop = Callable[[], bool]  # a long operation's question: has its asker gone?
+
+
+def _never() -> bool:
+    return False
+
+
 READ_AHEAD = 16 << 20  # how far a sequential reader keeps the kernel reading ahead of it
 READ_AHEAD_PIECE = 2 << 20
 _NOT_REGULAR = "not a regular file: FIFOs, sockets and devices are listed but never opened"
@@ -448,6 +455,16 @@ class AtomicFile:
         self._direct.write(view)
         self.size += len(view)
 
+    def skip(self, length: int) -> None:
+        """Leave the next ``length`` bytes unwritten: a hole, which reads as zeros (a
+        copy of a sparse file stays sparse). What follows goes through the page cache."""
+        if self._direct is not None:
+            offset, rest = self._direct.finish()
+            self._direct = None
+            self.file.write(offset, rest)
+        self._direct_tried = True  # (direct writes append whole blocks, holes are none)
+        self.size += length
+
     def _write_cached(self, view: memoryview) -> None:
         if not view:
             return
@@ -476,6 +493,8 @@ class AtomicFile:
                 offset, rest = self._direct.finish()
                 self._direct = None
                 self.file.write(offset, rest)
+            if os.fstat(self.file.fd).st_size < self.size:  # (it ends in a hole)
+                os.ftruncate(self.file.fd, self.size)
             if self._owner is not None:
                 _give(self.file.fd, self._owner)
             os.fchmod(self.file.fd, self._mode)
@@ -540,13 +559,27 @@ def without_privileges(mode: int) -> int:
     return mode & ~stat.S_ISUID
 
 
-def _fill(target: AtomicFile, source: OpenFile, st: os.stat_result, mode_mask: int) -> None:
+def _fill(
+    target: AtomicFile, source: OpenFile, st: os.stat_result, mode_mask: int, stop: Stop
+) -> None:
     """Write the content of ``source`` (whose stat is ``st``) into ``target``, to be put
     in place with the source's times and mode (the bits in ``mode_mask``); the target is
-    thrown away if that fails."""
+    thrown away if that fails. Holes stay holes (copying a 1 TiB sparse file wrote 1 TiB
+    of zeros); ECANCELED between two blocks once ``stop()`` says the asker has gone."""
     try:
         offset = 0
-        while data := source.read(offset, _COPY_BLOCK):
+        while True:
+            if stop():
+                raise OSError(errno.ECANCELED, "the copy stopped: the client has gone")
+            size = max(st.st_size, offset)
+            data_at = syscalls.next_data(source.fd, offset, size)
+            if data_at > offset:
+                target.skip(data_at - offset)
+                offset = data_at
+            hole_at = syscalls.next_hole(source.fd, offset, size)
+            data = source.read(offset, min(_COPY_BLOCK, max(hole_at - offset, 1 << 12)))
+            if not data:
+                break
             target.write(data)
             offset += len(data)
         target.set_times(Times(st.st_atime_ns, st.st_mtime_ns))
@@ -1129,27 +1162,28 @@ class VFS:
         return None
 
     @without_turn
-    def copy_file(self, src: str, dst: str, mode_mask: int = 0o7777) -> None:
+    def copy_file(self, src: str, dst: str, mode_mask: int = 0o7777, stop: Stop = _never) -> None:
         """Copy a regular file's content, mode (the bits in ``mode_mask``) and times; the
-        target appears whole or not."""
+        target appears whole or not (ECANCELED once ``stop()`` is true)."""
         source = self.open_file(src, os.O_RDONLY)
         try:
             st = source.stat()
             target = self.atomic_file(dst)
-            _fill(target, source, st, mode_mask)
+            _fill(target, source, st, mode_mask, stop)
             target.commit()
         finally:
             source.close()
 
     @without_turn
-    def copy_tree(self, src: str, dst: str, mode_mask: int = 0o7777) -> None:
+    def copy_tree(self, src: str, dst: str, mode_mask: int = 0o7777, stop: Stop = _never) -> None:
         """Copy a file, or a folder with everything below it, to ``dst``, which must not
         exist yet: links are copied as links, FIFOs, sockets and devices are not copied,
         files appear whole with their times and mode (the bits in ``mode_mask``).
 
         A folder is never copied into itself, by path or by identity (a link or a bind
         mount on the way to ``dst``); it is walked with held fds at any depth (see
-        ``_copy_folder``), and a copy that fails part-way removes what it made.
+        ``_copy_folder``), and a copy that fails part-way removes what it made (as one
+        that ``stop()`` ends, ECANCELED, when the asker has gone).
         """
         top = self.lstat(src)
         if dst == src:
@@ -1157,7 +1191,7 @@ class VFS:
         if paths.is_within(dst, src):
             raise OSError(errno.EINVAL, _INTO_ITSELF, dst)
         if not stat.S_ISDIR(top.st_mode):
-            self._copy_entry(src, dst, top, mode_mask)
+            self._copy_entry(src, dst, top, mode_mask, stop)
             return
         with self._parent(src, "copy", READ) as (sdfd, sname):
             source = os.open(sname, _DIR_READ, dir_fd=sdfd)
@@ -1170,7 +1204,7 @@ class VFS:
                 os.mkdir(dname, 0o700, dir_fd=ddfd)
                 target = os.open(dname, _DIR_READ, dir_fd=ddfd)
             try:
-                self._copy_folder(source, target, mode_mask, src)
+                self._copy_folder(source, target, mode_mask, src, stop)
             except BaseException:
                 self._discard_copy(dst, target)
                 raise
@@ -1216,7 +1250,7 @@ class VFS:
                 if identity(os.stat(name, dir_fd=dfd, follow_symlinks=False)) == made:
                     os.rmdir(name, dir_fd=dfd)
 
-    def _copy_folder(self, source: int, target: int, mode_mask: int, src: str) -> None:
+    def _copy_folder(self, source: int, target: int, mode_mask: int, src: str, stop: Stop) -> None:
         """Copy everything below the folder ``source`` into the new, empty folder
         ``target``, depth first, in time linear in the tree's size and depth.
 
@@ -1248,7 +1282,7 @@ class VFS:
             while True:
                 keys.append((identity(here), identity(os.fstat(tfd))))
                 seen.add(keys[-1][0])
-                levels.append((here, self._copy_members(sfd, tfd, mode_mask)))
+                levels.append((here, self._copy_members(sfd, tfd, mode_mask, stop)))
                 while True:
                     folder, waiting = levels[-1]
                     if waiting:
@@ -1275,7 +1309,7 @@ class VFS:
             if tfd >= 0:
                 os.close(tfd)
 
-    def _copy_members(self, sfd: int, tfd: int, mode_mask: int) -> list[str]:
+    def _copy_members(self, sfd: int, tfd: int, mode_mask: int, stop: Stop) -> list[str]:
         """Copy the links and regular files of the folder ``sfd`` into the folder ``tfd``
         (FIFOs, sockets, devices and uploads in flight are left out); return the names of
         its folders."""
@@ -1297,7 +1331,7 @@ class VFS:
                     elif stat.S_ISLNK(st.st_mode):
                         os.symlink(os.readlink(name, dir_fd=sfd), name, dir_fd=tfd)
                     elif stat.S_ISREG(st.st_mode):
-                        self._copy_file_at(sfd, tfd, name, mode_mask)
+                        self._copy_file_at(sfd, tfd, name, mode_mask, stop)
                 except OSError as exc:
                     exc.filename = name
                     raise
@@ -1343,7 +1377,7 @@ class VFS:
             os.close(below)
             raise
 
-    def _copy_file_at(self, sfd: int, tfd: int, name: str, mode_mask: int) -> None:
+    def _copy_file_at(self, sfd: int, tfd: int, name: str, mode_mask: int, stop: Stop) -> None:
         """Copy the regular file ``name`` of the folder ``sfd`` into the folder ``tfd``
         through an ``AtomicFile`` (whole or not at all; a name that appeared meanwhile
         is never replaced: EEXIST). It is reached with O_PATH and opened for reading
@@ -1367,18 +1401,20 @@ class VFS:
             except BaseException:
                 os.close(dir_fd)  # (the AtomicFile owns it only once its temp file exists)
                 raise
-            _fill(target, source, st, mode_mask)
+            _fill(target, source, st, mode_mask, stop)
             target.commit(replace=False)
         finally:
             source.close()
 
-    def _copy_entry(self, src: str, dst: str, st: os.stat_result, mode_mask: int) -> None:
+    def _copy_entry(
+        self, src: str, dst: str, st: os.stat_result, mode_mask: int, stop: Stop
+    ) -> None:
         if stat.S_ISLNK(st.st_mode):
             self.symlink(self.readlink(src), dst)
         elif stat.S_ISREG(st.st_mode):
             if self._exists(dst):
                 raise OSError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
-            self.copy_file(src, dst, mode_mask)
+            self.copy_file(src, dst, mode_mask, stop)
         # FIFOs, sockets and devices are not copied: their data is never opened.
 
     def _exists(self, path: str) -> bool:

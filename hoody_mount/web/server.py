@@ -212,6 +212,7 @@ class WebFront:
             text = f"your folder {user.root} is not available: {exc.strerror}"
             return _plain(start_response, status, text, [])
         release.insert(0, session.close)
+        session.gone = environ.get("hoody.client_gone") or session.gone  # (copies stop)
         environ["hoody.session"] = session
         environ["wsgidav.auth.user_name"] = user.name
         environ["wsgidav.auth.realm"] = "hoody-mount"
