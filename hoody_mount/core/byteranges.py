@@ -13,8 +13,9 @@ def parse(header: str, size: int) -> list[tuple[int, int]] | None:
     """Inclusive (first, last) byte pairs, or None when the header is to be ignored.
 
     Malformed headers and units other than bytes are ignored (a 200 with the whole
-    file), as the RFC asks. Ranges that do not overlap the file raise RangeError, and so
-    does a request for more than ``MAX_RANGES`` ranges.
+    file), as the RFC asks, and so are several ranges that ask for more bytes than the
+    file holds (they overlap). Ranges that do not overlap the file raise RangeError, and
+    so does a request for more than ``MAX_RANGES`` ranges.
     """
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or not spec.strip():
@@ -47,4 +48,7 @@ def parse(header: str, size: int) -> list[tuple[int, int]] | None:
         ranges.append((first, min(last, size - 1)))
     if not ranges:
         raise RangeError("no range overlaps the file")
+    if len(ranges) > 1 and sum(last - first + 1 for first, last in ranges) > size:
+        return None  # (overlapping ranges, as RFC 9110 allows: 16 times "0-" of a 1 GiB
+        # file asked for 16 GiB; the whole file, once, has every byte they name)
     return ranges
