@@ -256,3 +256,19 @@ def test_a_chunked_xml_body_is_bounded_and_read_like_any_other(server: Server) -
     garbage = b"not xml at all"
     answer = exchange(server, head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(garbage), garbage))
     assert statuses(answer) == [400], answer[:300]
+
+
+def test_two_different_content_lengths_are_400(server: Server) -> None:
+    """Content-Length 5 and 7 in one request: cheroot kept the last (a 7-byte file was
+    written), a proxy may keep the first; 400 (RFC 9112, 6.3). The same value twice
+    is one length, and served."""
+    answer = exchange(server, b"PUT /api/v1/files/two.txt HTTP/1.1\r\nHost: x\r\n" + AUTH
+                      + b"Content-Length: 5\r\nContent-Length: 7\r\nConnection: close\r\n\r\n"
+                      b"helloXX")  # fmt: skip
+    assert statuses(answer) == [400], answer[:300]
+    assert b"Content-Length is given twice" in answer
+    assert not (server.root / "two.txt").exists()
+    answer = exchange(server, b"PUT /api/v1/files/one.txt HTTP/1.1\r\nHost: x\r\n" + AUTH
+                      + b"Content-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+                      b"hello")  # fmt: skip
+    assert statuses(answer) == [201], answer[:300]

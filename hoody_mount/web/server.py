@@ -370,18 +370,45 @@ class _Request(cheroot_server.HTTPRequest):
 
 
 class _HoldContinue:
-    """cheroot's header reader, taking ``Expect: 100-continue`` out of cheroot's hands."""
+    """cheroot's header reader, taking ``Expect: 100-continue`` out of cheroot's hands,
+    and refusing (400) a ``Content-Length`` given twice with different values: cheroot
+    kept the last, a proxy in front may keep the first, and the body's end is then
+    where the two disagree (RFC 9112, 6.3: the shape of request smuggling)."""
 
     def __init__(self, request: _Request, read_headers: Any) -> None:
         self._request = request
         self._read_headers = read_headers
 
     def __call__(self, rfile: Any, headers: dict[bytes, bytes]) -> Any:
-        result = self._read_headers(rfile, headers)
+        lines = _Lines(rfile)
+        result = self._read_headers(lines, headers)
+        lengths = {
+            line.partition(b":")[2].strip()
+            for line in lines.seen
+            if line.partition(b":")[0].strip().lower() == b"content-length"
+        }
+        if len(lengths) > 1:
+            raise ValueError("Content-Length is given twice, with different values")
         if headers.get(b"Expect", b"").strip().lower() == b"100-continue":
             del headers[b"Expect"]
             self._request.awaits_continue = True
         return result
+
+
+class _Lines:
+    """A reader that remembers the lines read through it (a request's header lines)."""
+
+    def __init__(self, rfile: Any) -> None:
+        self._rfile = rfile
+        self.seen: list[bytes] = []
+
+    def readline(self, *args: Any) -> bytes:
+        line: bytes = self._rfile.readline(*args)
+        self.seen.append(line)
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rfile, name)
 
 
 class _ContinueOnRead:
