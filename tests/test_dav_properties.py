@@ -35,17 +35,17 @@ def test_set_get_remove_and_the_cap_per_resource(tmp_path: Path) -> None:
 def test_trees_move_and_copy_with_their_members_only(tmp_path: Path) -> None:
     table = PropertyTable(tmp_path / "p.sqlite")
     for url in ("/dav/d/", "/dav/d/f", "/dav/d/sub/", "/dav/d/sub/g", "/dav/dx", "/dav/e/old"):
-        table.write_property(url, "{urn:x}p", url.encode())
+        table.write_property(url, "{urn:x}p", b"<v>%s</v>" % url.encode())
     table.move_properties("/dav/d/", "/dav/m/", with_children=True)
-    assert table.get_property("/dav/m/sub/g", "{urn:x}p") == b"/dav/d/sub/g"
+    assert table.get_property("/dav/m/sub/g", "{urn:x}p") == b"<v>/dav/d/sub/g</v>"
     assert table.get_properties("/dav/d/f") == []
-    assert table.get_property("/dav/dx", "{urn:x}p") == b"/dav/dx"  # (a sibling stays)
+    assert table.get_property("/dav/dx", "{urn:x}p") == b"<v>/dav/dx</v>"  # (a sibling stays)
     table.copy_tree("/dav/m/", "/dav/e/", whole=True, replaced=True,
                     exists=lambda url: not url.endswith("/g"))  # fmt: skip
-    assert table.get_property("/dav/e/sub/", "{urn:x}p") == b"/dav/d/sub/"
+    assert table.get_property("/dav/e/sub/", "{urn:x}p") == b"<v>/dav/d/sub/</v>"
     assert table.get_properties("/dav/e/sub/g") == []  # not in the copy
     assert table.get_properties("/dav/e/old") == []  # the replaced tree's are gone
-    assert table.get_property("/dav/m/f", "{urn:x}p") == b"/dav/d/f"  # the source keeps its
+    assert table.get_property("/dav/m/f", "{urn:x}p") == b"<v>/dav/d/f</v>"  # the source keeps its
     table.close()
 
 
@@ -92,4 +92,78 @@ def test_a_proppatch_costs_the_store_about_what_its_body_holds(
         reply = conn.getresponse()
         text = reply.read()
         conn.close()
-        assert reply.status == 207 and b"507" in text, text[:300]
+        assert reply.status == 207 and b"507 Insufficient Storage" in text, text[:300]
+        assert b"200 OK" not in text  # (all or none: the others are 424)
+        conn = http.client.HTTPConnection("127.0.0.1", web.http_port, timeout=120)
+        conn.request("PROPFIND", "/dav/share/new.txt", headers={
+            "Authorization": basic(), "Depth": "0"})  # fmt: skip
+        listed = conn.getresponse().read()
+        conn.close()
+        assert listed.count(b"xmlns:x") == 0 or listed.count(b"urn:x") >= 900
+        assert b"<ns1:q0" not in listed and b":q0 " not in listed
+
+
+def test_values_names_and_a_resources_bytes_are_bounded(tmp_path: Path) -> None:
+    """A 1 MB value, 500 times, made one PROPFIND hold 520 MB (four at once took the
+    server to 4.35 GB); a name XML cannot carry broke every later PROPFIND."""
+    table = PropertyTable(tmp_path / "p.sqlite")
+    big = b"<x:v xmlns:x='urn:x'>" + b"a" * (600 << 10) + b"</x:v>"
+    table.write_property("/dav/a", "{urn:x}v1", big)
+    with pytest.raises(DAVError) as full:
+        table.write_property("/dav/a", "{urn:x}v2", big)
+    assert full.value.value == 507
+    table.write_property("/dav/a", "{urn:x}v1", b"<x:v xmlns:x='urn:x'>small</x:v>")
+    table.write_property("/dav/a", "{urn:x}v2", big)  # (the first one shrank)
+    with pytest.raises(DAVError) as long_name:
+        table.write_property("/dav/a", "{urn:x}" + "n" * 2000, b"<v/>")
+    assert long_name.value.value == 400
+    with pytest.raises(DAVError) as not_xml:
+        table.write_property("/dav/a", "{urn:x}\u00fc", b"<ns0:&#252; xmlns:ns0='urn:x'/>")
+    assert not_xml.value.value == 400
+    table.close()
+
+
+def test_a_proppatchs_dry_run_counts_what_it_adds(tmp_path: Path) -> None:
+    table = PropertyTable(tmp_path / "p.sqlite", per_resource=3)
+    environ: dict[str, object] = {}
+    for n in range(3):
+        table.write_property("/dav/a", f"{{urn:x}}p{n}", b"<v/>", dry_run=True, environ=environ)
+    with pytest.raises(DAVError):
+        table.write_property("/dav/a", "{urn:x}p3", b"<v/>", dry_run=True, environ=environ)
+    assert table.get_properties("/dav/a") == []  # (a dry run writes nothing)
+
+
+def test_a_folders_removal_takes_the_properties_below_it(tmp_path: Path) -> None:
+    table = PropertyTable(tmp_path / "p.sqlite")
+    for url in ("/dav/d/", "/dav/d/f", "/dav/d/sub/g", "/dav/dx"):
+        table.write_property(url, "{urn:x}p", b"<v/>")
+    table.remove_properties("/dav/d/")
+    assert [table.get_properties(u) for u in ("/dav/d/", "/dav/d/f", "/dav/d/sub/g")] == [[]] * 3
+    assert table.get_properties("/dav/dx") == ["{urn:x}p"]
+    table.close()
+
+
+def test_a_property_name_xml_cannot_carry_is_refused_and_listings_still_work(
+    tmp_path: Path, client_key: Path
+) -> None:
+    """A property named "ü" was stored as ``<ns0:&#252;>``, which no XML parser reads:
+    every later PROPFIND of the file logged a traceback. Now 400 for it (424 for the
+    rest), and the file's listing is whole."""
+    layout = new_layout(tmp_path)
+    (layout.root / "share" / "w.txt").write_bytes(b"x")
+    body = ("<?xml version='1.0' encoding='utf-8'?><D:propertyupdate xmlns:D='DAV:' "
+            "xmlns:x='urn:x'><D:set><D:prop><x:\u00fc>v</x:\u00fc><x:ok>v</x:ok></D:prop>"
+            "</D:set></D:propertyupdate>").encode()  # fmt: skip
+    with dedicated(layout, client_key, name="names") as web:
+        conn = http.client.HTTPConnection("127.0.0.1", web.http_port, timeout=60)
+        conn.request("PROPPATCH", "/dav/share/w.txt", body=body, headers={
+            "Authorization": basic(), "Content-Type": "application/xml"})  # fmt: skip
+        text = conn.getresponse().read()
+        assert b"400 Bad Request" in text and b"424 Failed Dependency" in text, text[:400]
+        conn.request("PROPFIND", "/dav/share/w.txt", headers={
+            "Authorization": basic(), "Depth": "0"})  # fmt: skip
+        reply = conn.getresponse()
+        listed = reply.read()
+        conn.close()
+        assert reply.status == 207 and b"getcontentlength" in listed
+    assert "Traceback" not in web.log.read_text()

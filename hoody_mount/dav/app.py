@@ -8,11 +8,12 @@ state folder, so they survive restarts.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 from wsgidav import util
-from wsgidav.dav_error import HTTP_FORBIDDEN, DAVError
+from wsgidav.dav_error import ERROR_DESCRIPTIONS, HTTP_FORBIDDEN, DAVError
 from wsgidav.dav_provider import DAVCollection, DAVProvider
 from wsgidav.error_printer import ErrorPrinter
 from wsgidav.request_resolver import RequestResolver
@@ -92,4 +93,6 @@ def build(state_dir: Path) -> DavGate:
         "logging": {"enable": False},
     }
     util.public_wsgidav_info = "WsgiDAV"  # no version on error pages (suppress_version_info)
+    for known in HTTPStatus:  # WsgiDAV names the statuses it knows, "507 Status" the others
+        ERROR_DESCRIPTIONS.setdefault(known.value, f"{known.value} {known.phrase}")
     return DavGate(WsgiDAVApp(config))

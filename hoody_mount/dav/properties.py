@@ -5,9 +5,12 @@ this Python has), appends the whole dict again at every property written: one
 PROPPATCH setting 4,000 properties on a new file grew the store by 1 GB, never to
 shrink, and rewrote its index at each write. Here each property is one row of
 ``dav-props.sqlite`` in the state folder (a PROPPATCH costs what its body holds), a
-resource holds at most ``PER_RESOURCE`` properties (then 507 for the others, as RFC
-4918 says), and trees are copied and moved with one statement each. The properties of
-an older shelve are carried over once, at the first start.
+resource holds at most ``PER_RESOURCE`` properties of ``RESOURCE_BYTES`` in all (then
+507, as RFC 4918 says: a PROPPATCH sets all its properties or none), a name is at most
+``NAME_LIMIT`` characters and a value must read back as XML (400 otherwise: a name
+that XML cannot carry broke every later PROPFIND). Trees are copied and moved with one
+statement each, and a folder's removal removes the properties below it. The
+properties of an older shelve are carried over once, at the first start.
 
 The interface is WsgiDAV's property manager's (``get_properties``, ``write_property``,
 ...), called with ``ref_url`` keys: quoted share paths, folders ending in ``/``.
@@ -24,13 +27,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from wsgidav.dav_error import HTTP_INSUFFICIENT_STORAGE, DAVError
+from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_INSUFFICIENT_STORAGE, DAVError
+from wsgidav.xml_tools import etree
 
 log = logging.getLogger("hoody_mount.dav")
 
 FILE_NAME = "dav-props.sqlite"
 OLD_SHELVE = "dav-props.shelve"  # WsgiDAV's store before (dbm adds .dat, .dir, .bak)
 PER_RESOURCE = 1000  # dead properties of one file or folder
+RESOURCE_BYTES = 1 << 20  # their values' bytes in all (a PROPFIND holds them at once)
+NAME_LIMIT = 1024  # characters of a property's name (namespace and local name)
+_PENDING = "hoody.properties_pending"  # environ: names a PROPPATCH's dry run adds, bytes
+
+
+def _readable(value: Any) -> bool:
+    """Whether a stored value reads back as XML (as WsgiDAV reads it for a PROPFIND)."""
+    try:
+        etree.fromstring(value)
+    except (etree.ParseError, ValueError, TypeError):
+        return False
+    return True
 
 
 def _below(url: str) -> str:
@@ -82,32 +98,52 @@ class PropertyTable:
             return [name for (name,) in rows.fetchall()]
 
     def get_property(self, norm_url: str, name: str, environ: Any = None) -> Any:
-        """A property's value (the XML WsgiDAV stored), or None."""
+        """A property's value (the XML WsgiDAV stored), or None (also for one that does
+        not read back as XML, stored before values were checked)."""
         with self._lock:
             row = self._db.execute(
                 "SELECT value FROM props WHERE url = ? AND name = ?", (norm_url, name)
             ).fetchone()
-        return None if row is None else row[0]
+        return row[0] if row is not None and _readable(row[0]) else None
 
     def write_property(
         self, norm_url: str, name: str, property_value: Any, dry_run: bool = False,
         environ: Any = None,
     ) -> None:  # fmt: skip
-        """Set a property (507 when the resource holds ``per_resource`` others)."""
+        """Set a property: 400 for a name too long or a value that is no XML, 507 when
+        the resource would hold more than ``per_resource`` properties or
+        ``RESOURCE_BYTES`` of values. The dry run of a PROPPATCH counts the properties
+        it adds as it goes (in the environ), so a PROPPATCH sets all or none."""
+        if len(name) > NAME_LIMIT:
+            raise DAVError(HTTP_BAD_REQUEST, f"property names are {NAME_LIMIT} characters at most")
+        if not _readable(property_value):
+            raise DAVError(HTTP_BAD_REQUEST, "this property cannot be stored as XML")
+        pending: dict[str, tuple[set[str], int]] = (
+            environ.setdefault(_PENDING, {}) if isinstance(environ, dict) else {}
+        )
+        added_names, added_bytes = pending.get(norm_url, (set(), 0))
         with self._transaction() as db:
-            known = db.execute(
-                "SELECT 1 FROM props WHERE url = ? AND name = ?", (norm_url, name)
+            old = db.execute(
+                "SELECT length(value) FROM props WHERE url = ? AND name = ?", (norm_url, name)
             ).fetchone()
-            if known is None:
-                (count,) = db.execute(
-                    "SELECT count(*) FROM props WHERE url = ?", (norm_url,)
-                ).fetchone()
-                if count >= self.per_resource:
-                    raise DAVError(
-                        HTTP_INSUFFICIENT_STORAGE,
-                        f"a file or folder holds at most {self.per_resource} properties",
-                    )
-            if not dry_run:
+            count, size = db.execute(
+                "SELECT count(*), coalesce(sum(length(value)), 0) FROM props WHERE url = ?",
+                (norm_url,),
+            ).fetchone()
+            if dry_run:
+                count += len(added_names)
+                size += added_bytes
+            new = old is None and name not in added_names
+            size += len(property_value) - (old[0] if old is not None else 0)
+            if (new and count >= self.per_resource) or size > RESOURCE_BYTES:
+                raise DAVError(
+                    HTTP_INSUFFICIENT_STORAGE,
+                    f"a file or folder holds at most {self.per_resource} properties, "
+                    f"of {RESOURCE_BYTES >> 20} MiB in all",
+                )
+            if dry_run:
+                pending[norm_url] = (added_names | {name}, added_bytes + len(property_value))
+            else:
                 db.execute(
                     "INSERT OR REPLACE INTO props (url, name, value) VALUES (?, ?, ?)",
                     (norm_url, name, property_value),
@@ -122,9 +158,14 @@ class PropertyTable:
                 db.execute("DELETE FROM props WHERE url = ? AND name = ?", (norm_url, name))
 
     def remove_properties(self, norm_url: str, environ: Any = None) -> None:
-        """Remove every property of a resource."""
+        """Remove every property of a resource, and of a folder (its key ends in ``/``)
+        everything's below it: a folder goes as one tree, its members with it."""
         with self._transaction() as db:
             db.execute("DELETE FROM props WHERE url = ?", (norm_url,))
+            if norm_url.endswith("/"):
+                db.execute(
+                    "DELETE FROM props WHERE substr(url, 1, ?) = ?", (len(norm_url), norm_url)
+                )
 
     def copy_properties(self, src_url: str, dest_url: str, environ: Any = None) -> None:
         """Give ``dest_url`` the properties of ``src_url`` (in place of its own)."""

@@ -169,7 +169,8 @@ class _Common:
         super().set_property_value(name, value, dry_run=dry_run)  # type: ignore[misc]
         if not dry_run:
             how = "removed" if value is None else "set"
-            self.session.changed("proppatch", self.path, f" property={name} ({how})")
+            shown = name if len(name) <= 200 else name[:200] + "…"  # (a line, not a page)
+            self.session.changed("proppatch", self.path, f" property={shown} ({how})")
 
     def get_creation_date(self) -> float:
         return self.st.st_ctime
