@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import sys
 import threading
 import time
 from urllib.parse import urlsplit
 
 MIB = 1 << 20
+
+
+failures: list[str] = []
 
 
 def client(url: str, auth: str, index: int, count: list[int]) -> None:
@@ -30,9 +34,13 @@ def client(url: str, auth: str, index: int, count: list[int]) -> None:
                 ("PROPFIND", f"{base}/", None, {"Depth": "1"}),
             ):
                 conn.request(method, path, body=data, headers={"Authorization": auth, **extra})
-                conn.getresponse().read()
+                reply = conn.getresponse()
+                reply.read()
+                if reply.status >= 300:  # (only what was done counts: an error is fast)
+                    raise http.client.HTTPException(f"{method} {path}: {reply.status}")
                 count[0] += 1
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException) as exc:
+            failures.append(str(exc))
             time.sleep(0.01)
         finally:
             conn.close()
@@ -57,6 +65,8 @@ def main() -> None:
     print("started", flush=True)
     time.sleep(args.seconds)
     print((count[0] - before) / (time.monotonic() - started), flush=True)
+    if failures:
+        print(f"{len(failures)} failed, e.g. {failures[0]}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
