@@ -2,10 +2,10 @@
 FROM python:3.11-slim
 
 WORKDIR /opt/hoody-mount
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY hoody_mount ./hoody_mount
 COPY config/container.toml /etc/hoody-mount/container.toml
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir -c constraints.txt . \
     && mkdir -p /hoody/storage/files /hoody/storage/logs \
     && chmod 700 /hoody/storage/files
 

@@ -29,6 +29,7 @@ from .core.vfs import VFS
 from .dav import app as dav_app
 from .polling import PollingSelector
 from .ssh import server as ssh_server
+from .unfit import UnfitLibrary
 from .web import tls as tls_files
 from .web.auth import Authenticator, Grant
 from .web.server import WebFront, WebServer
@@ -266,6 +267,9 @@ def serve(config: Config) -> None:
     except state.StateError as exc:
         print(f"hoody-mount: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except UnfitLibrary as exc:
+        print(f"hoody-mount: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     except OSError as exc:
         print(f"hoody-mount: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -15,7 +15,7 @@ from asyncssh.connection import SSHConnection
 from asyncssh.crypto.umac import umac64, umac128
 from conftest import Server, require
 
-from hoody_mount.ssh import keyed_umac, lazy_keepalive, receive_pieces
+from hoody_mount.ssh.patches import keyed_umac, lazy_keepalive, receive_pieces
 
 # -- receive_pieces ------------------------------------------------------------------------
 

@@ -35,17 +35,7 @@ from ..core.users import User, verify_password
 from ..core.vfs import VFS
 from ..fair_share import FairShare
 from ..workers import Workers
-from . import (
-    commands,
-    dh_groups,
-    flowcontrol,
-    ignore_packets,
-    keyed_umac,
-    lazy_keepalive,
-    raw_commands,
-    receive_pieces,
-    shell,
-)
+from . import commands, patches, shell
 from .handle_budget import HandleBudget
 from .sftp import SFTPAdapter
 from .sftp_channel import SFTPChannel
@@ -451,13 +441,7 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
 async def start(ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey) -> asyncssh.SSHAcceptor:
     """Start listening; the acceptor tells the bound port."""
     limits = ctx.limits
-    flowcontrol.install()
-    receive_pieces.install()
-    keyed_umac.install()
-    lazy_keepalive.install()
-    raw_commands.install()
-    ignore_packets.install(CIPHERS)
-    dh_groups.install()
+    patches.install(CIPHERS)
     available = {name.decode() for name in get_kex_algs()}
     return await asyncssh.create_server(
         lambda: SSHServer(ctx),

@@ -13,13 +13,16 @@ import _pyio  # type: ignore[import-not-found]  # (cheroot's streams are built o
 import socket
 from typing import Any
 
+import cheroot
 from cheroot import connections as cheroot_connections
 from cheroot import server as cheroot_server
 from cheroot.makefile import BufferedWriter, StreamReader
 
+from ..unfit import UnfitLibrary
+
 
 def check() -> None:
-    """Fail (RuntimeError) unless cheroot and ``_pyio`` still have what this module uses."""
+    """UnfitLibrary unless cheroot and ``_pyio`` still have what this module uses."""
     problems = []
     if "ChunkedRFile" not in cheroot_server.HTTPRequest.respond.__code__.co_names:
         problems.append("HTTPRequest.respond no longer makes a ChunkedRFile")
@@ -48,7 +51,10 @@ def check() -> None:
         for end in pair:
             end.close()
     if problems:
-        raise RuntimeError("this cheroot does not fit hoody-mount: " + "; ".join(problems))
+        raise UnfitLibrary(
+            f"cheroot {cheroot.__version__} does not fit hoody-mount (constraints.txt pins "
+            f"the version it was built for): {'; '.join(problems)}"
+        )
 
 
 def use_chunked_reader(reader: type) -> None:

@@ -1,0 +1,46 @@
+"""asyncssh's private names the patches use are checked at start, with a clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncssh
+import pytest
+from asyncssh.channel import SSHServerChannel
+
+from hoody_mount.ssh import patches
+
+
+def test_the_pinned_asyncssh_has_every_name() -> None:
+    patches.check()
+
+
+def test_a_missing_name_stops_the_start_with_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(SSHServerChannel, "_process_exec_request")
+    with pytest.raises(RuntimeError) as refused:
+        patches.check()
+    text = str(refused.value)
+    assert text.startswith(f"asyncssh {asyncssh.__version__} does not fit hoody-mount")
+    assert "SSHServerChannel._process_exec_request (raw_commands)" in text
+
+
+def test_the_server_refuses_to_start_in_one_line(tmp_path: Path) -> None:
+    """With a name gone (as after an unreviewed upgrade) the server says so and stops."""
+    (tmp_path / "root").mkdir()
+    code = (
+        "import sys; import asyncssh.channel as c; del c.SSHServerChannel._start_session; "
+        "from hoody_mount.cli import main; sys.argv = ['hoody-mount'] + sys.argv[1:]; main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "serve", "--root", str(tmp_path / "root"), "--state-dir",
+         str(tmp_path / "state"), "--ssh", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not fit hoody-mount" in lines[0], done.stderr
+    assert "SSHServerChannel._start_session (raw_commands)" in lines[0]
