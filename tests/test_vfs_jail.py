@@ -787,7 +787,7 @@ def test_fifo_is_never_opened(jail: Jail, via: str, flags: int) -> None:
     exc = _bounded(lambda: jail.vfs.open_file(via, flags), fifo)
     assert isinstance(exc, OSError), exc
     assert exc.errno == errno.ENXIO
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 10  # (liveness: an open of a FIFO waits forever)
     jail.assert_outside_untouched()
 
 

@@ -63,14 +63,14 @@ def test_a_serial_client_keeps_its_worker(serve: Any, monkeypatch: pytest.Monkey
 
 
 def test_the_last_idle_worker_does_not_linger(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(web_server, "LINGER", 5.0)
+    monkeypatch.setattr(web_server, "LINGER", 60.0)
     port = serve(1, _App())
     first = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     assert _get(first, "/a") == "ok /a"
     second = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     started = time.monotonic()
     assert _get(second, "/b") == "ok /b"
-    assert time.monotonic() - started < 2.0, "a new client waited for a lingering worker"
+    assert time.monotonic() - started < 30, "a new client waited for a lingering worker"
     assert _get(first, "/c") == "ok /c"  # the first connection still works
     first.close()
     second.close()
