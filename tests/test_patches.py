@@ -44,3 +44,24 @@ def test_the_server_refuses_to_start_in_one_line(tmp_path: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "does not fit hoody-mount" in lines[0], done.stderr
     assert "SSHServerChannel._start_session (raw_commands)" in lines[0]
+
+
+def test_the_scp_adapter_refuses_what_scp_never_calls() -> None:
+    """asyncssh's SFTPServer acts on the host's own filesystem in every method not
+    overridden: each one scp does not use refuses instead."""
+    import asyncio
+    import errno
+
+    from hoody_mount.ssh.sftp import _NOT_FOR_SCP, SFTPAdapter
+
+    for name in _NOT_FOR_SCP:
+        method = getattr(SFTPAdapter, name)
+        with pytest.raises(OSError) as refused:
+            result = method(object(), b"/etc/passwd", b"/tmp/x")
+            if asyncio.iscoroutine(result):
+                asyncio.run(result)
+        assert refused.value.errno == errno.EPERM, name
+    own = {n for n, v in vars(asyncssh.SFTPServer).items() if callable(v) and not n.startswith("_")}
+    kept = {"convert_attrs", "format_user", "format_group", "format_longname", "open", "close",
+            "read", "write", "stat", "setstat", "scandir", "mkdir", "exit"}  # fmt: skip
+    assert own <= kept | set(_NOT_FOR_SCP), own - kept - set(_NOT_FOR_SCP)

@@ -420,9 +420,7 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
             lim = ctx.limits
             await process.sftp.serve(session, (lim.max_packet, lim.max_read, lim.max_handles))
             return  # it reports the exit status itself when the client leaves
-        adapter = SFTPAdapter(
-            process.channel, session, ctx.pool, ctx.limits.max_read, ctx.limits.max_handles
-        )
+        adapter = SFTPAdapter(process.channel, session, ctx.pool, ctx.limits.max_read)
         adapter.client_gone = process.stdin.at_eof  # an scp upload cut short is not kept
         scp = run_scp_server(
             adapter, process.command or "", process.stdin, process.stdout, process.stderr

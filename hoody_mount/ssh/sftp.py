@@ -24,7 +24,6 @@ from asyncssh.constants import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TR
 from asyncssh.sftp import (
     SFTPAttrs,
     SFTPName,
-    SFTPVFSAttrs,
 )
 
 from ..core.listing import Entry, Listing
@@ -129,17 +128,14 @@ def start_listing(
 
 
 class NameStream:
-    """The names of an open folder, read from the disk a batch at a time.
-
-    The first batch is read with the open; a folder that fits in it (nearly all) is
-    closed right away, and READDIR and CLOSE are then answered on the event loop.
-    """
+    """The names of an open folder, read from the disk a batch at a time (for scp's
+    recursive copies). The first batch is read with the open; a folder that fits in it
+    (nearly all) is closed right away."""
 
     def __init__(self, adapter: SFTPAdapter, listing: Listing | None, first: list[Entry]) -> None:
         self._adapter = adapter
         self._listing = listing  # None once read to its end (and closed)
         self._batch = self._names(first)
-        self._open = True  # holds one of the session's handles
 
     @staticmethod
     def _names(entries: list[Entry]) -> list[SFTPName]:
@@ -163,16 +159,20 @@ class NameStream:
 
     async def close(self) -> None:
         """Release the folder (safe to call twice)."""
-        if self._open:
-            self._open = False
-            self._adapter.handles -= 1
         if self._listing is not None:
             listing, self._listing = self._listing, None
             await self._adapter.run(listing.close)
 
 
 class SFTPAdapter(asyncssh.SFTPServer):
-    """One SFTP (or scp) session of one user."""
+    """The files of one scp session of one user: what asyncssh's scp server calls
+    (``open``, ``read``, ``write``, ``close``, ``stat``, ``setstat``, ``scandir``,
+    ``mkdir``). SFTP itself is served by ``sftp_channel.py``, not by this class.
+
+    Every other method of asyncssh's ``SFTPServer`` works on the host's own filesystem
+    when not overridden; here each refuses (EPERM, see ``_refuse_the_rest``), so a
+    call no one expects can never reach outside the jail.
+    """
 
     def __init__(
         self,
@@ -180,14 +180,11 @@ class SFTPAdapter(asyncssh.SFTPServer):
         session: Session,
         pool: Workers,
         max_read: int,
-        max_handles: int,
     ) -> None:
         super().__init__(chan)
         self.session = session
         self.pool = pool
         self.max_read = max_read
-        self.max_handles = max_handles
-        self.handles = 0
         self._writes: Batches | None = None
         # Whether the client stopped sending: scp closes a file it got cut short too
         self.client_gone: Callable[[], bool] = self.channel.is_closing
@@ -197,11 +194,6 @@ class SFTPAdapter(asyncssh.SFTPServer):
         if kwargs:
             fn = functools.partial(fn, **kwargs)
         return await self.pool.call(asyncio.get_running_loop(), fn, *args)
-
-    def _take_handle(self) -> None:
-        if self.handles >= self.max_handles:
-            raise OSError(errno.EMFILE, f"Too many open handles (at most {self.max_handles})")
-        self.handles += 1
 
     # -- names shown to clients ----------------------------------------------------
 
@@ -217,23 +209,17 @@ class SFTPAdapter(asyncssh.SFTPServer):
         """Open a file; a file opened to be written whole (scp's sink: write, create,
         truncate) is an upload instead, which replaces the old content only when the
         copy is complete: an aborted ``scp -O`` left a cut file (OpenSSH's sink at least
-        truncates only at the end)."""
-        self._take_handle()
+        truncates only at the end). scp opens one file at a time."""
         mode = mode_of(attrs, 0o666)
-        try:
-            if pflags & _WHOLE == _WHOLE and not pflags & _NOT_WHOLE:
-                return await self.run(self.session.upload, text_of(path))
-            return await self.run(self.session.open, text_of(path), open_flags(pflags), mode)
-        except BaseException:
-            self.handles -= 1
-            raise
+        if pflags & _WHOLE == _WHOLE and not pflags & _NOT_WHOLE:
+            return await self.run(self.session.upload, text_of(path))
+        return await self.run(self.session.open, text_of(path), open_flags(pflags), mode)
 
     async def close(self, file_obj: object) -> None:
         """Release a file. On a local filesystem close reports nothing a client could act
         on, so the answer goes out at once and a worker closes the fd right behind it.
         An upload is committed, unless the client has stopped sending: scp closes the
         file after a lost connection too, and the old content must then stay."""
-        self.handles -= 1
         if isinstance(file_obj, AtomicFile):
             if self.client_gone() or self.channel.is_closing():
                 await self.run(file_obj.abort)
@@ -250,12 +236,6 @@ class SFTPAdapter(asyncssh.SFTPServer):
         assert isinstance(file_obj, OpenFile)
         return await self.run(file_obj.read, offset, min(size, self.max_read))
 
-    def read_cached(self, file_obj: object, offset: int, size: int) -> bytearray | None:
-        """``read`` from the page cache, on the event loop; None if it would wait."""
-        if not isinstance(file_obj, OpenFile):
-            return None
-        return file_obj.read_cached(offset, min(size, self.max_read))
-
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         if isinstance(file_obj, AtomicFile):  # scp writes an upload in order
             if offset != file_obj.size:
@@ -268,71 +248,25 @@ class SFTPAdapter(asyncssh.SFTPServer):
         await self._writes.run(functools.partial(self.session.write, file_obj, offset, data))
         return len(data)
 
-    async def fstat(self, file_obj: object) -> os.stat_result:
-        assert isinstance(file_obj, OpenFile)
-        st = file_obj.stat_cached()
-        if st is None:
-            st = await self.run(file_obj.stat)
-        return st
-
-    async def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
-        assert isinstance(file_obj, OpenFile)
-        await self.run(self.session.fset_attrs, file_obj, **changes_of(attrs))
-
-    async def fsync(self, file_obj: object) -> None:
-        assert isinstance(file_obj, OpenFile)
-        await self.run(self.session.fsync, file_obj)
-
-    async def fstatvfs(self, file_obj: object) -> SFTPVFSAttrs:
-        assert isinstance(file_obj, OpenFile)
-        return await self._statvfs(file_obj.path)
-
-    async def copy_data(
-        self, src: OpenFile, src_offset: int, length: int, dst: OpenFile, dst_offset: int
-    ) -> None:
-        """copy-data: a server-side copy between two open handles."""
-        await self.run(self.session.copy_data, src, src_offset, length, dst, dst_offset)
-
     # -- paths -------------------------------------------------------------------------
 
-    async def lstat(self, path: bytes) -> os.stat_result:
-        return await self._stat(text_of(path), False)
-
     async def stat(self, path: bytes) -> os.stat_result:
-        return await self._stat(text_of(path), True)
-
-    async def _stat(self, path: str, follow: bool) -> os.stat_result:
         """From the kernel's caches on the spot if it can, else on a worker."""
-        st = self.session.stat_cached(path, follow)
+        st = self.session.stat_cached(text_of(path), True)
         if st is None:
-            st = await self.run(self.session.stat, path, follow)
+            st = await self.run(self.session.stat, text_of(path), True)
         return st
 
     async def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
-        await self._set_attrs(path, attrs, follow=True)
-
-    async def lsetstat(self, path: bytes, attrs: SFTPAttrs) -> None:
-        await self._set_attrs(path, attrs, follow=False)
-
-    async def _set_attrs(self, path: bytes, attrs: SFTPAttrs, follow: bool) -> None:
-        await self.run(self.session.set_attrs, text_of(path), follow=follow, **changes_of(attrs))
-
-    async def open_listing(self, path: bytes) -> NameStream:
-        """Open a folder now (so errors come with OPENDIR) and list it in batches."""
-        self._take_handle()
-        try:
-            listing, first = await self.run(start_listing, self.session, text_of(path))
-        except BaseException:
-            self.handles -= 1
-            raise
-        return NameStream(self, listing, first)
+        await self.run(self.session.set_attrs, text_of(path), follow=True, **changes_of(attrs))
 
     async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         """The names of a folder (used by scp's recursive copies and globbing). A name
         with a line break cannot travel in scp's one-line headers (the client read the
         rest of the name as the next header and wrote a stray file): it is skipped and
         the client told on stderr, as OpenSSH's scp does."""
-        stream = await self.open_listing(path)
+        listing, first = await self.run(start_listing, self.session, text_of(path))
+        stream = NameStream(self, listing, first)
         try:
             async for name in stream:
                 filename = os.fsencode(name.filename)
@@ -346,51 +280,9 @@ class SFTPAdapter(asyncssh.SFTPServer):
         finally:
             await stream.close()
 
-    def map_path(self, path: bytes) -> bytes:
-        """Never used: asyncssh's local-filesystem fallbacks must not run here."""
-        raise OSError(errno.EPERM, "local path mapping is disabled")
-
-    def reverse_map_path(self, path: bytes) -> bytes:
-        """Never used: see ``map_path``."""
-        raise OSError(errno.EPERM, "local path mapping is disabled")
-
-    async def remove(self, path: bytes) -> None:
-        await self.run(self.session.remove, text_of(path))
-
     async def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
         mode = mode_of(attrs, 0o777)
         await self.run(self.session.mkdir, text_of(path), mode)
-
-    async def rmdir(self, path: bytes) -> None:
-        await self.run(self.session.rmdir, text_of(path))
-
-    def realpath(self, path: bytes) -> bytes:
-        return os.fsencode(self.session.path(text_of(path)))
-
-    async def rename(self, oldpath: bytes, newpath: bytes) -> None:
-        await self.run(self.session.rename, text_of(oldpath), text_of(newpath), False)
-
-    async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
-        await self.run(self.session.rename, text_of(oldpath), text_of(newpath), True)
-
-    async def readlink(self, path: bytes) -> bytes:
-        return os.fsencode(await self.run(self.session.readlink, text_of(path)))
-
-    async def symlink(self, oldpath: bytes, newpath: bytes) -> None:
-        await self.run(self.session.symlink, text_of(oldpath), text_of(newpath))
-
-    async def link(self, oldpath: bytes, newpath: bytes) -> None:
-        await self.run(self.session.link, text_of(oldpath), text_of(newpath))
-
-    async def statvfs(self, path: bytes) -> SFTPVFSAttrs:
-        return await self._statvfs(text_of(path))
-
-    async def _statvfs(self, path: str) -> SFTPVFSAttrs:
-        c = await self.run(self.session.capacity, path)
-        return SFTPVFSAttrs(
-            c.bsize, c.frsize, c.blocks, c.bfree, c.bavail,
-            c.files, c.ffree, c.favail, c.fsid, c.flag, c.namemax,
-        )  # fmt: skip
 
     def home_directory(self) -> bytes:
         """The user's start folder, as home-directory and ``~`` expansion answer it."""
@@ -398,3 +290,26 @@ class SFTPAdapter(asyncssh.SFTPServer):
 
     async def exit(self) -> None:
         """The SFTP session ended."""
+
+
+# asyncssh's SFTPServer methods scp never calls: each would otherwise act on the host's
+# own filesystem, outside the jail.
+_NOT_FOR_SCP = (
+    "map_path", "reverse_map_path", "open56", "lstat", "fstat", "lsetstat", "fsetstat",
+    "remove", "rmdir", "realpath", "rename", "readlink", "symlink", "link", "lock", "unlock",
+    "posix_rename", "statvfs", "fstatvfs", "fsync",
+)  # fmt: skip
+
+
+def _refuse_the_rest() -> None:
+    """Make each of ``_NOT_FOR_SCP`` refuse with EPERM."""
+    for name in _NOT_FOR_SCP:
+
+        def refuse(self: SFTPAdapter, *args: Any, _name: str = name, **kwargs: Any) -> Any:
+            raise OSError(errno.EPERM, f"{_name}: not served to scp")
+
+        refuse.__name__ = name
+        setattr(SFTPAdapter, name, refuse)
+
+
+_refuse_the_rest()
