@@ -30,10 +30,11 @@ from ..core.listing import Entry
 from ..core.session import Session
 from ..core.user_slots import UserSlots
 from ..core.vfs import OpenFile
+from ..http_names import CLIENT_GONE, FILES_ROOT, SESSION
 from . import origin, page
 from .errors import ApiError, from_os_error, status_line
 
-PREFIX = "/api/v1/files"
+PREFIX = FILES_ROOT
 ALLOW = "GET, HEAD, PUT, POST, DELETE"
 BLOCK = 1 << 20
 JSON_BODY_LIMIT = 64 * 1024
@@ -206,7 +207,7 @@ class FilesAPI:
         return [body] if isinstance(body, bytes) else body
 
     def _dispatch(self, environ: dict[str, Any]) -> tuple[str, Headers, Body]:
-        session: Session = environ["hoody.session"]
+        session: Session = environ[SESSION]
         raw = str(environ.get("PATH_INFO", ""))
         if not (raw == PREFIX or raw.startswith(PREFIX + "/")):
             raise ApiError(404, "not_found", "unknown endpoint")
@@ -283,7 +284,7 @@ class FilesAPI:
                 [("Retry-After", str(DIGEST_RETRY_AFTER))],
             )
         try:
-            return self.digests.sha256(file, environ.get("hoody.client_gone"))
+            return self.digests.sha256(file, environ.get(CLIENT_GONE))
         finally:
             self.digest_slots.give_back(user)
 

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 from ..core.listing import Entry
+from ..http_names import FILES_ROOT
 
-PREFIX = "/api/v1/files"
+PREFIX = FILES_ROOT
 SORT_KEYS = ("name", "size", "mtime")
 
 _STYLE = """

@@ -19,6 +19,7 @@ from wsgidav.error_printer import ErrorPrinter
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
+from ..http_names import DAV_ROOT
 from .gate import DavGate
 from .locks import FILE_NAME as LOCKS_NAME
 from .locks import LockTable
@@ -27,7 +28,7 @@ from .properties import PropertyTable
 from .propfind_stream import StreamedPropfind
 from .provider import SessionProvider
 
-DAV_PREFIX = "/dav"
+DAV_PREFIX = DAV_ROOT
 BLOCK_SIZE = 1 << 20
 
 

@@ -46,6 +46,7 @@ from wsgidav.dav_error import (
 
 from ..core import byteranges
 from ..core.content import is_active
+from ..http_names import DAV_ROOT, FILES_ROOT, SESSION
 from .propfind_stream import STREAMED
 
 StartResponse = Callable[..., Any]
@@ -55,9 +56,9 @@ WRITE_METHODS = frozenset(
     {"PUT", "DELETE", "MKCOL", "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK", "POST", "PATCH"}
 )
 READ_ONLY_ALLOW = "OPTIONS, HEAD, GET, PROPFIND"
-SHARE = "/dav"
+SHARE = DAV_ROOT
 _MISCASED = b"no such share: paths are case-sensitive, the share is /dav/\n"
-LISTINGS = "/api/v1/files"  # where a browser is sent for a folder's page
+LISTINGS = FILES_ROOT  # where a browser is sent for a folder's page
 XML_LIMIT = 1 << 20
 XML_DEPTH = 64  # WebDAV bodies nest 5 or 6 deep; a lock owner may hold some markup
 XML_ELEMENTS = 5_000  # a PROPFIND of every property anyone defines is far below
@@ -158,7 +159,7 @@ def _share_path(path: str) -> str | None:
 def _listing_of_folder(environ: dict[str, Any]) -> str | None:
     """For a GET of a folder of the share (a browser opening ``/dav/``), the URL of its
     page in the file API; WsgiDAV answered 403 naming options no user can set."""
-    session = environ.get("hoody.session")
+    session = environ.get(SESSION)
     path = _requested(environ)
     if session is None or path is None:
         return None
@@ -175,7 +176,7 @@ def _destination_holds_source(environ: dict[str, Any]) -> bool:
     """Whether a COPY or MOVE names as its Destination the source itself or a folder
     above it, by identity (through links too): WsgiDAV compares the paths only, then
     deletes the destination it is to replace, and the source with it."""
-    session = environ.get("hoody.session")
+    session = environ.get(SESSION)
     source = _requested(environ)
     target = _share_path(unquote(urlsplit(str(environ["HTTP_DESTINATION"])).path))
     if session is None or source is None or target is None or source == "/":
@@ -278,7 +279,7 @@ class DavGate:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", ""))
-        session = environ.get("hoody.session")
+        session = environ.get(SESSION)
         read_only = bool(session is not None and session.user.read_only)
         if read_only and method in WRITE_METHODS:
             return _answer(start_response, "403 Forbidden", b"read-only access\n")
@@ -360,7 +361,7 @@ class DavGate:
 
     @staticmethod
     def _check_range(environ: dict[str, Any], start_response: StartResponse) -> list[bytes] | None:
-        session = environ.get("hoody.session")
+        session = environ.get(SESSION)
         if session is None:
             return None
         path = _requested(environ)

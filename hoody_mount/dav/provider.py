@@ -41,9 +41,10 @@ from ..core import paths
 from ..core.listing import Entry
 from ..core.session import Session
 from ..core.vfs import AtomicFile, OpenFile, Times
+from ..http_names import SESSION
 from .properties import PropertyTable
 
-SESSION_KEY = "hoody.session"
+SESSION_KEY = SESSION
 _HREF_SAFE = "/!*'(),$-_|."  # as WsgiDAV quotes hrefs (Nautilus chokes on %28)
 # What no XML text may hold: control characters (but tab, LF, CR) and lone surrogates
 # (a file name's bytes that are not UTF-8, as Python decodes them).

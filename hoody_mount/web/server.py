@@ -40,6 +40,7 @@ from ..core.turns import Turns, stepped_aside
 from ..core.user_slots import UserSlots, has_body
 from ..core.users import User
 from ..core.vfs import VFS
+from ..http_names import API_PREFIX, CLIENT_GONE, SESSION
 from . import cheroot_glue
 from .auth import Authenticator, AuthError, Grant
 from .chunked import BoundedChunks
@@ -52,7 +53,6 @@ refusals = Throttled(log, "HTTP requests refused")  # (a client's 503s and 429s)
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-API_PREFIX = "/api/"
 BODY_LIMIT = 1 << 20  # XML and JSON request bodies
 HSTS = "max-age=31536000"  # a year; sent over HTTPS only
 BODY_RETRY_AFTER = 2  # seconds: a user's upload slot is likely free again by then
@@ -218,8 +218,8 @@ class WebFront:
             text = f"your folder {user.root} is not available: {exc.strerror}"
             return _plain(start_response, status, text, [])
         release.insert(0, session.close)
-        session.gone = environ.get("hoody.client_gone") or session.gone  # (copies stop)
-        environ["hoody.session"] = session
+        session.gone = environ.get(CLIENT_GONE) or session.gone  # (copies stop)
+        environ[SESSION] = session
         environ["wsgidav.auth.user_name"] = user.name
         environ["wsgidav.auth.realm"] = "hoody-mount"
         environ["wsgidav.auth.roles"] = ("reader",) if user.read_only else ("editor",)
@@ -568,7 +568,7 @@ class _Gateway(wsgi.Gateway_10):
 
     def get_environ(self) -> dict[str, Any]:  # type: ignore[override]  # (stub says None)
         environ: dict[str, Any] = super().get_environ()  # type: ignore[no-untyped-call]
-        environ["hoody.client_gone"] = functools.partial(_client_gone, self.req.conn.socket)
+        environ[CLIENT_GONE] = functools.partial(_client_gone, self.req.conn.socket)
         return environ
 
 

@@ -1,0 +1,10 @@
+"""Names the HTTP listener and its two fronts share, defined once: where each front
+lives, and the keys under which the listener hands a request's context to them."""
+
+from __future__ import annotations
+
+DAV_ROOT = "/dav"  # the WebDAV share
+FILES_ROOT = "/api/v1/files"  # the file API (its pages too)
+API_PREFIX = "/api/"  # everything the file API answers lies below this
+SESSION = "hoody.session"  # environ: the request's core Session
+CLIENT_GONE = "hoody.client_gone"  # environ: a callable, whether the client has gone
