@@ -274,16 +274,18 @@ def test_ssh_logins_and_logouts_are_logged(server: Server) -> None:
 
 
 def test_http_parallel_guesses_are_checked_no_more_than_the_limit(server: Server) -> None:
-    """40 guesses sent at once from one address: at most 10 passwords are checked (the
-    others get 429 at once), so a burst cannot outrun the count of failures."""
+    """40 guesses sent at once from one address: at most 10 passwords are checked, so a
+    burst cannot outrun the count of failures. The others wait for a place and meet the
+    ban the failures bring (429), or find the address past its share of the workers
+    (503: they wait holding one)."""
     guesses = [f"wrong-{i}" for i in range(40)]
     guesses[32] = PASSWORD
     with ThreadPoolExecutor(40) as pool:
         statuses = list(pool.map(lambda guess: _get(server, "root", guess).status, guesses))
     checked = [status for status in statuses if status in (401, 207)]
     assert len(checked) <= 10, statuses
-    assert set(statuses) <= {401, 207, 429}, statuses
-    assert statuses.count(429) >= 30, statuses
+    assert set(statuses) <= {401, 207, 429, 503}, statuses
+    assert statuses.count(429) + statuses.count(503) >= 30, statuses
 
 
 def test_a_login_waits_for_a_place_among_its_addresses_checks() -> None:
