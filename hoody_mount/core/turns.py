@@ -31,7 +31,6 @@ class Turns:
     """``count`` turns, handed to waiting threads in the order they asked."""
 
     def __init__(self, count: int) -> None:
-        self.count = count
         self._free = count
         self._lock = threading.Lock()
         self._waiting: deque[threading.Lock] = deque()
