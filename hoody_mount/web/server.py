@@ -124,9 +124,7 @@ class WebFront:
         else:
             client = "address " + client_of(str(environ.get("REMOTE_ADDR", "")))
         if not self.workers.take(client):
-            refusals.note(
-                str(environ.get("REMOTE_ADDR", "")), f"{client} is past its share of workers"
-            )
+            _refused(environ, f"{client} is past its share of workers")
             text = "you already have your share of the server's workers busy; try again shortly"
             extra = [("Retry-After", str(BODY_RETRY_AFTER)), ("Connection", "close")]
             return _plain(start_response, "503 Service Unavailable", text, extra)
@@ -157,7 +155,7 @@ class WebFront:
             if exc.retry_after is not None:
                 extra.append(("Retry-After", str(exc.retry_after)))
             if exc.status.startswith("429"):
-                refusals.note(str(environ.get("REMOTE_ADDR", "")), exc.message)
+                _refused(environ, exc.message)
             return _plain(start_response, exc.status, exc.message, extra)
         if _ENCODED_SLASH.search(str(environ.get("REQUEST_URI", "")).partition("?")[0]):
             # cheroot keeps %2F as the three characters, so a%2Fb and a%252Fb would both
@@ -197,8 +195,8 @@ class WebFront:
         release: list[Callable[[], None]] = []
         if has_body(environ):
             if not self.body_slots.take(user.name):
-                refusals.note(
-                    str(environ.get("REMOTE_ADDR", "")),
+                _refused(
+                    environ,
                     f"user {user.name} has {self.body_slots.per_user} requests with a body running",
                 )
                 text = (
@@ -234,6 +232,11 @@ class WebFront:
             done()
             raise
         return _Closing(body, done)
+
+
+def _refused(environ: dict[str, Any], why: str) -> None:
+    """Log a refused request (throttled: a flood of them is a few lines)."""
+    refusals.note(str(environ.get("REMOTE_ADDR", "")), why)
 
 
 def _read_chunked_whole(environ: dict[str, Any]) -> tuple[str, str] | None:
