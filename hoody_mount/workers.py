@@ -26,6 +26,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
+from hoody_mount.core.syscalls import name_this_thread
+
 T = TypeVar("T")
 
 
@@ -140,6 +142,7 @@ class Workers(Executor):
     # -- the workers -----------------------------------------------------------------
 
     def _work(self) -> None:
+        name_this_thread(self._name)  # one name per pool: tools count its threads by it
         while True:
             with self._lock:
                 job = self._jobs.popleft() if self._jobs else _SLEEP

@@ -11,6 +11,7 @@ ever reach. Clients tests need are checked by ``require``: a missing client fail
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import os
 import re
@@ -253,9 +254,14 @@ def extract(tar: Path, into: Path) -> Path:
     return into
 
 
+POOL_THREAD_NAMES = {"hoody-io", "hoody-copy"}  # the bounded pools of hoody_mount/workers.py
+
+
 @dataclass(frozen=True)
 class Vitals:
-    """A server process's thread count and resident memory."""
+    """A server process's thread count and resident memory. Threads of the server's
+    bounded worker pools (named ``hoody-io`` and ``hoody-copy``) are not counted: a pool
+    starts threads as it needs them, up to its bound, and keeps them."""
 
     threads: int
     rss_mb: float
@@ -266,13 +272,16 @@ class Vitals:
         fields = dict(
             line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
         )
-        return cls(int(fields["Threads"]), int(fields["VmRSS"].split()[0]) / 1024)
+        threads = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError):  # (a thread that just ended)
+                threads += (task / "comm").read_text().strip() not in POOL_THREAD_NAMES
+        return cls(threads, int(fields["VmRSS"].split()[0]) / 1024)
 
-    def near(self, now: Vitals, pools: int = 0) -> bool:
+    def near(self, now: Vitals) -> bool:
         """Whether ``now`` is back near these: two threads more at most (helpers that are
-        ending) besides ``pools`` (threads a bounded pool may have started and keeps),
-        and 64 MB (memory the allocator keeps)."""
-        return now.threads <= self.threads + 2 + pools and now.rss_mb <= self.rss_mb + 64
+        ending) and 64 MB (memory the allocator keeps)."""
+        return now.threads <= self.threads + 2 and now.rss_mb <= self.rss_mb + 64
 
 
 def cpu_seconds(pid: int) -> float:
@@ -281,7 +290,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def assert_back_to_normal(pid: int, before: Vitals, within: float = 30.0, pools: int = 0) -> None:
+def assert_back_to_normal(pid: int, before: Vitals, within: float = 30.0) -> None:
     """After an attack: the server is idle again (under a tenth of a CPU over a second),
     and its threads and memory come back near ``before``."""
     seen: list[str] = []
@@ -292,7 +301,7 @@ def assert_back_to_normal(pid: int, before: Vitals, within: float = 30.0, pools:
         busy = cpu_seconds(pid) - used
         now = Vitals.of(pid)
         seen.append(f"{now}, {busy:.2f} s of CPU in 1 s")
-        return busy < 0.1 and before.near(now, pools)
+        return busy < 0.1 and before.near(now)
 
     assert wait_until(normal, within, 0.1), f"before the attack {before}, after it {seen[-1]}"
 

@@ -46,8 +46,6 @@ from conftest import (
     write_config,
 )
 
-from hoody_mount.ssh.server import LONG_CALL_THREADS
-
 ENV_MARKER = f"hoody-env-marker-{secrets.token_hex(8)}"
 OUTSIDE_MARKER = f"hoody-outside-marker-{secrets.token_hex(8)}"
 ROOT_MARKER = f"hoody-served-root-marker-{secrets.token_hex(8)}"
@@ -730,7 +728,7 @@ def test_hashes_of_one_user_hold_a_bounded_share_and_stop_when_the_client_goes(
     small = _ssh(shell_server, "jailed", "md5sum small.txt", timeout=60)
     assert small.returncode == 0, small.stderr
     assert small.stdout.startswith(hashlib.md5(b"small\n").hexdigest().encode())
-    assert_back_to_normal(shell_server.process.pid, before, pools=LONG_CALL_THREADS)
+    assert_back_to_normal(shell_server.process.pid, before)
 
 
 def test_two_users_endless_hashes_do_not_keep_a_third_waiting(

@@ -7,6 +7,7 @@ import asyncio
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +142,17 @@ def test_shutdown_after_the_loop_closed_drops_its_jobs_quietly() -> None:
     gate.set()
     assert blocker.result(timeout=5) is True
     assert not futures[0].done()  # its loop is gone: nothing could complete it
+
+
+def test_the_system_shows_each_worker_by_its_pool_name() -> None:
+    """``top -H`` and /proc show a worker thread under its pool's name (tests count the
+    server's threads outside its bounded pools by it)."""
+    workers = Workers(2, "hoody-test")
+
+    def comm() -> str:
+        return Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+
+    try:
+        assert workers.submit(comm).result(timeout=30) == "hoody-test"
+    finally:
+        workers.shutdown()

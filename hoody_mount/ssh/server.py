@@ -37,6 +37,7 @@ from ..fair_share import FairShare
 from ..workers import Workers
 from . import commands, patches, shell
 from .handle_budget import HandleBudget
+from .send_away import send_away
 from .sftp import SFTPAdapter
 from .sftp_channel import SFTPChannel
 
@@ -195,12 +196,7 @@ class SSHServer(asyncssh.SSHServer):
         reason = _refusal(ctx, self.client)
         if reason:
             refusals.note(self.peer, reason)
-            # After asyncssh has sent its version line (it does once this returns): a
-            # disconnect sent before it reached OpenSSH as "banner line contains invalid
-            # characters"; after it, the client prints "Received disconnect ...: reason".
-            asyncio.get_running_loop().call_soon(
-                conn.disconnect, asyncssh.DISC_TOO_MANY_CONNECTIONS, reason
-            )
+            send_away(conn, asyncssh.DISC_TOO_MANY_CONNECTIONS, reason)
             return
         self.counted = True
         ctx.connections[self.client] += 1
