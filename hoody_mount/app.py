@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
@@ -21,8 +19,8 @@ from .core import upload_temps
 from .core.digests import DigestCache
 from .core.guard import LoginGuard
 from .core.logs import DeferredHandler, OneLineFormatter, private_log
-from .core.names import NameMap
 from .core.reserved import Reserved, is_inside
+from .core.sessions import Sessions
 from .core.tokens import TokenStore
 from .core.users import User
 from .core.vfs import VFS
@@ -134,13 +132,11 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         loop.add_signal_handler(sig, stop.set)
     reserved = _reserved(config)
     vfs = VFS.open_root(str(config.root), reserved=reserved)
-    await loop.run_in_executor(pool, _check_jails, users, vfs)
-    names = NameMap(vfs)
+    sessions = Sessions(vfs, config.root)
+    await loop.run_in_executor(pool, sessions.check_jails, users)
     guard = LoginGuard()
 
-    ctx = ssh_server.SSHContext(
-        users, vfs, config.root.absolute(), names, pool, config.ssh_limits, guard
-    )
+    ctx = ssh_server.SSHContext(users, sessions, pool, config.ssh_limits, guard)
     acceptor = await ssh_server.start(ctx, config.ssh, host_key)
     ssh_bound = Listen(config.ssh.host, acceptor.get_port())
 
@@ -153,8 +149,7 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
     api = FilesAPI(DigestCache())
     front = WebFront(
         auth,
-        vfs,
-        names,
+        sessions,
         dav_app.build(config.state_dir),
         api,
         options.uploads_per_user,
@@ -203,23 +198,6 @@ def _served_root(config: Config) -> None:
     if not config.root.is_dir():
         what = "no such folder" if not config.root.exists() else "not a folder"
         raise state.StateError(f"root {config.root}: {what}")
-
-
-def _check_jails(users: Mapping[str, User], vfs: VFS) -> None:
-    """Warn once about users whose jail is missing: their logins fail until it exists."""
-    for user in users.values():
-        try:
-            vfs.sub(user.root, follow_links=False).close()
-        except OSError as exc:
-            why = exc.strerror
-            if exc.errno == errno.ELOOP:
-                why = "its path holds a symlink: name the real folder"
-            log.warning(
-                "user %s: the jail %s cannot be opened (%s): logins fail until it can",
-                user.name,
-                user.root,
-                why,
-            )
 
 
 def _reserved(config: Config) -> Reserved:

@@ -60,3 +60,75 @@ def test_every_module_has_a_docstring() -> None:
         if path.name == "__init__.py":
             continue
         assert ast.get_docstring(ast.parse(path.read_text())), f"{path} has no docstring"
+
+
+OS_FILE_CALLS = frozenset(
+    {
+        "open", "stat", "lstat", "fstat", "listdir", "scandir", "remove", "unlink", "rename",
+        "replace", "mkdir", "makedirs", "rmdir", "removedirs", "chmod", "chown", "lchown",
+        "utime", "truncate", "link", "symlink", "readlink", "access", "walk", "fwalk",
+        "statvfs", "fstatvfs", "pread", "pwrite", "sendfile", "openpty", "mkfifo", "mknod",
+    }
+)  # fmt: skip
+PATH_FILE_CALLS = frozenset(
+    {
+        "read_text", "write_text", "read_bytes", "write_bytes", "exists", "is_dir", "is_file",
+        "iterdir", "touch", "glob", "rglob", "resolve", "samefile", "symlink_to",
+    }
+)  # fmt: skip
+MODULE_FILE_CALLS = {"shutil": None, "sqlite3": {"connect"}, "tempfile": None, "glob": None}
+# The fronts' files that are not the served tree, each with its reason.
+FRONT_FILES = {
+    "dav/locks.py": "the WebDAV lock table, an SQLite file in the state folder",
+    "dav/properties.py": "the dead-property table, an SQLite file in the state folder",
+    "web/tls.py": "the TLS certificate and key in the state folder",
+    "web/intake.py": "a spare descriptor on /dev/null, given up to accept when out of fds",
+    "ssh/shell.py": "a pseudo-terminal, and the start folder of a user's real shell",
+}
+
+
+def _file_calls(source: str) -> list[str]:
+    """The filesystem calls a module's source makes itself, as ``line: name``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id == "open":
+            found.append(f"{node.lineno}: open")
+        elif isinstance(func, ast.Attribute):
+            owner = func.value.id if isinstance(func.value, ast.Name) else None
+            if owner == "os" and func.attr in OS_FILE_CALLS:
+                found.append(f"{node.lineno}: os.{func.attr}")
+            elif owner in MODULE_FILE_CALLS:
+                names = MODULE_FILE_CALLS[owner]
+                if names is None or func.attr in names:
+                    found.append(f"{node.lineno}: {owner}.{func.attr}")
+            elif func.attr in PATH_FILE_CALLS:
+                found.append(f"{node.lineno}: .{func.attr}")
+    return found
+
+
+@pytest.mark.parametrize("front", FRONTS)
+def test_fronts_reach_files_only_through_sessions(front: str) -> None:
+    """Only the core touches the disk: a front reaches the served tree through a
+    ``Session`` and calls no filesystem function itself, except the modules in
+    ``FRONT_FILES``, which keep the server's own files, never the served tree's."""
+    for path in _modules(front):
+        where = str(path.relative_to(PACKAGE))
+        calls = _file_calls(path.read_text())
+        if where in FRONT_FILES:
+            assert calls, f"{where} no longer touches files: drop it from FRONT_FILES"
+        else:
+            assert not calls, f"{where} touches files itself: {calls}"
+
+
+def test_the_check_sees_filesystem_calls() -> None:
+    """The check above finds each kind of call it looks for, and not a session's."""
+    source = (
+        "open('f')\nos.stat('f')\nshutil.rmtree('d')\nsqlite3.connect('db')\n"
+        "Path('f').read_text()\nsession.mkdir('d')\nsession.readlink('l')\n"
+    )
+    assert _file_calls(source) == [
+        "1: open", "2: os.stat", "3: shutil.rmtree", "4: sqlite3.connect", "5: .read_text"
+    ]  # fmt: skip

@@ -403,7 +403,7 @@ class FilesAPI:
             query.get("sort", ["name"])[0],
             "desc" in query,
             nonce,
-            writable=not session.user.read_only,
+            writable=session.may("upload"),
         )
         csp = (
             f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "

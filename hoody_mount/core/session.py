@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Concatenate, ParamSpec, TypeVar
 
-from . import logs, paths, upload_temps
+from . import logs, paths, permissions, upload_temps
 from .listing import Listing
 from .names import NameMap
 from .reserved import ReservedError
@@ -89,7 +89,7 @@ class Session:
 
     def __init__(self, user: User, vfs: VFS, names: NameMap, protocol: str) -> None:
         self.user = user
-        self.vfs = vfs
+        self._vfs = vfs
         self.names = names
         self.protocol = protocol
         self.home = user.home
@@ -97,16 +97,9 @@ class Session:
         # HTTP request's session asks the connection; an SSH channel's never stops.
         self.gone: Callable[[], bool] = lambda: False
 
-    @classmethod
-    def start(cls, user: User, root: VFS, names: NameMap, protocol: str) -> Session:
-        """A session over the user's jail, opened now inside the served root (blocking).
-        The jail is its configured folder: a symlink on its path is refused (ELOOP), so
-        a user who may write above another's jail cannot point that jail elsewhere."""
-        return cls(user, root.sub(user.root, follow_links=False), names, protocol)
-
     def close(self) -> None:
         """Release the jail's fd; files opened through the session stay usable."""
-        self.vfs.close()
+        self._vfs.close()
 
     # -- helpers ------------------------------------------------------------------
 
@@ -121,16 +114,27 @@ class Session:
             raise OSError(errno.EACCES, _TEMP_NAME, path)
         return path
 
-    def _check_write(self, op: str, path: str) -> None:
-        if self.user.read_only:
+    def may(self, op: str) -> bool:
+        """Whether this session's user may do ``op`` (see ``permissions.OPERATIONS``)."""
+        return permissions.may(self.user, op)
+
+    def refusal(self, op: str) -> str | None:
+        """Why this session's user may not do ``op``, or None if they may."""
+        return permissions.refusal(self.user, op)
+
+    def check(self, op: str, path: str) -> None:
+        """Raise EACCES (and note it in the audit log) unless the user may do ``op``."""
+        why = self.refusal(op)
+        if why is not None:
             audit.warning(
-                'refused user=%s proto=%s op=%s path="%s": read-only',
+                'refused user=%s proto=%s op=%s path="%s": %s',
                 self.user.name,
                 self.protocol,
                 op,
                 path,
+                why,
             )
-            raise OSError(errno.EACCES, "Permission denied: read-only access", path)
+            raise OSError(errno.EACCES, f"Permission denied: {why}", path)
 
     @property
     def jailed(self) -> bool:
@@ -204,35 +208,35 @@ class Session:
     def stat(self, raw: str, follow: bool = True) -> os.stat_result:
         """stat (or lstat with ``follow`` false)."""
         path = self.path(raw)
-        return self.vfs.stat(path) if follow else self.vfs.lstat(path)
+        return self._vfs.stat(path) if follow else self._vfs.lstat(path)
 
     def holds(self, raw_outer: str, raw_inner: str) -> bool:
         """Whether ``raw_outer`` is ``raw_inner`` or a folder above it (see ``VFS.holds``):
         replacing it would destroy ``raw_inner`` too."""
-        return self.vfs.holds(self.path(raw_outer), self.path(raw_inner))
+        return self._vfs.holds(self.path(raw_outer), self.path(raw_inner))
 
     @_logs_refusals("stat")
     def stat_cached(self, raw: str, follow: bool = True) -> os.stat_result | None:
         """``stat`` from the kernel's caches alone, safe on an event loop; None means
         that answering needs the disk: call ``stat`` on a worker."""
-        return self.vfs.stat_cached(self.path(raw), follow)
+        return self._vfs.stat_cached(self.path(raw), follow)
 
     @_logs_refusals("list")
     def listdir(self, raw: str, dots: bool = False, position: int = 0) -> Listing:
         """Open a folder for listing (with ``dots``: ``.`` and ``..`` first; from a
         ``position`` a listing of it reached before)."""
         self.names.refresh()
-        return self.vfs.listdir(self.path(raw), dots, position)
+        return self._vfs.listdir(self.path(raw), dots, position)
 
     @_logs_refusals("readlink")
     def readlink(self, raw: str) -> str:
         """The stored target of a symlink."""
-        return self.vfs.readlink(self.path(raw))
+        return self._vfs.readlink(self.path(raw))
 
     @_logs_refusals("statvfs")
     def capacity(self, raw: str = "/") -> Capacity:
         """The real capacity of the filesystem holding ``raw``; read-only users see ST_RDONLY."""
-        return self._capacity(self.vfs.statvfs(self.path(raw)))
+        return self._capacity(self._vfs.statvfs(self.path(raw)))
 
     def file_capacity(self, file: OpenFile) -> Capacity:
         """``capacity`` of the filesystem holding an open file, wherever it has moved."""
@@ -240,7 +244,7 @@ class Session:
 
     def _capacity(self, st: os.statvfs_result) -> Capacity:
         flag = st.f_flag & (ST_RDONLY | ST_NOSUID)  # the two bits SFTP defines
-        if self.user.read_only:
+        if not permissions.may_write(self.user):
             flag |= ST_RDONLY
         return Capacity(
             st.f_bsize,
@@ -264,9 +268,9 @@ class Session:
         written or read is logged when the file closes."""
         path = self.path(raw)
         if not flags & _WRITE_FLAGS:
-            return self._track(self.vfs.open_file(path, flags, self._create_mode(mode)), flags)
-        self._check_write("open-write", path)
-        file = self.vfs.open_file(path, flags, self._create_mode(mode))
+            return self._track(self._vfs.open_file(path, flags, self._create_mode(mode)), flags)
+        self.check("open-write", path)
+        file = self._vfs.open_file(path, flags, self._create_mode(mode))
         if self.jailed:
             try:
                 self._drop_privileges(file)
@@ -286,19 +290,19 @@ class Session:
     @_logs_refusals("write")
     def write(self, file: OpenFile, offset: int, data: bytes | memoryview) -> None:
         """Write all of ``data`` at ``offset`` of an open file."""
-        self._check_write("write", file.path)
+        self.check("write", file.path)
         file.write(offset, data)
 
     @_logs_refusals("write")
     def write_many(self, file: OpenFile, offset: int, pieces: list[memoryview]) -> None:
         """Write ``pieces``, one after the other, from ``offset`` of an open file
         (``ShortWrite`` if it fails once some bytes are written)."""
-        self._check_write("write", file.path)
+        self.check("write", file.path)
         file.write_many(offset, pieces)
 
     def fsync(self, file: OpenFile) -> None:
         """Flush an open file to the disk."""
-        self._check_write("fsync", file.path)
+        self.check("fsync", file.path)
         file.fsync()
 
     @_logs_refusals("copy-data")
@@ -314,7 +318,7 @@ class Session:
         """Copy ``length`` bytes (0: to the end) between open files, never onto the same
         file; ECANCELED between two blocks once ``stop()`` is true. The bytes copied
         (fewer than ``length`` when the source ended)."""
-        self._check_write("copy-data", dst.path)
+        self.check("copy-data", dst.path)
         a, b = src.stat(), dst.stat()
         if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
             raise OSError(errno.EINVAL, "copy-data onto the same file is refused", dst.path)
@@ -355,8 +359,8 @@ class Session:
         """Start replacing the whole content of a file (committed only when complete;
         the commit writes the audit line, with the size and the digest if given)."""
         path = self.path(raw)
-        self._check_write("upload", path)
-        upload = self.vfs.atomic_file(path, privileged=not self.jailed)
+        self.check("upload", path)
+        upload = self._vfs.atomic_file(path, privileged=not self.jailed)
         upload.on_commit = self._committed
         return upload
 
@@ -370,8 +374,8 @@ class Session:
         """Copy a file's content, mode and times (the target appears whole or not at all;
         a jailed user's copy never carries setuid or setgid bits)."""
         src, dst = self.path(raw_src), self.path(raw_dst)
-        self._check_write("copy", dst)
-        self.vfs.copy_file(src, dst, self._create_mode(0o7777), self.gone)
+        self.check("copy", dst)
+        self._vfs.copy_file(src, dst, self._create_mode(0o7777), self.gone)
         self._done("copy", src, dst)
 
     @_logs_refusals("copy")
@@ -379,17 +383,17 @@ class Session:
         """Copy a file or a whole folder to a new name: one call of the core, one audit
         line for the whole tree (a copy that fails leaves nothing behind)."""
         src, dst = self.path(raw_src), self.path(raw_dst)
-        self._check_write("copy", dst)
-        self.vfs.copy_tree(src, dst, self._create_mode(0o7777), self.gone)
+        self.check("copy", dst)
+        self._vfs.copy_tree(src, dst, self._create_mode(0o7777), self.gone)
         self._done("copy", src, dst)
 
     @_logs_refusals("remove-tree")
     def remove_tree(self, raw: str) -> None:
         """Remove a file, or a folder with everything below it."""
         path = self.path(raw)
-        self._check_write("remove-tree", path)
+        self.check("remove-tree", path)
         try:
-            self.vfs.remove_tree(path)
+            self._vfs.remove_tree(path)
         except OSError as exc:  # what was removed before the failure is gone: say so
             audit.warning(
                 'failed user=%s proto=%s op=remove-tree path="%s": %s (the part before is gone)',
@@ -404,48 +408,48 @@ class Session:
     def mkdir(self, raw: str, mode: int = 0o777) -> None:
         """Create a folder."""
         path = self.path(raw)
-        self._check_write("mkdir", path)
-        self.vfs.mkdir(path, self._create_mode(mode))
+        self.check("mkdir", path)
+        self._vfs.mkdir(path, self._create_mode(mode))
         self._done("mkdir", path)
 
     @_logs_refusals("rmdir")
     def rmdir(self, raw: str) -> None:
         """Remove an empty folder."""
         path = self.path(raw)
-        self._check_write("rmdir", path)
-        self.vfs.rmdir(path)
+        self.check("rmdir", path)
+        self._vfs.rmdir(path)
         self._done("rmdir", path)
 
     @_logs_refusals("remove")
     def remove(self, raw: str) -> None:
         """Remove a file or link."""
         path = self.path(raw)
-        self._check_write("remove", path)
-        self.vfs.unlink(path)
+        self.check("remove", path)
+        self._vfs.unlink(path)
         self._done("remove", path)
 
     @_logs_refusals("rename")
     def rename(self, raw_old: str, raw_new: str, replace: bool) -> None:
         """Rename; with ``replace`` false an existing target is never overwritten."""
         old, new = self.path(raw_old), self.path(raw_new)
-        self._check_write("rename", old)
-        self.vfs.rename(old, new, replace)
+        self.check("rename", old)
+        self._vfs.rename(old, new, replace)
         self._done("rename", old, new)
 
     @_logs_refusals("link")
     def link(self, raw_existing: str, raw_new: str) -> None:
         """Create a hard link."""
         existing, new = self.path(raw_existing), self.path(raw_new)
-        self._check_write("link", new)
-        self.vfs.link(existing, new)
+        self.check("link", new)
+        self._vfs.link(existing, new)
         self._done("link", existing, new)
 
     @_logs_refusals("symlink")
     def symlink(self, target: str, raw_new: str) -> None:
         """Create a symlink; its target is stored as given and resolves inside the jail."""
         new = self.path(raw_new)
-        self._check_write("symlink", new)
-        self.vfs.symlink(target, new)
+        self.check("symlink", new)
+        self._vfs.symlink(target, new)
         self._done("symlink", new, target)
 
     @_logs_refusals("setstat")
@@ -461,15 +465,15 @@ class Session:
     ) -> None:
         """Change attributes of a path (``follow`` false: of a symlink itself)."""
         path = self.path(raw)
-        self._check_write("setstat", path)
+        self.check("setstat", path)
         if mode is not None or owner is not None:
-            current = self.vfs.stat(path) if follow else self.vfs.lstat(path)
+            current = self._vfs.stat(path) if follow else self._vfs.lstat(path)
             self._check_attrs(current, mode, owner)
         elif size is not None and self.jailed:
-            current_mode = stat.S_IMODE(self.vfs.stat(path).st_mode)
+            current_mode = stat.S_IMODE(self._vfs.stat(path).st_mode)
             if without_privileges(current_mode) != current_mode:
                 mode = without_privileges(current_mode)  # (a truncation is a write)
-        self.vfs.set_attrs(path, follow=follow, size=size, mode=mode, owner=owner, times=times)
+        self._vfs.set_attrs(path, follow=follow, size=size, mode=mode, owner=owner, times=times)
         self._done("setstat", path)
 
     @_logs_refusals("fsetstat")
@@ -483,7 +487,7 @@ class Session:
         times: Times | None = None,
     ) -> None:
         """Change attributes of an open file."""
-        self._check_write("fsetstat", file.path)
+        self.check("fsetstat", file.path)
         if mode is not None or owner is not None:
             self._check_attrs(file.stat(), mode, owner)
         file.set_attrs(size=size, mode=mode, owner=owner, times=times)

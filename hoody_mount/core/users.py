@@ -8,11 +8,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .turns import stepped_aside
+
+log = logging.getLogger(__name__)
 
 PROTOCOLS = frozenset({"sftp", "scp", "ssh", "webdav", "http"})
 ACCESS_MODES = ("ro", "rw")
@@ -47,6 +51,20 @@ class User:
     def allows(self, protocol: str) -> bool:
         """Whether the user may log in with ``protocol``."""
         return protocol in self.protocols
+
+
+def read_authorized_keys(user: User) -> str:
+    """The user's authorized keys: inline ones and those in the listed files, which
+    the administrator names on the host (blocking; a missing file is skipped)."""
+    lines = list(user.authorized_keys)
+    for name in user.authorized_keys_files:
+        try:
+            lines.append(Path(name).read_text())
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("cannot read authorized keys %s: %s", name, exc.strerror)
+    return "\n".join(lines)
 
 
 def hash_password(password: str) -> str:

@@ -46,16 +46,31 @@ from wsgidav.dav_error import (
 
 from ..core import byteranges
 from ..core.content import is_active
+from ..core.session import Session
 from ..http_names import DAV_ROOT, FILES_ROOT, SESSION
 from .propfind_stream import STREAMED
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-WRITE_METHODS = frozenset(
-    {"PUT", "DELETE", "MKCOL", "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK", "POST", "PATCH"}
-)
-READ_ONLY_ALLOW = "OPTIONS, HEAD, GET, PROPFIND"
+# Each method as the operation it asks for, checked against ``core.permissions`` (a
+# method not named here is left to WsgiDAV, which refuses it)
+OPERATIONS = {
+    "OPTIONS": "stat",
+    "HEAD": "read",
+    "GET": "read",
+    "PROPFIND": "list",
+    "PUT": "upload",
+    "POST": "upload",
+    "PATCH": "upload",
+    "DELETE": "remove-tree",
+    "MKCOL": "mkdir",
+    "COPY": "copy",
+    "MOVE": "rename",
+    "PROPPATCH": "set-properties",
+    "LOCK": "lock",
+    "UNLOCK": "lock",
+}
 SHARE = DAV_ROOT
 _MISCASED = b"no such share: paths are case-sensitive, the share is /dav/\n"
 LISTINGS = FILES_ROOT  # where a browser is sent for a folder's page
@@ -271,6 +286,14 @@ class _Body:
         return getattr(self._stream, name)
 
 
+def _allowed(session: Session | None) -> str | None:
+    """The Allow header of a user who may not do everything: the methods they may
+    use (None: WsgiDAV's own, which shows what the resource supports)."""
+    if session is None or all(map(session.may, OPERATIONS.values())):
+        return None
+    return ", ".join(method for method, op in OPERATIONS.items() if session.may(op))
+
+
 class DavGate:
     """WSGI middleware that refuses or cleans requests before WsgiDAV sees them."""
 
@@ -280,9 +303,10 @@ class DavGate:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", ""))
         session = environ.get(SESSION)
-        read_only = bool(session is not None and session.user.read_only)
-        if read_only and method in WRITE_METHODS:
-            return _answer(start_response, "403 Forbidden", b"read-only access\n")
+        operation = OPERATIONS.get(method)
+        why = None if session is None or operation is None else session.refusal(operation)
+        if why is not None:
+            return _answer(start_response, "403 Forbidden", f"{why}\n".encode())
         if _miscased_share(str(environ.get("PATH_INFO", ""))):
             return _answer(start_response, "404 Not Found", _MISCASED)
         if ".." in str(environ.get("PATH_INFO", "")).split("/"):
@@ -340,7 +364,7 @@ class DavGate:
             refusal = self._check_range(environ, start_response)
             if refusal is not None:
                 return refusal
-        return self.app(environ, self._headers(start_response, environ, read_only))
+        return self.app(environ, self._headers(start_response, environ, _allowed(session)))
 
     @staticmethod
     def _xml_body_problem(environ: dict[str, Any]) -> str | None:
@@ -387,7 +411,7 @@ class DavGate:
 
     @staticmethod
     def _headers(
-        start_response: StartResponse, environ: dict[str, Any], read_only: bool
+        start_response: StartResponse, environ: dict[str, Any], allowed: str | None
     ) -> StartResponse:
         method = str(environ.get("REQUEST_METHOD", ""))
 
@@ -397,8 +421,8 @@ class DavGate:
                 # a streamed one goes out chunked and the connection can stay (the
                 # listener still closes it if the request's body was not all read)
                 headers = [(n, v) for n, v in headers if n.lower() != "connection"]
-            if read_only and method == "OPTIONS":
-                headers = [(n, READ_ONLY_ALLOW if n.lower() == "allow" else v) for n, v in headers]
+            if allowed is not None and method == "OPTIONS":
+                headers = [(n, allowed if n.lower() == "allow" else v) for n, v in headers]
             kind = next((v for n, v in headers if n.lower() == "content-type"), "")
             if method in ("GET", "HEAD") and is_active(kind):
                 if status.startswith("2"):  # (an error page is shown, not downloaded)

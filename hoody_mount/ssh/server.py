@@ -15,7 +15,6 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import asyncssh
@@ -25,14 +24,13 @@ from asyncssh.scp import run_scp_server
 from asyncssh.stream import SSHReader, SSHWriter
 
 from ..config import Listen, SSHLimits
-from ..core import logs
+from ..core import logs, permissions
 from ..core.addresses import client_of
 from ..core.guard import QUEUE_WAIT, LoginGuard
 from ..core.log_limit import Throttled
-from ..core.names import NameMap
 from ..core.session import Session
-from ..core.users import User, verify_password
-from ..core.vfs import VFS
+from ..core.sessions import Sessions
+from ..core.users import User, read_authorized_keys, verify_password
 from ..fair_share import FairShare
 from ..workers import Workers
 from . import commands, patches, shell
@@ -97,12 +95,10 @@ LONG_CALLS_PER_USER = 2  # of those, one user's at once (hashes, copy-data); the
 
 @dataclass
 class SSHContext:
-    """What every connection shares: users, the root VFS, the worker pool, limits, counters."""
+    """What every connection shares: users, their sessions, the worker pool, limits, counters."""
 
     users: Mapping[str, User]
-    vfs: VFS
-    root_path: Path
-    names: NameMap
+    sessions: Sessions
     pool: Workers
     limits: SSHLimits
     guard: LoginGuard = field(default_factory=LoginGuard)
@@ -128,19 +124,6 @@ class SSHContext:
         ``user``'s turn (see ``fair_share``)."""
         async with self.long_share.slot(user):
             return await self.long_calls.call(asyncio.get_running_loop(), fn, *args)
-
-
-def _read_keys(user: User) -> str:
-    """The user's authorized keys: inline ones and those in the listed files (blocking)."""
-    lines = list(user.authorized_keys)
-    for name in user.authorized_keys_files:
-        try:
-            lines.append(Path(name).read_text())
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            log.warning("cannot read authorized keys %s: %s", name, exc.strerror)
-    return "\n".join(lines)
 
 
 def _refusal(ctx: SSHContext, peer: str) -> str | None:
@@ -223,7 +206,7 @@ class SSHServer(asyncssh.SSHServer):
     async def begin_auth(self, username: str) -> bool:
         user = self.ctx.users.get(username)
         if user is not None and self.conn is not None:
-            keys = await self.ctx.run(_read_keys, user)
+            keys = await self.ctx.run(read_authorized_keys, user)
             if keys.strip():
                 try:
                     self.conn.set_authorized_keys(asyncssh.import_authorized_keys(keys))
@@ -269,7 +252,7 @@ class SSHServer(asyncssh.SSHServer):
     def _forwarding(self) -> bool:
         name = self.conn.get_extra_info("username") if self.conn else None
         user = self.ctx.users.get(name) if name else None
-        return bool(user and user.port_forwarding)
+        return bool(user and permissions.may(user, "forward-port"))
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str,
                              orig_port: int) -> bool:  # fmt: skip
@@ -369,7 +352,7 @@ def _kind(user: User, process: asyncssh.SSHServerProcess[bytes]) -> str:
     command = process.command or ""
     if process.subsystem == "sftp":
         return "sftp"
-    if user.shell:
+    if permissions.may(user, "shell"):
         return "shell"
     if command.startswith("scp "):
         return "scp"
@@ -389,8 +372,9 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
     user = ctx.users[conn.get_extra_info("username")]
     kind = _kind(user, process)
     protocol = kind if kind in ("sftp", "scp") else "ssh"
-    if not user.allows(protocol):
-        return _refuse(process, f"{protocol} is not allowed for {user.name}")
+    refusal = permissions.protocol_refusal(user, protocol)
+    if refusal is not None:
+        return _refuse(process, refusal)
     if kind == "command" and not process.command:
         log.warning("refused a shell for %s", user.name)
         return _refuse(process, f"no shell for {user.name}: use SFTP, scp or sshfs")
@@ -402,9 +386,9 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
         if kind == "shell":
             log.info("%s for %s: %s", "exec" if process.command else "shell", user.name,
                      process.command or "")  # fmt: skip
-            await shell.run(process, user.os_user, ctx.root_path / user.home.lstrip("/"))
+            await shell.run(process, user.os_user, ctx.sessions.host_path(user.home))
             return
-        session = await ctx.run(Session.start, user, ctx.vfs, ctx.names, protocol)
+        session = await ctx.run(ctx.sessions.open, user, protocol)
         if kind == "command":
             jobs = commands.Jobs(
                 ctx.run, functools.partial(ctx.run_long, user.name), process.channel.is_closing

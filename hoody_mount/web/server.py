@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -32,14 +31,13 @@ from cheroot.makefile import BufferedWriter, MakeFile
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from ..config import HTTPOptions, Listen
+from ..core import permissions
 from ..core.addresses import client_of
 from ..core.log_limit import Throttled
-from ..core.names import NameMap
-from ..core.session import Session
+from ..core.sessions import Sessions
 from ..core.turns import Turns, stepped_aside
 from ..core.user_slots import UserSlots, has_body
 from ..core.users import User
-from ..core.vfs import VFS
 from ..http_names import API_PREFIX, CLIENT_GONE, SESSION
 from . import cheroot_glue
 from .auth import Authenticator, AuthError, Grant
@@ -98,16 +96,14 @@ class WebFront:
     def __init__(
         self,
         auth: Authenticator,
-        root: VFS,
-        names: NameMap,
+        sessions: Sessions,
         dav: WSGIApp,
         api: WSGIApp | None,
         uploads_per_user: int = HTTPOptions.uploads_per_user,
         threads: int = HTTPOptions.threads,
     ) -> None:
         self.auth = auth
-        self.root = root
-        self.names = names
+        self.sessions = sessions
         self.dav = dav
         self.api = api
         self.body_slots = UserSlots(uploads_per_user)
@@ -167,9 +163,10 @@ class WebFront:
         app = self.api if protocol == "http" else self.dav
         if app is None:
             return _plain(start_response, "404 Not Found", "no such endpoint", [])
-        user = grant.user if not grant.read_only else replace(grant.user, access="ro")
-        if not user.allows(protocol):
-            return _plain(start_response, "403 Forbidden", f"{protocol} is not allowed", [])
+        user = permissions.granted(grant.user, grant.read_only)
+        not_allowed = permissions.protocol_refusal(user, protocol)
+        if not_allowed is not None:
+            return _plain(start_response, "403 Forbidden", not_allowed, [])
         if method not in ("PUT", "POST"):
             length = str(environ.get("CONTENT_LENGTH") or "0")
             if not length.isdigit() or int(length) > BODY_LIMIT:
@@ -207,7 +204,7 @@ class WebFront:
                 return _plain(start_response, "503 Service Unavailable", text, extra)
             release.append(functools.partial(self.body_slots.give_back, user.name))
         try:
-            session = Session.start(user, self.root, self.names, protocol)
+            session = self.sessions.open(user, protocol)
         except OSError as exc:
             for undo in release:
                 undo()
@@ -220,7 +217,7 @@ class WebFront:
         environ[SESSION] = session
         environ["wsgidav.auth.user_name"] = user.name
         environ["wsgidav.auth.realm"] = "hoody-mount"
-        environ["wsgidav.auth.roles"] = ("reader",) if user.read_only else ("editor",)
+        environ["wsgidav.auth.roles"] = ("editor",) if permissions.may_write(user) else ("reader",)
 
         def done() -> None:
             for undo in release:

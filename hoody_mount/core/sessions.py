@@ -1,0 +1,56 @@
+"""The one holder of the served root: fronts get each user's Session from here.
+
+No front sees the unjailed root VFS. A session opens the user's jail inside it, by its
+configured path and without following a symlink on it (ELOOP), so that a user who may
+write above another's jail cannot point that jail elsewhere.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from .names import NameMap
+from .session import Session
+from .users import User
+from .vfs import VFS
+
+log = logging.getLogger(__name__)
+
+
+class Sessions:
+    """Opens sessions over the served root ``root`` (whose host path is ``root_path``)."""
+
+    def __init__(self, root: VFS, root_path: Path) -> None:
+        self._root = root
+        self._root_path = root_path.absolute()
+        self._names = NameMap(root)
+
+    def open(self, user: User, protocol: str) -> Session:
+        """A session of ``user`` over ``protocol``, its jail opened now (blocking);
+        OSError if the jail cannot be opened."""
+        return Session(user, self._root.sub(user.root, follow_links=False), self._names, protocol)
+
+    def host_path(self, virtual: str) -> Path:
+        """Where the served root's virtual path ``virtual`` lies on the host (for the
+        shells of users allowed one, which run as real processes outside the VFS)."""
+        return self._root_path / virtual.lstrip("/")
+
+    def check_jails(self, users: Mapping[str, User]) -> None:
+        """Warn once about users whose jail is missing: their logins fail until it
+        exists (blocking)."""
+        for user in users.values():
+            try:
+                self._root.sub(user.root, follow_links=False).close()
+            except OSError as exc:
+                why = exc.strerror
+                if exc.errno == errno.ELOOP:
+                    why = "its path holds a symlink: name the real folder"
+                log.warning(
+                    "user %s: the jail %s cannot be opened (%s): logins fail until it can",
+                    user.name,
+                    user.root,
+                    why,
+                )
