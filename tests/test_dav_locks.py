@@ -6,8 +6,10 @@ import http.client
 import time
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
+from conftest import PASSWORD, READER_PASSWORD, Server, basic_request
 from test_dav_protocol import LOCK_BODY, basic, dedicated, new_layout
 from wsgidav.dav_error import DAVError
 
@@ -100,3 +102,29 @@ def test_a_user_past_the_lock_cap_gets_503_with_a_clear_text(
         assert statuses[:PER_USER] == [201] * PER_USER  # (lock-null: an empty file each)
         assert statuses[PER_USER] == 503
         assert "too many locks: user root holds 1000" in text
+
+
+@pytest.mark.parametrize(
+    ("locked", "seen_by_reader"),
+    [("/dav/share/docs/readme.txt", "/dav/docs/readme.txt"), ("/dav/share/", "/dav/")],
+)
+def test_a_lock_is_one_lock_for_every_user_who_sees_the_file(
+    server: Server, locked: str, seen_by_reader: str
+) -> None:
+    """Locks are keyed by the path in the served root: the administrator's lock on a
+    shared file, or on the folder that is the reader's jail, is the reader's lock on
+    the same resource, shown at the reader's path."""
+    status, body = basic_request(
+        server.http_port, "LOCK", locked, "root", PASSWORD, LOCK_BODY,
+        **{"Content-Type": "application/xml", "Depth": "infinity"},
+    )  # fmt: skip
+    assert status == 200, body
+    status, body = basic_request(
+        server.http_port, "PROPFIND", seen_by_reader, "reader", READER_PASSWORD,
+        b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:lockdiscovery/>'
+        b"</D:prop></D:propfind>",
+        Depth="0",
+    )  # fmt: skip
+    assert status == 207, body
+    found = ElementTree.fromstring(body).findall(".//{DAV:}lockroot/{DAV:}href")
+    assert [href.text for href in found] == [seen_by_reader], body

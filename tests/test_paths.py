@@ -286,3 +286,27 @@ def test_a_lone_surrogate_is_einval() -> None:
         paths.normalize("/a/\ud800")
     assert caught.value.errno == errno.EINVAL
     assert caught.value.filename == "/a/\\ud800"
+
+
+@pytest.mark.parametrize(
+    ("jail", "path", "in_root"),
+    [
+        ("/", "/a/b", "/a/b"),
+        ("/share", "/", "/share/"),
+        ("/share", "/docs/", "/share/docs/"),
+        ("/share", "/docs/f.txt", "/share/docs/f.txt"),
+    ],
+)
+def test_a_jail_path_and_its_served_root_path_map_both_ways(
+    jail: str, path: str, in_root: str
+) -> None:
+    """WebDAV lock and property keys name the served root's path: the jail prefixed,
+    a folder's trailing '/' kept, and back."""
+    assert paths.in_root(jail, path) == in_root
+    assert paths.in_jail(jail, in_root) == path
+
+
+@pytest.mark.parametrize("outside", ["/", "/shared", "/sharex/f", "/other/share"])
+def test_a_served_root_path_outside_the_jail_has_no_jail_path(outside: str) -> None:
+    """By whole components: /shared is not inside /share."""
+    assert paths.in_jail("/share", outside) is None

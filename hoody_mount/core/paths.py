@@ -75,3 +75,17 @@ def is_within(path: str, folder: str) -> bool:
     if folder == "/":
         return True
     return path == folder or path.startswith(folder + "/")
+
+
+def in_root(jail: str, path: str) -> str:
+    """Where the jail's virtual ``path`` lies in the served root: the jail prefixed (a
+    trailing ``/``, which marks a folder in some protocols' keys, is kept)."""
+    return path if jail == "/" else jail + path
+
+
+def in_jail(jail: str, path: str) -> str | None:
+    """The virtual path inside ``jail`` of the served root's ``path`` (``in_root``
+    undone), or None if it lies outside the jail."""
+    if not is_within(path.rstrip("/") or "/", jail):
+        return None
+    return path if jail == "/" else path[len(jail) :] or "/"

@@ -136,6 +136,15 @@ class Session:
             )
             raise OSError(errno.EACCES, f"Permission denied: {why}", path)
 
+    def in_root(self, path: str) -> str:
+        """Where this user's virtual ``path`` lies in the served root (keys shared by
+        every user, such as WebDAV's locks and properties, use it)."""
+        return paths.in_root(self.user.root, path)
+
+    def in_jail(self, path: str) -> str | None:
+        """This user's virtual path of the served root's ``path``; None outside the jail."""
+        return paths.in_jail(self.user.root, path)
+
     @property
     def jailed(self) -> bool:
         """Whether the user is confined to a sub-folder (and so is no administrator)."""

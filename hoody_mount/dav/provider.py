@@ -191,10 +191,8 @@ class _Common:
         return quote(whole, safe=_HREF_SAFE, errors="surrogateescape")
 
     def get_ref_url(self) -> str:
-        jail = self.session.user.root
         preferred = self.get_preferred_path()  # type: ignore[attr-defined]
-        full = preferred if jail == "/" else jail + preferred
-        return quote(self.provider.share_path + full, errors="surrogateescape")
+        return _key(self.provider.share_path, self.session.in_root(preferred))
 
     def set_last_modified(self, dest_path: str, time_stamp: Any, *, dry_run: bool) -> bool:
         secs = time_stamp if isinstance(time_stamp, int) else util.parse_time_string(time_stamp)
@@ -232,13 +230,12 @@ class _Common:
             self.session.rename(self.path, dest_path, replace=False)
         manager = self.provider.prop_manager
         if manager:
-            jail = self.session.user.root
-            dest = dest_path if jail == "/" else jail + dest_path
+            dest = self.session.in_root(dest_path)
             if self.st and stat.S_ISDIR(self.st.st_mode):
                 dest += "/"
             manager.move_properties(
                 self.get_ref_url(),
-                quote(self.provider.share_path + dest),
+                _key(self.provider.share_path, dest),
                 with_children=True,
                 environ=self.environ,
             )
@@ -564,9 +561,7 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
 
     def _folder_url(self, path: str) -> str:
         """The lock and property key of the folder ``path`` (as ``get_ref_url`` makes it)."""
-        jail = self.session.user.root
-        full = path if jail == "/" else jail + path
-        return quote(self.provider.share_path + full.rstrip("/") + "/", errors="surrogateescape")
+        return _key(self.provider.share_path, self.session.in_root(path).rstrip("/") + "/")
 
     def _copy_tree_props(self, dest_url: str, whole: bool, replaced: bool) -> None:
         """The dead properties of a COPY of this folder, in one pass over the property
@@ -594,6 +589,12 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
         return True
 
 
+def _key(share_path: str, server_path: str) -> str:
+    """A lock and dead-property key: the resource's path in the served root, quoted
+    (bytes of a name that are not UTF-8 as they are)."""
+    return quote(share_path + server_path, errors="surrogateescape")
+
+
 class SessionProvider(DAVProvider):  # type: ignore[misc]
     """Resources of the requesting user's jail, through their Session."""
 
@@ -606,7 +607,7 @@ class SessionProvider(DAVProvider):  # type: ignore[misc]
 
     def get_resource_inst(self, path: str, environ: dict[str, Any]) -> Any:
         session = _session(environ)
-        self._local.jail = session.user.root
+        self._local.session = session
         try:
             st = session.stat(path)
         except (FileNotFoundError, NotADirectoryError):
@@ -622,9 +623,12 @@ class SessionProvider(DAVProvider):  # type: ignore[misc]
         return FileResource(path.rstrip("/") or "/", environ, st)
 
     def ref_url_to_path(self, ref_url: str) -> str:
+        """The requesting user's path of a lock or property key. A key above their jail
+        (a lock an administrator took on a folder that holds it) is shown as the jail's
+        top, the nearest folder the user can see."""
         relative = unquote(ref_url.removeprefix(self.share_path), errors="surrogateescape")
         path = "/" + relative.lstrip("/")
-        jail = getattr(self._local, "jail", "/")
-        if jail != "/" and paths.is_within(path, jail):
-            path = path[len(jail) :] or "/"
-        return path
+        session: Session | None = getattr(self._local, "session", None)
+        if session is None:
+            return path
+        return session.in_jail(path) or "/"
