@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+from .. import http_rules
 from ..core import byteranges as ranges
 from ..core import paths
 from ..core.content import is_active
@@ -51,10 +52,6 @@ def _json(status: int, data: object, extra: Headers | None = None) -> tuple[str,
     body = json.dumps(data, ensure_ascii=False).encode("utf-8", "replace") + b"\n"
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
     return status_line(status), headers + (extra or []), body
-
-
-def _etag(st: os.stat_result) -> str:
-    return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
 
 
 def _text(name: str) -> str:
@@ -253,7 +250,7 @@ class FilesAPI:
                     {"path": _text(session.path(path)), "size": st.st_size, "sha256": digest.hex()},
                     [("Repr-Digest", _digest_header(digest))],
                 )
-            partial = environ.get("HTTP_RANGE") or _not_modified(environ, _etag(st), st)
+            partial = environ.get("HTTP_RANGE") or http_rules.not_modified(environ, st)
             if partial and st.st_size > PARTIAL_DIGEST_LIMIT:
                 digest = self.digests.known(st)  # (a part of a big file: no hash of the whole)
             else:
@@ -296,7 +293,7 @@ class FilesAPI:
         st: os.stat_result,
         digest: bytes | None,
     ) -> tuple[str, Headers, Body]:
-        etag = _etag(st)
+        etag = http_rules.entity_tag(st)
         kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
         headers: Headers = [
             ("ETag", etag),
@@ -310,7 +307,7 @@ class FilesAPI:
                 ("Content-Disposition", "attachment"),
                 ("Content-Security-Policy", "sandbox"),
             ]
-        if _not_modified(environ, etag, st):
+        if http_rules.not_modified(environ, st):
             file.close()
             return status_line(304), headers, b""
         size = st.st_size
@@ -463,13 +460,13 @@ class FilesAPI:
             raise
         _check_preconditions(environ, session, path, write=True)  # again: it may have changed
         try:
-            upload.commit(replace=not _creates_only(environ), digest=digest)
+            upload.commit(replace=not http_rules.creates_only(environ), digest=digest)
         except FileExistsError:
             raise ApiError(412, "precondition_failed", "If-None-Match: the file exists") from None
         st = session.stat(path)
         self.digests.remember(st, digest)
         data = {"path": _text(session.path(path)), "size": st.st_size, "sha256": digest.hex()}
-        extra = [("Repr-Digest", _digest_header(digest)), ("ETag", _etag(st))]
+        extra = [("Repr-Digest", _digest_header(digest)), ("ETag", http_rules.entity_tag(st))]
         return _json(200 if existed else 201, data, extra)
 
     def _post(
@@ -552,50 +549,14 @@ def _media_type(environ: dict[str, Any]) -> str:
 
 
 def _check_preconditions(environ: dict[str, Any], session: Session, path: str, write: bool) -> None:
-    """If-Match and If-Unmodified-Since, and for a write If-None-Match (RFC 9110 §13):
-    412 when one fails, before anything is read or changed."""
-    match = environ.get("HTTP_IF_MATCH")
-    none_match = environ.get("HTTP_IF_NONE_MATCH") if write else None
-    since = environ.get("HTTP_IF_UNMODIFIED_SINCE")
-    if match is None and none_match is None and since is None:
+    """The conditions of ``http_rules`` (RFC 9110 §13): 412 when one fails, before
+    anything is read or changed."""
+    if not http_rules.has_preconditions(environ, write):
         return
     try:
         st: os.stat_result | None = session.stat(path)
     except FileNotFoundError:
         st = None
-    etag = _etag(st) if st is not None and not stat.S_ISDIR(st.st_mode) else None
-    if match is not None:
-        tags = [t.strip() for t in match.split(",")]
-        if st is None or ("*" not in tags and etag not in tags):
-            raise ApiError(412, "precondition_failed", "If-Match: the file is not the one named")
-    elif since is not None and st is not None:
-        try:
-            limit = email.utils.parsedate_to_datetime(since).timestamp()
-        except (TypeError, ValueError):
-            limit = None  # an unreadable date is ignored (RFC 9110 §13.1.4)
-        if limit is not None and int(st.st_mtime) > limit:
-            raise ApiError(412, "precondition_failed", "If-Unmodified-Since: the file changed")
-    if none_match is not None and st is not None:
-        tags = [t.strip().removeprefix("W/") for t in none_match.split(",")]
-        if "*" in tags or (etag is not None and etag in tags):
-            raise ApiError(412, "precondition_failed", "If-None-Match: the file exists")
-
-
-def _creates_only(environ: dict[str, Any]) -> bool:
-    """Whether a PUT may only create (``If-None-Match: *``): then it never replaces."""
-    return "*" in [t.strip() for t in str(environ.get("HTTP_IF_NONE_MATCH", "")).split(",")]
-
-
-def _not_modified(environ: dict[str, Any], etag: str, st: os.stat_result) -> bool:
-    none_match = environ.get("HTTP_IF_NONE_MATCH")
-    if none_match is not None:
-        tags = [t.strip() for t in none_match.split(",")]
-        return "*" in tags or etag in tags or f"W/{etag}" in tags
-    since = environ.get("HTTP_IF_MODIFIED_SINCE")
-    if since:
-        try:
-            parsed = email.utils.parsedate_to_datetime(since).timestamp()
-        except (TypeError, ValueError):
-            return False
-        return int(st.st_mtime) <= parsed
-    return False
+    why = http_rules.precondition_failure(environ, st, write)
+    if why is not None:
+        raise ApiError(412, "precondition_failed", why)

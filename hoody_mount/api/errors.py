@@ -2,29 +2,7 @@
 
 from __future__ import annotations
 
-import errno
-
-_BY_ERRNO: dict[int, tuple[int, str]] = {
-    errno.ENOENT: (404, "not_found"),
-    errno.EACCES: (403, "forbidden"),
-    errno.EPERM: (403, "forbidden"),
-    errno.EROFS: (403, "forbidden"),
-    errno.EEXIST: (409, "exists"),
-    errno.ENOTEMPTY: (409, "not_empty"),
-    errno.ENOTDIR: (409, "not_a_directory"),
-    errno.EISDIR: (409, "is_a_directory"),
-    errno.ENXIO: (409, "not_a_regular_file"),
-    errno.EBUSY: (409, "busy"),
-    errno.EXDEV: (409, "cross_device"),
-    errno.ELOOP: (400, "too_many_links"),
-    errno.EINVAL: (400, "invalid"),
-    errno.EBADMSG: (400, "bad_body"),
-    errno.ECANCELED: (400, "cancelled"),
-    errno.EFBIG: (413, "too_large"),
-    errno.ENAMETOOLONG: (400, "name_too_long"),
-    errno.ENOSPC: (507, "insufficient_storage"),
-    errno.EDQUOT: (507, "insufficient_storage"),
-}
+from ..http_rules import error_status
 
 REASONS = {
     200: "OK",
@@ -68,7 +46,7 @@ def from_os_error(exc: OSError) -> ApiError:
     stopped arriving is 408, not an internal error)."""
     if isinstance(exc, TimeoutError):
         return ApiError(408, "request_timeout", "the request body stopped arriving")
-    status, code = _BY_ERRNO.get(exc.errno or 0, (500, "internal"))
+    status, code = error_status(exc)
     text = exc.strerror or str(exc)
     if exc.filename and status != 500:
         text = f"{text}: {exc.filename}"

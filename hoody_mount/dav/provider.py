@@ -24,13 +24,9 @@ from urllib.parse import quote, unquote
 from wsgidav import util
 from wsgidav.dav_error import (
     HTTP_BAD_REQUEST,
-    HTTP_CONFLICT,
     HTTP_FORBIDDEN,
-    HTTP_INSUFFICIENT_STORAGE,
-    HTTP_INTERNAL_ERROR,
     HTTP_LOCKED,
     HTTP_METHOD_NOT_ALLOWED,
-    HTTP_NOT_FOUND,
     DAVError,
     DAVErrorCondition,
     PRECONDITION_CODE_LockConflict,
@@ -42,6 +38,7 @@ from ..core.listing import Entry
 from ..core.session import Session
 from ..core.vfs import AtomicFile, OpenFile, Times
 from ..http_names import SESSION
+from ..http_rules import error_status, opaque_tag
 from .properties import PropertyTable
 
 SESSION_KEY = SESSION
@@ -50,30 +47,11 @@ _HREF_SAFE = "/!*'(),$-_|."  # as WsgiDAV quotes hrefs (Nautilus chokes on %28)
 # (a file name's bytes that are not UTF-8, as Python decodes them).
 _UNSHOWABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
-_STATUS = {
-    errno.ENOENT: HTTP_NOT_FOUND,
-    errno.EACCES: HTTP_FORBIDDEN,
-    errno.EPERM: HTTP_FORBIDDEN,
-    errno.EROFS: HTTP_FORBIDDEN,
-    errno.ENXIO: HTTP_FORBIDDEN,
-    errno.EEXIST: HTTP_METHOD_NOT_ALLOWED,
-    errno.ENOTEMPTY: HTTP_CONFLICT,
-    errno.ENOTDIR: HTTP_CONFLICT,
-    errno.EISDIR: HTTP_CONFLICT,
-    errno.EBUSY: HTTP_FORBIDDEN,
-    errno.EXDEV: HTTP_FORBIDDEN,
-    errno.ELOOP: HTTP_CONFLICT,
-    errno.EINVAL: HTTP_BAD_REQUEST,
-    errno.ENAMETOOLONG: HTTP_BAD_REQUEST,
-    errno.ENOSPC: HTTP_INSUFFICIENT_STORAGE,
-    errno.EDQUOT: HTTP_INSUFFICIENT_STORAGE,
-}
-
 
 def dav_error(exc: OSError) -> DAVError:
-    """The DAVError for an OSError of the core, with its message."""
-    status = _STATUS.get(exc.errno or 0, HTTP_INTERNAL_ERROR)
-    return DAVError(status, exc.strerror or str(exc))
+    """The DAVError for an OSError of the core, with its message (the status of
+    ``http_rules``, as over the file API)."""
+    return DAVError(error_status(exc)[0], exc.strerror or str(exc))
 
 
 @contextlib.contextmanager
@@ -265,7 +243,7 @@ class FileResource(_Common, DAVNonCollection):  # type: ignore[misc]
     def get_etag(self) -> str | None:
         if not self.st:
             return None
-        return f"{self.st.st_ino:x}-{self.st.st_size:x}-{self.st.st_mtime_ns:x}"
+        return opaque_tag(self.st)
 
     def support_etag(self) -> bool:
         return True
@@ -422,8 +400,12 @@ class FolderResource(_Common, DAVCollection):  # type: ignore[misc]
             return FileResource(path, self.environ, self.session.stat(path))
 
     def create_collection(self, name: str) -> None:
-        with _mapped():
+        try:
             self.session.mkdir(util.join_uri(self.path, name))
+        except FileExistsError as exc:  # (made since WsgiDAV looked): RFC 4918 §9.3.1
+            raise DAVError(HTTP_METHOD_NOT_ALLOWED, exc.strerror) from None
+        except OSError as exc:
+            raise dav_error(exc) from None
 
     def support_recursive_delete(self) -> bool:
         return True

@@ -1,0 +1,121 @@
+"""HTTP rules WebDAV and the file API share, written once: the status of each error
+of the core, a file's entity tag, and the conditional requests of RFC 9110 §13.
+
+WsgiDAV evaluates WebDAV's conditions itself, from the tag and date the provider
+gives it; the file API evaluates them here. Both answer the same way: a tag names one
+version of one file (inode, size and modification time in nanoseconds), a date
+compares by whole seconds and the same second counts as not modified.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import errno
+import os
+import stat
+from collections.abc import Mapping
+from typing import Any
+
+# errno → HTTP status and the file API's stable error code. WebDAV differs in one place,
+# by RFC 4918 §9.3.1: MKCOL on a name that exists is 405 (dav/provider.py).
+ERRNO_STATUS: Mapping[int, tuple[int, str]] = {
+    errno.ENOENT: (404, "not_found"),
+    errno.ELOOP: (404, "too_many_links"),  # a link that never resolves: as a dangling one
+    errno.EACCES: (403, "forbidden"),
+    errno.EPERM: (403, "forbidden"),
+    errno.EROFS: (403, "forbidden"),
+    errno.EEXIST: (409, "exists"),
+    errno.ENOTEMPTY: (409, "not_empty"),
+    errno.ENOTDIR: (409, "not_a_directory"),
+    errno.EISDIR: (409, "is_a_directory"),
+    errno.ENXIO: (409, "not_a_regular_file"),
+    errno.EBUSY: (409, "busy"),
+    errno.EXDEV: (409, "cross_device"),
+    errno.EINVAL: (400, "invalid"),
+    errno.EBADMSG: (400, "bad_body"),
+    errno.ECANCELED: (400, "cancelled"),
+    errno.ENAMETOOLONG: (400, "name_too_long"),
+    errno.EFBIG: (413, "too_large"),
+    errno.ENOSPC: (507, "insufficient_storage"),
+    errno.EDQUOT: (507, "insufficient_storage"),
+}
+INTERNAL = (500, "internal")
+
+
+def error_status(exc: OSError) -> tuple[int, str]:
+    """The HTTP status and error code of an error of the core."""
+    return ERRNO_STATUS.get(exc.errno or 0, INTERNAL)
+
+
+def opaque_tag(st: os.stat_result) -> str:
+    """A file's entity tag without its quotes (WsgiDAV adds them)."""
+    return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
+
+
+def entity_tag(st: os.stat_result) -> str:
+    """A file's entity tag as the ETag header carries it."""
+    return f'"{opaque_tag(st)}"'
+
+
+def _tags(header: str) -> list[str]:
+    return [tag.strip() for tag in header.split(",")]
+
+
+def _seconds(date: str) -> float | None:
+    """An HTTP date as seconds, or None when it cannot be read (then it is ignored,
+    RFC 9110 §13.1.3 and §13.1.4)."""
+    try:
+        return email.utils.parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def precondition_failure(
+    environ: Mapping[str, Any], st: os.stat_result | None, write: bool
+) -> str | None:
+    """Why If-Match, If-Unmodified-Since or, for a write, If-None-Match fail for the
+    resource ``st`` (None: it does not exist), or None when they hold (RFC 9110 §13.2:
+    If-Unmodified-Since counts only without If-Match). A folder has no tag."""
+    match = environ.get("HTTP_IF_MATCH")
+    none_match = environ.get("HTTP_IF_NONE_MATCH") if write else None
+    since = environ.get("HTTP_IF_UNMODIFIED_SINCE")
+    tag = entity_tag(st) if st is not None and not stat.S_ISDIR(st.st_mode) else None
+    if match is not None:
+        tags = _tags(str(match))
+        if st is None or ("*" not in tags and tag not in tags):
+            return "If-Match: the file is not the one named"
+    elif since is not None and st is not None:
+        limit = _seconds(str(since))
+        if limit is not None and int(st.st_mtime) > limit:
+            return "If-Unmodified-Since: the file changed"
+    if none_match is not None and st is not None:
+        tags = [t.removeprefix("W/") for t in _tags(str(none_match))]
+        if "*" in tags or (tag is not None and tag in tags):
+            return "If-None-Match: the file exists"
+    return None
+
+
+def has_preconditions(environ: Mapping[str, Any], write: bool) -> bool:
+    """Whether ``precondition_failure`` has anything to check (it needs a stat)."""
+    names = ("HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_IF_NONE_MATCH")
+    return any(name in environ for name in names[: 3 if write else 2])
+
+
+def creates_only(environ: Mapping[str, Any]) -> bool:
+    """Whether a write may only create (``If-None-Match: *``): then it never replaces."""
+    return "*" in _tags(str(environ.get("HTTP_IF_NONE_MATCH", "")))
+
+
+def not_modified(environ: Mapping[str, Any], st: os.stat_result) -> bool:
+    """Whether a GET or HEAD of ``st`` is answered 304: If-None-Match names its tag (or
+    ``*``), or else If-Modified-Since is not before its modification's second."""
+    none_match = environ.get("HTTP_IF_NONE_MATCH")
+    if none_match is not None:
+        tag = entity_tag(st)
+        tags = _tags(str(none_match))
+        return "*" in tags or tag in tags or f"W/{tag}" in tags
+    since = environ.get("HTTP_IF_MODIFIED_SINCE")
+    if since:
+        limit = _seconds(str(since))
+        return limit is not None and int(st.st_mtime) <= limit
+    return False

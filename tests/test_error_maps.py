@@ -1,0 +1,77 @@
+"""The errno maps of the three fronts, side by side: the table in docs/design.md is the
+one the code applies, row by row, and each front answers by it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from pathlib import Path
+
+import pytest
+from asyncssh.constants import FX_FAILURE, FX_NO_SUCH_FILE, FX_PERMISSION_DENIED
+from conftest import PASSWORD, Server, basic_request
+
+from hoody_mount.dav.provider import dav_error
+from hoody_mount.http_rules import ERRNO_STATUS, INTERNAL, error_status
+from hoody_mount.ssh.wire import _code as sftp_code
+
+DESIGN = Path(__file__).resolve().parent.parent / "docs" / "design.md"
+SFTP_NAMES = {
+    FX_NO_SUCH_FILE: "no such file",
+    FX_PERMISSION_DENIED: "permission denied",
+    FX_FAILURE: "failure",
+}
+
+
+def _table() -> dict[str, list[str]]:
+    """The rows of the errno table in the design doc: errno name → its cells."""
+    text = DESIGN.read_text()
+    start = text.index("| errno | SFTP v3 | WebDAV | file API |")
+    rows: dict[str, list[str]] = {}
+    for line in text[start:].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_the_design_doc_lists_every_errno_the_code_maps() -> None:
+    assert set(_table()) == {errno.errorcode[n] for n in ERRNO_STATUS} | {"any other"}
+
+
+@pytest.mark.parametrize("name", sorted(_table()))
+def test_each_row_of_the_table_is_what_the_fronts_answer(name: str) -> None:
+    """SFTP's code, WebDAV's status and the file API's status and code, as written."""
+    sftp, dav, api = _table()[name]
+    number = errno.EIO if name == "any other" else getattr(errno, name)
+    exc = OSError(number, os.strerror(number), "/f")
+    assert SFTP_NAMES[sftp_code(number)] == sftp
+    status, code = error_status(exc)
+    assert (name == "any other") == ((status, code) == INTERNAL)
+    assert api == f"{status} {code}"
+    assert re.fullmatch(rf"{dav_error(exc).value}( \(MKCOL: 405\))?", dav), dav
+
+
+def test_webdav_and_the_api_answer_a_link_loop_as_a_dangling_link(server: Server) -> None:
+    """Both fronts answer 404 for a link that never resolves, as for one that leads
+    nowhere (they answered 409 and 400 before sharing one map)."""
+    folder = server.root / "share" / "loops"
+    folder.mkdir()
+    os.symlink("b", folder / "a")
+    os.symlink("a", folder / "b")
+    os.symlink("nowhere", folder / "dangling")
+    for name in ("a", "dangling"):
+        for path in (f"/dav/share/loops/{name}", f"/api/v1/files/share/loops/{name}"):
+            status, body = basic_request(server.http_port, "GET", path, "root", PASSWORD)
+            assert status == 404, (path, body)
+
+
+def test_a_fifo_is_409_over_webdav_and_the_api(server: Server) -> None:
+    """A FIFO is listed but never opened: the same status over both HTTP fronts."""
+    os.mkfifo(server.root / "share" / "pipe")
+    for path in ("/dav/share/pipe", "/api/v1/files/share/pipe"):
+        status, body = basic_request(server.http_port, "GET", path, "root", PASSWORD)
+        assert status == 409, (path, body)
+        assert b"not a regular file" in body, body
