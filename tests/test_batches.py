@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hoody_mount.core.vfs import OpenFile, ShortWrite
+from hoody_mount.core.open_files import OpenFile, ShortWrite
 from hoody_mount.ssh.batches import MAX_BATCH, Batches, Write
 from hoody_mount.workers import Workers
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from hoody_mount.core import direct_writes
+from hoody_mount.core.atomic_files import DIRECT_FROM, AtomicFile
 from hoody_mount.core.direct_writes import BLOCK, MAX_WRITERS, DirectWriter
-from hoody_mount.core.vfs import DIRECT_FROM, VFS, AtomicFile
+from hoody_mount.core.vfs import VFS
 
 Pwrite = Callable[[int, object, int], int]
 

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hoody_mount.core.vfs import READ_AHEAD, VFS, OpenFile
+from hoody_mount.core.open_files import READ_AHEAD, OpenFile
+from hoody_mount.core.vfs import VFS
 
 MiB = 1 << 20
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -20,8 +20,9 @@ import pytest
 from test_vfs_jail import DOOR_OPS, INSIDE, _fill_decoy, _snapshot
 
 from hoody_mount.core import syscalls
+from hoody_mount.core.open_files import Times
 from hoody_mount.core.reserved import Reserved
-from hoody_mount.core.vfs import VFS, Times
+from hoody_mount.core.vfs import VFS
 
 # Ways to name the state folder from inside the root.
 DOORS = ["/srv/state", "/abs", "/srv/rel", "/srvlink/state", "/srv/logs/../state"]

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from hoody_mount.core.names import NameMap
+from hoody_mount.core.open_files import Times
 from hoody_mount.core.session import Session
 from hoody_mount.core.users import User
-from hoody_mount.core.vfs import VFS, Times
+from hoody_mount.core.vfs import VFS
 
 
 @pytest.fixture

@@ -29,8 +29,9 @@ from typing import Any
 import pytest
 
 from hoody_mount.core import syscalls
+from hoody_mount.core.open_files import Times
 from hoody_mount.core.reserved import Reserved
-from hoody_mount.core.vfs import VFS, Times
+from hoody_mount.core.vfs import VFS
 
 OLD_NS = 1_000_000_000 * 1_000_000_000  # 2001-09-09, a fixed mtime for outside files
 SECRET = b"OUTSIDE secret"
@@ -1269,11 +1270,11 @@ def test_jails_learn_the_filesystem_from_their_parent(
 ) -> None:
     """procfs is read once per served root, not once per jail (an HTTP request opens a
     jail every time); a jail on another filesystem finds out for itself."""
-    from hoody_mount.core import vfs as vfs_module
+    from hoody_mount.core import resolution
 
     reads: list[int] = []
-    real = vfs_module._fs_type
-    monkeypatch.setattr(vfs_module, "_fs_type", lambda fd: reads.append(fd) or real(fd))
+    real = resolution.fs_type
+    monkeypatch.setattr(resolution, "fs_type", lambda fd: reads.append(fd) or real(fd))
     (jail.root / "sub").mkdir(exist_ok=True)
     (jail.root / "sub" / "f").write_bytes(b"x")
     for _ in range(5):

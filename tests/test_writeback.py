@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hoody_mount.core import syscalls
-from hoody_mount.core import vfs as vfs_module
-from hoody_mount.core.vfs import VFS, WRITEBACK_STEP
+from hoody_mount.core import atomic_files, syscalls
+from hoody_mount.core.atomic_files import WRITEBACK_STEP
+from hoody_mount.core.vfs import VFS
 
 
 def test_upload_starts_writeback_every_step(
@@ -24,9 +24,9 @@ def test_upload_starts_writeback_every_step(
         started.append((offset, length))
         real(fd, offset, length)
 
-    monkeypatch.setattr(vfs_module.syscalls, "start_writeback", record)
+    monkeypatch.setattr(atomic_files.syscalls, "start_writeback", record)
     # A filesystem without direct I/O: the whole upload goes through the page cache.
-    monkeypatch.setattr(vfs_module.DirectWriter, "start", lambda fd, offset: None)
+    monkeypatch.setattr(atomic_files.DirectWriter, "start", lambda fd, offset: None)
     block = os.urandom(1 << 20)
     blocks = 3 * WRITEBACK_STEP // len(block) + 2
     upload = VFS.open_root(str(tmp_path)).atomic_file("/up.bin")

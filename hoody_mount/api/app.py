@@ -28,9 +28,9 @@ from ..core import paths
 from ..core.content import is_active
 from ..core.digests import DigestCache, StreamDigest
 from ..core.listing import Entry
+from ..core.open_files import OpenFile
 from ..core.session import Session
 from ..core.user_slots import UserSlots
-from ..core.vfs import OpenFile
 from ..http_names import CLIENT_GONE, FILES_ROOT, SESSION
 from . import origin, page
 from .errors import ApiError, from_os_error, status_line

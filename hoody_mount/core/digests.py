@@ -15,9 +15,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from .open_files import OpenFile
 from .syscalls import next_data
 from .turns import stepped_aside, without_turn
-from .vfs import OpenFile
 
 _BLOCK = 1 << 20
 _ZEROS = memoryview(bytes(_BLOCK))

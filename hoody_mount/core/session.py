@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from typing import Concatenate, ParamSpec, TypeVar
 
 from . import logs, paths, permissions, upload_temps
+from .atomic_files import AtomicFile, without_privileges
 from .listing import Listing
 from .names import NameMap
+from .open_files import OpenFile, Times
 from .reserved import ReservedError
 from .syscalls import next_data, next_hole
 from .users import User
-from .vfs import VFS, AtomicFile, OpenFile, Times, without_privileges
+from .vfs import VFS
 
 audit = logging.getLogger("hoody_mount.audit")
 # Downloads and logins: the operator may turn this one down (``access_log = false``).

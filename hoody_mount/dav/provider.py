@@ -34,9 +34,10 @@ from wsgidav.dav_error import (
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
 from ..core import paths
+from ..core.atomic_files import AtomicFile
 from ..core.listing import Entry
+from ..core.open_files import OpenFile, Times
 from ..core.session import Session
-from ..core.vfs import AtomicFile, OpenFile, Times
 from ..http_names import SESSION
 from ..http_rules import error_status, opaque_tag
 from .properties import PropertyTable

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..core.vfs import ShortWrite
+from ..core.open_files import ShortWrite
 from ..workers import Workers, settle
 
 T = TypeVar("T")

@@ -26,9 +26,10 @@ from asyncssh.sftp import (
     SFTPName,
 )
 
+from ..core.atomic_files import AtomicFile
 from ..core.listing import Entry, Listing
+from ..core.open_files import OpenFile, Times
 from ..core.session import Session
-from ..core.vfs import AtomicFile, OpenFile, Times
 from ..workers import Workers
 from .batches import Batches
 

@@ -37,8 +37,8 @@ from asyncssh.packet import PacketDecodeError, SSHPacket
 from asyncssh.sftp import SFTPError
 
 from ..core.listing import Listing
+from ..core.open_files import OpenFile
 from ..core.session import Session
-from ..core.vfs import OpenFile
 from ..fair_share import FairShare
 from ..workers import Workers
 from . import wire

@@ -49,8 +49,8 @@ from asyncssh.sftp import (
 )
 
 from ..core.listing import Entry, Listing
+from ..core.open_files import OpenFile
 from ..core.session import Capacity, Session
-from ..core.vfs import OpenFile
 from ..fair_share import SLICE
 from . import wire
 from .batches import Write

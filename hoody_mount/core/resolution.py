@@ -1,0 +1,251 @@
+"""Path resolution inside the jail: the security-critical part of the VFS.
+
+A ``Resolver`` holds an ``O_PATH`` fd of its root folder. Every path is resolved
+beneath that fd by the kernel, with ``openat2(RESOLVE_IN_ROOT)`` or, on kernels without
+it, a walk of ``O_NOFOLLOW`` opens relative to held folder fds that follows symlinks
+itself, as a chroot would. Nothing is checked first and used later: each call resolves
+and returns the fd it got. Operations on a name resolve the parent folder and act on
+one plain name relative to it (``parent``), checked against the server's own files.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from . import paths, syscalls
+from .dirfds import DIR_STEP, descend_from, fs_type, reopen, swap
+from .reserved import HOLDS_REFUSED, Identity, Reserved, ReservedError, identity
+
+RESOLVE = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
+_MAX_SYMLINK_HOPS = 40
+
+# Filesystems whose stat never waits on a network: only there are cached lookups used.
+_LOCAL_FS = {
+    "ext2",
+    "ext3",
+    "ext4",
+    "xfs",
+    "btrfs",
+    "f2fs",
+    "bcachefs",
+    "zfs",
+    "tmpfs",
+    "ramfs",
+    "overlay",
+}
+
+
+# What an operation on a name does, for the reserved-files check (see ``Resolver.parent``).
+READ, CHANGE, MOVE, UNCHECKED = "read", "change", "move", "unchecked"
+
+
+class Resolver:
+    """Resolves paths inside the folder ``root_fd``, by the kernel, for every call."""
+
+    def __init__(
+        self, root_fd: int, use_openat2: bool | None = None, reserved: Reserved | None = None
+    ) -> None:
+        self._root = root_fd
+        self._openat2 = syscalls.openat2_works() if use_openat2 is None else use_openat2
+        # The server's own files (see ``reserved``), and this root's identity, where a
+        # check for them walking up from a folder stops.
+        self._reserved = reserved
+        self._top: Identity | None = identity(os.fstat(root_fd)) if reserved else None
+        # Cached lookups stay on the root's own mount (RESOLVE_NO_XDEV), and only a local
+        # filesystem's stat is sure never to wait for a server. Found out when first
+        # needed, so sessions that need none (an HTTP request) skip reading procfs.
+        self._cached_lookups = self._openat2
+        self._local_dev: int | None = -1  # -1: not yet known
+
+    def _open(self, path: str, flags: int, mode: int = 0) -> int:
+        """Open ``path`` with symlinks resolved inside the root; return the fd.
+
+        With reserved files, the last name is opened from its folder, which is checked
+        first (a file's fd has no ``..`` to walk up from), and is checked itself.
+        """
+        if self._reserved is None:
+            return self._resolve(path, flags, mode)
+        try:
+            return self._open_beside(path, flags, mode)
+        except OSError as exc:
+            exc.filename = path
+            raise
+
+    def _open_beside(self, path: str, flags: int, mode: int) -> int:
+        """Open ``path`` through its parent folder, checked first; a link at the last
+        name is followed by hand, its target resolved in the jail as the kernel would."""
+        assert self._reserved is not None
+        follow = not (flags & os.O_NOFOLLOW or (flags & os.O_CREAT and flags & os.O_EXCL))
+        target = path
+        for _ in range(_MAX_SYMLINK_HOPS + 1):
+            parent, _sep, name = target.rpartition("/")
+            if name in ("", ".", ".."):  # a folder (a link's target may end so)
+                fd = self._resolve(target or "/", flags, mode)
+                try:
+                    self._reserved.check_folder(fd, os.fstat(fd), self._top)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                return fd
+            pfd = self._resolve(parent or "/", os.O_PATH | os.O_DIRECTORY)
+            try:
+                self._reserved.check_folder(pfd, os.fstat(pfd), self._top)
+                opened = self._open_name(pfd, name, flags, mode, follow)
+                if opened is not None:
+                    return opened
+                try:
+                    link = os.readlink(name, dir_fd=pfd)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    # Not a link: the open's own error (ENOTDIR, ELOOP) stands.
+                    again = self._open_name(pfd, name, flags, mode, follow=False)
+                    assert again is not None
+                    return again
+            finally:
+                os.close(pfd)
+            target = link if link.startswith("/") else f"{parent}/{link}"
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+
+    def _open_name(self, dfd: int, name: str, flags: int, mode: int, follow: bool) -> int | None:
+        """Open one name of a checked folder without following a link; None if it may
+        be a link to follow."""
+        assert self._reserved is not None
+        try:
+            fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR) and follow:
+                return None  # perhaps a link (O_NOFOLLOW, and O_DIRECTORY with it)
+            raise
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISLNK(st.st_mode) and follow:
+                os.close(fd)
+                return None
+            self._reserved.check_name(st, change=False)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _resolve(self, path: str, flags: int, mode: int = 0, links: bool = True) -> int:
+        """The kernel's lookup of ``path`` in the root: openat2 or the walk (without
+        ``links``, a symlink anywhere in the path is ELOOP)."""
+        try:
+            if self._openat2:
+                resolve = RESOLVE if links else RESOLVE | syscalls.RESOLVE_NO_SYMLINKS
+                return syscalls.openat2(self._root, paths.relative(path), flags, mode, resolve)
+            return self._walk(path, flags, mode, links)
+        except OSError as exc:
+            exc.filename = path
+            raise
+
+    def _walk(self, path: str, flags: int, mode: int, links: bool = True) -> int:
+        """Resolve without openat2: one O_NOFOLLOW open per name, links followed by hand.
+
+        Only the current folder's fd is held, with the names that lead to it from the
+        root; ``..`` drops a name and walks down again from the root, so a deep path
+        never holds more than two fds at once.
+        """
+        exclusive = flags & os.O_CREAT and flags & os.O_EXCL
+        follow_last = not (flags & os.O_NOFOLLOW or exclusive)
+        pending = [p for p in paths.relative(path).split("/") if p not in ("", ".")]
+        pending.reverse()  # a stack: the next name is at the end
+        trail: list[str] = []  # names from the root to the current folder
+        current = os.dup(self._root)
+        hops = 0
+        try:
+            while pending:
+                name = pending.pop()
+                last = not pending
+                if name == "..":
+                    if trail:
+                        trail.pop()
+                        current = swap(current, descend_from(self._root, trail, os.O_PATH))
+                    continue
+                if not last or follow_last:
+                    try:
+                        target = os.readlink(name, dir_fd=current)
+                    except OSError as exc:
+                        if exc.errno not in (errno.EINVAL, errno.ENOENT):
+                            raise
+                    else:
+                        hops += 1
+                        if hops > _MAX_SYMLINK_HOPS or not links:
+                            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+                        if target.startswith("/"):
+                            trail.clear()
+                            current = swap(current, os.dup(self._root))
+                        pending.extend(
+                            reversed([p for p in target.split("/") if p not in ("", ".")])
+                        )
+                        continue
+                if last:
+                    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=current)
+                current = swap(current, os.open(name, DIR_STEP, dir_fd=current))
+                trail.append(name)
+            return reopen(current, flags)  # the path ended at a folder ("/", "..", a link)
+        finally:
+            os.close(current)
+
+    @contextmanager
+    def _fd(self, path: str, flags: int = os.O_PATH) -> Iterator[int]:
+        fd = self._open(path, flags)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def parent(
+        self, path: str, what: str = "operate on", use: str = CHANGE
+    ) -> Iterator[tuple[int, str]]:
+        """The parent folder's fd and the last name of ``path``; the root has no name.
+
+        With reserved files the name is checked for ``use``: READ (a state folder is
+        refused), CHANGE (a log file too) or MOVE (also a folder that holds either).
+        """
+        parent, name = paths.split(path)
+        if not name:
+            raise OSError(errno.EBUSY, f"Cannot {what} the root folder", "/")
+        with self._fd(parent, os.O_PATH | os.O_DIRECTORY) as fd:
+            if self._reserved is not None and use != UNCHECKED:
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    pass
+                else:
+                    self.check_reserved(st, use, path)
+            yield fd, name
+
+    def check_reserved(self, st: os.stat_result, use: str, path: str) -> None:
+        """EACCES if ``use`` of the object with this lstat touches the server's files."""
+        assert self._reserved is not None
+        try:
+            self._reserved.check_name(st, change=use != READ)
+            if use == MOVE and stat.S_ISDIR(st.st_mode) and self._reserved.held_in(st):
+                raise ReservedError(errno.EACCES, HOLDS_REFUSED)
+        except OSError as exc:
+            exc.filename = path
+            raise
+
+    def _local_device(self) -> int | None:
+        """The device of the root's filesystem if that is local, else None (read from
+        procfs once; a jail cut from a local root learns it in ``sub``)."""
+        if self._local_dev == -1:
+            local = fs_type(self._root) in _LOCAL_FS
+            self._local_dev = os.fstat(self._root).st_dev if local else None
+        return self._local_dev
+
+    def _on_local_fs(self, st: os.stat_result) -> bool:
+        """Whether a file with this stat lives on the root's own local filesystem."""
+        return st.st_dev == self._local_device()
+
+    @property
+    def reserved(self) -> Reserved | None:
+        """The server's own files, kept out of reach (None: none to keep out)."""
+        return self._reserved
