@@ -25,12 +25,12 @@ from .core.tokens import TokenStore
 from .core.users import User
 from .core.vfs import VFS
 from .dav import app as dav_app
+from .http_transport import tls as tls_files
+from .http_transport.auth import Authenticator, Grant
+from .http_transport.server import WebFront, WebServer
 from .polling import PollingSelector
 from .ssh import server as ssh_server
 from .unfit import UnfitLibrary
-from .web import tls as tls_files
-from .web.auth import Authenticator, Grant
-from .web.server import WebFront, WebServer
 from .workers import Workers
 
 log = logging.getLogger("hoody_mount")

@@ -64,7 +64,7 @@ class SSHLimits:
 @dataclass(frozen=True)
 class HTTPOptions:
     """The web listener: TLS, when Basic credentials may travel over plain HTTP, and
-    its bounds (see web/intake.py)."""
+    its bounds (see http_transport/intake.py)."""
 
     tls: bool = False
     cert: Path | None = None

@@ -22,7 +22,7 @@ from .core.users import hash_password, is_password_hash
 
 HOST_KEY_NAME = "ssh_host_ed25519_key"
 PASSWORD_NAME = "default-password.hash"
-# Everything the server reads in the state folder (the TLS names are web.tls's; the DAV
+# Everything the server reads in the state folder (the TLS names are http_transport.tls's; the DAV
 # locks and properties are in SQLite, which adds -wal and -shm files; the properties'
 # shelve of earlier versions, where dbm added .dat, .dir and .bak, is read once).
 READ_NAMES = (HOST_KEY_NAME, PASSWORD_NAME, TOKENS_NAME, "tls-cert.pem", "tls-key.pem")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from hoody_mount.web import intake
-from hoody_mount.web.intake import Inbox, head_is_whole
+from hoody_mount.http_transport import intake
+from hoody_mount.http_transport.intake import Inbox, head_is_whole
 
 
 def _trickle(data: bytes) -> list[int]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "hoody_mount"
-FRONTS = ("ssh", "dav", "api", "web")
+FRONTS = ("ssh", "dav", "api", "http_transport")
 PROTOCOL_LIBRARIES = ("asyncssh", "wsgidav", "cheroot")
 
 
@@ -81,8 +81,8 @@ MODULE_FILE_CALLS = {"shutil": None, "sqlite3": {"connect"}, "tempfile": None, "
 FRONT_FILES = {
     "dav/locks.py": "the WebDAV lock table, an SQLite file in the state folder",
     "dav/properties.py": "the dead-property table, an SQLite file in the state folder",
-    "web/tls.py": "the TLS certificate and key in the state folder",
-    "web/intake.py": "a spare descriptor on /dev/null, given up to accept when out of fds",
+    "http_transport/tls.py": "the TLS certificate and key in the state folder",
+    "http_transport/intake.py": "a spare fd on /dev/null, given up to accept when out of fds",
     "ssh/shell.py": "a pseudo-terminal, and the start folder of a user's real shell",
 }
 

@@ -24,7 +24,7 @@ from conftest import PASSWORD, READER_PASSWORD, Server, wait_until
 from hoody_mount.core import users
 from hoody_mount.core.guard import LoginGuard
 from hoody_mount.core.users import User, hash_password
-from hoody_mount.web.auth import Authenticator, AuthError
+from hoody_mount.http_transport.auth import Authenticator, AuthError
 
 # -- the guard alone ---------------------------------------------------------------------------
 

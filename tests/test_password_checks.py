@@ -19,8 +19,8 @@ from conftest import PASSWORD, Server
 from hoody_mount.core import users
 from hoody_mount.core.guard import LoginGuard
 from hoody_mount.core.users import User, hash_password, verify_password
-from hoody_mount.web import auth
-from hoody_mount.web.auth import Authenticator, AuthError
+from hoody_mount.http_transport import auth
+from hoody_mount.http_transport.auth import Authenticator, AuthError
 
 
 class _Gauge:

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from hoody_mount.config import HTTPOptions, Listen
-from hoody_mount.web import server as web_server
-from hoody_mount.web.server import WebServer
+from hoody_mount.http_transport import server as web_server
+from hoody_mount.http_transport.server import WebServer
 
 
 class _App:

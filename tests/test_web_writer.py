@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from hoody_mount.web.server import SocketWriter
+from hoody_mount.http_transport.server import SocketWriter
 
 
 def test_a_chunk_larger_than_the_socket_buffer_goes_out_whole() -> None:
