@@ -1525,8 +1525,41 @@ def _copy_request(raw: RawSFTP, rid: int, src: bytes, dst: bytes) -> None:
 
 
 def test_copy_data_stops_when_the_client_leaves(server: Server) -> None:
-    """A copy-data of a 4 GiB sparse file stops soon after its client disconnects, instead
-    of writing all of it for nobody."""
+    """A copy-data of a 4 GiB sparse file onto a 4 GiB target stops soon after its client
+    disconnects, instead of writing all of it for nobody. (The target is already that
+    long, all hole, so the copy writes the source's zeros: a hole copied past a target's
+    end stays a hole and costs nothing, and such a copy ends at once.) Progress shows in
+    the blocks the target takes."""
+    with open(server.root / "huge.bin", "wb") as sparse:
+        sparse.truncate(4 << 30)
+    target = server.root / "copy.bin"
+    with open(target, "wb") as sparse:
+        sparse.truncate(4 << 30)
+
+    async def body() -> None:
+        async with await connect(server) as conn:
+            raw = await RawSFTP.start(conn)
+            src = await raw.open(b"/huge.bin", FXF_READ)
+            dst = await raw.open(b"/copy.bin", FXF_WRITE)
+            _copy_request(raw, 999, src, dst)
+            deadline = asyncio.get_running_loop().time() + 10
+            while target.stat().st_blocks == 0 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
+            assert target.stat().st_blocks > 0, "the copy started"
+
+    run(body)
+    blocks = [target.stat().st_blocks]
+    for _ in range(3):
+        time.sleep(0.5)
+        blocks.append(target.stat().st_blocks)
+    target.unlink()
+    (server.root / "huge.bin").unlink()
+    assert blocks[-1] == blocks[-2] < (4 << 30) // 512, f"the copy went on: {blocks}"
+
+
+def test_copy_data_of_a_hole_past_the_targets_end_ends_at_once(server: Server) -> None:
+    """A 4 GiB hole copied past the end of the target costs nothing: the copy ends with
+    the target 4 GiB long and holding no blocks (it took one step per MiB before)."""
     with open(server.root / "huge.bin", "wb") as sparse:
         sparse.truncate(4 << 30)
 
@@ -1535,22 +1568,15 @@ def test_copy_data_stops_when_the_client_leaves(server: Server) -> None:
             raw = await RawSFTP.start(conn)
             src = await raw.open(b"/huge.bin", FXF_READ)
             dst = await raw.open(b"/copy.bin", FXF_WRITE | FXF_CREAT | FXF_TRUNC)
-            _copy_request(raw, 999, src, dst)
-            target = server.root / "copy.bin"
-            deadline = asyncio.get_running_loop().time() + 10
-            while target.stat().st_size == 0 and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.01)
-            assert target.stat().st_size > 0, "the copy started"
+            _copy_request(raw, 7, src, dst)
+            rtype, body = await raw.recv()
+            buf = Buf(body)
+            assert buf.u32() == 7
+            assert status(rtype, buf) == FX_OK
 
     run(body)
-    target = server.root / "copy.bin"
-    sizes = [target.stat().st_size]
-    for _ in range(3):
-        time.sleep(0.5)
-        sizes.append(target.stat().st_size)
-    target.unlink()
-    (server.root / "huge.bin").unlink()
-    assert sizes[-1] == sizes[-2] < 4 << 30, f"the copy went on: {sizes}"
+    st = (server.root / "copy.bin").stat()
+    assert (st.st_size, st.st_blocks) == (4 << 30, 0)
 
 
 def test_copies_never_hold_the_workers_that_others_need(server: Server) -> None:

@@ -10,11 +10,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import syscalls
 from .reserved import LOG_REFUSED, ReservedError
 from .turns import stepped_aside
 
 READ_AHEAD = 16 << 20  # how far a sequential reader keeps the kernel reading ahead of it
 READ_AHEAD_PIECE = 2 << 20
+COPY_BLOCK = 1 << 20  # what a copy reads and writes at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,3 +203,16 @@ class OpenFile:
                 closed, self.on_close = self.on_close, None
                 if closed is not None:
                     closed(self)
+
+
+def next_piece(file: OpenFile, offset: int, size: int, most: int) -> tuple[int, bytes]:
+    """What a copy finds at ``offset`` of ``file`` (``size`` bytes long, as far as the
+    copy knows): a hole's length and no data, or 0 and up to ``most`` bytes of data,
+    read up to the next hole but at least a page (so a file that grows is read on).
+    At the end: ``(0, b"")``. Copies keep holes with it (a 1 TiB sparse file was
+    copied as 1 TiB of zeros)."""
+    hole = syscalls.next_data(file.fd, offset, size) - offset
+    if hole > 0:
+        return hole, b""
+    end = syscalls.next_hole(file.fd, offset, size)
+    return 0, file.read(offset, min(most, max(end - offset, 4096)))

@@ -21,9 +21,8 @@ from . import logs, paths, permissions, upload_temps
 from .atomic_files import AtomicFile, without_privileges
 from .listing import Listing
 from .names import NameMap
-from .open_files import OpenFile, Times
+from .open_files import COPY_BLOCK, OpenFile, Times, next_piece
 from .reserved import ReservedError
-from .syscalls import next_data, next_hole
 from .users import User
 from .vfs import VFS
 
@@ -32,7 +31,6 @@ audit = logging.getLogger("hoody_mount.audit")
 access = logging.getLogger("hoody_mount.access")
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_COPY_BLOCK = 1 << 20
 _TEMP_NAME = (
     "Permission denied: names like .NAME.hoody-<12 hex digits>.part are the server's "
     "(uploads in progress)"
@@ -339,19 +337,19 @@ class Session:
         while remaining is None or remaining > 0:
             if stop():
                 raise OSError(errno.ECANCELED, "Copy stopped: the client has gone", dst.path)
-            chunk = _COPY_BLOCK if remaining is None else min(_COPY_BLOCK, remaining)
-            size = src.stat().st_size
-            hole = min(next_data(src.fd, src_offset, size) - src_offset, chunk)
-            if hole > 0 and dst_offset >= dst_end:
+            chunk = COPY_BLOCK if remaining is None else min(COPY_BLOCK, remaining)
+            hole, data = next_piece(src, src_offset, src.stat().st_size, chunk)
+            if hole and remaining is not None:
+                hole = min(hole, remaining)
+            if hole and dst_offset >= dst_end:  # (past the target's end: it stays a hole)
                 src_offset += hole
                 dst_offset += hole
                 copied += hole
                 if remaining is not None:
                     remaining -= hole
                 continue
-            if hole <= 0:  # (data here: read up to the next hole at most)
-                chunk = min(chunk, max(next_hole(src.fd, src_offset, size) - src_offset, 4096))
-            data = src.read(src_offset, chunk)
+            if hole:  # (over what the target holds: the hole's zeros are written)
+                data = src.read(src_offset, chunk)
             if not data:
                 break
             dst.write(dst_offset, data)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from . import paths, syscalls, upload_temps
 from .atomic_files import AtomicFile
 from .dirfds import DIR_READ, descend_from, mount_id, swap, umask
-from .open_files import OpenFile, Times
+from .open_files import COPY_BLOCK, OpenFile, Times, next_piece
 from .reserved import Identity, identity, walk_up
 from .resolution import MOVE, READ, UNCHECKED
 
@@ -30,9 +30,6 @@ Stop = Callable[[], bool]  # a long operation's question: has its asker gone?
 
 def never() -> bool:
     return False
-
-
-_COPY_BLOCK = 1 << 20
 
 
 _INTO_ITSELF = "Cannot copy a folder into itself"
@@ -75,13 +72,11 @@ def _fill(
         while True:
             if stop():
                 raise OSError(errno.ECANCELED, "the copy stopped: the client has gone")
-            size = max(st.st_size, offset)
-            data_at = syscalls.next_data(source.fd, offset, size)
-            if data_at > offset:
-                target.skip(data_at - offset)
-                offset = data_at
-            hole_at = syscalls.next_hole(source.fd, offset, size)
-            data = source.read(offset, min(_COPY_BLOCK, max(hole_at - offset, 1 << 12)))
+            hole, data = next_piece(source, offset, max(st.st_size, offset), COPY_BLOCK)
+            if hole:
+                target.skip(hole)
+                offset += hole
+                continue
             if not data:
                 break
             target.write(data)
