@@ -14,6 +14,7 @@ import errno
 import os
 import stat
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 # errno → HTTP status and the file API's stable error code. WebDAV differs in one place,
@@ -40,11 +41,35 @@ ERRNO_STATUS: Mapping[int, tuple[int, str]] = {
     errno.EDQUOT: (507, "insufficient_storage"),
 }
 INTERNAL = (500, "internal")
+# Reason phrases as RFC 9110 names them (Python's older names for three of them)
+REASONS = {status.value: status.phrase for status in HTTPStatus} | {
+    413: "Content Too Large",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
+
+
+def status_line(status: int) -> str:
+    """``404 Not Found`` and so on."""
+    return f"{status} {REASONS.get(status, 'Error')}"
 
 
 def error_status(exc: OSError) -> tuple[int, str]:
     """The HTTP status and error code of an error of the core."""
     return ERRNO_STATUS.get(exc.errno or 0, INTERNAL)
+
+
+def body_refusal(exc: OSError) -> tuple[int, str] | None:
+    """The status and text for an error met while reading a request's body when it is
+    the client's doing: a body that stopped arriving (408), a malformed chunked one
+    (400), one too large (413); None for any other error."""
+    if isinstance(exc, TimeoutError):
+        return 408, "the request body stopped arriving"
+    if exc.errno == errno.EBADMSG:
+        return 400, exc.strerror or "malformed chunked body"
+    if exc.errno == errno.EFBIG:
+        return 413, "request body too large"
+    return None
 
 
 def opaque_tag(st: os.stat_result) -> str:

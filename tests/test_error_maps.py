@@ -13,7 +13,7 @@ from asyncssh.constants import FX_FAILURE, FX_NO_SUCH_FILE, FX_PERMISSION_DENIED
 from conftest import PASSWORD, Server, basic_request
 
 from hoody_mount.dav.provider import dav_error
-from hoody_mount.http_rules import ERRNO_STATUS, INTERNAL, error_status
+from hoody_mount.http_rules import ERRNO_STATUS, INTERNAL, body_refusal, error_status, status_line
 from hoody_mount.ssh.wire import _code as sftp_code
 
 DESIGN = Path(__file__).resolve().parent.parent / "docs" / "design.md"
@@ -75,3 +75,27 @@ def test_a_fifo_is_409_over_webdav_and_the_api(server: Server) -> None:
         status, body = basic_request(server.http_port, "GET", path, "root", PASSWORD)
         assert status == 409, (path, body)
         assert b"not a regular file" in body, body
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (TimeoutError(), 408),
+        (OSError(errno.EBADMSG, "malformed chunk size"), 400),
+        (OSError(errno.EFBIG, "File too large"), 413),
+    ],
+)
+def test_a_body_the_client_spoiled_has_one_status_over_every_http_front(
+    error: OSError, status: int
+) -> None:
+    """The listener (small chunked bodies), WebDAV (uploads) and the API read bodies
+    with one rule; any other error while reading is the server's (None)."""
+    refusal = body_refusal(error)
+    assert refusal is not None and refusal[0] == status
+    assert body_refusal(OSError(errno.EIO, "Input/output error")) is None
+
+
+def test_status_lines_use_the_names_of_rfc_9110() -> None:
+    assert status_line(413) == "413 Content Too Large"
+    assert status_line(422) == "422 Unprocessable Content"
+    assert status_line(404) == "404 Not Found"

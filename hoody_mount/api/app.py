@@ -32,8 +32,9 @@ from ..core.open_files import OpenFile
 from ..core.session import Session
 from ..core.user_slots import UserSlots
 from ..http_names import CLIENT_GONE, FILES_ROOT, SESSION
+from ..http_rules import status_line
 from . import origin, page
-from .errors import ApiError, from_os_error, status_line
+from .errors import ApiError, from_os_error
 
 PREFIX = FILES_ROOT
 ALLOW = "GET, HEAD, PUT, POST, DELETE"

@@ -4,29 +4,6 @@ from __future__ import annotations
 
 from ..http_rules import error_status
 
-REASONS = {
-    200: "OK",
-    201: "Created",
-    204: "No Content",
-    206: "Partial Content",
-    304: "Not Modified",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    409: "Conflict",
-    411: "Length Required",
-    412: "Precondition Failed",
-    413: "Content Too Large",
-    415: "Unsupported Media Type",
-    416: "Range Not Satisfiable",
-    422: "Unprocessable Content",
-    500: "Internal Server Error",
-    507: "Insufficient Storage",
-}
-
 
 class ApiError(Exception):
     """A request the API refuses, with its HTTP status and a stable error code."""
@@ -51,8 +28,3 @@ def from_os_error(exc: OSError) -> ApiError:
     if exc.filename and status != 500:
         text = f"{text}: {exc.filename}"
     return ApiError(status, code, text)
-
-
-def status_line(status: int) -> str:
-    """``404 Not Found`` and so on."""
-    return f"{status} {REASONS.get(status, 'Error')}"

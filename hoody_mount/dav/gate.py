@@ -28,7 +28,6 @@
 from __future__ import annotations
 
 import email.utils
-import errno
 import io
 import os
 import stat
@@ -38,9 +37,6 @@ from urllib.parse import quote, unquote, unquote_to_bytes, urlparse, urlsplit, u
 from xml.parsers import expat
 
 from wsgidav.dav_error import (
-    HTTP_BAD_REQUEST,
-    HTTP_REQUEST_ENTITY_TOO_LARGE,
-    HTTP_REQUEST_TIMEOUT,
     DAVError,
 )
 
@@ -48,6 +44,7 @@ from ..core import byteranges
 from ..core.content import is_active
 from ..core.session import Session
 from ..http_names import DAV_ROOT, FILES_ROOT, SESSION
+from ..http_rules import body_refusal
 from .propfind_stream import STREAMED
 
 StartResponse = Callable[..., Any]
@@ -273,14 +270,11 @@ class _Body:
     def read(self, size: int = -1) -> bytes:
         try:
             return bytes(self._stream.read(size))
-        except TimeoutError:
-            raise DAVError(HTTP_REQUEST_TIMEOUT, "the request body stopped arriving") from None
         except OSError as exc:
-            if exc.errno == errno.EBADMSG:
-                raise DAVError(HTTP_BAD_REQUEST, exc.strerror) from None
-            if exc.errno == errno.EFBIG:
-                raise DAVError(HTTP_REQUEST_ENTITY_TOO_LARGE, exc.strerror) from None
-            raise
+            refusal = body_refusal(exc)
+            if refusal is None:
+                raise
+            raise DAVError(*refusal) from None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from ..core.turns import Turns, stepped_aside
 from ..core.user_slots import UserSlots, has_body
 from ..core.users import User
 from ..http_names import API_PREFIX, CLIENT_GONE, SESSION
+from ..http_rules import body_refusal, status_line
 from . import cheroot_glue
 from .auth import Authenticator, AuthError, Grant
 from .chunked import BoundedChunks
@@ -243,14 +243,12 @@ def _read_chunked_whole(environ: dict[str, Any]) -> tuple[str, str] | None:
     text of a refusal, if any."""
     try:
         body = environ["wsgi.input"].read(BODY_LIMIT + 1)
-    except TimeoutError:
-        return "408 Request Timeout", "the request body stopped arriving"
     except OSError as exc:
-        if exc.errno == errno.EFBIG:
-            return "413 Content Too Large", "request body too large"
-        if exc.errno == errno.EBADMSG:
-            return "400 Bad Request", exc.strerror or "malformed chunked body"
-        raise
+        refusal = body_refusal(exc)
+        if refusal is None:
+            raise
+        status, text = refusal
+        return status_line(status), text
     if len(body) > BODY_LIMIT:
         return "413 Content Too Large", "request body too large"
     environ["wsgi.input"] = io.BytesIO(body)
@@ -265,8 +263,7 @@ def _headers(start_response: StartResponse, https: bool) -> StartResponse:
 
     def wrapped(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         if status.endswith(" Status") and status[:3].isdigit():  # WsgiDAV's unnamed ones
-            with contextlib.suppress(ValueError):
-                status = f"{status[:3]} {HTTPStatus(int(status[:3])).phrase}"
+            status = status_line(int(status[:3]))
         names = {name.lower() for name, _ in headers}
         if "server" in names:
             headers[:] = [(name, value) for name, value in headers if name.lower() != "server"]
