@@ -14,6 +14,7 @@ Only password and token checks are refused; SSH key logins stay allowed during a
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import math
@@ -31,6 +32,12 @@ V = TypeVar("V")
 
 
 QUEUE_WAIT = 10.0  # seconds a login may wait for a place among its address's checks
+
+
+def _settled(ban: Ban | None, left: float) -> bool:
+    """Whether a login stops waiting in the queue: it has a place (None), is refused
+    for another reason than a full queue, or has waited its time."""
+    return ban is None or not ban.busy or left <= 0
 
 
 class Ban(NamedTuple):
@@ -100,10 +107,23 @@ class LoginGuard:
         while True:
             ban = self.reserve(address, user)
             left = deadline - time.monotonic()
-            if ban is None or not ban.busy or left <= 0:
+            if _settled(ban, left):
                 return ban
             with self._released:
                 self._released.wait(min(left, 0.25))
+
+    async def reserve_soon(
+        self, address: str, user: str, seconds: float = QUEUE_WAIT
+    ) -> Ban | None:
+        """``reserve_within`` for an event loop: the same queue, waited for without
+        blocking the loop (a look every 50 ms: the checks ahead end in a fraction of a
+        second)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            ban = self.reserve(address, user)
+            if _settled(ban, deadline - time.monotonic()):
+                return ban
+            await asyncio.sleep(0.05)
 
     def release(self, address: str) -> None:
         """Give back a place taken by ``reserve``."""

@@ -26,7 +26,7 @@ from asyncssh.stream import SSHReader, SSHWriter
 from ..config import Listen, SSHLimits
 from ..core import logs, permissions
 from ..core.addresses import client_of
-from ..core.guard import QUEUE_WAIT, LoginGuard
+from ..core.guard import LoginGuard
 from ..core.log_limit import Throttled
 from ..core.session import Session
 from ..core.sessions import Sessions
@@ -228,11 +228,7 @@ class SSHServer(asyncssh.SSHServer):
         """Check a password (scrypt, also for unknown users); a banned client is told why
         and disconnected, also right after the failure that bans it."""
         guard = self.ctx.guard
-        ban = guard.reserve(self.peer, username)  # (parallel guesses: see its docstring)
-        deadline = time.monotonic() + QUEUE_WAIT
-        while ban is not None and ban.busy and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)  # (its other checks end in a fraction of a second)
-            ban = guard.reserve(self.peer, username)
+        ban = await guard.reserve_soon(self.peer, username)  # (parallel guesses: see reserve)
         if ban is None:
             try:
                 user = self.ctx.users.get(username)
