@@ -11,53 +11,35 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
 import json
-import mimetypes
 import os
 import re
-import secrets
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 
 from .. import http_rules
-from ..core import byteranges as ranges
-from ..core import paths
-from ..core.content import is_active
 from ..core.digests import DigestCache, StreamDigest
-from ..core.listing import Entry
 from ..core.open_files import OpenFile
 from ..core.session import Session
 from ..core.user_slots import UserSlots
 from ..http_names import CLIENT_GONE, FILES_ROOT, SESSION
 from ..http_rules import status_line
-from . import origin, page
+from . import origin
+from .downloads import send_file
 from .errors import ApiError, from_os_error
+from .listings import list_html, list_json
+from .replies import BLOCK, Body, Headers, digest_header, json_reply, json_text
 
 PREFIX = FILES_ROOT
 ALLOW = "GET, HEAD, PUT, POST, DELETE"
-BLOCK = 1 << 20
 JSON_BODY_LIMIT = 64 * 1024
 PARTIAL_DIGEST_LIMIT = 16 << 20  # a ranged GET of a bigger file sends a digest only if known
 DIGESTS_PER_USER = 2  # whole-file digests one user may have computed at once
 DIGEST_RETRY_AFTER = 5  # seconds
-PAGE_DEFAULT, PAGE_MAX = 1000, 10000
 
 StartResponse = Callable[..., Any]
-Headers = list[tuple[str, str]]
-
-
-def _json(status: int, data: object, extra: Headers | None = None) -> tuple[str, Headers, bytes]:
-    body = json.dumps(data, ensure_ascii=False).encode("utf-8", "replace") + b"\n"
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-    return status_line(status), headers + (extra or []), body
-
-
-def _text(name: str) -> str:
-    """A name for JSON (undecodable bytes shown as U+FFFD)."""
-    return os.fsencode(name).decode("utf-8", "replace")
 
 
 def _expected_digest(environ: dict[str, Any]) -> bytes | None:
@@ -85,100 +67,6 @@ def _expected_digest(environ: dict[str, Any]) -> bytes | None:
     return None
 
 
-def _digest_header(digest: bytes) -> str:
-    return f"sha-256=:{base64.b64encode(digest).decode()}:"
-
-
-_CURSOR = re.compile(r"[0-9a-f]{1,16}\.[0-9a-f]{1,16}")
-
-
-def _cursor(query: dict[str, list[str]]) -> tuple[int, int] | None:
-    """The ``cursor`` a listing page gave as ``next``: the folder's inode and the
-    kernel's offset after the page's last name (None: from the start)."""
-    if "after" in query:
-        raise ApiError(400, "bad_request", "after= is gone: pass a page's next as cursor=")
-    text = query.get("cursor", [""])[0]
-    if not text:
-        return None
-    if _CURSOR.fullmatch(text):
-        inode, position = (int(part, 16) for part in text.split("."))
-        if position < 1 << 63:  # (a folder offset is a signed 64-bit number)
-            return inode, position
-    raise ApiError(400, "bad_cursor", "cursor is not one this server gave: list from the start")
-
-
-def _entry_json(entry: Entry, folder: str) -> dict[str, object]:
-    mode = entry.stat.st_mode
-    kind = (
-        "directory" if stat.S_ISDIR(mode)
-        else "file" if stat.S_ISREG(mode)
-        else "symlink" if stat.S_ISLNK(mode)
-        else "fifo" if stat.S_ISFIFO(mode)
-        else "socket" if stat.S_ISSOCK(mode)
-        else "device"
-    )  # fmt: skip
-    item: dict[str, object] = {
-        "name": _text(entry.name),
-        # the entry's own URL, its name's bytes percent-encoded: it reaches a name that
-        # "name" can only show (bytes that are not UTF-8 appear there as U+FFFD)
-        "href": quote(os.fsencode(PREFIX + paths.join(folder, entry.name)), safe="/"),
-        "type": kind,
-        "size": entry.stat.st_size,
-        "mtime": entry.stat.st_mtime,
-        "mode": f"{stat.S_IMODE(mode):04o}",
-    }
-    if entry.link_target is not None:
-        item["target"] = _text(entry.link_target)
-    return item
-
-
-class _Streamed:
-    """A body made as it is sent; closing it (at the end, or when the client left)
-    releases what it reads from."""
-
-    def __init__(self, pieces: Iterator[bytes], release: Callable[[], None]) -> None:
-        self._pieces = pieces
-        self._release = release
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self._pieces
-
-    def close(self) -> None:
-        try:
-            self._pieces.close()  # type: ignore[attr-defined]
-        finally:
-            self._release()
-
-
-class _FileBody:
-    """Streams byte ranges of an open file, then closes it."""
-
-    def __init__(self, file: OpenFile, parts: list[tuple[bytes, int, int]], tail: bytes) -> None:
-        self._file = file
-        self._parts = parts  # (prefix bytes, first, last) for each range
-        self._tail = tail
-
-    def __iter__(self) -> Iterator[bytes]:
-        for prefix, first, last in self._parts:
-            if prefix:
-                yield prefix
-            offset = first
-            while offset <= last:
-                data = self._file.read(offset, min(BLOCK, last - offset + 1))
-                if not data:
-                    return  # the file shrank while it was sent
-                offset += len(data)
-                yield data
-        if self._tail:
-            yield self._tail
-
-    def close(self) -> None:
-        self._file.close()
-
-
-Body = bytes | _FileBody | _Streamed
-
-
 class FilesAPI:
     """The WSGI application of /api/v1/files."""
 
@@ -191,12 +79,14 @@ class FilesAPI:
             status, headers, body = self._dispatch(environ)
         except ApiError as exc:
             data = {"error": exc.code, "message": exc.message}
-            status, headers, body = _json(exc.status, data, exc.headers)
+            status, headers, body = json_reply(exc.status, data, exc.headers)
             if exc.status == 405:
                 headers.append(("Allow", ALLOW))
         except OSError as exc:
             err = from_os_error(exc)
-            status, headers, body = _json(err.status, {"error": err.code, "message": err.message})
+            status, headers, body = json_reply(
+                err.status, {"error": err.code, "message": err.message}
+            )
         start_response(status, headers)
         if environ["REQUEST_METHOD"] == "HEAD":
             if not isinstance(body, bytes):
@@ -237,8 +127,8 @@ class FilesAPI:
                 raise ApiError(400, "is_a_directory", "a folder has no digest")
             accept = str(environ.get("HTTP_ACCEPT", ""))
             if "json" in query or ("application/json" in accept and "text/html" not in accept):
-                return self._list_json(session, path, query)
-            return self._list_html(session, path, query)
+                return list_json(session, path, query)
+            return list_html(session, path, query)
         file = session.open(path, os.O_RDONLY)
         try:
             st = file.stat()
@@ -246,17 +136,21 @@ class FilesAPI:
                 digest = self._digest(environ, session, file, explicit=True)
                 assert digest is not None
                 file.close()
-                return _json(
+                return json_reply(
                     200,
-                    {"path": _text(session.path(path)), "size": st.st_size, "sha256": digest.hex()},
-                    [("Repr-Digest", _digest_header(digest))],
+                    {
+                        "path": json_text(session.path(path)),
+                        "size": st.st_size,
+                        "sha256": digest.hex(),
+                    },
+                    [("Repr-Digest", digest_header(digest))],
                 )
             partial = environ.get("HTTP_RANGE") or http_rules.not_modified(environ, st)
             if partial and st.st_size > PARTIAL_DIGEST_LIMIT:
                 digest = self.digests.known(st)  # (a part of a big file: no hash of the whole)
             else:
                 digest = self._digest(environ, session, file, explicit=False)
-            return self._send_file(environ, file, path, st, digest)
+            return send_file(environ, file, path, st, digest)
         except BaseException:
             file.close()
             raise
@@ -285,134 +179,6 @@ class FilesAPI:
             return self.digests.sha256(file, environ.get(CLIENT_GONE))
         finally:
             self.digest_slots.give_back(user)
-
-    def _send_file(
-        self,
-        environ: dict[str, Any],
-        file: OpenFile,
-        path: str,
-        st: os.stat_result,
-        digest: bytes | None,
-    ) -> tuple[str, Headers, Body]:
-        etag = http_rules.entity_tag(st)
-        kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        headers: Headers = [
-            ("ETag", etag),
-            ("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True)),
-            ("Accept-Ranges", "bytes"),
-        ]
-        if digest is not None:
-            headers.append(("Repr-Digest", _digest_header(digest)))
-        if is_active(kind):
-            headers += [
-                ("Content-Disposition", "attachment"),
-                ("Content-Security-Policy", "sandbox"),
-            ]
-        if http_rules.not_modified(environ, st):
-            file.close()
-            return status_line(304), headers, b""
-        size = st.st_size
-        wanted = environ.get("HTTP_RANGE")
-        if_range = environ.get("HTTP_IF_RANGE")
-        spans = None
-        if wanted and (if_range is None or if_range == etag):
-            try:
-                spans = ranges.parse(wanted, size)
-            except ranges.RangeError as exc:
-                file.close()
-                return _json(
-                    416,
-                    {"error": "range_not_satisfiable", "message": str(exc)},
-                    [("Content-Range", f"bytes */{size}")],
-                )
-        if not spans:
-            headers += [("Content-Type", kind), ("Content-Length", str(size))]
-            return status_line(200), headers, _FileBody(file, [(b"", 0, size - 1)], b"")
-        if len(spans) == 1:
-            first, last = spans[0]
-            headers += [
-                ("Content-Type", kind),
-                ("Content-Length", str(last - first + 1)),
-                ("Content-Range", f"bytes {first}-{last}/{size}"),
-            ]
-            return status_line(206), headers, _FileBody(file, [(b"", first, last)], b"")
-        boundary = secrets.token_hex(12)
-        parts = []
-        length = 0
-        for first, last in spans:
-            prefix = (
-                f"\r\n--{boundary}\r\nContent-Type: {kind}\r\n"
-                f"Content-Range: bytes {first}-{last}/{size}\r\n\r\n"
-            ).encode()
-            parts.append((prefix, first, last))
-            length += len(prefix) + last - first + 1
-        tail = f"\r\n--{boundary}--\r\n".encode()
-        headers += [
-            ("Content-Type", f"multipart/byteranges; boundary={boundary}"),
-            ("Content-Length", str(length + len(tail))),
-        ]
-        return status_line(206), headers, _FileBody(file, parts, tail)
-
-    def _list_json(
-        self, session: Session, path: str, query: dict[str, list[str]]
-    ) -> tuple[str, Headers, bytes]:
-        """One page of a folder, in the folder's own order; its ``next`` resumes right
-        after it (reading only what the page returns, whatever the folder's size)."""
-        try:
-            limit = int(query.get("limit", [str(PAGE_DEFAULT)])[0])
-        except ValueError:
-            raise ApiError(400, "bad_request", "limit must be a whole number") from None
-        if not 1 <= limit <= PAGE_MAX:
-            raise ApiError(400, "bad_request", f"limit must be from 1 to {PAGE_MAX}")
-        cursor = _cursor(query)
-        listing = session.listdir(path, position=cursor[1] if cursor else 0)
-        try:
-            inode = listing.folder().st_ino
-            if cursor is not None and cursor[0] != inode:
-                raise ApiError(400, "bad_cursor", "cursor is for another folder: list again")
-            page_entries = listing.read(limit)
-            position = listing.position
-            more = bool(page_entries) and bool(listing.read(1))
-        finally:
-            listing.close()
-        data = {
-            "path": _text(session.path(path)),
-            "type": "directory",
-            "entries": [_entry_json(e, session.path(path)) for e in page_entries],
-            # opaque: pass it back as cursor= for the next page
-            "next": f"{inode:x}.{position:x}" if more else None,
-        }
-        return _json(200, data)
-
-    def _list_html(
-        self, session: Session, path: str, query: dict[str, list[str]]
-    ) -> tuple[str, Headers, _Streamed]:
-        """The folder's page, streamed as the folder is read (see ``page.render``)."""
-        nonce = secrets.token_urlsafe(16)
-        listing = session.listdir(path)
-
-        def batches() -> Iterator[list[Entry]]:
-            while batch := listing.read(1024):
-                yield batch
-
-        pieces = page.render(
-            session.path(path),
-            batches(),
-            query.get("sort", ["name"])[0],
-            "desc" in query,
-            nonce,
-            writable=session.may("upload"),
-        )
-        csp = (
-            f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
-            "connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'"
-        )
-        headers = [
-            ("Content-Type", "text/html; charset=utf-8"),
-            ("Content-Security-Policy", csp),
-            ("Cache-Control", "no-store"),
-        ]
-        return status_line(200), headers, _Streamed(pieces, listing.close)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -466,9 +232,9 @@ class FilesAPI:
             raise ApiError(412, "precondition_failed", "If-None-Match: the file exists") from None
         st = session.stat(path)
         self.digests.remember(st, digest)
-        data = {"path": _text(session.path(path)), "size": st.st_size, "sha256": digest.hex()}
-        extra = [("Repr-Digest", _digest_header(digest)), ("ETag", http_rules.entity_tag(st))]
-        return _json(200 if existed else 201, data, extra)
+        data = {"path": json_text(session.path(path)), "size": st.st_size, "sha256": digest.hex()}
+        extra = [("Repr-Digest", digest_header(digest)), ("ETag", http_rules.entity_tag(st))]
+        return json_reply(200 if existed else 201, data, extra)
 
     def _post(
         self,
@@ -482,7 +248,7 @@ class FilesAPI:
             if kind in origin.FORM_TYPES:
                 raise ApiError(415, "unsupported_media_type", f"?mkdir takes no body (got {kind})")
             session.mkdir(path)
-            return _json(201, {"path": _text(session.path(path)), "type": "directory"})
+            return json_reply(201, {"path": json_text(session.path(path)), "type": "directory"})
         if kind != "application/json":
             raise ApiError(
                 415,
@@ -509,7 +275,7 @@ class FilesAPI:
                 session.copy_file(path, target)
             else:
                 session.copy_tree(path, target)
-        return _json(200, {"path": _text(session.path(target)), "action": action})
+        return json_reply(200, {"path": json_text(session.path(target)), "action": action})
 
     @staticmethod
     def _json_body(environ: dict[str, Any]) -> dict[str, Any]:
