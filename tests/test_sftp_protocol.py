@@ -579,40 +579,6 @@ def test_no_empty_ignore_packets(server: Server, monkeypatch: pytest.MonkeyPatch
 # -- renames ----------------------------------------------------------------------------------
 
 
-def test_plain_rename_never_replaces(server: Server) -> None:
-    """SSH_FXP_RENAME (v3) onto an existing file fails and keeps both files as they were."""
-    (server.root / "a.txt").write_text("A")
-    (server.root / "b.txt").write_text("B")
-
-    async def body() -> None:
-        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
-            with pytest.raises(asyncssh.SFTPError):
-                await sftp.rename("/a.txt", "/b.txt")
-            assert (server.root / "a.txt").read_text() == "A"
-            assert (server.root / "b.txt").read_text() == "B"
-            # Onto a free name it works.
-            await sftp.rename("/a.txt", "/c.txt")
-
-    run(body)
-    assert (server.root / "b.txt").read_text() == "B"
-    assert (server.root / "c.txt").read_text() == "A"
-    assert not (server.root / "a.txt").exists()
-
-
-def test_posix_rename_replaces(server: Server) -> None:
-    """posix-rename@openssh.com replaces an existing target atomically."""
-    (server.root / "a.txt").write_text("A")
-    (server.root / "b.txt").write_text("B")
-
-    async def body() -> None:
-        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
-            await sftp.posix_rename("/a.txt", "/b.txt")
-
-    run(body)
-    assert not (server.root / "a.txt").exists()
-    assert (server.root / "b.txt").read_text() == "A"
-
-
 def test_rename_folders(server: Server) -> None:
     """v3 rename of a folder onto an existing (even empty) folder fails; posix-rename
     replaces an empty folder and refuses a file onto a folder."""

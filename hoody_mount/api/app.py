@@ -300,6 +300,7 @@ class FilesAPI:
     def _delete(
         session: Session, path: str, query: dict[str, list[str]]
     ) -> tuple[str, Headers, bytes]:
+        session.check("remove", path)  # (before the lookup: a reader learns nothing here)
         st = session.stat(path, follow=False)
         if not stat.S_ISDIR(st.st_mode):
             session.remove(path)
