@@ -128,3 +128,38 @@ def test_a_lock_is_one_lock_for_every_user_who_sees_the_file(
     assert status == 207, body
     found = ElementTree.fromstring(body).findall(".//{DAV:}lockroot/{DAV:}href")
     assert [href.text for href in found] == [seen_by_reader], body
+
+
+@pytest.mark.parametrize("method", ["LOCK", "PROPPATCH", "DELETE", "MKCOL", "PUT"])
+def test_the_root_above_the_share_cannot_be_locked_or_changed(server: Server, method: str) -> None:
+    """``/`` is every user's: a LOCK Depth infinity there by one jailed user blocked
+    every write of every user, the administrator's too, for up to 28 days; a property
+    set there was read from every jail. Only the /dav share can be changed or locked."""
+    bodies = {
+        "LOCK": LOCK_BODY,
+        "PROPPATCH": b'<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z">'
+        b"<D:set><D:prop><Z:note>x</Z:note></D:prop></D:set></D:propertyupdate>",
+    }
+    for path in ("/", "/elsewhere"):
+        status, body = basic_request(
+            server.http_port, method, path, "root", PASSWORD, bodies.get(method, b""),
+            **{"Content-Type": "application/xml", "Depth": "infinity"},
+        )  # fmt: skip
+        assert status == 403, (path, body)
+        assert body == b"only the /dav share can be changed or locked\n"
+    status, body = basic_request(server.http_port, "PUT", "/dav/free.txt", "root", PASSWORD, b"x")
+    assert status == 201, body
+
+
+def test_a_lock_outside_the_share_left_by_an_older_version_is_dropped(tmp_path: Path) -> None:
+    """Locks on ``/`` kept in the database by a version that allowed them are dropped
+    at start; locks in the share stay."""
+    table = _table(tmp_path / "locks.sqlite")
+    table.create("/", _lock("bob"))
+    kept = table.create("/dav/home/bob/", _lock("bob"))["token"]
+    table.close()
+    table = _table(tmp_path / "locks.sqlite")
+    assert [lock["token"] for lock in table.get_lock_list(
+        "/", include_root=True, include_children=True, token_only=False
+    )] == [kept]  # fmt: skip
+    table.close()

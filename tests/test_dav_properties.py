@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import shelve
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,17 @@ def test_a_property_name_xml_cannot_carry_is_refused_and_listings_still_work(
         conn.close()
         assert reply.status == 207 and b"getcontentlength" in listed
     assert "Traceback" not in web.log.read_text()
+
+
+def test_properties_outside_the_share_are_dropped_at_start(tmp_path: Path) -> None:
+    """A property on ``/`` (every user's, so readable from every jail), kept by a version
+    that allowed it, is dropped at start; those in the share stay."""
+    path = tmp_path / "props.sqlite"
+    PropertyTable(path).close()
+    with sqlite3.connect(path) as db:
+        for url in ("/", "/dav", "/dav/a.txt", "/davx/b", "/elsewhere"):
+            db.execute("INSERT INTO props VALUES (?, ?, ?)", (url, "{urn:z}note", b"<x/>"))
+    PropertyTable(path).close()
+    with sqlite3.connect(path) as db:
+        urls = sorted(url for (url,) in db.execute("SELECT url FROM props"))
+    assert urls == ["/dav", "/dav/a.txt"]

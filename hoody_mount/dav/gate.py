@@ -153,6 +153,17 @@ def _requested(environ: dict[str, Any]) -> str | None:
     return _share_path(os.fsdecode(str(environ.get("PATH_INFO", "")).encode("latin-1")))
 
 
+def _in_share(path: str) -> bool:
+    """Whether ``path`` is the share or lies in it (the rest is ``/``, shared by all)."""
+    return path == SHARE or path.startswith(SHARE + "/")
+
+
+def _changes(method: str) -> bool:
+    """Whether ``method`` changes something (a file, a lock or a property)."""
+    operation = OPERATIONS.get(method)
+    return operation is not None and operation not in ("stat", "read", "list")
+
+
 def _miscased_share(path: str) -> bool:
     """Whether a path names the share in other letters (``/DAV/…``): WsgiDAV matches
     share names whatever their case, so such a path would reach the share around
@@ -314,6 +325,12 @@ class DavGate:
         if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").lower() == "infinity":
             return _answer(
                 start_response, "403 Forbidden", _FINITE_DEPTH, "application/xml; charset=utf-8"
+            )
+        if _changes(method) and not _in_share(str(environ.get("PATH_INFO", ""))):
+            # ``/`` is shared by every user: a lock there (LOCK Depth infinity) covered
+            # every user's files, and a property there was one every jail could read
+            return _answer(
+                start_response, "403 Forbidden", b"only the /dav share can be changed or locked\n"
             )
         if method in ROOT_REFUSED and str(environ.get("PATH_INFO", "")).rstrip("/") == SHARE:
             return _answer(

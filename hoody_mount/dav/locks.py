@@ -21,9 +21,16 @@ from typing import Any
 from wsgidav.dav_error import HTTP_SERVICE_UNAVAILABLE, DAVError
 from wsgidav.lock_man.lock_storage import LockStorageDict
 
+from ..http_names import DAV_ROOT
+
 FILE_NAME = "dav-locks.sqlite"
 PER_USER = 1000  # live locks of one user (Windows and Finder lock each file they open)
 TOTAL = 20000  # live locks in all
+
+
+def in_share(key: str) -> bool:
+    """Whether a lock or property key lies in the share (``/`` is every user's)."""
+    return key == DAV_ROOT or key.startswith(DAV_ROOT + "/")
 
 
 class LockTable(LockStorageDict):  # type: ignore[misc]
@@ -52,7 +59,8 @@ class LockTable(LockStorageDict):  # type: ignore[misc]
         now = time.time()
         for token, owner, text in db.execute("SELECT token, owner, lock FROM locks").fetchall():
             lock = {**json.loads(text), "owner": bytes(owner)}  # (the owner's XML is bytes)
-            if 0 <= float(lock["expire"]) < now:
+            if 0 <= float(lock["expire"]) < now or not in_share(lock["root"]):
+                # (a lock outside the share, on ``/``, covered every user's files)
                 db.execute("DELETE FROM locks WHERE token = ?", (token,))
                 continue
             self._dict[token] = lock

@@ -30,6 +30,8 @@ from typing import Any
 from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_INSUFFICIENT_STORAGE, DAVError
 from wsgidav.xml_tools import etree
 
+from ..http_names import DAV_ROOT
+
 log = logging.getLogger("hoody_mount.dav")
 
 FILE_NAME = "dav-props.sqlite"
@@ -69,6 +71,11 @@ class PropertyTable:
             "(url TEXT, name TEXT, value BLOB, PRIMARY KEY (url, name))"
         )
         self._import_shelve(path.with_name(OLD_SHELVE))
+        # properties outside the share, on ``/``, were shown to every user
+        self._db.execute(
+            "DELETE FROM props WHERE url != ? AND substr(url, 1, ?) != ?",
+            (DAV_ROOT, len(DAV_ROOT) + 1, DAV_ROOT + "/"),
+        )
 
     def __repr__(self) -> str:
         return f"PropertyTable({self._path})"
