@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import http.client
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 import pytest
-from conftest import PASSWORD, READER_PASSWORD, Server, basic_request
+from conftest import (
+    PASSWORD,
+    READER_PASSWORD,
+    Server,
+    basic_request,
+    http_port,
+    password_hash,
+    start_server,
+    stop_server,
+    write_config,
+)
 from test_dav_protocol import LOCK_BODY, basic, dedicated, new_layout
 from wsgidav.dav_error import DAVError
 
+from hoody_mount import http_rules
 from hoody_mount.dav.locks import PER_USER, LockTable
 
 
@@ -163,3 +175,62 @@ def test_a_lock_outside_the_share_left_by_an_older_version_is_dropped(tmp_path: 
         "/", include_root=True, include_children=True, token_only=False
     )] == [kept]  # fmt: skip
     table.close()
+
+
+@pytest.fixture
+def jailed_writer(tmp_path: Path, client_key: Path) -> Iterator[Server]:
+    """A server where ``carol`` may write in her jail ``/home/carol`` over HTTP."""
+    root, state = tmp_path / "root", tmp_path / "state"
+    for folder in (root / "share", root / "home" / "jailed", root / "home" / "carol"):
+        folder.mkdir(parents=True)
+    config = tmp_path / "hoody-mount.toml"
+    write_config(config, root, state, client_key.with_suffix(".pub").read_text().strip())
+    with config.open("a") as text:
+        text.write(
+            f'\n[users.carol]\npassword_hash = "{password_hash(PASSWORD)}"\nroot = "/home/carol"\n'
+        )
+    log = tmp_path / "server.log"
+    process, port, banner = start_server(["--config", str(config)], log)
+    yield Server(port, root, tmp_path, state, client_key, process, log, http_port(banner))
+    stop_server(process)
+
+
+def test_a_tagged_if_header_of_a_jailed_user_is_checked(jailed_writer: Server) -> None:
+    """``If: <URL> (["etag"])`` names the resource by the user's URL: it is checked
+    against that resource (a jailed user's tag was compared with the server's internal
+    key, never matched, and the write went through with a wrong tag)."""
+    port, file = jailed_writer.http_port, jailed_writer.root / "home" / "carol" / "c.txt"
+    assert basic_request(port, "PUT", "/dav/c.txt", "carol", PASSWORD, b"one")[0] == 201
+    for tag in ("/dav/c.txt", f"http://127.0.0.1:{port}/dav/c.txt"):
+        status, body = basic_request(
+            port, "PUT", "/dav/c.txt", "carol", PASSWORD, b"two", If=f'<{tag}> (["nope"])'
+        )
+        assert status == 412, (tag, body)
+        assert file.read_bytes() == b"one"
+    etag = http_rules.opaque_tag(file.stat())
+    status, body = basic_request(
+        port, "PUT", "/dav/c.txt", "carol", PASSWORD, b"two", If=f'</dav/c.txt> (["{etag}"])'
+    )
+    assert status == 204, body
+    assert file.read_bytes() == b"two"
+
+
+def test_a_lock_conflict_names_the_resource_as_the_user_knows_it(jailed_writer: Server) -> None:
+    """A 423 names the locked resource at the asking user's URL: carol's own lock is
+    ``/dav/c.txt`` to her (it showed ``/dav/home/carol/c.txt``: where her jail lies),
+    and ``/dav/home/carol/c.txt`` to the administrator."""
+    port = jailed_writer.http_port
+    assert basic_request(port, "PUT", "/dav/c.txt", "carol", PASSWORD, b"one")[0] == 201
+    status, body = basic_request(
+        port, "LOCK", "/dav/c.txt", "carol", PASSWORD, LOCK_BODY, **{"Content-Type": "text/xml"}
+    )
+    assert status == 200, body
+    for user, path, shown in (
+        ("carol", "/dav/c.txt", b"<D:href>/dav/c.txt</D:href>"),
+        ("root", "/dav/home/carol/c.txt", b"<D:href>/dav/home/carol/c.txt</D:href>"),
+    ):
+        status, body = basic_request(port, "PUT", path, user, PASSWORD, b"two")
+        assert status == 423, (user, body)
+        assert shown in body.replace(b"ns0:", b"D:"), (user, body)
+        if user == "carol":
+            assert b"home/carol" not in body, body

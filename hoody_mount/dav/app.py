@@ -22,7 +22,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 from ..http_names import DAV_ROOT
 from .gate import DavGate
 from .locks import FILE_NAME as LOCKS_NAME
-from .locks import LockTable
+from .locks import JailedLockManager, LockTable
 from .properties import FILE_NAME as PROPERTIES_NAME
 from .properties import PropertyTable
 from .propfind_stream import StreamedPropfind
@@ -79,9 +79,10 @@ class RootProvider(DAVProvider):  # type: ignore[misc]
 
 def build(state_dir: Path) -> DavGate:
     """The WebDAV application: WsgiDAV behind its gate (authentication comes before both)."""
+    provider = SessionProvider()
     config: dict[str, Any] = {
-        "provider_mapping": {DAV_PREFIX: SessionProvider(), "/": RootProvider()},
-        "lock_storage": LockTable(state_dir / LOCKS_NAME),
+        "provider_mapping": {DAV_PREFIX: provider, "/": RootProvider()},
+        "lock_storage": False,  # (ours is set below: WsgiDAV would make its own manager)
         "property_manager": PropertyTable(state_dir / PROPERTIES_NAME),
         "middleware_stack": [ErrorPrinter, StreamedPropfind, RequestResolver],
         "http_authenticator": {"domain_controller": None},
@@ -96,4 +97,9 @@ def build(state_dir: Path) -> DavGate:
     util.public_wsgidav_info = "WsgiDAV"  # no version on error pages (suppress_version_info)
     for known in HTTPStatus:  # WsgiDAV names the statuses it knows, "507 Status" the others
         ERROR_DESCRIPTIONS.setdefault(known.value, f"{known.value} {known.phrase}")
-    return DavGate(WsgiDAVApp(config))
+    app = WsgiDAVApp(config)
+    locks = JailedLockManager(LockTable(state_dir / LOCKS_NAME), provider.shown_url)
+    app.lock_manager = locks
+    for each in app.provider_map.values():
+        each.set_lock_manager(locks)
+    return DavGate(app, provider.key_of_url)

@@ -291,6 +291,34 @@ class _Body:
         return getattr(self._stream, name)
 
 
+KeyOfUrl = Callable[[str, Session], "str | None"]
+
+
+def _if_tags_as_keys(header: str, session: Session, keys: KeyOfUrl) -> str:
+    """The ``If`` header with each resource tag (RFC 4918 §10.4: a ``<URL>`` outside the
+    parenthesised lists; a ``<lock token>`` inside one stays) spelled as the lock key
+    of that resource, which is what WsgiDAV compares a tag with: a jailed user's
+    ``If: </dav/f> (["etag"])`` was compared with ``/dav/<jail>/f``, never matched,
+    and the condition was skipped (the write went through)."""
+    out: list[str] = []
+    depth = 0
+    at = 0
+    while at < len(header):
+        char = header[at]
+        if char == "<" and depth == 0:
+            end = header.find(">", at)
+            if end < 0:
+                break
+            tag = header[at + 1 : end]
+            out.append(f"<{keys(tag, session) or tag}>")
+            at = end + 1
+            continue
+        depth += (char == "(") - (char == ")")
+        out.append(char)
+        at += 1
+    return "".join(out) + header[at:]
+
+
 def _allowed(session: Session | None) -> str | None:
     """The Allow header of a user who may not do everything: the methods they may
     use (None: WsgiDAV's own, which shows what the resource supports)."""
@@ -302,8 +330,9 @@ def _allowed(session: Session | None) -> str | None:
 class DavGate:
     """WSGI middleware that refuses or cleans requests before WsgiDAV sees them."""
 
-    def __init__(self, app: WSGIApp) -> None:
+    def __init__(self, app: WSGIApp, keys: KeyOfUrl | None = None) -> None:
         self.app = app
+        self.keys = keys  # an ``If`` header's tag → the lock key WsgiDAV compares it to
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", ""))
@@ -312,6 +341,8 @@ class DavGate:
         why = None if session is None or operation is None else session.refusal(operation)
         if why is not None:
             return _answer(start_response, "403 Forbidden", f"{why}\n".encode())
+        if "HTTP_IF" in environ and session is not None and self.keys is not None:
+            environ["HTTP_IF"] = _if_tags_as_keys(str(environ["HTTP_IF"]), session, self.keys)
         if _miscased_share(str(environ.get("PATH_INFO", ""))):
             return _answer(start_response, "404 Not Found", _MISCASED)
         if ".." in str(environ.get("PATH_INFO", "")).split("/"):

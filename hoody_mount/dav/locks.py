@@ -15,10 +15,12 @@ import json
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from wsgidav.dav_error import HTTP_SERVICE_UNAVAILABLE, DAVError
+from wsgidav.lock_man.lock_manager import LockManager
 from wsgidav.lock_man.lock_storage import LockStorageDict
 
 from ..http_names import DAV_ROOT
@@ -153,3 +155,32 @@ class LockTable(LockStorageDict):  # type: ignore[misc]
                 "INSERT OR REPLACE INTO locks (token, owner, lock) VALUES (?, ?, ?)",
                 (lock["token"], lock["owner"], json.dumps(fields)),
             )
+
+
+class JailedLockManager(LockManager):  # type: ignore[misc]
+    """WsgiDAV's lock manager, whose refusals (423, and 412's lock-token-submitted)
+    name the locked resources at the URLs the requesting user knows them by: the
+    table's keys are paths in the served root, and a 423 showed where a user's jail
+    lies (``/dav/home/carol/c.txt`` for carol's ``/dav/c.txt``)."""
+
+    def __init__(self, storage: LockStorageDict, shown: Callable[[str], str]) -> None:
+        super().__init__(storage)
+        self._shown = shown  # a lock key → the requesting user's URL of it
+
+    def acquire(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().acquire(*args, **kwargs)
+        except DAVError as exc:
+            raise self._as_user_sees(exc) from None
+
+    def check_write_permission(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().check_write_permission(*args, **kwargs)
+        except DAVError as exc:
+            raise self._as_user_sees(exc) from None
+
+    def _as_user_sees(self, exc: DAVError) -> DAVError:
+        condition = exc.err_condition
+        if condition is not None:
+            condition.hrefs = list(dict.fromkeys(map(self._shown, condition.hrefs)))
+        return exc

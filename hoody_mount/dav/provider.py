@@ -19,7 +19,7 @@ import stat
 import threading
 from collections.abc import Generator, Iterator
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from wsgidav import util
 from wsgidav.dav_error import (
@@ -604,6 +604,20 @@ class SessionProvider(DAVProvider):  # type: ignore[misc]
         # (a Destination may end in '/', see gate.exact_destination: a file's path never
         # does, or its locks and properties would be looked up under another key)
         return FileResource(path.rstrip("/") or "/", environ, st)
+
+    def shown_url(self, ref_url: str) -> str:
+        """The URL the requesting user knows a lock key's resource by (see
+        ``ref_url_to_path``)."""
+        path = self.ref_url_to_path(ref_url)
+        return quote(self.share_path + path, safe=_HREF_SAFE, errors="surrogateescape")
+
+    def key_of_url(self, url: str, session: Session) -> str | None:
+        """The lock key of the resource a URL of ``session``'s user names (an ``If``
+        header's tag), or None for one outside the share."""
+        path = unquote(urlsplit(url).path, errors="surrogateescape")
+        if path != self.share_path and not path.startswith(self.share_path + "/"):
+            return None
+        return _key(self.share_path, session.in_root(path[len(self.share_path) :] or "/"))
 
     def ref_url_to_path(self, ref_url: str) -> str:
         """The requesting user's path of a lock or property key. A key above their jail
