@@ -215,6 +215,11 @@ def _user(source: str, name: str, table: Any) -> User:
         port_forwarding=r.get("port_forwarding", bool, False),
     )
     r.finish()
+    if user.port_forwarding and not user.allows("ssh"):
+        raise ConfigError(
+            f"{r.where('port_forwarding')}: port forwarding is part of the ssh protocol: "
+            'add "ssh" to protocols, or drop port_forwarding'
+        )
     if user.shell and user.root != "/":
         raise ConfigError(f"{r.where('shell')}: a shell user cannot be jailed (root must be '/')")
     return user

@@ -45,6 +45,10 @@ async def _password_login(port: int, user: str, password: str) -> list[str]:
         ("[ssh]\nmax_handles = -1\n[users.root]\n", "ssh.max_handles"),
         ('[users.root]\nshell = true\nroot = "/srv"\n', "users.root.shell"),
         ('[users.root]\nprotocols = ["ftp"]\n', "users.root.protocols"),
+        (
+            '[users.root]\nprotocols = ["webdav"]\nport_forwarding = true\n',
+            "users.root.port_forwarding",
+        ),
         ("[users.root\n", "not valid TOML"),
     ],
 )

@@ -15,6 +15,7 @@ from conftest import (
     Server,
     basic_request,
     http_port,
+    password_hash,
     require,
     start_server,
     stop_server,
@@ -23,7 +24,7 @@ from conftest import (
 
 from hoody_mount.core import permissions
 from hoody_mount.core.permissions import Right
-from hoody_mount.core.users import User, hash_password
+from hoody_mount.core.users import User
 from hoody_mount.dav.gate import OPERATIONS as DAV_OPERATIONS
 
 PACKAGE = Path(permissions.__file__).resolve().parent.parent
@@ -68,6 +69,8 @@ def test_rights_follow_the_user() -> None:
     assert permissions.refusal(reader, "lock") == "read-only access"
     assert permissions.refusal(writer, "shell") == "no shell for w"
     assert permissions.refusal(writer, "read") is None
+    no_ssh = User(name="f", port_forwarding=True, protocols=frozenset({"webdav"}))
+    assert not permissions.may(no_ssh, "forward-port")  # (forwarding is part of ssh)
     assert not permissions.may_write(permissions.granted(writer, read_only_token=True))
     assert permissions.granted(writer, read_only_token=False) is writer
     with pytest.raises(KeyError):
@@ -86,7 +89,7 @@ def sftp_only(tmp_path: Path, client_key: Path) -> Iterator[Server]:
     write_config(config, root, state, pub)
     with config.open("a") as text:
         text.write(
-            f'\n[users.sftponly]\npassword_hash = "{hash_password(PASSWORD)}"\n'
+            f'\n[users.sftponly]\npassword_hash = "{password_hash(PASSWORD)}"\n'
             f'authorized_keys = ["{pub}"]\nroot = "/share"\nprotocols = ["sftp"]\n'
         )
     log = tmp_path / "server.log"

@@ -23,7 +23,7 @@ class Right(enum.Enum):
     READ = "read"  # every user who logged in
     WRITE = "write"  # users with access "rw" (a read-only token takes it away)
     SHELL = "shell"  # users with shell = true: a login shell and exec of any command
-    FORWARD = "forward"  # users with port_forwarding = true: ssh -L and -R
+    FORWARD = "forward"  # port_forwarding = true and the ssh protocol: ssh -L and -R
 
 
 OPERATIONS: Mapping[str, Right] = {
@@ -67,7 +67,7 @@ def _holds(user: User, right: Right) -> bool:
         return not user.read_only
     if right is Right.SHELL:
         return user.shell
-    return user.port_forwarding
+    return user.port_forwarding and user.allows("ssh")  # (forwarding is part of ssh)
 
 
 def may(user: User, operation: str) -> bool:
