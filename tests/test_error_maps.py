@@ -4,6 +4,7 @@ one the code applies, row by row, and each front answers by it."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 from pathlib import Path
@@ -99,3 +100,37 @@ def test_status_lines_use_the_names_of_rfc_9110() -> None:
     assert status_line(413) == "413 Content Too Large"
     assert status_line(422) == "422 Unprocessable Content"
     assert status_line(404) == "404 Not Found"
+
+
+def test_the_two_http_fronts_agree_on_missing_places(server: Server) -> None:
+    """A name below a file is not found (404) over both; making a folder, or moving or
+    copying, into a folder that does not exist is a conflict (409), as RFC 4918 has it
+    for MKCOL and MOVE (the file API answered 409 for the first and 404 for the others)."""
+    port = server.http_port
+    for method in ("GET", "DELETE"):
+        for path in ("/dav/share/docs/readme.txt/x", "/api/v1/files/share/docs/readme.txt/x"):
+            status, body = basic_request(port, method, path, "root", PASSWORD)
+            assert status == 404, (method, path, body)
+    status, body = basic_request(port, "MKCOL", "/dav/share/nope/d", "root", PASSWORD)
+    assert status == 409, body
+    status, body = basic_request(port, "POST", "/api/v1/files/share/nope/d?mkdir", "root", PASSWORD)
+    assert (status, json.loads(body)["error"]) == (409, "no_parent"), body
+    for action in ("move", "copy"):
+        request = json.dumps({"action": action, "to": "/share/nope/m"}).encode()
+        status, body = basic_request(
+            port, "POST", "/api/v1/files/share/docs/readme.txt", "root", PASSWORD, request,
+            **{"Content-Type": "application/json"},
+        )  # fmt: skip
+        assert (status, json.loads(body)["error"]) == (409, "no_parent"), body
+        status, body = basic_request(
+            port, action.upper(), "/dav/share/docs/readme.txt", "root", PASSWORD,
+            Destination="/dav/share/nope/m",
+        )  # fmt: skip
+        assert status == 409, body
+    request = json.dumps({"action": "move", "to": "/share/m"}).encode()
+    status, body = basic_request(
+        port, "POST", "/api/v1/files/share/missing.txt", "root", PASSWORD, request,
+        **{"Content-Type": "application/json"},
+    )  # fmt: skip
+    assert (status, json.loads(body)["error"]) == (404, "not_found"), body
+    assert (server.root / "share" / "docs" / "readme.txt").read_text() == "shared text\n"

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .. import http_rules
+from ..core import paths
 from ..core.digests import DigestCache, StreamDigest
 from ..core.open_files import OpenFile
 from ..core.session import Session
@@ -106,14 +107,17 @@ class FilesAPI:
             origin.check(environ)
         if method in ("GET", "HEAD", "PUT", "DELETE"):
             _check_preconditions(environ, session, path, write=method in ("PUT", "DELETE"))
-        if method in ("GET", "HEAD"):
-            return self._get(environ, session, path, query)
+        try:
+            if method in ("GET", "HEAD"):
+                return self._get(environ, session, path, query)
+            if method == "DELETE":
+                return self._delete(session, path, query)
+        except NotADirectoryError:  # (a name below a file: none there, as over WebDAV)
+            raise ApiError(404, "not_found", f"no such file: {session.path(path)}") from None
         if method == "PUT":
             return self._put(environ, session, path)
         if method == "POST":
             return self._post(environ, session, path, query)
-        if method == "DELETE":
-            return self._delete(session, path, query)
         raise ApiError(405, "method_not_allowed", f"{method} is not supported here")
 
     # -- reading ---------------------------------------------------------------------------
@@ -247,7 +251,10 @@ class FilesAPI:
         if "mkdir" in query:
             if kind in origin.FORM_TYPES:
                 raise ApiError(415, "unsupported_media_type", f"?mkdir takes no body (got {kind})")
-            session.mkdir(path)
+            try:
+                session.mkdir(path)
+            except FileNotFoundError:
+                raise ApiError(409, "no_parent", "the parent folder does not exist") from None
             return json_reply(201, {"path": json_text(session.path(path)), "type": "directory"})
         if kind != "application/json":
             raise ApiError(
@@ -267,14 +274,19 @@ class FilesAPI:
             raise ApiError(400, "bad_request", '"overwrite" must be true or false')
         if target.endswith("/") and not stat.S_ISDIR(session.stat(path, follow=False).st_mode):
             raise ApiError(400, "not_a_directory", '"to" ends with "/": the source is no folder')
-        if action == "move":
-            session.rename(path, target, replace=overwrite)
-        else:
-            source = session.stat(path, follow=False)
-            if overwrite and stat.S_ISREG(source.st_mode):
+        session.check("rename" if action == "move" else "copy", path)  # (before any lookup)
+        try:
+            if action == "move":
+                session.rename(path, target, replace=overwrite)
+            elif overwrite and stat.S_ISREG(session.stat(path, follow=False).st_mode):
                 session.copy_file(path, target)
             else:
                 session.copy_tree(path, target)
+        except FileNotFoundError as exc:
+            missing = exc.filename
+            if not isinstance(missing, str) or not paths.is_within(session.path(target), missing):
+                raise
+            raise ApiError(409, "no_parent", "the destination's folder does not exist") from None
         return json_reply(200, {"path": json_text(session.path(target)), "action": action})
 
     @staticmethod
