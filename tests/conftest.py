@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import http.client
 import os
 import re
@@ -93,6 +94,13 @@ def client_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return key
 
 
+@functools.cache
+def password_hash(password: str) -> str:
+    """A scrypt hash of ``password``, made once per test run (each costs about 0.1 s,
+    and every server a test starts needs two)."""
+    return hash_password(password)
+
+
 def write_config(path: Path, root: Path, state: Path, pub: str) -> None:
     """A config with the three test users."""
     path.write_text(
@@ -109,11 +117,11 @@ max_sessions = 4
 listen = "127.0.0.1:0"
 
 [users.root]
-password_hash = "{hash_password(PASSWORD)}"
+password_hash = "{password_hash(PASSWORD)}"
 authorized_keys = ["{pub}"]
 
 [users.reader]
-password_hash = "{hash_password(READER_PASSWORD)}"
+password_hash = "{password_hash(READER_PASSWORD)}"
 authorized_keys = ["{pub}"]
 root = "/share"
 access = "ro"

@@ -21,13 +21,12 @@ from conftest import (
     PASSWORD,
     basic_request,
     http_port,
+    password_hash,
     require,
     start_server,
     stop_server,
     wait_until,
 )
-
-from hoody_mount.core.users import hash_password
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
 
@@ -78,7 +77,7 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 
 [users.root]
-password_hash = "{hash_password(PASSWORD)}"
+password_hash = "{password_hash(PASSWORD)}"
 authorized_keys = ["{pub}"]
 """
     )

@@ -17,14 +17,15 @@ from conftest import (
     Server,
     basic_request,
     http_port,
+    password_hash,
     start_server,
     stop_server,
     wait_until,
     write_config,
 )
 
-from hoody_mount.api.errors import from_os_error, status_line
-from hoody_mount.core.users import hash_password
+from hoody_mount.api.errors import from_os_error
+from hoody_mount.http_rules import status_line
 
 _request = basic_request
 
@@ -45,12 +46,12 @@ listen = "127.0.0.1:0"
 [http]
 listen = "127.0.0.1:0"
 [users.root]
-password_hash = "{hash_password(PASSWORD)}"
+password_hash = "{password_hash(PASSWORD)}"
 [users.writer]
-password_hash = "{hash_password(PASSWORD)}"
+password_hash = "{password_hash(PASSWORD)}"
 root = "/area"
 [users.reader]
-password_hash = "{hash_password(READER_PASSWORD)}"
+password_hash = "{password_hash(READER_PASSWORD)}"
 root = "/area/app"
 access = "ro"
 """

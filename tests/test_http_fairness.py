@@ -28,6 +28,7 @@ from conftest import (
     Vitals,
     assert_back_to_normal,
     http_port,
+    password_hash,
     start_server,
     stop_server,
     wait_until,
@@ -77,7 +78,7 @@ head_timeout = {HEAD_TIMEOUT}
 body_timeout = {BODY_TIMEOUT}
 
 [users.root]
-password_hash = "{hash_password(PASSWORD)}"
+password_hash = "{password_hash(PASSWORD)}"
 
 [users.jailed]
 password_hash = "{hash_password(JAILED_PASSWORD)}"

@@ -13,7 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, http_port, require, start_server, stop_server, wait_until
+from conftest import (
+    PASSWORD,
+    http_port,
+    password_hash,
+    require,
+    start_server,
+    stop_server,
+    wait_until,
+)
 
 from hoody_mount.core.users import hash_password
 
@@ -27,7 +35,7 @@ def _serve(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[s
 
 
 def _config(path: Path, body: str, users: str = "") -> Path:
-    path.write_text(body + f'\n[users.root]\npassword_hash = "{hash_password(PASSWORD)}"\n' + users)
+    path.write_text(body + f'\n[users.root]\npassword_hash = "{password_hash(PASSWORD)}"\n' + users)
     path.chmod(0o600)
     return path
 

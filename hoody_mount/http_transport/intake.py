@@ -94,6 +94,9 @@ SLOW_HEAD = _reply("408 Request Timeout", "the request head did not arrive in ti
 PLAIN_TO_TLS = _reply("400 Bad Request", "this port speaks HTTPS only: use https://")
 
 
+_WAKE = "wake"  # the selector data of the wake pipe
+
+
 class Inbox(io.RawIOBase):
     """The raw stream under a connection's reader: first the bytes the intake read
     ahead, then the socket, at a minimum rate (see the module)."""
@@ -245,6 +248,9 @@ class Intake:
         self._reserve: int | None = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         server.socket.setblocking(False)
         self._selector.register(server.socket, selectors.EVENT_READ, None)
+        # ``stop`` wakes ``run`` at once through this pipe (it waited up to half a second)
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
 
     # -- what cheroot calls ----------------------------------------------------------
 
@@ -272,6 +278,8 @@ class Intake:
                 for key, _ in self._selector.select(wait):
                     if key.data is None:
                         self._accept()
+                    elif key.data is _WAKE:
+                        continue
                     else:
                         self._step(key.data)
                 self._hand_over()
@@ -280,8 +288,10 @@ class Intake:
             self._serving = False
 
     def stop(self) -> None:
-        """Stop ``run`` (within half a second)."""
+        """Stop ``run`` (at once: it is woken)."""
         self._stopping = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"\0")
         while self._serving:
             time.sleep(0.01)
 
@@ -291,7 +301,7 @@ class Intake:
         blocked sending to a client that reads nothing would keep the server from
         stopping for as long as the send's timeout)."""
         with self._lock:
-            held = [key.data for key in self._selector.get_map().values() if key.data]
+            held = self._watched()
             ready = [conn for conn, _ in self._ready]
             self._ready.clear()
         for conn in ready:
@@ -300,6 +310,8 @@ class Intake:
             self._unwatch(waiting)
             self._close(waiting)
         self._selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
         deadline = time.monotonic() + STOP_GRACE
         while time.monotonic() < deadline:
             with self._lock:
@@ -314,6 +326,12 @@ class Intake:
         if self._reserve is not None:
             os.close(self._reserve)
             self._reserve = None
+
+    def _watched(self) -> list[_Waiting]:
+        """The connections the selector watches (not the listener, not the wake pipe)."""
+        return [
+            key.data for key in self._selector.get_map().values() if isinstance(key.data, _Waiting)
+        ]
 
     def close_gently(self, sock: socket.socket, address: str) -> None:
         """Take over the end of a connection whose client may still be sending a body
@@ -563,11 +581,7 @@ class Intake:
         refusals.flush()
         now = time.monotonic()
         with self._lock:
-            late = [
-                key.data
-                for key in self._selector.get_map().values()
-                if key.data is not None and key.data.deadline < now
-            ]
+            late = [waiting for waiting in self._watched() if waiting.deadline < now]
         for waiting in late:
             self._unwatch(waiting)
             if waiting.state == "head" and waiting.started:
