@@ -1,4 +1,5 @@
-"""asyncssh's private names the patches use are checked at start, with a clear line."""
+"""The private names used of asyncssh, cheroot and WsgiDAV are checked at start, with a
+clear line."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+import wsgidav
 from asyncssh.channel import SSHServerChannel
 
+from hoody_mount.dav import app as dav_app
+from hoody_mount.dav import wsgidav_glue
+from hoody_mount.http_transport import cheroot_glue
 from hoody_mount.ssh import patches
+from hoody_mount.unfit import UnfitLibrary
 
 
 def test_the_pinned_asyncssh_has_every_name() -> None:
@@ -65,3 +71,22 @@ def test_the_scp_adapter_refuses_what_scp_never_calls() -> None:
     kept = {"convert_attrs", "format_user", "format_group", "format_longname", "open", "close",
             "read", "write", "stat", "setstat", "scandir", "mkdir", "exit"}  # fmt: skip
     assert own <= kept | set(_NOT_FOR_SCP), own - kept - set(_NOT_FOR_SCP)
+
+
+def test_the_pinned_wsgidav_and_cheroot_fit() -> None:
+    """The other two libraries whose private names are used pass their checks."""
+    cheroot_glue.check()
+    wsgidav_glue.check()
+
+
+def test_a_wsgidav_that_keeps_its_locks_otherwise_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Were WsgiDAV's lock storage to index roots otherwise, locks loaded at start would
+    be lost: the server refuses to start, naming WsgiDAV and what changed."""
+    monkeypatch.setattr(wsgidav_glue, "URL_KEY", "ROOT:")
+    with pytest.raises(UnfitLibrary) as refused:
+        dav_app.build(tmp_path)
+    text = str(refused.value)
+    assert text.startswith(f"WsgiDAV {wsgidav.__version__} does not fit hoody-mount"), text
+    assert "indexes roots" in text

@@ -20,6 +20,7 @@ from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from ..http_names import DAV_ROOT
+from . import wsgidav_glue
 from .gate import DavGate
 from .locks import FILE_NAME as LOCKS_NAME
 from .locks import JailedLockManager, LockTable
@@ -78,7 +79,9 @@ class RootProvider(DAVProvider):  # type: ignore[misc]
 
 
 def build(state_dir: Path) -> DavGate:
-    """The WebDAV application: WsgiDAV behind its gate (authentication comes before both)."""
+    """The WebDAV application: WsgiDAV behind its gate (authentication comes before both).
+    UnfitLibrary if WsgiDAV lacks what ``wsgidav_glue`` uses."""
+    wsgidav_glue.check()
     provider = SessionProvider()
     config: dict[str, Any] = {
         "provider_mapping": {DAV_PREFIX: provider, "/": RootProvider()},

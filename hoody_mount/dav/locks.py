@@ -24,6 +24,7 @@ from wsgidav.lock_man.lock_manager import LockManager
 from wsgidav.lock_man.lock_storage import LockStorageDict
 
 from ..http_names import DAV_ROOT
+from . import wsgidav_glue
 
 FILE_NAME = "dav-locks.sqlite"
 PER_USER = 1000  # live locks of one user (Windows and Finder lock each file they open)
@@ -65,8 +66,7 @@ class LockTable(LockStorageDict):  # type: ignore[misc]
                 # (a lock outside the share, on ``/``, covered every user's files)
                 db.execute("DELETE FROM locks WHERE token = ?", (token,))
                 continue
-            self._dict[token] = lock
-            self._dict.setdefault(f"URL2TOKEN:{lock['root']}", []).append(token)
+            wsgidav_glue.add(self, {**lock, "token": token})
             self._held[lock["principal"]] += 1
         self._db = db
 
@@ -79,7 +79,7 @@ class LockTable(LockStorageDict):  # type: ignore[misc]
 
     def create(self, path: str, lock: dict[str, Any]) -> dict[str, Any]:
         """Add a lock (503 when its user, or the server, holds too many already)."""
-        self._lock.acquire_write()
+        wsgidav_glue.write_lock(self).acquire_write()
         try:
             principal = lock["principal"]
             if self._held[principal] >= self.per_user or self._count() >= self.total:
@@ -100,23 +100,23 @@ class LockTable(LockStorageDict):  # type: ignore[misc]
             self._write(created)
             return created
         finally:
-            self._lock.release()
+            wsgidav_glue.write_lock(self).release()
 
     def refresh(self, token: str, *, timeout: float) -> dict[str, Any]:
         """Give a lock a new timeout."""
-        self._lock.acquire_write()
+        wsgidav_glue.write_lock(self).acquire_write()
         try:
             lock: dict[str, Any] = super().refresh(token, timeout=timeout)
             self._write(lock)
             return lock
         finally:
-            self._lock.release()
+            wsgidav_glue.write_lock(self).release()
 
     def delete(self, token: str) -> bool:
         """Remove a lock (False when there is none)."""
-        self._lock.acquire_write()
+        wsgidav_glue.write_lock(self).acquire_write()
         try:
-            lock = self._dict.get(token)
+            lock = wsgidav_glue.table(self).get(token)
             deleted: bool = super().delete(token)
             if deleted and lock is not None:
                 self._held[lock["principal"]] -= 1
@@ -126,26 +126,26 @@ class LockTable(LockStorageDict):  # type: ignore[misc]
                     self._db.execute("DELETE FROM locks WHERE token = ?", (token,))
             return deleted
         finally:
-            self._lock.release()
+            wsgidav_glue.write_lock(self).release()
 
     def clear(self) -> None:
         """Remove every lock."""
-        self._lock.acquire_write()
+        wsgidav_glue.write_lock(self).acquire_write()
         try:
             super().clear()
             self._held.clear()
             if self._db is not None:
                 self._db.execute("DELETE FROM locks")
         finally:
-            self._lock.release()
+            wsgidav_glue.write_lock(self).release()
 
     def _count(self) -> int:
         return sum(self._held.values())
 
     def _purge_expired(self) -> None:
         now = time.time()
-        for token, lock in list(self._dict.items()):
-            if not token.startswith("URL2TOKEN:") and 0 <= float(lock["expire"]) < now:
+        for token, lock in list(wsgidav_glue.table(self).items()):
+            if not token.startswith(wsgidav_glue.URL_KEY) and 0 <= float(lock["expire"]) < now:
                 self.delete(token)
 
     def _write(self, lock: dict[str, Any]) -> None:
