@@ -79,7 +79,8 @@ def test_rights_follow_the_user() -> None:
 
 @pytest.fixture
 def sftp_only(tmp_path: Path, client_key: Path) -> Iterator[Server]:
-    """A server where user ``sftponly`` may use SFTP and nothing else."""
+    """A server where user ``sftponly`` may use SFTP and nothing else, and ``davonly``
+    WebDAV and nothing else."""
     root, state = tmp_path / "root", tmp_path / "state"
     for folder in (root / "share" / "docs", root / "home" / "jailed"):
         folder.mkdir(parents=True)
@@ -91,6 +92,8 @@ def sftp_only(tmp_path: Path, client_key: Path) -> Iterator[Server]:
         text.write(
             f'\n[users.sftponly]\npassword_hash = "{password_hash(PASSWORD)}"\n'
             f'authorized_keys = ["{pub}"]\nroot = "/share"\nprotocols = ["sftp"]\n'
+            f'\n[users.davonly]\npassword_hash = "{password_hash(PASSWORD)}"\n'
+            'root = "/share"\nprotocols = ["webdav"]\n'
         )
     log = tmp_path / "server.log"
     process, port, banner = start_server(["--config", str(config)], log)
@@ -147,3 +150,18 @@ def test_webdav_writes_of_a_reader_are_refused_by_the_table(server: Server, meth
     )  # fmt: skip
     assert status == 207, body
     assert b"urn:z" not in body and b"activelock" not in body, body
+
+
+def test_a_webdav_only_user_opening_a_folder_in_a_browser_is_told_why(
+    sftp_only: Server,
+) -> None:
+    """A folder's page belongs to the file API: a user allowed WebDAV alone is not sent
+    there (to a 403), but told to use a WebDAV client; files still download."""
+    port = sftp_only.http_port
+    status, body = basic_request(port, "GET", "/dav/docs/", "davonly", PASSWORD)
+    assert status == 403, body
+    assert b"open the folder with a WebDAV client" in body
+    status, body = basic_request(port, "GET", "/dav/docs/readme.txt", "davonly", PASSWORD)
+    assert (status, body) == (200, b"shared text\n")
+    status, _ = basic_request(port, "GET", "/dav/share/docs/", "root", PASSWORD)
+    assert status == 303

@@ -40,7 +40,7 @@ from wsgidav.dav_error import (
     DAVError,
 )
 
-from ..core import byteranges
+from ..core import byteranges, permissions
 from ..core.content import is_active
 from ..core.session import Session
 from ..http_names import DAV_ROOT, FILES_ROOT, SESSION
@@ -71,6 +71,10 @@ OPERATIONS = {
 SHARE = DAV_ROOT
 _MISCASED = b"no such share: paths are case-sensitive, the share is /dav/\n"
 LISTINGS = FILES_ROOT  # where a browser is sent for a folder's page
+_NO_PAGES = (
+    b"a folder: its page is part of the file API, which you may not use; "
+    b"open the folder with a WebDAV client\n"
+)
 XML_LIMIT = 1 << 20
 XML_DEPTH = 64  # WebDAV bodies nest 5 or 6 deep; a lock owner may hold some markup
 XML_ELEMENTS = 5_000  # a PROPFIND of every property anyone defines is far below
@@ -397,6 +401,9 @@ class DavGate:
                 return _answer(start_response, "400 Bad Request", problem.encode() + b"\n")
         if method in ("GET", "HEAD"):
             listing = _listing_of_folder(environ)
+            refused = session is not None and permissions.protocol_refusal(session.user, "http")
+            if listing is not None and refused:
+                return _answer(start_response, "403 Forbidden", _NO_PAGES)
             if listing is not None:
                 text = f"a folder: its listing is at {listing}\n".encode()
                 return _answer(start_response, "303 See Other", text, extra=[("Location", listing)])

@@ -210,7 +210,7 @@ class WebFront:
                 undo()
             log.error("cannot open the jail %s of %s: %s", user.root, user.name, exc.strerror)
             status = "403 Forbidden" if exc.errno == errno.EACCES else "503 Service Unavailable"
-            text = f"your folder {user.root} is not available: {exc.strerror}"
+            text = f"your folder is not available ({exc.strerror}): ask the administrator"
             return _plain(start_response, status, text, [])
         release.insert(0, session.close)
         session.gone = environ.get(CLIENT_GONE) or session.gone  # (copies stop)
