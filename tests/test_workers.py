@@ -130,8 +130,14 @@ def test_shutdown_after_the_loop_closed_drops_its_jobs_quietly() -> None:
     """A job posted from an event loop that has closed since (start-up failed, the pool
     is shut down last) is dropped without an error: nobody waits for it."""
     workers = Workers(1)
-    gate = threading.Event()
-    blocker = workers.submit(gate.wait, 10)
+    gate, running = threading.Event(), threading.Event()
+
+    def block() -> bool:
+        running.set()
+        return gate.wait(10)
+
+    blocker = workers.submit(block)
+    assert running.wait(10)  # (the job runs: shutdown cannot drop it as a queued one)
     futures = []
 
     async def body() -> None:
