@@ -37,7 +37,7 @@ typecheck: $(VENV)/.test-installed
 	$(VENV)/bin/mypy
 
 pytest: $(VENV)/.test-installed system-deps
-	$(PY) -m pytest
+	$(PY) -m pytest -n 3 --dist loadfile
 
 test: lint typecheck pytest
 
