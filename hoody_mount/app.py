@@ -93,19 +93,19 @@ def _web_url(listen: Listen, port: int, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
-def _users_with_default_password(
-    config: Config,
-) -> tuple[dict[str, User], str | None]:
-    """The users, the default one given its env or generated password; and that password."""
-    users = dict(config.users)
+def _give_default_password(config: Config, users: dict[str, User]) -> str | None:
+    """Give the default user (in ``users``) its password from the environment or the
+    state folder, made now if there is none; the new password, to show once (blocking).
+    Called once the listeners are bound: a start that failed before (a port in use)
+    had stored a new password it never showed, and the next start showed none."""
     default = users.get(config.default_user)
     if default is None or default.password_hash is not None:
-        return users, None
+        return None
     hashed, password = state.default_password_hash(
         config.state_dir, os.environ.get("HOODY_MOUNT_PASSWORD")
     )
     users[default.name] = replace(default, password_hash=hashed)
-    return users, password
+    return password
 
 
 async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
@@ -119,7 +119,7 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
     upload_temps.use_journal(journal)
     host_key, new_key = state.host_key(config.state_dir)
     tokens: TokenStore = state.tokens(config.state_dir)
-    users, password = _users_with_default_password(config)
+    users = dict(config.users)  # (the default user gets its password once all is bound)
     options = config.http_options
     tls: tuple[Path, Path] | None = None
     if options.tls:
@@ -137,7 +137,10 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
     guard = LoginGuard()
 
     ctx = ssh_server.SSHContext(users, sessions, pool, config.ssh_limits, guard)
-    acceptor = await ssh_server.start(ctx, config.ssh, host_key)
+    try:
+        acceptor = await ssh_server.start(ctx, config.ssh, host_key)
+    except OSError as exc:
+        raise _cannot_listen("SSH", config.ssh, "--ssh, or [ssh] listen", exc) from None
     ssh_bound = Listen(config.ssh.host, acceptor.get_port())
 
     def token_grant(text: str) -> Grant | None:
@@ -156,8 +159,13 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         options.threads,
     )
     web = WebServer(front, config.http, tls, options)
-    await loop.run_in_executor(pool, web.start)
+    try:
+        await loop.run_in_executor(pool, web.start)
+    except OSError as exc:
+        acceptor.close()
+        raise _cannot_listen("HTTP", config.http, "--http, or [http] listen", exc) from None
     web_url = _web_url(config.http, web.port, tls is not None)
+    password = await loop.run_in_executor(pool, _give_default_password, config, users)
 
     lines = [
         f"hoody-mount serving {config.root} ({config.source})",
@@ -188,6 +196,12 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         vfs.close()
         reserved.close()
         upload_temps.use_journal(None)
+
+
+def _cannot_listen(what: str, where: Listen, set_by: str, exc: OSError) -> state.StateError:
+    """The one line for a listener that cannot be opened (a port in use, say)."""
+    why = exc.strerror or str(exc)
+    return state.StateError(f"cannot listen for {what} on {where} ({set_by}): {why}")
 
 
 def _served_root(config: Config) -> None:

@@ -8,6 +8,7 @@ import http.client
 import json
 import re
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -141,5 +142,36 @@ def test_the_printed_curl_line_works(tmp_path: Path, tls: bool) -> None:
         assert "vendor owncloud" in rclone
         assert ("--no-check-certificate" in rclone) == tls
         assert re.search(r"a browser: https?://127\.0\.0\.1:\d+/api/v1/files/", banner)
+    finally:
+        stop_server(process)
+
+
+def test_a_start_that_fails_on_a_busy_port_keeps_no_unseen_password(tmp_path: Path) -> None:
+    """The generated password is made once both listeners are bound: a start that
+    failed on a port in use had stored a password it never showed, and every later
+    start showed none (the default user was locked out until the hash was deleted)."""
+    (tmp_path / "root").mkdir()
+    state = tmp_path / "state"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        failed = subprocess.run(
+            [sys.executable, "-m", "hoody_mount", "serve", "--root", str(tmp_path / "root"),
+             "--state-dir", str(state), "--ssh", f"127.0.0.1:{port}", "--http", "127.0.0.1:0"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert failed.returncode == 2, failed.stdout
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot listen for SSH on 127.0.0.1:{port} (--ssh" in lines[0]
+    assert "Password of" not in failed.stdout
+    assert not (state / "default-password.hash").exists()
+    process, _port, banner = start_server(
+        ["--root", str(tmp_path / "root"), "--state-dir", str(state), "--ssh", "127.0.0.1:0",
+         "--http", "127.0.0.1:0"],
+        tmp_path / "log",
+    )  # fmt: skip
+    try:
+        assert "Password of root (shown only this once):" in banner, banner
     finally:
         stop_server(process)
