@@ -35,10 +35,12 @@ def pair() -> tuple[socket.socket, socket.socket]:
 def test_it_polls_before_sleeping_when_quiet(pair: tuple[socket.socket, socket.socket]) -> None:
     selector = PollingSelector(0.2)
     selector.register(pair[0], selectors.EVENT_READ)
-    cpu, wall, ready = _cpu_while(selector, 0.5)
+    _, wall, ready = _cpu_while(selector, 0.5)
     assert ready == []
     assert 0.45 < wall < 2.0
-    assert cpu > 0.05, f"polled for only {cpu:.3f} s of CPU"
+    # it looked again and again before it slept (its CPU time is no measure: it yields
+    # to every runnable thread between looks, and on a busy machine it gets little)
+    assert selector.polls > 2, selector.polls
     selector.close()
 
 
@@ -47,6 +49,7 @@ def test_it_sleeps_at_once_while_a_job_is_out(pair: tuple[socket.socket, socket.
     selector.register(pair[0], selectors.EVENT_READ)
     cpu, wall, ready = _cpu_while(selector, 0.5)
     assert ready == [] and 0.45 < wall < 2.0
+    assert selector.polls == 0, f"polled {selector.polls} times although a worker needed the GIL"
     assert cpu < 0.02, f"polled ({cpu:.3f} s of CPU) although a worker needed the GIL"
     selector.close()
 
