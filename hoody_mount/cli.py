@@ -1,4 +1,5 @@
-"""Command line: ``hoody-mount serve`` and ``hoody-mount user add|list|remove|passwd``."""
+"""Command line: ``hoody-mount serve``, ``hoody-mount user add|list|remove|passwd`` and
+``hoody-mount token create|list|revoke``."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from .core.users import PROTOCOLS, hash_password
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="hoody-mount", description="Serve a container's filesystem over SFTP, scp and WebDAV."
+        prog="hoody-mount",
+        description="Serve a container's filesystem over SFTP, scp, WebDAV and an HTTP file API.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -104,7 +106,8 @@ def _tokens(args: argparse.Namespace) -> None:
         print(text)
         print(
             f"token {record.id} for {record.user}"
-            f"{' (read-only)' if record.read_only else ''}: shown only this once",
+            f"{' (read-only)' if record.read_only else ''}: shown only this once; kept in "
+            f"{store.path} (the server must use the state folder {cfg.state_dir})",
             file=sys.stderr,
         )
     elif args.token_command == "list":
@@ -156,6 +159,12 @@ def _user_command(args: argparse.Namespace) -> None:
         if args.protocols:
             table["protocols"] = [p.strip() for p in args.protocols.split(",") if p.strip()]
         users[name] = table
+        if not (password or args.key or args.keys_file):
+            print(
+                f"hoody-mount: users.{name} has no password and no key: it cannot log in "
+                f"until you give it one (user passwd, or --key)",
+                file=sys.stderr,
+            )
 
     def remove(users: Any) -> None:
         if name not in users:
@@ -169,7 +178,7 @@ def _user_command(args: argparse.Namespace) -> None:
 
     change = {"add": add, "remove": remove, "passwd": passwd}[args.user_command]
     users_file.edit(path, change)
-    print(f"{args.user_command}: {name}: saved to {path}")
+    print(f"{args.user_command}: {name}: saved to {path} (a running server reads it at start)")
 
 
 def main(argv: list[str] | None = None) -> None:

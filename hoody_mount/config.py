@@ -308,7 +308,10 @@ def load(path: Path) -> Config:
     if not users:
         raise ConfigError(f"{source}: users: at least one user is needed")
     if default_user not in users:
-        raise ConfigError(f"{source}: default_user: no user {default_user!r} in [users]")
+        raise ConfigError(
+            f"{source}: default_user: no user {default_user!r} in [users]: add that user, "
+            f"or set default_user to one of {', '.join(sorted(users))}"
+        )
     check_jails(source, root, state_dir, users)
     return Config(
         root=root,

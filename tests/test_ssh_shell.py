@@ -965,3 +965,43 @@ def test_rclone_about_reports_the_jail(shell_server: Server) -> None:
     st = os.statvfs(_jail(shell_server))
     total = st.f_blocks * st.f_frsize
     assert abs(about["total"] - total) <= 1024, (about, total)
+
+
+def test_builtin_df_h_is_human_readable_and_other_options_are_named(
+    shell_server: Server,
+) -> None:
+    """``df -h`` prints sizes as coreutils does (powers of 1024 with a unit); an option
+    the built-in lacks is named in the refusal (it was ignored)."""
+    human = _ssh(shell_server, "jailed", "df -h")
+    assert human.returncode == 0, human.stderr
+    header, line = human.stdout.decode().splitlines()
+    assert header.split() == ["Filesystem", "Size", "Used", "Avail", "Use%", "Mounted", "on"]
+    sizes = line.split()[1:4]
+    assert all(re.fullmatch(r"\d+(\.\d)?[KMGTPE]?", size) for size in sizes), line
+    refused = _ssh(shell_server, "jailed", "df -i")
+    assert refused.returncode == 1
+    assert b"df: -i: not supported here" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["sha256sum small.txt; md5sum small.txt", "md5sum small.txt | cat", "md5sum $(echo x)"],
+)
+def test_a_builtin_line_with_shell_operators_is_refused_whole(
+    shell_server: Server, command: str
+) -> None:
+    """No shell runs for such a user: a line with ``;``, ``|`` or a substitution is
+    refused with the reason (``;`` was read as part of a file name)."""
+    (_jail(shell_server) / "small.txt").write_text("small\n")
+    result = _ssh(shell_server, "jailed", command)
+    assert result.returncode == 1
+    assert b"one command at a time" in result.stderr, result.stderr
+    assert result.stdout == b""
+    quoted = _ssh(shell_server, "jailed", "md5sum 'small.txt'")
+    assert quoted.returncode == 0, quoted.stderr
+
+
+def test_the_refusal_of_an_unknown_command_lists_every_builtin(shell_server: Server) -> None:
+    result = _ssh(shell_server, "jailed", "ls")
+    assert result.returncode == 1
+    assert b"only SFTP, scp, echo, md5sum, sha1sum, sha256sum and df are served" in result.stderr

@@ -12,6 +12,7 @@ import asyncio
 import errno
 import hashlib
 import logging
+import math
 import os
 import re
 import shlex
@@ -76,9 +77,30 @@ async def _hash_file(session: Session, path: str, algorithm: Callable[[], Any], 
         await jobs.run(file.close)
 
 
+def _human(size: int) -> str:
+    """A size as ``df -h`` shows it: powers of 1024, rounded up, one decimal below 10."""
+    value, unit = float(size), ""
+    for unit in ("", "K", "M", "G", "T", "P", "E"):
+        if value < 1024 or unit == "E":
+            break
+        value /= 1024
+    if unit and value < 10:
+        return f"{math.ceil(value * 10) / 10:.1f}{unit}"
+    return f"{math.ceil(value)}{unit}"
+
+
 def _df(session: Session, args: list[str], outcome: Outcome) -> None:
+    options = [a for a in args if a.startswith("-")]
+    unknown = [a for a in options if a not in ("-k", "-h", "-P", "--")]
+    if unknown:
+        outcome.fail(f"df: {unknown[0]}: not supported here (-h, -k and -P are)")
+        return
+    human = "-h" in options
     paths = [a for a in args if not a.startswith("-")] or ["/"]
-    outcome.out.append(b"Filesystem     1K-blocks      Used Available Use% Mounted on\n")
+    if human:
+        outcome.out.append(b"Filesystem      Size  Used Avail Use% Mounted on\n")
+    else:
+        outcome.out.append(b"Filesystem     1K-blocks      Used Available Use% Mounted on\n")
     for path in paths:
         try:
             c = session.capacity(path)
@@ -90,7 +112,11 @@ def _df(session: Session, args: list[str], outcome: Outcome) -> None:
         avail = c.bavail * c.frsize // 1024
         used = total - free
         percent = -(-used * 100 // (used + avail)) if used + avail else 0
-        line = f"hoody-mount {total:>13} {used:>9} {avail:>9} {percent:>3}% /\n"
+        if human:
+            sizes = (_human(n * 1024) for n in (total, used, avail))
+            line = "hoody-mount {:>9} {:>5} {:>5} {:>3}% /\n".format(*sizes, percent)
+        else:
+            line = f"hoody-mount {total:>13} {used:>9} {avail:>9} {percent:>3}% /\n"
         outcome.out.append(line.encode())
 
 
@@ -128,9 +154,29 @@ async def _checksum(
         outcome.out.append(_checksum_line(digest, path))
 
 
+def _has_operators(command: str) -> bool:
+    """Whether a command line holds shell operators outside quotes (``;``, ``|``,
+    ``&``, ``<``, ``>``, ``(``, or a substitution)."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        tokens = list(lexer)
+    except ValueError:
+        return False
+    return (
+        any(set(token) <= set("();<>|&") for token in tokens) or "$(" in command or "`" in command
+    )
+
+
 async def run_builtin(command: str, session: Session, jobs: Jobs, stdin: Any) -> Outcome:
     """Run one built-in command line for a user without a shell."""
     outcome = Outcome()
+    if _has_operators(command):
+        outcome.fail(
+            "hoody-mount: one command at a time, without ; | & < > or substitutions: "
+            "no shell runs here"
+        )
+        return outcome
     try:
         argv = shlex.split(_VARIABLE.sub("", command))
     except ValueError:
@@ -146,7 +192,7 @@ async def run_builtin(command: str, session: Session, jobs: Jobs, stdin: Any) ->
         log.warning("refused command %r for %s", command, session.user.name)
         outcome.fail(
             f"hoody-mount: {name or 'this command'!s} is not available for {session.user.name}: "
-            "only SFTP, scp, md5sum, sha1sum, sha256sum and df are served"
+            "only SFTP, scp, echo, md5sum, sha1sum, sha256sum and df are served"
         )
     return outcome
 
