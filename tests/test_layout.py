@@ -132,3 +132,15 @@ def test_the_check_sees_filesystem_calls() -> None:
     assert _file_calls(source) == [
         "1: open", "2: os.stat", "3: shutil.rmtree", "4: sqlite3.connect", "5: .read_text"
     ]  # fmt: skip
+
+
+def test_the_design_doc_lists_every_module() -> None:
+    """docs/design.md is the map a newcomer reads first: it names every module."""
+    design = (PACKAGE.parent / "docs" / "design.md").read_text()
+    missing = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "__init__.py" or path.parent.name == "patches"
+        if f"`{path.relative_to(PACKAGE)}`" not in design
+    ]
+    assert not missing, f"docs/design.md does not list {missing}"
