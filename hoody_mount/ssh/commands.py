@@ -172,9 +172,10 @@ async def run_builtin(command: str, session: Session, jobs: Jobs, stdin: Any) ->
     """Run one built-in command line for a user without a shell."""
     outcome = Outcome()
     if _has_operators(command):
+        log.warning("refused command %r for %s", command, session.user.name)
         outcome.fail(
-            "hoody-mount: one command at a time, without ; | & < > or substitutions: "
-            "no shell runs here"
+            f"hoody-mount: a line with ; | & < > or substitutions is not available for "
+            f"{session.user.name}: one command at a time (no shell runs here)"
         )
         return outcome
     try:
