@@ -9,6 +9,11 @@ RUN pip install --no-cache-dir -c constraints.txt . \
     && mkdir -p /hoody/storage/files /hoody/storage/logs \
     && chmod 700 /hoody/storage/files
 
+# 22: SSH, SFTP and scp; 8080: WebDAV under /dav/ and the file API under /api/v1/files/
 EXPOSE 22 8080
+# host key, password hash, tokens, locks and logs survive a new container
+VOLUME ["/hoody/storage"]
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["hoody-mount", "serve", "--config", "/etc/hoody-mount/container.toml"]

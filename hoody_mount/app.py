@@ -25,6 +25,7 @@ from .core.tokens import TokenStore
 from .core.users import User
 from .core.vfs import VFS
 from .dav import app as dav_app
+from .health import Health
 from .http_transport import tls as tls_files
 from .http_transport.auth import Authenticator, Grant
 from .http_transport.server import WebFront, WebServer
@@ -120,6 +121,7 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
     host_key, new_key = state.host_key(config.state_dir)
     tokens: TokenStore = state.tokens(config.state_dir)
     users = dict(config.users)  # (the default user gets its password once all is bound)
+    health = Health()
     options = config.http_options
     tls: tuple[Path, Path] | None = None
     if options.tls:
@@ -157,6 +159,7 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         api,
         options.uploads_per_user,
         options.threads,
+        health,
     )
     web = WebServer(front, config.http, tls, options)
     try:
@@ -182,11 +185,13 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         lines.append(_connect_help(ssh_bound, web_url, config.default_user, password, cert))
     lines.append("Ready. Stop with Ctrl-C or SIGTERM.")
     print("\n".join(lines), file=out, flush=True)
+    health.serving()
 
     try:
         await stop.wait()
     finally:
         log.info("stopping")
+        health.draining()
         _exit_if_stuck()  # (whatever the stop below waits for)
         acceptor.close()
         await acceptor.wait_closed()

@@ -19,12 +19,17 @@ from .config import ConfigError
 from .core import trusted_files
 from .core.tokens import TokenFileError, TokenStore, parse_duration
 from .core.users import PROTOCOLS, hash_password
+from .health import versions
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hoody-mount",
         description="Serve a container's filesystem over SFTP, scp, WebDAV and an HTTP file API.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # (--version on one line)
+    )
+    parser.add_argument(
+        "--version", action="version", version=versions(), help="print the versions and exit"
     )
     commands = parser.add_subparsers(dest="command", required=True)
 

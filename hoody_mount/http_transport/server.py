@@ -37,6 +37,7 @@ from ..core.sessions import Sessions
 from ..core.turns import Turns, stepped_aside
 from ..core.user_slots import UserSlots, has_body
 from ..core.users import User
+from ..health import Health
 from ..http_names import API_PREFIX, CLIENT_GONE, SESSION
 from ..http_rules import body_refusal, status_line
 from . import cheroot_glue
@@ -90,6 +91,9 @@ def _plain(start_response: StartResponse, status: str, text: str, extra: list[An
     return [body]
 
 
+HEALTH_PATHS = frozenset({"/healthz", "/readyz"})  # answered without authentication
+
+
 class WebFront:
     """The WSGI application behind the listener."""
 
@@ -101,7 +105,9 @@ class WebFront:
         api: WSGIApp | None,
         uploads_per_user: int = HTTPOptions.uploads_per_user,
         threads: int = HTTPOptions.threads,
+        health: Health | None = None,
     ) -> None:
+        self.health = health or Health()
         self.auth = auth
         self.sessions = sessions
         self.dav = dav
@@ -111,6 +117,8 @@ class WebFront:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         start_response = _headers(start_response, environ.get("wsgi.url_scheme") == "https")
+        if environ.get("PATH_INFO") in HEALTH_PATHS:
+            return self._health(environ, start_response)
         try:
             grant: Grant | AuthError = self.auth.authenticate(environ)
         except AuthError as exc:
@@ -130,6 +138,22 @@ class WebFront:
             self.workers.give_back(client)
             raise
         return _Closing(answer, functools.partial(self.workers.give_back, client))
+
+    def _health(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        """``/healthz`` and ``/readyz``, without authentication: 200 and a small JSON
+        while serving, 503 while starting or draining."""
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            extra = [("Allow", "GET, HEAD")]
+            return _plain(start_response, "405 Method Not Allowed", "GET or HEAD only", extra)
+        status, report = self.health.report()
+        body = (json.dumps(report) + "\n").encode()
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+        ]
+        start_response(status_line(status), headers)
+        return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
     def _answer(
         self, environ: dict[str, Any], start_response: StartResponse, grant: Grant | AuthError
