@@ -18,7 +18,7 @@ from .config import Config, Listen, embedded_default
 from .core import upload_temps
 from .core.digests import DigestCache
 from .core.guard import LoginGuard
-from .core.logs import DeferredHandler, OneLineFormatter, private_log
+from .core.logs import DeferredHandler, JsonFormatter, OneLineFormatter, private_log
 from .core.reserved import Reserved, is_inside
 from .core.sessions import Sessions
 from .core.tokens import TokenStore
@@ -53,12 +53,17 @@ def setup_logging(config: Config) -> None:
         config.log_dir.mkdir(parents=True, exist_ok=True)
         path = private_log(log_file(config.log_dir))
         handlers.append(logging.FileHandler(path, encoding="utf-8", errors="backslashreplace"))
-    formatter = OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    formatter: logging.Formatter = OneLineFormatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if config.log_format == "json":
+        formatter = JsonFormatter()
     for handler in handlers:
         handler.setFormatter(formatter)
-    logging.basicConfig(level=logging.INFO, handlers=[DeferredHandler(handlers)], force=True)
-    logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    access = logging.INFO if config.access_log else logging.WARNING
+    level = getattr(logging, config.log_level.upper())
+    logging.basicConfig(level=level, handlers=[DeferredHandler(handlers)], force=True)
+    logging.getLogger("asyncssh").setLevel(max(level, logging.WARNING))
+    access = level if config.access_log else max(level, logging.WARNING)
     logging.getLogger("hoody_mount.access").setLevel(access)
 
 

@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", metavar="HOST:PORT", help="HTTP listen address (port 0: any)")
     serve.add_argument("--authorized-keys", metavar="FILE", help="keys of the default user")
     serve.add_argument("--tls", action="store_true", help="serve HTTPS (self-signed if no cert)")
+    serve.add_argument("--log-format", help="text (default) or json: one object per line")
+    serve.add_argument("--log-level", help="debug, info (default), warning or error")
     serve.add_argument(
         "--shell", action="store_true", help="give the default user a login shell and exec"
     )
@@ -206,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
             authorized_keys=args.authorized_keys,
             tls=args.tls,
             shell=args.shell,
+            log_format=args.log_format,
+            log_level=args.log_level,
         )
     except ConfigError as exc:
         print(f"hoody-mount: {exc}", file=sys.stderr)

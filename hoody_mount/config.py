@@ -93,6 +93,19 @@ class Config:
     http_options: HTTPOptions = field(default_factory=HTTPOptions)
     source: str = "embedded default"
     access_log: bool = True  # downloads and logins in the log (changes always are)
+    log_format: str = "text"  # "text": one line per event; "json": one object per line
+    log_level: str = "info"  # the least level logged: debug, info, warning or error
+
+
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _one_of(value: str, allowed: tuple[str, ...], where: str) -> str:
+    """``value`` if it is one of ``allowed``, else ConfigError naming ``where``."""
+    if value not in allowed:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
+    return value
 
 
 def parse_listen(text: str, where: str) -> Listen:
@@ -247,6 +260,8 @@ def load(path: Path) -> Config:
     log_dir_text = top.get("log_dir", str, None)
     default_user = top.get("default_user", str, "root")
     access_log = top.get("access_log", bool, True)
+    log_format = _one_of(top.get("log_format", str, "text"), LOG_FORMATS, top.where("log_format"))
+    log_level = _one_of(top.get("log_level", str, "info"), LOG_LEVELS, top.where("log_level"))
 
     ssh_table = top.get("ssh", dict, {})
     s = _Reader(source, "ssh.", ssh_table)
@@ -325,6 +340,8 @@ def load(path: Path) -> Config:
         http_options=http_options,
         source=source,
         access_log=access_log,
+        log_format=log_format,
+        log_level=log_level,
     )
 
 
@@ -338,9 +355,15 @@ def with_overrides(
     authorized_keys: str | None = None,
     tls: bool = False,
     shell: bool = False,
+    log_format: str | None = None,
+    log_level: str | None = None,
 ) -> Config:
     """Apply command-line flags over a configuration."""
     changes: dict[str, Any] = {}
+    if log_format:
+        changes["log_format"] = _one_of(log_format, LOG_FORMATS, "--log-format")
+    if log_level:
+        changes["log_level"] = _one_of(log_level, LOG_LEVELS, "--log-level")
     if root:
         changes["root"] = Path(root).absolute()
     if state_dir:
