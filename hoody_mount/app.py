@@ -189,8 +189,8 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         cert = tls[0] if tls is not None and not options.cert else None
         lines.append(_connect_help(ssh_bound, web_url, config.default_user, password, cert))
     lines.append("Ready. Stop with Ctrl-C or SIGTERM.")
+    health.serving()  # (before "Ready.": whoever waits for that line may probe at once)
     print("\n".join(lines), file=out, flush=True)
-    health.serving()
 
     try:
         await stop.wait()
