@@ -29,6 +29,7 @@ from .health import Health
 from .http_transport import tls as tls_files
 from .http_transport.auth import Authenticator, Grant
 from .http_transport.server import WebFront, WebServer
+from .metrics import Metrics
 from .polling import PollingSelector
 from .ssh import server as ssh_server
 from .unfit import UnfitLibrary
@@ -165,6 +166,7 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         options.uploads_per_user,
         options.threads,
         health,
+        Metrics(guard, config.root, pool.load),
     )
     web = WebServer(front, config.http, tls, options)
     try:

@@ -94,6 +94,12 @@ class Workers(Executor):
 
         self._post(_Job(job, cancel), awaited=True)
 
+    def load(self) -> tuple[int, int]:
+        """Workers running a job now, and jobs waiting for one."""
+        with self._lock:
+            queued = sum(job is not None for job in self._jobs)
+            return self._live - self._idle, queued
+
     def quiet(self) -> bool:
         """Whether no job handed over with ``post`` (or ``call``) is waiting or running:
         then no worker needs the GIL for something the event loop waits for."""

@@ -70,6 +70,12 @@ class LoginGuard:
         self._lock = threading.Lock()
         self._released = threading.Condition(self._lock)  # a place was given back
 
+    def banned_addresses(self) -> int:
+        """How many addresses are refused now (whatever the user)."""
+        now = time.monotonic()
+        with self._lock:
+            return sum(1 for until in self._banned.values() if until > now)
+
     def banned(self, address: str, user: str | None = None) -> Ban | None:
         """Why a login from ``address`` (as ``user``, when known) is not checked now."""
         now = time.monotonic()

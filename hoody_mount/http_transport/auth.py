@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core import logs
+from ..core.counters import COUNTERS
 from ..core.guard import Ban, LoginGuard
 from ..core.turns import stepped_aside
 from ..core.users import User, verify_password
@@ -57,6 +58,7 @@ class AuthError(Exception):
     @classmethod
     def banned(cls, ban: Ban) -> AuthError:
         """429 with Retry-After, saying why."""
+        COUNTERS.add("logins", ("http", "password", "banned"))
         return cls("429 Too Many Requests", ban.message, ban.seconds)
 
 
@@ -136,6 +138,8 @@ class Authenticator:
 
     def _failed(self, address: str, who: str, message: str) -> AuthError:
         """Count the failure (the guard may ban the client from the next attempt on)."""
+        method = "token" if who == "<token>" else "password"
+        COUNTERS.add("logins", ("http", method, "failed"))
         self.guard.failed(address, who, "http")
         return AuthError("401 Unauthorized", message)
 
@@ -150,6 +154,7 @@ class Authenticator:
             self._tokens_logged.move_to_end(digest)
             while len(self._tokens_logged) > _CACHE_SIZE:
                 self._tokens_logged.popitem(last=False)
+        COUNTERS.add("logins", ("http", "token", "ok"))
         mode = "read-only token" if grant.read_only else "token"
         logs.later(access, "login %s from %s over http (%s)", grant.user.name, address, mode)
 
@@ -188,6 +193,7 @@ class Authenticator:
             try:
                 check.ok = verify_password(password, stored)
                 if not check.ok:
+                    COUNTERS.add("logins", ("http", "password", "failed"))
                     self.guard.failed(address, name, "http")  # before the place is given back
                     check.counted = True
             finally:
@@ -202,6 +208,7 @@ class Authenticator:
                         self._cache.popitem(last=False)
             check.done.set()
         if check.ok:
+            COUNTERS.add("logins", ("http", "password", "ok"))
             logs.later(access, "login %s from %s over http (password)", name, address)
         return check.ok, check.counted
 

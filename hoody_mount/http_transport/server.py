@@ -32,6 +32,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from ..config import HTTPOptions, Listen
 from ..core import permissions
 from ..core.addresses import client_of
+from ..core.counters import COUNTERS
 from ..core.log_limit import Throttled
 from ..core.sessions import Sessions
 from ..core.turns import Turns, stepped_aside
@@ -40,6 +41,7 @@ from ..core.users import User
 from ..health import Health
 from ..http_names import API_PREFIX, CLIENT_GONE, SESSION
 from ..http_rules import body_refusal, status_line
+from ..metrics import CONTENT_TYPE, Metrics
 from . import cheroot_glue
 from .auth import Authenticator, AuthError, Grant
 from .chunked import BoundedChunks
@@ -92,6 +94,7 @@ def _plain(start_response: StartResponse, status: str, text: str, extra: list[An
 
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})  # answered without authentication
+METRICS_PATH = "/metrics"
 
 
 class WebFront:
@@ -106,8 +109,10 @@ class WebFront:
         uploads_per_user: int = HTTPOptions.uploads_per_user,
         threads: int = HTTPOptions.threads,
         health: Health | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.health = health or Health()
+        self.metrics = metrics
         self.auth = auth
         self.sessions = sessions
         self.dav = dav
@@ -155,6 +160,20 @@ class WebFront:
         start_response(status_line(status), headers)
         return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
+    def _metrics(
+        self, environ: dict[str, Any], start_response: StartResponse, grant: Grant
+    ) -> list[bytes]:
+        """``/metrics`` in the Prometheus text format, for an administrator: a user
+        who is not jailed and may write (a read-only token is not enough)."""
+        user = permissions.granted(grant.user, grant.read_only)
+        if user.root != "/" or not permissions.may_write(user) or self.metrics is None:
+            text = "metrics are for users who are not jailed and may write"
+            return _plain(start_response, "403 Forbidden", text, [])
+        body = self.metrics.exposition()
+        headers = [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))]
+        start_response("200 OK", [*headers, ("Cache-Control", "no-store")])
+        return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
     def _answer(
         self, environ: dict[str, Any], start_response: StartResponse, grant: Grant | AuthError
     ) -> Iterable[bytes]:
@@ -177,6 +196,8 @@ class WebFront:
             if exc.status.startswith("429"):
                 _refused(environ, exc.message)
             return _plain(start_response, exc.status, exc.message, extra)
+        if path == METRICS_PATH:
+            return self._metrics(environ, start_response, grant)
         if _ENCODED_SLASH.search(str(environ.get("REQUEST_URI", "")).partition("?")[0]):
             # cheroot keeps %2F as the three characters, so a%2Fb and a%252Fb would both
             # name the file "a%2Fb": refused, so that every path names one file
@@ -237,6 +258,9 @@ class WebFront:
             text = f"your folder is not available ({exc.strerror}): ask the administrator"
             return _plain(start_response, status, text, [])
         release.insert(0, session.close)
+        shown = "api" if protocol == "http" else protocol
+        COUNTERS.add("connections", (shown,), 1)
+        release.append(functools.partial(COUNTERS.add, "connections", (shown,), -1))
         session.gone = environ.get(CLIENT_GONE) or session.gone  # (copies stop)
         environ[SESSION] = session
         environ["wsgidav.auth.user_name"] = user.name

@@ -26,6 +26,7 @@ from asyncssh.stream import SSHReader, SSHWriter
 from ..config import Listen, SSHLimits
 from ..core import logs, permissions
 from ..core.addresses import client_of
+from ..core.counters import COUNTERS
 from ..core.guard import LoginGuard
 from ..core.log_limit import Throttled
 from ..core.session import Session
@@ -237,11 +238,13 @@ class SSHServer(asyncssh.SSHServer):
                     guard.succeeded(self.peer, username)
                     self.method = "password"
                     return True
+                COUNTERS.add("logins", ("ssh", "password", "failed"))
                 ban = guard.failed(self.peer, username, "ssh")
             finally:
                 guard.release(self.peer)
             if ban is None:
                 return False
+        COUNTERS.add("logins", ("ssh", "password", "banned"))
         log.warning("refused login for %s from %s: %s", username, self.peer, ban.message)
         raise asyncssh.PermissionDenied(ban.message)
 
@@ -273,6 +276,7 @@ class SSHServer(asyncssh.SSHServer):
     def auth_completed(self) -> None:
         self.authenticated = True
         self.since = time.monotonic()
+        COUNTERS.add("logins", ("ssh", self.method, "ok"))
         self._authenticated_or_gone()
         self.user = str(self.conn.get_extra_info("username")) if self.conn else "?"
         ctx = self.ctx
@@ -377,6 +381,7 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
     if owner.sessions >= ctx.limits.max_sessions:
         return _refuse(process, "too many sessions on this connection")
     owner.sessions += 1
+    COUNTERS.add("connections", (kind,), 1)
     session: Session | None = None
     try:
         if kind == "shell":
@@ -408,6 +413,7 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
         _refuse(process, f"{exc.filename or user.root}: {exc.strerror}")
     finally:
         owner.sessions -= 1
+        COUNTERS.add("connections", (kind,), -1)
         if session is not None:
             session.close()
 

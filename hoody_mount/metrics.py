@@ -1,0 +1,70 @@
+"""The server's metrics in the Prometheus text format, for ``GET /metrics``.
+
+Counts come from ``core.counters`` (added where events happen); the rest is read when
+the metrics are asked for: banned addresses, the worker pool's load and the served
+root's capacity. Everything is in a registry of its own, prefixed ``hoody_mount_``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .core.counters import COUNTERS
+from .core.guard import LoginGuard
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# name in ``COUNTERS``, kind, help, label names
+FAMILIES = (
+    ("connections", "gauge", "Sessions open now: SSH channels, HTTP requests", ("protocol",)),
+    ("logins", "counter", "Login attempts", ("protocol", "method", "result")),
+    ("bytes_received", "counter", "File data written by clients", ("protocol",)),
+    ("bytes_sent", "counter", "File data read by clients", ("protocol",)),
+)
+
+
+class ServerCollector(Collector):
+    """What the registry reports, made at each scrape."""
+
+    def __init__(self, guard: LoginGuard, root: Path, load: Callable[[], tuple[int, int]]) -> None:
+        self._guard = guard
+        self._root = root
+        self._load = load
+
+    def collect(self) -> Iterator[Metric]:
+        for name, kind, text, labels in FAMILIES:
+            family_type = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
+            family = family_type(f"hoody_mount_{name}", text, labels=list(labels))
+            for values, amount in sorted(COUNTERS.snapshot(name).items()):
+                family.add_metric(list(values), amount)
+            yield family
+        busy, queued = self._load()
+        yield GaugeMetricFamily("hoody_mount_workers_busy", "Worker threads running a job", busy)
+        yield GaugeMetricFamily("hoody_mount_workers_queued", "Jobs waiting for a worker", queued)
+        banned = self._guard.banned_addresses()
+        yield GaugeMetricFamily("hoody_mount_banned_addresses", "Addresses refused now", banned)
+        st = os.statvfs(self._root)
+        size, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+        yield GaugeMetricFamily(
+            "hoody_mount_filesystem_size_bytes", "Size of the served root's filesystem", size
+        )
+        yield GaugeMetricFamily(
+            "hoody_mount_filesystem_free_bytes", "Space free for users there", free
+        )
+
+
+class Metrics:
+    """The registry of one server."""
+
+    def __init__(self, guard: LoginGuard, root: Path, load: Callable[[], tuple[int, int]]):
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(ServerCollector(guard, root, load))
+
+    def exposition(self) -> bytes:
+        """The metrics in the Prometheus text format."""
+        return bytes(generate_latest(self._registry))
