@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
 import os
 import re
 import stat
@@ -265,5 +266,32 @@ def test_log_file_is_private(tmp_path: Path, client_key: Path) -> None:
     try:
         assert stat.S_IMODE(old.log.stat().st_mode) == 0o640
         assert old.log.read_text().startswith("2026-01-01 00:00:00,000 INFO old: line\n")
+    finally:
+        stop_server(process)  # type: ignore[arg-type]
+
+
+def test_each_http_request_is_one_access_line(logged: Logged) -> None:
+    """A line per HTTP request: method, path, status, bytes sent, seconds, user and
+    address (refused logins too, with no user); none for the health probes."""
+    (logged.root / "f.txt").write_bytes(b"z" * 1234)
+    assert logged.http("GET", "/api/v1/files/f.txt") == 200
+    assert logged.http("PUT", "/dav/g.txt", b"new") == 201
+    line = logged.wait_for('http GET "/api/v1/files/f.txt" 200 bytes=1234 ')[0]
+    assert "hoody_mount.access" in line and "user=root address=127.0.0.1" in line, line
+    assert re.search(r"seconds=\d+\.\d{3}", line), line
+    assert logged.wait_for('http PUT "/dav/g.txt" 201 bytes=')
+    conn = http.client.HTTPConnection("127.0.0.1", logged.http_port, timeout=30)
+    conn.request("GET", "/healthz")
+    assert conn.getresponse().status == 200
+    conn.close()
+    assert not logged.lines("/healthz")
+
+
+def test_http_access_lines_can_be_turned_down(tmp_path: Path, client_key: Path) -> None:
+    server, process = _start(tmp_path, client_key, "access_log = false")
+    try:
+        assert server.http("PUT", "/api/v1/files/g.txt", b"new") == 201
+        assert server.wait_for('op=upload path="/g.txt"')
+        assert not server.lines('http PUT "')
     finally:
         stop_server(process)  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ from cheroot.makefile import BufferedWriter, MakeFile
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from ..config import HTTPOptions, Listen
-from ..core import permissions
+from ..core import logs, permissions
 from ..core.addresses import client_of
 from ..core.counters import COUNTERS
 from ..core.log_limit import Throttled
@@ -49,6 +49,7 @@ from .intake import Intake, gather, inbox_of
 from .worker_share import WorkerShare
 
 log = logging.getLogger("hoody_mount.web")
+access = logging.getLogger("hoody_mount.access")  # a line per request, at INFO
 refusals = Throttled(log, "HTTP requests refused")  # (a client's 503s and 429s)
 
 StartResponse = Callable[..., Any]
@@ -61,14 +62,18 @@ _ENCODED_SLASH = re.compile("%2f", re.IGNORECASE)
 
 
 class _Closing:
-    """A response body that runs ``on_close`` once the server is done with it."""
+    """A response body that runs ``on_close`` once the server is done with it, and
+    counts the bytes it gave (``sent``)."""
 
     def __init__(self, body: Iterable[bytes], on_close: Callable[[], None]) -> None:
         self._body = body
         self._on_close = on_close
+        self.sent = 0
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
+        for chunk in self._body:
+            self.sent += len(chunk)
+            yield chunk
 
     def close(self) -> None:
         try:
@@ -123,7 +128,33 @@ class WebFront:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         start_response = _headers(start_response, environ.get("wsgi.url_scheme") == "https")
         if environ.get("PATH_INFO") in HEALTH_PATHS:
-            return self._health(environ, start_response)
+            return self._health(environ, start_response)  # (probes are not logged)
+        began, answered = time.monotonic(), ["-"]
+        method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+
+        def recording(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answered[0] = status.split(" ", 1)[0]
+            return start_response(status, headers, exc_info)
+
+        body = self._authenticated(environ, recording)
+        closing = body if isinstance(body, _Closing) else _Closing(body, lambda: None)
+        user = environ.get("wsgidav.auth.user_name") or "-"
+        address = str(environ.get("REMOTE_ADDR", ""))
+
+        def log_request() -> None:
+            logs.later(
+                access, 'http %s "%s" %s bytes=%d seconds=%.3f user=%s address=%s',
+                method, path, answered[0], closing.sent, time.monotonic() - began, user,
+                address,
+            )  # fmt: skip
+
+        return _Closing(closing, log_request)
+
+    def _authenticated(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """The answer, once the client is known (a user, or an address) and holds a
+        place among the workers."""
         try:
             grant: Grant | AuthError = self.auth.authenticate(environ)
         except AuthError as exc:
