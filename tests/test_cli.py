@@ -189,3 +189,31 @@ def test_user_commands_edit_safely(tmp_path: Path) -> None:
     assert removed.returncode == 0
     assert "share" not in _cli("user", "list", "--config", str(config)).stdout
     assert os.stat(config).st_size > 0
+
+
+def test_the_systemd_unit_runs_the_container_profile() -> None:
+    """config/hoody-mount.service starts the container profile with a command the
+    package installs, stops with SIGTERM, restarts on failure, and keeps no hardening
+    option that would hide or freeze the folders it serves."""
+    import configparser
+    import shlex
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]  # (keys keep their case)
+    unit.read(REPO / "config" / "hoody-mount.service")
+    service = unit["Service"]
+    command = shlex.split(service["ExecStart"])
+    assert command[0].endswith("/hoody-mount") and command[1] == "serve"
+    config = Path(command[command.index("--config") + 1])
+    assert config.name == "container.toml" and (REPO / "config" / config.name).is_file()
+    assert config == Path("/etc/hoody-mount/container.toml")  # (where the Dockerfile puts it)
+    assert "/etc/hoody-mount/container.toml" in (REPO / "Dockerfile").read_text()
+    assert service["KillSignal"] == "SIGTERM" and service["Restart"] == "on-failure"
+    for hides in ("ProtectSystem", "ProtectHome", "PrivateTmp", "ReadOnlyPaths"):
+        assert hides not in service, hides
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+    done = subprocess.run(
+        [sys.executable, "-m", "hoody_mount", "serve", *command[2:], "--help"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr  # (the flags it passes exist)
