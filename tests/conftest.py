@@ -196,10 +196,13 @@ def stop_server(process: subprocess.Popen[str]) -> None:
         raise AssertionError("server did not stop on SIGTERM") from None
 
 
-@pytest.fixture
-def server(tmp_path: Path, client_key: Path) -> Iterator[Server]:
-    """A fresh server over a fresh tree for one test."""
-    base = tmp_path
+@contextlib.contextmanager
+def served(
+    base: Path, client_key: Path, users: str = "", flags: tuple[str, ...] = ()
+) -> Iterator[Server]:
+    """A server over a fresh tree under ``base`` (``/share/docs/readme.txt``,
+    ``/home/jailed``, ``/etc`` with two users, a secret outside the root) for
+    ``write_config``'s three users, plus the TOML ``users`` appended; stopped on exit."""
     root, outside, state = base / "root", base / "outside", base / "state"
     for folder in (root / "share" / "docs", root / "home" / "jailed", root / "etc", outside):
         folder.mkdir(parents=True)
@@ -209,11 +212,21 @@ def server(tmp_path: Path, client_key: Path) -> Iterator[Server]:
     (outside / "secret.txt").write_text("outside secret\n")
     config = base / "hoody-mount.toml"
     write_config(config, root, state, client_key.with_suffix(".pub").read_text().strip())
-    process, port, banner = start_server(["--config", str(config)], base / "server.log")
-    yield Server(
-        port, root, outside, state, client_key, process, base / "server.log", http_port(banner)
-    )
-    stop_server(process)
+    with config.open("a") as text:
+        text.write(users)
+    log = base / "server.log"
+    process, port, banner = start_server(["--config", str(config), *flags], log)
+    try:
+        yield Server(port, root, outside, state, client_key, process, log, http_port(banner))
+    finally:
+        stop_server(process)
+
+
+@pytest.fixture
+def server(tmp_path: Path, client_key: Path) -> Iterator[Server]:
+    """A fresh server over a fresh tree for one test."""
+    with served(tmp_path, client_key) as running:
+        yield running
 
 
 # Stdlib packages whose sources make a realistic tree of a few hundred files.

@@ -29,12 +29,9 @@ from conftest import (
     READER_PASSWORD,
     Server,
     Snapshot,
-    http_port,
+    served,
     snapshot,
-    start_server,
-    stop_server,
     wait_until,
-    write_config,
 )
 from contract_fronts import FRONTS, TEMP_NAME, Front, Info, Pool, Refused, fronts_where
 
@@ -49,20 +46,8 @@ _numbers = itertools.count(1)
 @pytest.fixture(scope="module")
 def contract_server(tmp_path_factory: pytest.TempPathFactory, client_key: Path) -> Iterator[Server]:
     """One server for the module, over the tree conftest's ``server`` fixture makes."""
-    base = tmp_path_factory.mktemp("contract")
-    root, outside, state = base / "root", base / "outside", base / "state"
-    for folder in (root / "share" / "docs", root / "home" / "jailed", root / "etc", outside):
-        folder.mkdir(parents=True)
-    (root / "share" / "docs" / "readme.txt").write_text("shared text\n")
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (outside / "secret.txt").write_bytes(SECRET)
-    config = base / "hoody-mount.toml"
-    write_config(config, root, state, client_key.with_suffix(".pub").read_text().strip())
-    process, port, banner = start_server(["--config", str(config)], base / "server.log")
-    yield Server(
-        port, root, outside, state, client_key, process, base / "server.log", http_port(banner)
-    )
-    stop_server(process)
+    with served(tmp_path_factory.mktemp("contract"), client_key) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,8 @@ from conftest import (
     READER_PASSWORD,
     Server,
     basic_request,
-    http_port,
     password_hash,
-    start_server,
-    stop_server,
-    write_config,
+    served,
 )
 from test_dav_protocol import LOCK_BODY, basic, dedicated, new_layout
 from wsgidav.dav_error import DAVError
@@ -180,19 +177,10 @@ def test_a_lock_outside_the_share_left_by_an_older_version_is_dropped(tmp_path: 
 @pytest.fixture
 def jailed_writer(tmp_path: Path, client_key: Path) -> Iterator[Server]:
     """A server where ``carol`` may write in her jail ``/home/carol`` over HTTP."""
-    root, state = tmp_path / "root", tmp_path / "state"
-    for folder in (root / "share", root / "home" / "jailed", root / "home" / "carol"):
-        folder.mkdir(parents=True)
-    config = tmp_path / "hoody-mount.toml"
-    write_config(config, root, state, client_key.with_suffix(".pub").read_text().strip())
-    with config.open("a") as text:
-        text.write(
-            f'\n[users.carol]\npassword_hash = "{password_hash(PASSWORD)}"\nroot = "/home/carol"\n'
-        )
-    log = tmp_path / "server.log"
-    process, port, banner = start_server(["--config", str(config)], log)
-    yield Server(port, root, tmp_path, state, client_key, process, log, http_port(banner))
-    stop_server(process)
+    (tmp_path / "root" / "home" / "carol").mkdir(parents=True)
+    users = f'\n[users.carol]\npassword_hash = "{password_hash(PASSWORD)}"\nroot = "/home/carol"\n'
+    with served(tmp_path, client_key, users) as running:
+        yield running
 
 
 def test_a_tagged_if_header_of_a_jailed_user_is_checked(jailed_writer: Server) -> None:

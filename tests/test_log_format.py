@@ -13,24 +13,14 @@ from conftest import (
     PASSWORD,
     Server,
     basic_request,
-    http_port,
-    start_server,
-    stop_server,
+    served,
     wait_until,
-    write_config,
 )
 
 
 def _server(tmp_path: Path, client_key: Path, *flags: str) -> Iterator[Server]:
-    root, state = tmp_path / "root", tmp_path / "state"
-    for folder in (root / "share", root / "home" / "jailed"):
-        folder.mkdir(parents=True)
-    config = tmp_path / "hoody-mount.toml"
-    write_config(config, root, state, client_key.with_suffix(".pub").read_text().strip())
-    log = tmp_path / "server.log"
-    process, port, banner = start_server(["--config", str(config), *flags], log)
-    yield Server(port, root, tmp_path, state, client_key, process, log, http_port(banner))
-    stop_server(process)
+    with served(tmp_path, client_key, flags=flags) as running:
+        yield running
 
 
 @pytest.fixture

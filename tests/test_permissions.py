@@ -14,12 +14,9 @@ from conftest import (
     READER_PASSWORD,
     Server,
     basic_request,
-    http_port,
     password_hash,
     require,
-    start_server,
-    stop_server,
-    write_config,
+    served,
 )
 
 from hoody_mount.core import permissions
@@ -81,24 +78,15 @@ def test_rights_follow_the_user() -> None:
 def sftp_only(tmp_path: Path, client_key: Path) -> Iterator[Server]:
     """A server where user ``sftponly`` may use SFTP and nothing else, and ``davonly``
     WebDAV and nothing else."""
-    root, state = tmp_path / "root", tmp_path / "state"
-    for folder in (root / "share" / "docs", root / "home" / "jailed"):
-        folder.mkdir(parents=True)
-    (root / "share" / "docs" / "readme.txt").write_text("shared text\n")
-    config = tmp_path / "hoody-mount.toml"
     pub = client_key.with_suffix(".pub").read_text().strip()
-    write_config(config, root, state, pub)
-    with config.open("a") as text:
-        text.write(
-            f'\n[users.sftponly]\npassword_hash = "{password_hash(PASSWORD)}"\n'
-            f'authorized_keys = ["{pub}"]\nroot = "/share"\nprotocols = ["sftp"]\n'
-            f'\n[users.davonly]\npassword_hash = "{password_hash(PASSWORD)}"\n'
-            'root = "/share"\nprotocols = ["webdav"]\n'
-        )
-    log = tmp_path / "server.log"
-    process, port, banner = start_server(["--config", str(config)], log)
-    yield Server(port, root, tmp_path, state, client_key, process, log, http_port(banner))
-    stop_server(process)
+    users = (
+        f'\n[users.sftponly]\npassword_hash = "{password_hash(PASSWORD)}"\n'
+        f'authorized_keys = ["{pub}"]\nroot = "/share"\nprotocols = ["sftp"]\n'
+        f'\n[users.davonly]\npassword_hash = "{password_hash(PASSWORD)}"\n'
+        'root = "/share"\nprotocols = ["webdav"]\n'
+    )
+    with served(tmp_path, client_key, users) as running:
+        yield running
 
 
 def test_a_protocol_a_user_may_not_use_is_refused_with_the_reason(sftp_only: Server) -> None:
