@@ -15,9 +15,11 @@ from typing import TextIO
 from . import state
 from .api.app import FilesAPI
 from .config import Config, Listen, embedded_default
+from .control import ControlServer
 from .core import upload_temps
 from .core.digests import DigestCache
 from .core.guard import LoginGuard
+from .core.live import Live
 from .core.logs import DeferredHandler, JsonFormatter, OneLineFormatter, private_log
 from .core.reserved import Reserved, is_inside
 from .core.sessions import Sessions
@@ -143,8 +145,9 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
     sessions = Sessions(vfs, config.root)
     await loop.run_in_executor(pool, sessions.check_jails, users)
     guard = LoginGuard()
+    live = Live()
 
-    ctx = ssh_server.SSHContext(users, sessions, pool, config.ssh_limits, guard)
+    ctx = ssh_server.SSHContext(users, sessions, pool, config.ssh_limits, guard, live=live)
     try:
         acceptor = await ssh_server.start(ctx, config.ssh, host_key)
     except OSError as exc:
@@ -167,6 +170,7 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         options.threads,
         health,
         Metrics(guard, config.root, pool.load),
+        live,
     )
     web = WebServer(front, config.http, tls, options)
     try:
@@ -175,6 +179,8 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         acceptor.close()
         raise _cannot_listen("HTTP", config.http, "--http, or [http] listen", exc) from None
     web_url = _web_url(config.http, web.port, tls is not None)
+    control = ControlServer(config.state_dir, live)
+    await control.start()
     password = await loop.run_in_executor(pool, _give_default_password, config, users)
 
     lines = [
@@ -200,6 +206,7 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         log.info("stopping")
         health.draining()
         _exit_if_stuck()  # (whatever the stop below waits for)
+        control.close()
         acceptor.close()
         await acceptor.wait_closed()
         await loop.run_in_executor(None, web.stop)

@@ -1,10 +1,11 @@
-"""Command line: ``hoody-mount serve``, ``hoody-mount user add|list|remove|passwd`` and
-``hoody-mount token create|list|revoke``."""
+"""Command line: ``hoody-mount serve``, ``hoody-mount user add|list|remove|passwd``,
+``hoody-mount token create|list|revoke`` and ``hoody-mount connections [kill ID]``."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import sys
 import time
@@ -14,7 +15,7 @@ from typing import Any
 import tomlkit
 
 from . import config as config_module
-from . import users_file
+from . import control, users_file
 from .config import ConfigError
 from .core import trusted_files
 from .core.tokens import TokenFileError, TokenStore, parse_duration
@@ -84,7 +85,42 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--expires", metavar="DURATION", help="e.g. 30m, 12h, 90d, 2w")
         if name == "revoke":
             sub.add_argument("id", help="the token id (second part of hm_<id>_…)")
+    live = commands.add_parser(
+        "connections", help="list the running server's sessions, or end one (kill ID)"
+    )
+    live.add_argument("--config", type=Path, help="TOML file (default: the embedded default)")
+    live.add_argument("--state-dir", help="the running server's state folder")
+    live.add_argument("--json", action="store_true", help="print the sessions as JSON")
+    live_commands = live.add_subparsers(dest="connections_command")
+    live_commands.add_parser("list", help="list the open sessions (the default)")
+    kill = live_commands.add_parser("kill", help="end a session")
+    kill.add_argument("id", type=int, help="the session's id, from the list")
     return parser
+
+
+def _connections_command(args: argparse.Namespace) -> None:
+    """``connections [list]`` and ``connections kill ID``, over the control socket."""
+    base = config_module.load(args.config) if args.config else config_module.embedded_default()
+    cfg = config_module.with_overrides(base, state_dir=args.state_dir)
+    try:
+        if args.connections_command == "kill":
+            control.ask(cfg.state_dir, {"command": "kill", "id": args.id})
+            print(f"ended session {args.id}")
+            return
+        rows = control.ask(cfg.state_dir, {"command": "list"})["sessions"]
+    except control.ControlError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print("ID\tUSER\tPROTOCOL\tADDRESS\tSTARTED\tRECEIVED\tSENT\tDOING")
+    for row in rows:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row["started"])))
+        fields = (row["id"], row["user"], row["protocol"], row["address"], started,
+                  row["received"], row["sent"], row["doing"] or "-")  # fmt: skip
+        print("\t".join(str(field) for field in fields))
+    if not rows:
+        print("(no open sessions)", file=sys.stderr)
 
 
 def _token_command(args: argparse.Namespace) -> None:
@@ -197,6 +233,9 @@ def main(argv: list[str] | None = None) -> None:
             return
         if args.command == "token":
             _token_command(args)
+            return
+        if args.command == "connections":
+            _connections_command(args)
             return
         base = config_module.load(args.config) if args.config else config_module.embedded_default()
         cfg = config_module.with_overrides(

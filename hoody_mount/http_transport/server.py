@@ -33,6 +33,7 @@ from ..config import HTTPOptions, Listen
 from ..core import logs, permissions
 from ..core.addresses import client_of
 from ..core.counters import COUNTERS
+from ..core.live import Entry, Live
 from ..core.log_limit import Throttled
 from ..core.sessions import Sessions
 from ..core.turns import Turns, stepped_aside
@@ -98,6 +99,8 @@ def _plain(start_response: StartResponse, status: str, text: str, extra: list[An
     return [body]
 
 
+_SOCKET = "hoody.socket"  # environ: the connection's socket (to end it)
+_ANSWER = "hoody.answer"  # environ: the answer's body, which counts the bytes sent
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})  # answered without authentication
 METRICS_PATH = "/metrics"
 
@@ -115,8 +118,10 @@ class WebFront:
         threads: int = HTTPOptions.threads,
         health: Health | None = None,
         metrics: Metrics | None = None,
+        live: Live | None = None,
     ) -> None:
         self.health = health or Health()
+        self.live = live or Live()
         self.metrics = metrics
         self.auth = auth
         self.sessions = sessions
@@ -292,6 +297,7 @@ class WebFront:
         shown = "api" if protocol == "http" else protocol
         COUNTERS.add("connections", (shown,), 1)
         release.append(functools.partial(COUNTERS.add, "connections", (shown,), -1))
+        self._show(environ, user.name, shown, method, release)
         session.gone = environ.get(CLIENT_GONE) or session.gone  # (copies stop)
         environ[SESSION] = session
         environ["wsgidav.auth.user_name"] = user.name
@@ -307,7 +313,45 @@ class WebFront:
         except BaseException:
             done()
             raise
-        return _Closing(body, done)
+        answer = _Closing(body, done)
+        environ[_ANSWER] = answer
+        return answer
+
+    def _show(
+        self,
+        environ: dict[str, Any],
+        user: str,
+        protocol: str,
+        method: str,
+        release: list[Callable[[], None]],
+    ) -> None:
+        """List the request among the open sessions until it ends (``release``)."""
+        sock = environ.get(_SOCKET)
+
+        def end(reason: str) -> None:
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+        def meter() -> tuple[int, int]:
+            answer = environ.get(_ANSWER)
+            return _body_read(environ), answer.sent if answer is not None else 0
+
+        address = str(environ.get("REMOTE_ADDR", ""))
+        doing = f"{method} {environ.get('PATH_INFO', '')}"[:200]
+        entry = self.live.add(Entry(user, protocol, address, end, doing=doing, meter=meter))
+        release.append(functools.partial(self.live.remove, entry))
+
+
+def _body_read(environ: dict[str, Any]) -> int:
+    """How many bytes of the request's body were read so far."""
+    rfile = environ.get("wsgi.input")
+    remaining = getattr(rfile, "remaining", None)
+    length = str(environ.get("CONTENT_LENGTH") or "")
+    if isinstance(remaining, int) and length.isdigit():
+        return int(length) - remaining
+    read = getattr(rfile, "bytes_read", 0)
+    return read if isinstance(read, int) else 0
 
 
 def _refused(environ: dict[str, Any], why: str) -> None:
@@ -645,6 +689,7 @@ class _Gateway(wsgi.Gateway_10):
     def get_environ(self) -> dict[str, Any]:  # type: ignore[override]  # (stub says None)
         environ: dict[str, Any] = super().get_environ()  # type: ignore[no-untyped-call]
         environ[CLIENT_GONE] = functools.partial(_client_gone, self.req.conn.socket)
+        environ[_SOCKET] = self.req.conn.socket
         return environ
 
 

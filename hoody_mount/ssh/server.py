@@ -28,6 +28,7 @@ from ..core import logs, permissions
 from ..core.addresses import client_of
 from ..core.counters import COUNTERS
 from ..core.guard import LoginGuard
+from ..core.live import Entry, Live
 from ..core.log_limit import Throttled
 from ..core.session import Session
 from ..core.sessions import Sessions
@@ -109,6 +110,7 @@ class SSHContext:
         default_factory=collections.Counter
     )
     connections_by_user: collections.Counter[str] = field(default_factory=collections.Counter)
+    live: Live = field(default_factory=Live)  # the logged-in connections, for the operator
     handles: HandleBudget = field(default_factory=HandleBudget.for_this_process)
     # copy-data may run for minutes: on threads of its own, so it never holds the pool
     long_calls: Workers = field(default_factory=lambda: Workers(LONG_CALL_THREADS, "hoody-copy"))
@@ -169,6 +171,7 @@ class SSHServer(asyncssh.SSHServer):
         self.sessions = 0
         self.over_user_cap = False  # logged in past the user's cap: sent away at once
         self.conn: asyncssh.SSHServerConnection | None = None
+        self.entry: Entry | None = None  # in ``ctx.live`` once logged in
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
@@ -199,10 +202,15 @@ class SSHServer(asyncssh.SSHServer):
         self.ctx.connections_by_user[self.user] -= 1
         if self.ctx.connections_by_user[self.user] <= 0:
             del self.ctx.connections_by_user[self.user]
-        if self.over_user_cap:
+        entry, self.entry = self.entry, None
+        if self.over_user_cap or entry is None:
             return
+        self.ctx.live.remove(entry)
         took = time.monotonic() - self.since
-        logs.later(access, "logout %s from %s over ssh after %.1f s", self.user, self.peer, took)
+        logs.later(
+            access, "logout %s from %s over ssh after %.1f s (%s) received=%d sent=%d",
+            self.user, self.peer, took, entry.protocol, entry.received, entry.sent,
+        )  # fmt: skip
 
     async def begin_auth(self, username: str) -> bool:
         user = self.ctx.users.get(username)
@@ -289,6 +297,13 @@ class SSHServer(asyncssh.SSHServer):
             if self.conn is not None:
                 self.conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, reason)
             return
+        conn, loop = self.conn, asyncio.get_running_loop()
+
+        def end(reason: str) -> None:
+            if conn is not None:
+                loop.call_soon_threadsafe(conn.disconnect, asyncssh.DISC_BY_APPLICATION, reason)
+
+        self.entry = ctx.live.add(Entry(self.user, "ssh", self.peer, end))
         logs.later(access, "login %s from %s over ssh (%s)", self.user, self.peer, self.method)
 
 
@@ -301,11 +316,14 @@ class _Channel(asyncssh.SSHServerProcess[bytes]):
     """
 
     sftp: SFTPChannel | None = None
+    entry: Entry | None = None  # the connection's, which counts the bytes
 
     def subsystem_requested(self, subsystem: str) -> bool:
         return subsystem == "sftp"
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if self.entry is not None:
+            self.entry.received += len(data)
         if self.sftp is not None:
             self.sftp.data_received(data)
         else:
@@ -334,8 +352,12 @@ class _Channel(asyncssh.SSHServerProcess[bytes]):
 
     def session_started(self) -> None:
         chan = self._chan
+        owner = cast(SSHServer, chan.get_connection().get_owner())
+        self.entry = owner.entry
+        if self.entry is not None:
+            _count_writes(chan, self.entry)
         if self.subsystem == "sftp":
-            ctx = cast(SSHServer, chan.get_connection().get_owner()).ctx
+            ctx = owner.ctx
             self.sftp = SFTPChannel(
                 chan, ctx.pool, ctx.limits.max_packet, ctx.handles, ctx.long_calls, ctx.long_share
             )
@@ -345,6 +367,27 @@ class _Channel(asyncssh.SSHServerProcess[bytes]):
         handler = self._start_process(stdin, stdout, stderr)
         if handler is not None:
             chan.get_connection().create_task(handler, stdin.logger)
+
+
+def _count_writes(chan: asyncssh.SSHServerChannel[bytes], entry: Entry) -> None:
+    """Count in ``entry`` the bytes the channel sends: every writer of a channel
+    (SFTP's replies, scp's and a command's output) calls its ``write``."""
+    write = chan.write
+
+    def counted(data: bytes, datatype: asyncssh.DataType = None) -> None:
+        entry.sent += len(data)
+        write(data, datatype)
+
+    chan.write = counted  # type: ignore[method-assign]
+
+
+def _shown(entry: Entry, kind: str, command: str) -> None:
+    """Say in ``entry`` what a new channel of its connection does."""
+    name = "exec" if kind == "command" or (kind == "shell" and command) else kind
+    kinds = [] if entry.protocol == "ssh" else entry.protocol.split("+")
+    if name not in kinds:
+        entry.protocol = "+".join([*kinds, name])
+    entry.doing = f"{name} {command[:80]}".strip()
 
 
 def _kind(user: User, process: asyncssh.SSHServerProcess[bytes]) -> str:
@@ -382,6 +425,8 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
         return _refuse(process, "too many sessions on this connection")
     owner.sessions += 1
     COUNTERS.add("connections", (kind,), 1)
+    if owner.entry is not None:
+        _shown(owner.entry, kind, process.command or "")
     session: Session | None = None
     try:
         if kind == "shell":
