@@ -15,5 +15,8 @@ EXPOSE 22 8080
 VOLUME ["/hoody/storage"]
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
+# SIGTERM drains: transfers in flight get shutdown_grace (30 s) before they are cut.
+# docker stop sends SIGKILL after 10 s unless told otherwise: docker stop -t 45, or
+# stop_grace_period: 45s in compose (SIGHUP, docker kill -s HUP, reloads the users).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["hoody-mount", "serve", "--config", "/etc/hoody-mount/container.toml"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -12,14 +13,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from . import state
+import asyncssh
+
+from . import reload, state
 from .api.app import FilesAPI
-from .config import Config, Listen, embedded_default
+from .config import Config, ConfigError, Listen, embedded_default
 from .control import ControlServer
 from .core import upload_temps
 from .core.digests import DigestCache
 from .core.guard import LoginGuard
-from .core.live import Live
+from .core.live import SHUTTING_DOWN, Live
 from .core.logs import DeferredHandler, JsonFormatter, OneLineFormatter, private_log
 from .core.reserved import Reserved, is_inside
 from .core.sessions import Sessions
@@ -33,6 +36,7 @@ from .http_transport.auth import Authenticator, Grant
 from .http_transport.server import WebFront, WebServer
 from .metrics import Metrics
 from .polling import PollingSelector
+from .reload import Loader
 from .ssh import server as ssh_server
 from .unfit import UnfitLibrary
 from .workers import Workers
@@ -41,6 +45,7 @@ log = logging.getLogger("hoody_mount")
 WORKER_THREADS = 64
 SWITCH_INTERVAL = 0.0005  # seconds a thread holds the GIL while another waits for it
 EXIT_GRACE = 10.0  # seconds from the stop to the end of a process that has not ended
+DRAIN_CHECK = 0.1  # seconds between looks at the transfers in flight during a stop
 
 
 def log_file(log_dir: Path) -> Path:
@@ -117,8 +122,11 @@ def _give_default_password(config: Config, users: dict[str, User]) -> str | None
     return password
 
 
-async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
-    """Serve SSH and HTTP until SIGTERM or SIGINT."""
+async def run(
+    config: Config, pool: Workers, out: TextIO = sys.stdout, loader: Loader | None = None
+) -> None:
+    """Serve SSH and HTTP until SIGTERM or SIGINT; SIGHUP reloads the configuration
+    from ``loader`` (see ``reload``)."""
     state.prepare(config.state_dir)
     _served_root(config)
     journal = upload_temps.Journal(config.state_dir / "uploads")
@@ -199,11 +207,13 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
     lines.append("Ready. Stop with Ctrl-C or SIGTERM.")
     health.serving()  # (before "Ready.": whoever waits for that line may probe at once)
     print("\n".join(lines), file=out, flush=True)
+    reloads = _Reloads(config, loader or (lambda: config), users, sessions, live, web, pool)
+    loop.add_signal_handler(signal.SIGHUP, reloads.start)
 
     try:
         await stop.wait()
+        await _drain(config.shutdown_grace, health, ctx, acceptor, web, live)
     finally:
-        log.info("stopping")
         health.draining()
         _exit_if_stuck()  # (whatever the stop below waits for)
         control.close()
@@ -215,6 +225,118 @@ async def run(config: Config, pool: Workers, out: TextIO = sys.stdout) -> None:
         vfs.close()
         reserved.close()
         upload_temps.use_journal(None)
+
+
+class _Reloads:
+    """SIGHUP's work: one reload at a time, off the event loop (see ``reload``)."""
+
+    def __init__(
+        self,
+        config: Config,
+        loader: Loader,
+        users: dict[str, User],
+        sessions: Sessions,
+        live: Live,
+        web: WebServer,
+        pool: Workers,
+    ) -> None:
+        self.config, self._loader, self._users = config, loader, users
+        self._sessions, self._live, self._web, self._pool = sessions, live, web, pool
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+
+    def start(self) -> None:
+        """Reload now, or once more after the reload running now."""
+        if self._task is not None and not self._task.done():
+            self._again = True
+            return
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._again = False
+            try:
+                await loop.run_in_executor(self._pool, self._reload)
+            except Exception as exc:  # noqa: BLE001 - a failed reload keeps the server as it was
+                log.error("reload failed, the configuration stays as it was: %s", exc)
+            if not self._again:
+                return
+
+    def _reload(self) -> None:
+        """Load, check and put in place the new configuration (blocking)."""
+        try:
+            new = self._loader()
+        except ConfigError as exc:
+            log.error("reload failed, the configuration stays as it was: %s", exc)
+            return
+        users = dict(new.users)
+        password = _give_default_password(new, users)
+        options = new.http_options
+        if options.tls and options.cert and options.key:
+            try:
+                self._web.use_certificate(options.cert, options.key)
+            except (OSError, ValueError) as exc:
+                log.error("reload failed, the configuration stays as it was: TLS: %s", exc)
+                return
+        self._sessions.check_jails(users)
+        changes = reload.put_users(self._users, users)
+        removed = set(changes.removed)
+        ended = self._live.end_where(
+            lambda entry: entry.user in removed, "your user was removed by the administrator"
+        )
+        if ended:
+            log.warning("reload: ended %d sessions of removed users", ended)
+        later = reload.needs_restart(self.config, new)
+        if later:
+            log.warning("reload: a restart is needed for %s", ", ".join(later))
+        self.config = replace(self.config, users=users, http_options=options)
+        log.info("reloaded %s: %s", new.source, changes)
+        if password:
+            print(f"Password of {new.default_user} (shown only this once): {password}", flush=True)
+
+
+async def _drain(
+    grace: float,
+    health: Health,
+    ctx: ssh_server.SSHContext,
+    acceptor: asyncssh.SSHAcceptor,
+    web: WebServer,
+    live: Live,
+) -> None:
+    """The first part of a stop: no new SSH connections or logins, 503 for new HTTP
+    requests (health probes say ``draining``), the sessions that have no transfer in
+    flight ended (SSH clients are told why), and the transfers in flight left to
+    finish for up to ``grace`` seconds. A second SIGTERM or SIGINT, or the grace's
+    end, then cuts what is left (an HTTP request cut before its answer is answered
+    503, never a 4xx that blames the client)."""
+    loop = asyncio.get_running_loop()
+    again = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, again.set)
+    health.draining()
+    ctx.draining = True
+    acceptor.close()
+    await loop.run_in_executor(None, web.drain)
+    busy = sum(entry.in_flight() for entry in live.entries())
+    log.info("stopping: %d sessions with transfers in flight get up to %.0f s", busy, grace)
+    deadline = loop.time() + grace
+    ended: set[int] = set()
+    while not again.is_set():
+        for entry in live.entries():
+            if entry.id not in ended and not entry.in_flight():
+                ended.add(entry.id)
+                entry.end(SHUTTING_DOWN)
+        left = deadline - loop.time()
+        if left <= 0 or not live.any_in_flight():
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(again.wait(), min(DRAIN_CHECK, left))
+    cut = live.end_where(lambda entry: entry.id not in ended, SHUTTING_DOWN)
+    if cut:
+        why = "a second signal" if again.is_set() else f"the end of the {grace:.0f} s grace"
+        log.warning("stopping: %d sessions cut short by %s", cut, why)
+    await asyncio.sleep(DRAIN_CHECK)  # (the disconnect messages and 503s leave)
 
 
 def _cannot_listen(what: str, where: Listen, set_by: str, exc: OSError) -> state.StateError:
@@ -258,8 +380,9 @@ def _reserved(config: Config) -> Reserved:
     return Reserved([config.state_dir], files)
 
 
-def serve(config: Config) -> None:
-    """Run the server in a fresh event loop."""
+def serve(config: Config, loader: Loader | None = None) -> None:
+    """Run the server in a fresh event loop (``loader``: the configuration again, for
+    a reload)."""
     # The event loop (all of SSH) shares the GIL with up to 32 HTTP worker threads; a
     # thread waiting for the GIL waits a switch interval before it may take it. With
     # CPython's 5 ms, SFTP under HTTP load ran 6 operations a second (330 alone); at
@@ -274,7 +397,7 @@ def serve(config: Config) -> None:
     selector = PollingSelector(config.ssh_limits.busy_poll_us / 1e6, pool.quiet)
     try:
         with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(selector)) as runner:
-            runner.run(run(config, pool))
+            runner.run(run(config, pool, loader=loader))
     except state.StateError as exc:
         print(f"hoody-mount: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -95,6 +95,7 @@ class Config:
     access_log: bool = True  # downloads and logins in the log (changes always are)
     log_format: str = "text"  # "text": one line per event; "json": one object per line
     log_level: str = "info"  # the least level logged: debug, info, warning or error
+    shutdown_grace: float = 30.0  # seconds a stop lets transfers in flight finish
 
 
 LOG_FORMATS = ("text", "json")
@@ -262,6 +263,9 @@ def load(path: Path) -> Config:
     access_log = top.get("access_log", bool, True)
     log_format = _one_of(top.get("log_format", str, "text"), LOG_FORMATS, top.where("log_format"))
     log_level = _one_of(top.get("log_level", str, "info"), LOG_LEVELS, top.where("log_level"))
+    shutdown_grace = float(top.get("shutdown_grace", (int, float), Config.shutdown_grace))
+    if not 0 <= shutdown_grace <= 3600:
+        raise ConfigError(f"{top.where('shutdown_grace')}: must be 0 to 3600 seconds")
 
     ssh_table = top.get("ssh", dict, {})
     s = _Reader(source, "ssh.", ssh_table)
@@ -342,6 +346,7 @@ def load(path: Path) -> Config:
         access_log=access_log,
         log_format=log_format,
         log_level=log_level,
+        shutdown_grace=shutdown_grace,
     )
 
 

@@ -107,6 +107,7 @@ def write_config(path: Path, root: Path, state: Path, pub: str) -> None:
         f"""
 root = "{root}"
 state_dir = "{state}"
+shutdown_grace = 3
 
 [ssh]
 listen = "127.0.0.1:0"

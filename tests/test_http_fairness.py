@@ -64,6 +64,7 @@ def _config(base: Path, tls: bool) -> Path:
         f"""
 root = "{root}"
 state_dir = "{base / "state"}"
+shutdown_grace = 3
 
 [ssh]
 listen = "127.0.0.1:0"

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+SHUTTING_DOWN = "the server is shutting down; try again in a moment"
+
 
 @dataclass(eq=False)
 class Entry:
@@ -30,6 +32,11 @@ class Entry:
     sent: int = 0  # bytes to the client
     doing: str = ""  # the current or last operation
     meter: Callable[[], tuple[int, int]] | None = None  # (received, sent), when counted elsewhere
+    busy: Callable[[], bool] | None = None  # whether a transfer is in flight (None: always)
+
+    def in_flight(self) -> bool:
+        """Whether ending the session now would cut a transfer short."""
+        return self.busy is None or self.busy()
 
     def row(self) -> dict[str, object]:
         """The entry as the control socket sends it."""
@@ -83,6 +90,10 @@ class Live:
             return False
         entry.end(reason)
         return True
+
+    def any_in_flight(self) -> bool:
+        """Whether a session has a transfer in flight."""
+        return any(entry.in_flight() for entry in self.entries())
 
     def end_where(self, wanted: Callable[[Entry], bool], reason: str) -> int:
         """End every session ``wanted`` picks; how many."""

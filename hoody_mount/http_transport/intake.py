@@ -244,6 +244,8 @@ class Intake:
         self._live: set[Any] = set()  # connections made and not closed yet
         self._ready: deque[tuple[Any, float]] = deque()  # (whole requests, deadline)
         self._stopping = False
+        self._draining = False  # a stop has begun (see ``drain``)
+        self._drained = False
         self._serving = False
         self._reserve: int | None = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         server.socket.setblocking(False)
@@ -262,7 +264,7 @@ class Intake:
     def put(self, conn: Any) -> None:
         """A worker gives back a kept-alive connection: serve its next request as soon
         as a whole head is there."""
-        if self._stopping:
+        if self._stopping or self._draining:
             conn.close()
             return
         waiting = _Waiting(conn.socket, conn.remote_addr or "", "head", 0.0)
@@ -282,10 +284,29 @@ class Intake:
                         continue
                     else:
                         self._step(key.data)
+                if self._draining and not self._drained:
+                    self._close_idle()
                 self._hand_over()
                 self._expire()
         finally:
             self._serving = False
+
+    def drain(self) -> None:
+        """A stop has begun: close the connections idle between requests, and each
+        connection once its request is answered. The requests in flight go on; new
+        ones are still taken, for the server to answer health probes and to tell
+        everyone else 503 (a refused connection would explain nothing)."""
+        self._draining = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"\0")
+
+    def _close_idle(self) -> None:
+        """``drain``'s work, in the intake's thread (the one that uses the selector)."""
+        self._drained = True
+        for waiting in self._watched():
+            if not (waiting.state == "head" and waiting.started):
+                self._unwatch(waiting)
+                self._close(waiting)
 
     def stop(self) -> None:
         """Stop ``run`` (at once: it is woken)."""

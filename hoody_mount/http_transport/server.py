@@ -33,13 +33,13 @@ from ..config import HTTPOptions, Listen
 from ..core import logs, permissions
 from ..core.addresses import client_of
 from ..core.counters import COUNTERS
-from ..core.live import Entry, Live
+from ..core.live import SHUTTING_DOWN, Entry, Live
 from ..core.log_limit import Throttled
 from ..core.sessions import Sessions
 from ..core.turns import Turns, stepped_aside
 from ..core.user_slots import UserSlots, has_body
 from ..core.users import User
-from ..health import Health
+from ..health import DRAINING, Health
 from ..http_names import API_PREFIX, CLIENT_GONE, SESSION
 from ..http_rules import body_refusal, status_line
 from ..metrics import CONTENT_TYPE, Metrics
@@ -101,6 +101,9 @@ def _plain(start_response: StartResponse, status: str, text: str, extra: list[An
 
 _SOCKET = "hoody.socket"  # environ: the connection's socket (to end it)
 _ANSWER = "hoody.answer"  # environ: the answer's body, which counts the bytes sent
+_STARTED = "hoody.started"  # environ: the answer's status was given to cheroot
+_CUT = "hoody.cut"  # environ: why the request was cut (a stop, an administrator)
+_REPLACED = "hoody.replaced"  # environ: the 503 body that replaced a cut request's answer
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})  # answered without authentication
 METRICS_PATH = "/metrics"
 
@@ -138,11 +141,29 @@ class WebFront:
         method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
 
         def recording(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            reason = environ.get(_CUT)
+            if reason is not None and not environ.get(_STARTED):
+                # (cut before its answer began: the body ended early through no fault of
+                # the client's, so the front's 400, or its error, becomes a 503)
+                environ[_STARTED], answered[0] = True, "503"
+                environ[_REPLACED] = _plain(start_response, *_shutting_down(str(reason)))[0]
+                return _ignored
             answered[0] = status.split(" ", 1)[0]
+            environ[_STARTED] = True
             return start_response(status, headers, exc_info)
 
-        body = self._authenticated(environ, recording)
-        closing = body if isinstance(body, _Closing) else _Closing(body, lambda: None)
+        if self.health.state == DRAINING:
+            body: Iterable[bytes] = _plain(recording, *_shutting_down(SHUTTING_DOWN))
+        else:
+            try:
+                body = self._authenticated(environ, recording)
+            except Exception:
+                if environ.get(_CUT) is None or environ.get(_STARTED):
+                    raise
+                recording("500 Internal Server Error", [])
+                body = []
+        inner = body if isinstance(body, _Closing) else _Closing(body, lambda: None)
+        closing = _Closing(_unless_cut(inner, environ, recording), inner.close)
         user = environ.get("wsgidav.auth.user_name") or "-"
         address = str(environ.get("REMOTE_ADDR", ""))
 
@@ -329,9 +350,14 @@ class WebFront:
         sock = environ.get(_SOCKET)
 
         def end(reason: str) -> None:
+            """Cut the request: before its answer began, only the reading (the body
+            ends at once, and the client is answered 503 with ``reason``); after, the
+            whole connection."""
+            environ[_CUT] = reason
+            how = socket.SHUT_RDWR if environ.get(_STARTED) else socket.SHUT_RD
             if sock is not None:
                 with contextlib.suppress(OSError):
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                    socket.socket.shutdown(sock, how)
 
         def meter() -> tuple[int, int]:
             answer = environ.get(_ANSWER)
@@ -341,6 +367,34 @@ class WebFront:
         doing = f"{method} {environ.get('PATH_INFO', '')}"[:200]
         entry = self.live.add(Entry(user, protocol, address, end, doing=doing, meter=meter))
         release.append(functools.partial(self.live.remove, entry))
+
+
+def _unless_cut(
+    body: Iterable[bytes], environ: dict[str, Any], recording: StartResponse
+) -> Iterator[bytes]:
+    """The answer's chunks, or the 503 that replaced it when the request was cut
+    before its answer began (see ``WebFront.__call__``)."""
+    try:
+        for chunk in body:
+            if _REPLACED in environ:
+                break
+            yield chunk
+    except Exception:
+        if environ.get(_CUT) is None or _REPLACED in environ or environ.get(_STARTED):
+            raise
+        recording("500 Internal Server Error", [])
+    if _REPLACED in environ:
+        yield environ[_REPLACED]
+
+
+def _ignored(data: bytes) -> None:
+    """The ``write`` of an answer that is not sent."""
+
+
+def _shutting_down(reason: str) -> tuple[str, str, list[tuple[str, str]]]:
+    """Status, text and headers of a request the server will not serve to its end."""
+    extra = [("Retry-After", str(BODY_RETRY_AFTER)), ("Connection", "close")]
+    return "503 Service Unavailable", reason, extra
 
 
 def _body_read(environ: dict[str, Any]) -> int:
@@ -700,11 +754,12 @@ class _Server(wsgi.Server):
         super().__init__(*args, **kwargs)
         self._limits = limits
         self.turns = Turns(PYTHON_TURNS)
+        self.intake: Intake | None = None
 
     def prepare(self) -> None:
         super().prepare()
-        intake = Intake(self, self._limits)
-        cheroot_glue.replace_connection_manager(self, intake)
+        self.intake = Intake(self, self._limits)
+        cheroot_glue.replace_connection_manager(self, self.intake)
 
 
 class WebServer:
@@ -742,6 +797,16 @@ class WebServer:
         self.port = int(self._server.bind_addr[1])
         self._thread = threading.Thread(target=self._server.serve, name="hoody-web", daemon=True)
         self._thread.start()
+
+    def use_certificate(self, cert: Path, key: Path) -> None:
+        """Serve new TLS connections with this certificate (blocking; an error if it
+        does not load, and the old one stays)."""
+        self._server.ssl_adapter = BuiltinSSLAdapter(str(cert), str(key))
+
+    def drain(self) -> None:
+        """Refuse new connections and close the idle ones; requests in flight go on."""
+        if self._server.intake is not None:
+            self._server.intake.drain()
 
     def stop(self) -> None:
         """Stop accepting and finish (blocking)."""

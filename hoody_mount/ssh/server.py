@@ -28,7 +28,7 @@ from ..core import logs, permissions
 from ..core.addresses import client_of
 from ..core.counters import COUNTERS
 from ..core.guard import LoginGuard
-from ..core.live import Entry, Live
+from ..core.live import SHUTTING_DOWN, Entry, Live
 from ..core.log_limit import Throttled
 from ..core.session import Session
 from ..core.sessions import Sessions
@@ -111,6 +111,7 @@ class SSHContext:
     )
     connections_by_user: collections.Counter[str] = field(default_factory=collections.Counter)
     live: Live = field(default_factory=Live)  # the logged-in connections, for the operator
+    draining: bool = False  # a stop has begun: no new logins
     handles: HandleBudget = field(default_factory=HandleBudget.for_this_process)
     # copy-data may run for minutes: on threads of its own, so it never holds the pool
     long_calls: Workers = field(default_factory=lambda: Workers(LONG_CALL_THREADS, "hoody-copy"))
@@ -172,6 +173,7 @@ class SSHServer(asyncssh.SSHServer):
         self.over_user_cap = False  # logged in past the user's cap: sent away at once
         self.conn: asyncssh.SSHServerConnection | None = None
         self.entry: Entry | None = None  # in ``ctx.live`` once logged in
+        self.channels: set[_Channel] = set()  # the session channels open
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
@@ -226,6 +228,11 @@ class SSHServer(asyncssh.SSHServer):
             # keys are still accepted; a password attempt ends the connection
             self.conn.send_auth_banner(f"hoody-mount: {ban.message}; keys are accepted\n")
         return True
+
+    def busy(self) -> bool:
+        """Whether a transfer is in flight: an SFTP channel with a file open or a
+        request running, or an scp, command or shell channel open."""
+        return any(channel.busy() for channel in self.channels)
 
     def password_auth_supported(self) -> bool:
         return True
@@ -289,6 +296,11 @@ class SSHServer(asyncssh.SSHServer):
         self.user = str(self.conn.get_extra_info("username")) if self.conn else "?"
         ctx = self.ctx
         ctx.connections_by_user[self.user] += 1
+        if ctx.draining:
+            self.over_user_cap = True  # (never served: no logout line)
+            if self.conn is not None:
+                self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, SHUTTING_DOWN)
+            return
         if ctx.connections_by_user[self.user] > ctx.limits.max_connections_per_user:
             # (one user from several addresses took every connection: no one else got in)
             reason = f"too many connections of user {self.user}"
@@ -303,7 +315,7 @@ class SSHServer(asyncssh.SSHServer):
             if conn is not None:
                 loop.call_soon_threadsafe(conn.disconnect, asyncssh.DISC_BY_APPLICATION, reason)
 
-        self.entry = ctx.live.add(Entry(self.user, "ssh", self.peer, end))
+        self.entry = ctx.live.add(Entry(self.user, "ssh", self.peer, end, busy=self.busy))
         logs.later(access, "login %s from %s over ssh (%s)", self.user, self.peer, self.method)
 
 
@@ -317,6 +329,11 @@ class _Channel(asyncssh.SSHServerProcess[bytes]):
 
     sftp: SFTPChannel | None = None
     entry: Entry | None = None  # the connection's, which counts the bytes
+    owner: SSHServer | None = None
+
+    def busy(self) -> bool:
+        """Whether ending the channel now would cut a transfer short."""
+        return self.sftp.busy() if self.sftp is not None else True
 
     def subsystem_requested(self, subsystem: str) -> bool:
         return subsystem == "sftp"
@@ -346,6 +363,8 @@ class _Channel(asyncssh.SSHServerProcess[bytes]):
         super().resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.owner is not None:
+            self.owner.channels.discard(self)
         if self.sftp is not None:
             self.sftp.connection_lost()
         super().connection_lost(exc)
@@ -353,7 +372,8 @@ class _Channel(asyncssh.SSHServerProcess[bytes]):
     def session_started(self) -> None:
         chan = self._chan
         owner = cast(SSHServer, chan.get_connection().get_owner())
-        self.entry = owner.entry
+        self.owner, self.entry = owner, owner.entry
+        owner.channels.add(self)
         if self.entry is not None:
             _count_writes(chan, self.entry)
         if self.subsystem == "sftp":

@@ -119,6 +119,11 @@ class SFTPChannel:
         self._pump()
         await asyncio.shield(self._ended)
 
+    def busy(self) -> bool:
+        """Whether a file is open or a request is being served: a transfer in flight."""
+        requests = self._requests
+        return requests is not None and (bool(requests.files) or not self._pipeline.idle)
+
     # -- asyncssh's channel callbacks (forwarded by the session) ----------------------
 
     def data_received(self, data: bytes) -> None:
