@@ -221,7 +221,10 @@ def _user_command(args: argparse.Namespace) -> None:
 
     change = {"add": add, "remove": remove, "passwd": passwd}[args.user_command]
     users_file.edit(path, change)
-    print(f"{args.user_command}: {name}: saved to {path} (a running server reads it at start)")
+    print(
+        f"{args.user_command}: {name}: saved to {path} "
+        "(a running server takes it on SIGHUP: kill -HUP, or systemctl reload)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -237,26 +240,32 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "connections":
             _connections_command(args)
             return
-        base = config_module.load(args.config) if args.config else config_module.embedded_default()
-        cfg = config_module.with_overrides(
-            base,
-            root=args.root,
-            state_dir=args.state_dir,
-            ssh=args.ssh,
-            http=args.http,
-            authorized_keys=args.authorized_keys,
-            tls=args.tls,
-            shell=args.shell,
-            log_format=args.log_format,
-            log_level=args.log_level,
-        )
+        cfg = _serve_config(args)
     except ConfigError as exc:
         print(f"hoody-mount: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     from . import app
 
     os.umask(0o022)
-    app.serve(cfg)
+    app.serve(cfg, loader=lambda: _serve_config(args))
+
+
+def _serve_config(args: argparse.Namespace) -> config_module.Config:
+    """The configuration ``serve`` runs with: the file (or the embedded default) and
+    the flags over it; read again on SIGHUP."""
+    base = config_module.load(args.config) if args.config else config_module.embedded_default()
+    return config_module.with_overrides(
+        base,
+        root=args.root,
+        state_dir=args.state_dir,
+        ssh=args.ssh,
+        http=args.http,
+        authorized_keys=args.authorized_keys,
+        tls=args.tls,
+        shell=args.shell,
+        log_format=args.log_format,
+        log_level=args.log_level,
+    )
 
 
 if __name__ == "__main__":
