@@ -40,7 +40,8 @@ def _failed_login(server: Server) -> None:
 
 def test_json_logs_are_one_object_per_line_with_the_events_fields(json_server: Server) -> None:
     """Every line parses; each has time, level, logger and event; a change's audit line
-    carries its user, protocol, operation and path as keys of their own."""
+    carries its user, protocol, operation and path as keys of their own; a login its
+    user, address and protocol; an HTTP request its status."""
     status, body = basic_request(
         json_server.http_port, "PUT", "/dav/share/new.txt", "root", PASSWORD, b"hello"
     )
@@ -59,6 +60,11 @@ def test_json_logs_are_one_object_per_line_with_the_events_fields(json_server: S
     upload = next(e for e in events if e.get("op") == "upload")
     assert upload["logger"] == "hoody_mount.audit" and upload["level"] == "info"
     assert (upload["user"], upload["path"]) == ("root", "/share/new.txt"), upload
+    assert upload["protocol"] == "webdav", upload
+    login = next(e for e in events if str(e["event"]).startswith("login "))
+    assert (login["user"], login["address"], login["protocol"]) == ("root", "127.0.0.1", "http")
+    request = next(e for e in events if str(e["event"]).startswith("http PUT"))
+    assert (request["user"], request["address"], request["status"]) == ("root", "127.0.0.1", "201")
     assert any(e["level"] == "warning" and "failed login" in str(e["event"]) for e in events)
 
 

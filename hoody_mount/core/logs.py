@@ -173,11 +173,18 @@ class OneLineFormatter(logging.Formatter):
 _FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|[^\s":]+)')
 
 
+# "login alice from 192.0.2.1 over ssh …", "logout alice from … over ssh after …"
+_SESSION_EVENT = re.compile(r"(?:login|logout) (\S+) from (\S+) over (\S+)")
+# the access line of an HTTP request: 'http GET "/dav/f.txt" 200 bytes=…'
+_REQUEST_EVENT = re.compile(r'http ([A-Z-]+) "((?:[^"\\]|\\.)*)" (\d{3}|-) ')
+
+
 class JsonFormatter(OneLineFormatter):
     """Formats each message as one JSON object on one line: ``time`` (ISO 8601, UTC),
     ``level``, ``logger``, ``event`` (the message, escaped as in text) and the
-    message's ``key=value`` fields (``user``, ``proto``, ``op``, ``path``…) as their own
-    keys, for log pipelines to filter on."""
+    message's ``key=value`` fields (``user``, ``protocol``, ``address``, ``op``,
+    ``path``…) as their own keys, for log pipelines to filter on (logins and logouts
+    give their user, address and protocol too)."""
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
@@ -190,7 +197,14 @@ class JsonFormatter(OneLineFormatter):
             "logger": record.name,
             "event": message,
         }
+        session = _SESSION_EVENT.match(message)
+        if session is not None:
+            data["user"], data["address"], data["protocol"] = session.groups()
+        request = _REQUEST_EVENT.match(message)
+        if request is not None:
+            data["method"], data["path"], data["status"] = request.groups()
         for key, value in _FIELD.findall(message):
+            key = "protocol" if key == "proto" else key
             if key not in data:
                 data[key] = value[1:-1] if value.startswith('"') else value
         if record.exc_info:
