@@ -101,8 +101,8 @@ def _wait(condition: object, timeout: float = 30) -> None:
 
 
 def test_transfers_in_flight_finish_and_the_rest_is_told(tmp_path: Path, client_key: Path) -> None:
-    """SIGTERM with an HTTP upload and an SFTP upload running and an idle SFTP session:
-    both uploads complete whole, the idle client is told why it is disconnected, a
+    """SIGTERM with an HTTP, an SFTP and an scp upload running and an idle SFTP session:
+    the uploads complete whole, the idle client is told why it is disconnected, a
     probe says draining, a new request is 503 with the reason, a new SSH connection is
     refused; then the process exits 0."""
     data = os.urandom(SIZE)
@@ -114,6 +114,12 @@ def test_transfers_in_flight_finish_and_the_rest_is_told(tmp_path: Path, client_
         assert busy.stdin is not None
         busy.stdin.write(f"put {local} /share/sftp.bin\n")
         busy.stdin.flush()
+        require("scp")
+        legacy = subprocess.Popen(
+            ["scp", "-O", "-l", "4000", "-P", str(server.port), *server.ssh_options(),
+             str(local), "root@127.0.0.1:/share/scp.bin"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
         idle = _sftp(server)
         assert idle.stdin is not None
         idle.stdin.write("pwd\n")
@@ -122,7 +128,8 @@ def test_transfers_in_flight_finish_and_the_rest_is_told(tmp_path: Path, client_
         shown: list[str] = []
         for stream, lines in ((idle.stderr, said), (idle.stdout, shown)):
             threading.Thread(target=_collect, args=(stream, lines), daemon=True).start()
-        _wait(lambda: _upload_started(server, "http.bin") and _upload_started(server, "sftp.bin"))
+        names = ("http.bin", "sftp.bin", "scp.bin")
+        _wait(lambda: all(_upload_started(server, name) for name in names))
         # (idle: logged in, its command answered, nothing on the way when the stop comes)
         _wait(lambda: any("Remote working directory" in line for line in shown))
         server.process.send_signal(signal.SIGTERM)
@@ -140,10 +147,13 @@ def test_transfers_in_flight_finish_and_the_rest_is_told(tmp_path: Path, client_
         out, err = curl.communicate(timeout=60)
         assert out.rstrip().endswith("201"), (out, err)
         busy.communicate(timeout=60)
+        _, scp_err = legacy.communicate(timeout=60)
+        assert legacy.returncode == 0, scp_err
         idle.communicate(timeout=30)
         assert server.process.wait(timeout=60) == 0
     assert (server.root / "share" / "http.bin").read_bytes() == data
     assert (server.root / "share" / "sftp.bin").read_bytes() == data
+    assert (server.root / "share" / "scp.bin").read_bytes() == data
 
 
 def test_the_grace_end_cuts_with_503(tmp_path: Path, client_key: Path) -> None:
