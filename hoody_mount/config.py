@@ -18,6 +18,7 @@ from typing import Any
 from .core import paths, trusted_files
 from .core.reserved import is_inside
 from .core.users import ACCESS_MODES, PROTOCOLS, User, is_password_hash
+from .proxy_protocol import Network, networks
 
 USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@-]{0,63}")
 
@@ -96,6 +97,8 @@ class Config:
     log_format: str = "text"  # "text": one line per event; "json": one object per line
     log_level: str = "info"  # the least level logged: debug, info, warning or error
     shutdown_grace: float = 30.0  # seconds a stop lets transfers in flight finish
+    # peers whose connections start with a PROXY header naming the client (both listeners)
+    trusted_proxies: tuple[Network, ...] = ()
 
 
 LOG_FORMATS = ("text", "json")
@@ -266,6 +269,10 @@ def load(path: Path) -> Config:
     shutdown_grace = float(top.get("shutdown_grace", (int, float), Config.shutdown_grace))
     if not 0 <= shutdown_grace <= 3600:
         raise ConfigError(f"{top.where('shutdown_grace')}: must be 0 to 3600 seconds")
+    try:
+        trusted_proxies = networks(top.strings("trusted_proxies", ()))
+    except ValueError as exc:
+        raise ConfigError(f"{top.where('trusted_proxies')}: {exc} (expected CIDRs)") from None
 
     ssh_table = top.get("ssh", dict, {})
     s = _Reader(source, "ssh.", ssh_table)
@@ -347,6 +354,7 @@ def load(path: Path) -> Config:
         log_format=log_format,
         log_level=log_level,
         shutdown_grace=shutdown_grace,
+        trusted_proxies=trusted_proxies,
     )
 
 
