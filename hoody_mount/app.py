@@ -157,7 +157,7 @@ async def run(
 
     ctx = ssh_server.SSHContext(users, sessions, pool, config.ssh_limits, guard, live=live)
     try:
-        acceptor = await ssh_server.start(ctx, config.ssh, host_key)
+        acceptor = await ssh_server.start(ctx, config.ssh, host_key, config.trusted_proxies)
     except OSError as exc:
         raise _cannot_listen("SSH", config.ssh, "--ssh, or [ssh] listen", exc) from None
     ssh_bound = Listen(config.ssh.host, acceptor.get_port())
@@ -180,7 +180,7 @@ async def run(
         Metrics(guard, config.root, pool.load),
         live,
     )
-    web = WebServer(front, config.http, tls, options)
+    web = WebServer(front, config.http, tls, options, config.trusted_proxies)
     try:
         await loop.run_in_executor(pool, web.start)
     except OSError as exc:

@@ -1,13 +1,22 @@
-"""The PROXY protocol: the parser (versions 1 and 2, partial and hostile headers), the
-exact reading off a socket, and the trusted_proxies key."""
+"""The PROXY protocol: the parser (versions 1 and 2, partial and hostile headers), and
+both listeners behind a trusted proxy on 127.0.0.1: the client a header names is the
+address that logs, bans and caps see; a trusted peer without a header is dropped; a
+header from an untrusted peer is never honoured."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import socket
+import ssl
 import struct
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import paramiko
 import pytest
+from conftest import PASSWORD, Server, served, server_log, wait_until
 
 from hoody_mount.config import ConfigError, load
 from hoody_mount.proxy_protocol import (
@@ -22,6 +31,8 @@ from hoody_mount.proxy_protocol import (
     take,
 )
 
+TRUST_LOOPBACK = 'trusted_proxies = ["127.0.0.1/32"]'
+TRUST_ELSEWHERE = 'trusted_proxies = ["192.0.2.0/24", "2001:db8::/32"]'
 GUESSER, OTHER = "203.0.113.7", "203.0.113.8"  # two clients behind one proxy
 
 
@@ -161,3 +172,179 @@ def test_a_bad_cidr_is_a_config_error_naming_the_key(
     assert f"{config}: trusted_proxies: " in str(refused.value) and words in str(refused.value)
     config.write_text('trusted_proxies = ["10.0.0.0/8", "::1"]\n[users.root]\n')
     assert [str(n) for n in load(config).trusted_proxies] == ["10.0.0.0/8", "::1/128"]
+
+
+# -- behind a trusted proxy --------------------------------------------------------------------
+
+
+@pytest.fixture
+def proxied(tmp_path: Path, client_key: Path) -> Iterator[Server]:
+    """A server that trusts 127.0.0.1 as a proxy, serving HTTPS."""
+    with served(tmp_path, client_key, flags=("--tls", "--log-level", "debug"),
+                top=TRUST_LOOPBACK) as running:  # fmt: skip
+        yield running
+
+
+def _through(port: int, header: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(header)
+    return sock
+
+
+def _ssh_login(server: Server, header: bytes, password: str) -> bool:
+    """A password login over a connection that starts with ``header``, then an SFTP
+    listing: whether it all worked (False when refused, or when the server ended the
+    connection)."""
+    transport = paramiko.Transport(_through(server.port, header))
+    try:
+        transport.connect(username="root", password=password)
+        sftp = paramiko.SFTPClient.from_transport(transport)
+        assert sftp is not None
+        with sftp:
+            return "share" in sftp.listdir("/")
+    except (paramiko.SSHException, EOFError, OSError):
+        return False
+    finally:
+        transport.close()
+
+
+def _https(server: Server, header: bytes, password: str | None) -> int:
+    """The status of one GET over TLS on a connection that starts with ``header``."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    auth = ""
+    if password is not None:
+        token = base64.b64encode(f"root:{password}".encode()).decode()
+        auth = f"Authorization: Basic {token}\r\n"
+    with context.wrap_socket(_through(server.http_port, header)) as sock:
+        head = f"GET /api/v1/files/?json HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n"
+        sock.sendall(head.encode() + b"\r\n")
+        return _status(sock)
+
+
+def _status(sock: socket.socket) -> int:
+    reply = b""
+    while b"\r\n" not in reply:
+        data = sock.recv(4096)
+        assert data, f"the connection closed without an answer: {reply!r}"
+        reply += data
+    return int(reply.split(b" ", 2)[1])
+
+
+def _logged(server: Server, text: str) -> bool:
+    return wait_until(lambda: text in server.log.read_text(), 5)
+
+
+def test_ssh_ten_wrong_passwords_ban_the_forwarded_client_alone(proxied: Server) -> None:
+    """Ten guesses from one client behind the proxy ban that client; another client
+    behind the same proxy (the same peer address) still logs in."""
+    for attempt in range(10):
+        assert not _ssh_login(proxied, v2(GUESSER, 50000 + attempt), f"guess-{attempt}")
+    assert not _ssh_login(proxied, v2(GUESSER), PASSWORD), "the guesser is banned"
+    assert _ssh_login(proxied, v2(OTHER), PASSWORD), "the other client is not"
+    assert _ssh_login(proxied, v1("2001:db8::9"), PASSWORD), "nor is one named by version 1"
+    for line in (
+        f"failed login for 'root' from {GUESSER} over ssh",
+        f"banned {GUESSER} for 300 s after 10 failed logins",
+        f"login root from {OTHER} over ssh (password)",
+        "login root from 2001:db8::9 over ssh (password)",
+        f"SSH connection of {OTHER} through the proxy 127.0.0.1",
+    ):
+        assert _logged(proxied, line), server_log(proxied)
+    assert "from 127.0.0.1 over ssh" not in proxied.log.read_text()
+
+
+def test_https_ten_wrong_passwords_ban_the_forwarded_client_alone(proxied: Server) -> None:
+    statuses = [_https(proxied, v2(GUESSER), f"guess-{attempt}") for attempt in range(10)]
+    assert statuses == [401] * 10
+    assert _logged(proxied, f"banned {GUESSER} for 300 s after 10 failed logins")
+    assert _https(proxied, v2(GUESSER), PASSWORD) == 429, "the guesser is banned"
+    assert _https(proxied, v2(OTHER), PASSWORD) == 200, "the other client is not"
+    assert _https(proxied, v1("2001:db8::9"), PASSWORD) == 200
+    for line in (
+        f"failed login for 'root' from {GUESSER} over http",
+        f"login root from {OTHER} over http (password)",
+        f"user=root address={OTHER}",
+        f"user=- address={GUESSER}",
+        "user=root address=2001:db8::9",
+        f"connection of {OTHER} through the proxy 127.0.0.1",
+    ):
+        assert _logged(proxied, line), server_log(proxied)
+    assert "address=127.0.0.1" not in proxied.log.read_text()
+
+
+def test_local_headers_leave_the_proxys_own_address(proxied: Server) -> None:
+    """LOCAL (a proxy's health check) names no client: the proxy's address stands."""
+    assert _ssh_login(proxied, v2(None), PASSWORD)
+    assert _https(proxied, v2(None), PASSWORD) == 200
+    assert _logged(proxied, "login root from 127.0.0.1 over ssh (password)")
+    assert _logged(proxied, "address=127.0.0.1")
+
+
+def test_a_trusted_peer_without_a_header_is_dropped(proxied: Server) -> None:
+    """A trusted proxy's connection that does not start with a valid header is closed
+    unanswered: plain SSH, a TLS hello, a header cut short."""
+    assert not _ssh_login(proxied, b"", PASSWORD)
+    with pytest.raises((ssl.SSLError, OSError)):
+        _https(proxied, b"", PASSWORD)
+    for start in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"PROXY TCP4 1.2.3.4 garbage\r\n"):
+        # (closed with bytes unread: a reset, or an end)
+        with _through(proxied.http_port, start) as sock, contextlib.suppress(ConnectionResetError):
+            assert sock.recv(100) == b"", "no answer"
+    assert _logged(proxied, "no valid PROXY header from a trusted proxy")
+    assert "login root" not in proxied.log.read_text()
+
+
+def test_a_header_that_never_ends_is_dropped_in_time(tmp_path: Path, client_key: Path) -> None:
+    """A partial header waits at most head_timeout (over HTTP, 10 s by default)."""
+    with served(tmp_path, client_key, top=TRUST_LOOPBACK) as server:
+        with _through(server.http_port, v2(GUESSER)[:20]) as sock:
+            sock.settimeout(20)
+            started = time.monotonic()
+            assert sock.recv(100) == b""
+            assert 9 < time.monotonic() - started < 15
+        assert _logged(server, "no whole PROXY header in time from a trusted proxy")
+
+
+def test_plain_http_with_a_version_1_header(tmp_path: Path, client_key: Path) -> None:
+    with served(tmp_path, client_key, top=TRUST_LOOPBACK) as server:
+        with _through(server.http_port, v1("198.51.100.9")) as sock:
+            sock.sendall(b"GET /api/v1/files/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert _status(sock) == 401
+        with _through(server.http_port, v1("127.0.0.9")) as sock:
+            token = base64.b64encode(f"root:{PASSWORD}".encode()).decode()
+            sock.sendall(
+                b"GET /api/v1/files/?json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                + f"Authorization: Basic {token}\r\n\r\n".encode()
+            )
+            assert _status(sock) == 200, "Basic over plain HTTP: the client is on loopback"
+        assert _logged(server, "address=198.51.100.9")
+        assert _logged(server, "login root from 127.0.0.9 over http (password)")
+
+
+def test_an_untrusted_peer_is_served_as_before_and_its_header_never_honoured(
+    tmp_path: Path, client_key: Path
+) -> None:
+    with served(tmp_path, client_key, top=TRUST_ELSEWHERE) as server:
+        assert _ssh_login(server, b"", PASSWORD), "no header needed"
+        assert not _ssh_login(server, v2(GUESSER), PASSWORD), "a header is bad SSH"
+        for header in (v1(GUESSER), v2(GUESSER)):
+            with _through(server.http_port, header) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert _status(sock) == 400, "a header is a bad request line"
+        with _through(server.http_port, b"") as sock:
+            sock.sendall(b"GET /api/v1/files/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert _status(sock) == 401
+        assert _logged(server, "login root from 127.0.0.1 over ssh (password)")
+        assert _logged(server, "address=127.0.0.1")
+        assert GUESSER not in server.log.read_text()
+
+
+def test_no_trusted_proxies_keeps_asyncssh_listening(tmp_path: Path, client_key: Path) -> None:
+    """Without trusted proxies nothing changes: asyncssh's own listener, no header."""
+    with served(tmp_path, client_key) as server:
+        assert _ssh_login(server, b"", PASSWORD)
+        with contextlib.closing(_through(server.port, v1(GUESSER))) as sock:
+            sock.settimeout(30)
+            assert sock.recv(100).startswith(b"SSH-2.0-hoody-mount")
+        assert GUESSER not in server.log.read_text()

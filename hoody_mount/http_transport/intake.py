@@ -10,6 +10,10 @@ stalls every other HTTPS client for a minute. The intake takes that loop's place
 
 - accepting is non-blocking, and connections are counted per address and in total;
   past either cap the client gets ``503`` with ``Retry-After`` (never silence);
+- a connection from a trusted proxy first gives its PROXY header (within
+  ``head_timeout``, before any TLS), and from then on the client it names is the
+  connection's address everywhere: the caps, ``REMOTE_ADDR``, the logs; without a
+  valid header it is closed;
 - a TLS handshake is stepped as bytes arrive, within ``HANDSHAKE_TIMEOUT``; plain HTTP
   sent to a TLS port gets a plain ``400`` saying so;
 - a request head is read ahead, without blocking, into the connection's ``Inbox``; a
@@ -50,6 +54,7 @@ from ..config import HTTPOptions
 from ..core.addresses import client_of
 from ..core.log_limit import Throttled
 from ..core.turns import stepped_aside
+from ..proxy_protocol import Network, ProxyHeaderError, is_trusted, take
 from . import cheroot_glue
 
 log = logging.getLogger("hoody_mount.web")
@@ -216,20 +221,23 @@ class _Waiting:
 
     sock: socket.socket
     address: str
-    state: str  # hello, handshake, head, refused
+    state: str  # proxy, hello, handshake, head, refused
     deadline: float
     counted: bool = True  # counted against the caps (released when it closes)
     conn: Any = None  # once made: cheroot's HTTPConnection
     started: bool = False  # some bytes of a head have arrived
     answer: bytes | None = None  # for a handshake that ends in a refusal
+    peer: Any = None  # the client's (address, port): accept's, or a PROXY header's
+    header: bytearray | None = None  # the start of a PROXY header taken so far
 
 
 class Intake:
     """Takes the place of cheroot's ConnectionManager (``run``, ``put``, ``stop``,
     ``close``, ``can_add_keepalive_connection``); see the module."""
 
-    def __init__(self, server: Any, limits: HTTPOptions) -> None:
+    def __init__(self, server: Any, limits: HTTPOptions, trusted: tuple[Network, ...] = ()) -> None:
         self.server = server
+        self.trusted = trusted  # proxies whose connections start with a PROXY header
         self.per_address_limit = limits.max_connections_per_address
         self.total_limit = limits.max_connections
         self.head_timeout = limits.head_timeout
@@ -408,17 +416,49 @@ class Intake:
                     self._refuse_for_want_of_files()
                 return
             sock.setblocking(False)
-            address = client_of(str(peer[0])) if isinstance(peer, tuple) else ""
-            answer = self._admit(address)
-            now = time.monotonic()
-            if self.server.ssl_adapter is not None:
-                waiting = _Waiting(sock, address, "hello", now + HANDSHAKE_TIMEOUT)
-                waiting.counted, waiting.answer = answer is None, answer
+            if isinstance(peer, tuple) and is_trusted(str(peer[0]), self.trusted):
+                # (counted once the header names the client; its wait is bounded)
+                deadline = time.monotonic() + self.head_timeout
+                waiting = _Waiting(sock, str(peer[0]), "proxy", deadline, counted=False)
+                waiting.peer, waiting.header = peer, bytearray()
                 self._watch(waiting)
-            elif answer is not None:
-                self._refuse(_Waiting(sock, address, "refused", now, counted=False), answer)
+                self._proxy(waiting)
             else:
-                self._connect(_Waiting(sock, address, "head", now), peer, {})
+                self._start_serving(sock, peer)
+
+    def _start_serving(self, sock: socket.socket, peer: Any) -> None:
+        """Count a new connection from ``peer`` (the client's address and port), then
+        shake TLS hands or wait for its first head; or refuse it past a cap."""
+        address = client_of(str(peer[0])) if isinstance(peer, tuple) else ""
+        answer = self._admit(address)
+        now = time.monotonic()
+        if self.server.ssl_adapter is not None:
+            waiting = _Waiting(sock, address, "hello", now + HANDSHAKE_TIMEOUT, peer=peer)
+            waiting.counted, waiting.answer = answer is None, answer
+            self._watch(waiting)
+        elif answer is not None:
+            self._refuse(_Waiting(sock, address, "refused", now, counted=False), answer)
+        else:
+            self._connect(_Waiting(sock, address, "head", now), peer, {})
+
+    def _proxy(self, waiting: _Waiting) -> None:
+        """Take a trusted proxy's PROXY header; once whole, serve the client it names
+        (a header naming none leaves the proxy's own address). A bad one, or none, and
+        the connection is closed."""
+        assert waiting.header is not None
+        try:
+            header = take(waiting.sock, waiting.header)
+        except (ProxyHeaderError, OSError) as exc:
+            refusals.note(waiting.address, f"no valid PROXY header from a trusted proxy ({exc})")
+            self._unwatch(waiting)
+            self._close(waiting)
+            return
+        if header is None:
+            return
+        self._unwatch(waiting)
+        peer = header.source or waiting.peer
+        log.debug("connection of %s through the proxy %s", peer[0], waiting.address)
+        self._start_serving(waiting.sock, peer)
 
     def _refuse_for_want_of_files(self) -> None:
         """Out of file descriptors: free the reserve one to accept and refuse a client
@@ -468,7 +508,9 @@ class Intake:
             self._watch(waiting)
 
     def _step(self, waiting: _Waiting) -> None:
-        if waiting.state == "hello":
+        if waiting.state == "proxy":
+            self._proxy(waiting)
+        elif waiting.state == "hello":
             self._hello(waiting)
         elif waiting.state == "handshake":
             self._handshake(waiting)
@@ -542,7 +584,7 @@ class Intake:
         except OSError:
             self._close(waiting)
             return
-        self._connect(waiting, peer, self.server.ssl_adapter.get_environ(sock))
+        self._connect(waiting, waiting.peer or peer, self.server.ssl_adapter.get_environ(sock))
 
     def _dispatch(self, conn: Any) -> None:
         """Give a connection with a whole request head to a free worker, or keep it in
@@ -605,6 +647,8 @@ class Intake:
             late = [waiting for waiting in self._watched() if waiting.deadline < now]
         for waiting in late:
             self._unwatch(waiting)
+            if waiting.state == "proxy":
+                refusals.note(waiting.address, "no whole PROXY header in time from a trusted proxy")
             if waiting.state == "head" and waiting.started:
                 self._refuse(waiting, SLOW_HEAD)
             else:

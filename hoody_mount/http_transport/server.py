@@ -43,6 +43,7 @@ from ..health import DRAINING, Health
 from ..http_names import API_PREFIX, CLIENT_GONE, SESSION
 from ..http_rules import body_refusal, status_line
 from ..metrics import CONTENT_TYPE, Metrics
+from ..proxy_protocol import Network
 from . import cheroot_glue
 from .auth import Authenticator, AuthError, Grant
 from .chunked import BoundedChunks
@@ -750,15 +751,18 @@ class _Gateway(wsgi.Gateway_10):
 class _Server(wsgi.Server):
     """cheroot's WSGI server, with the intake in place of cheroot's connection loop."""
 
-    def __init__(self, *args: Any, limits: HTTPOptions, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, limits: HTTPOptions, trusted: tuple[Network, ...], **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._limits = limits
+        self._trusted = trusted
         self.turns = Turns(PYTHON_TURNS)
         self.intake: Intake | None = None
 
     def prepare(self) -> None:
         super().prepare()
-        self.intake = Intake(self, self._limits)
+        self.intake = Intake(self, self._limits, self._trusted)
         cheroot_glue.replace_connection_manager(self, self.intake)
 
 
@@ -766,7 +770,12 @@ class WebServer:
     """cheroot serving one WSGI application, in its own threads."""
 
     def __init__(
-        self, app: WSGIApp, listen: Listen, tls: tuple[Path, Path] | None, options: HTTPOptions
+        self,
+        app: WSGIApp,
+        listen: Listen,
+        tls: tuple[Path, Path] | None,
+        options: HTTPOptions,
+        trusted_proxies: tuple[Network, ...] = (),
     ) -> None:
         cheroot_glue.check()
         cheroot_glue.use_chunked_reader(BoundedChunks)
@@ -774,6 +783,7 @@ class WebServer:
             (listen.host, listen.port),
             app,
             limits=options,
+            trusted=trusted_proxies,
             numthreads=options.threads,
             server_name="hoody-mount",  # the Server header: no version
             timeout=60,

@@ -12,8 +12,9 @@ import collections
 import functools
 import logging
 import random
+import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -34,8 +35,9 @@ from ..core.session import Session
 from ..core.sessions import Sessions
 from ..core.users import User, read_authorized_keys, verify_password
 from ..fair_share import FairShare
+from ..proxy_protocol import Network
 from ..workers import Workers
-from . import commands, patches, shell
+from . import commands, patches, proxied, shell
 from .handle_budget import HandleBudget
 from .send_away import send_away
 from .sftp import SFTPAdapter
@@ -158,10 +160,12 @@ def _refusal(ctx: SSHContext, peer: str) -> str | None:
 
 
 class SSHServer(asyncssh.SSHServer):
-    """One SSH connection's authentication and limits."""
+    """One SSH connection's authentication and limits; ``forwarded`` is the client a
+    trusted proxy's PROXY header named (its address then stands for the peer's)."""
 
-    def __init__(self, ctx: SSHContext) -> None:
+    def __init__(self, ctx: SSHContext, forwarded: tuple[str, int] | None = None) -> None:
         self.ctx = ctx
+        self.forwarded = forwarded
         self.peer = "?"
         self.client = "?"
         self.counted = False
@@ -177,7 +181,7 @@ class SSHServer(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
-        peer = conn.get_extra_info("peername")
+        peer = self.forwarded or conn.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else "?"
         self.client = client_of(self.peer)  # (an IPv6 host counts by its /64)
         ctx = self.ctx
@@ -483,15 +487,15 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
             session.close()
 
 
-async def start(ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey) -> asyncssh.SSHAcceptor:
-    """Start listening; the acceptor tells the bound port."""
+async def start(
+    ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey, trusted: tuple[Network, ...] = ()
+) -> asyncssh.SSHAcceptor | proxied.ProxiedListener:
+    """Start listening; the acceptor tells the bound port. With ``trusted`` proxies the
+    listener is ``proxied``'s, which reads their PROXY headers first."""
     limits = ctx.limits
     patches.install(CIPHERS)
     available = {name.decode() for name in get_kex_algs()}
-    return await asyncssh.create_server(
-        lambda: SSHServer(ctx),
-        listen.host,
-        listen.port,
+    options: dict[str, Any] = dict(
         server_host_keys=[host_key],
         encoding=None,
         agent_forwarding=False,
@@ -505,6 +509,20 @@ async def start(ctx: SSHContext, listen: Listen, host_key: asyncssh.SSHKey) -> a
         server_version="hoody-mount",  # no library name or version in the banner
         kex_algs=[name for name in KEX_ALGS if name in available],
         mac_algs=MACS,
-        reuse_address=True,
-        backlog=BACKLOG,  # (asyncssh's default is 100: a burst of clients met resets)
     )
+    if not trusted:
+        return await asyncssh.create_server(
+            lambda: SSHServer(ctx),
+            listen.host,
+            listen.port,
+            **options,
+            reuse_address=True,
+            backlog=BACKLOG,  # (asyncssh's default is 100: a burst of clients met resets)
+        )
+    shared = await asyncssh.SSHServerConnectionOptions.construct(**options)
+
+    def serve(sock: socket.socket, client: tuple[str, int] | None) -> Awaitable[object]:
+        factory = functools.partial(SSHServer, ctx, client)
+        return asyncssh.run_server(sock, options=shared, server_factory=factory)
+
+    return await proxied.listen(listen, BACKLOG, trusted, serve, limits.login_timeout)
