@@ -38,6 +38,7 @@ from .metrics import Metrics
 from .polling import PollingSelector
 from .reload import Loader
 from .ssh import server as ssh_server
+from .ssh.proxied import ProxiedListener
 from .unfit import UnfitLibrary
 from .workers import Workers
 
@@ -300,7 +301,7 @@ async def _drain(
     grace: float,
     health: Health,
     ctx: ssh_server.SSHContext,
-    acceptor: asyncssh.SSHAcceptor,
+    acceptor: asyncssh.SSHAcceptor | ProxiedListener,
     web: WebServer,
     live: Live,
 ) -> None:
