@@ -1,8 +1,9 @@
 """The server's metrics in the Prometheus text format, for ``GET /metrics``.
 
-Counts come from ``core.counters`` (added where events happen); the rest is read when
-the metrics are asked for: banned addresses, the worker pool's load and the served
-root's capacity. Everything is in a registry of its own, prefixed ``hoody_mount_``.
+Counts come from ``core.counters`` (added where events happen) and ``core.operations``
+(each operation of a client, made into families only here); the rest is read when the
+metrics are asked for: banned addresses, the worker pool's load and the served root's
+capacity. Everything is in a registry of its own, prefixed ``hoody_mount_``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from .core.counters import COUNTERS
 from .core.guard import LoginGuard
+from .core.operations import BOUNDS, OPERATIONS, SUM
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # name in ``COUNTERS``, kind, help, label names
@@ -43,6 +50,7 @@ class ServerCollector(Collector):
             for values, amount in sorted(COUNTERS.snapshot(name).items()):
                 family.add_metric(list(values), amount)
             yield family
+        yield from _operations()
         busy, queued = self._load()
         yield GaugeMetricFamily("hoody_mount_workers_busy", "Worker threads running a job", busy)
         yield GaugeMetricFamily("hoody_mount_workers_queued", "Jobs waiting for a worker", queued)
@@ -56,6 +64,32 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily(
             "hoody_mount_filesystem_free_bytes", "Space free for users there", free
         )
+
+
+def _operations() -> Iterator[Metric]:
+    """``operations_total`` by protocol, op and result; ``operation_seconds`` by
+    protocol and op, whatever the result."""
+    counts = CounterMetricFamily(
+        "hoody_mount_operations", "Operations of clients: SFTP requests, HTTP requests, "
+        "scp transfers, commands", labels=["protocol", "op", "result"],
+    )  # fmt: skip
+    merged: dict[tuple[str, str], list[float]] = {}
+    for (protocol, op, result), row in sorted(OPERATIONS.snapshot().items()):
+        counts.add_metric([protocol, op, result], sum(row[:SUM]))
+        into = merged.setdefault((protocol, op), [0.0] * len(row))
+        for i, value in enumerate(row):
+            into[i] += value
+    yield counts
+    seconds = HistogramMetricFamily(
+        "hoody_mount_operation_seconds", "How long operations took", labels=["protocol", "op"]
+    )
+    for (protocol, op), row in merged.items():
+        cumulative, buckets = 0.0, []
+        for bound, count in zip((*map(str, BOUNDS), "+Inf"), row[:SUM], strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        seconds.add_metric([protocol, op], buckets, row[SUM])
+    yield seconds
 
 
 class Metrics:
