@@ -13,6 +13,9 @@ Order: ``Pipeline`` decides when the request at the head of the queue may start 
 together, non-overlapping WRITEs together, anything else alone, SETSTAT and FSETSTAT
 behind running WRITEs in the queue that runs them in turn). Flow: reading from the
 channel pauses while the queue is long or the client does not take our replies.
+
+Each request is counted for the metrics (``core.operations``) by its name and how it
+ended, from its arrival at the head of the queue to its reply.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +42,7 @@ from asyncssh.sftp import SFTPError
 
 from ..core.listing import Listing
 from ..core.open_files import OpenFile
+from ..core.operations import OPERATIONS
 from ..core.session import Session
 from ..fair_share import FairShare
 from ..workers import Workers
@@ -46,7 +51,7 @@ from .batches import Batches
 from .framing import Framer
 from .handle_budget import HandleBudget
 from .pipeline import AFTER_WRITES, Pipeline, Span, classify
-from .sftp_requests import EXTENSIONS, MORE, Job, Requests
+from .sftp_requests import EXTENSIONS, MORE, Job, Requests, operation
 
 log = logging.getLogger("hoody_mount.sftp")
 
@@ -207,6 +212,7 @@ class SFTPChannel:
             self._start(payload)
             return
         pktid = payload[1:5]
+        began = time.perf_counter()
         try:
             packet = SSHPacket(payload)
             request_type = packet.get_byte()
@@ -214,10 +220,14 @@ class SFTPChannel:
             answer = requests.answer(request_type, pktid, packet)
         except Exception as exc:  # noqa: BLE001 - every error becomes a STATUS reply
             answer = self._error(pktid, exc)
-        if isinstance(answer, Job):
-            self._run(answer, pktid, kind, span)
+            result = wire.result(exc)
         else:
-            self._send(answer)
+            if isinstance(answer, Job):
+                self._run(answer, pktid, kind, span, (operation(payload), began))
+                return
+            result = "ok"
+        OPERATIONS.record("sftp", operation(payload), result, time.perf_counter() - began)
+        self._send(answer)
 
     def _start(self, payload: bytes) -> None:
         """INIT: answer with version 3 and our extensions (the client's are ignored)."""
@@ -227,9 +237,12 @@ class SFTPChannel:
         self._started = True
         self._send(_VERSION)
 
-    def _run(self, job: Job, pktid: bytes, kind: str, span: Span | None) -> None:
+    def _run(
+        self, job: Job, pktid: bytes, kind: str, span: Span | None, timing: tuple[str, float]
+    ) -> None:
+        """Start a job; ``timing``: the request's name and when it began, for the metrics."""
         self._pipeline.started(kind, span)
-        done = functools.partial(self._finished, job, pktid, span)
+        done = functools.partial(self._finished, job, pktid, span, timing)
         if job.in_order or kind == AFTER_WRITES:  # behind the WRITEs before it, if any
             self._writes.post(job.call, done)
         elif job.long:
@@ -253,19 +266,30 @@ class SFTPChannel:
         done(result, None)
 
     def _finished(
-        self, job: Job, pktid: bytes, span: Span | None, result: Any, exc: BaseException | None
+        self,
+        job: Job,
+        pktid: bytes,
+        span: Span | None,
+        timing: tuple[str, float],
+        result: Any,
+        exc: BaseException | None,
     ) -> None:
         """On the loop: a job is done; send its reply and serve what may run now."""
         self._pipeline.finished(span)
+        ended = "ok"
         if exc is None:
             try:
                 reply = job.reply(result)
             except Exception as error:  # noqa: BLE001 - becomes a STATUS reply
                 reply = self._error(pktid, error)
+                ended = wire.result(error)
         else:
             if job.undo is not None:
                 job.undo()
             reply = self._error(pktid, exc)
+            ended = wire.result(exc)
+        op, began = timing
+        OPERATIONS.record("sftp", op, ended, time.perf_counter() - began)
         self._send(reply)
         self._pump()
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from asyncssh import constants
 from asyncssh.constants import (
     FXP_CLOSE,
     FXP_DATA,
@@ -562,6 +563,27 @@ class Requests:
         b"home-directory": _home_directory,
         b"users-groups-by-id@openssh.com": _users_groups_by_id,
     }
+
+
+# The names of requests in the metrics: FXP_OPEN is "open"; an extension is named
+# without its "@openssh.com" ("posix-rename"); anything not served is "other"
+_OPERATIONS = {
+    kind: name.removeprefix("FXP_").lower()
+    for name, kind in vars(constants).items()
+    if name.startswith("FXP_") and kind in Requests._handlers
+}
+_EXTENDED_OPERATIONS = {
+    name: name.decode().removesuffix("@openssh.com") for name in Requests._extended
+}
+
+
+def operation(payload: bytes) -> str:
+    """The name of a request in the metrics, from its packet."""
+    name = _OPERATIONS.get(payload[0])
+    if name is None and payload[0] == FXP_EXTENDED:
+        size = int.from_bytes(payload[5:9], "big")
+        name = _EXTENDED_OPERATIONS.get(payload[9 : 9 + size])
+    return name or "other"
 
 
 def _uint32s(blob: bytes) -> list[int]:

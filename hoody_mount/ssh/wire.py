@@ -1,5 +1,5 @@
 """SFTP version 3 on the wire: replies encoded straight from core results, and errors
-mapped to status codes.
+mapped to status codes (and to the results the metrics count).
 
 Requests are decoded with asyncssh's ``SSHPacket`` (and ``SFTPAttrs`` for the attributes
 of OPEN, MKDIR and SETSTAT); a malformed one raises ``PacketDecodeError``. Replies are
@@ -17,9 +17,12 @@ from collections.abc import Iterable
 
 from asyncssh.constants import (
     FX_BAD_MESSAGE,
+    FX_EOF,
     FX_FAILURE,
+    FX_INVALID_HANDLE,
     FX_NO_SUCH_FILE,
     FX_OK,
+    FX_OP_UNSUPPORTED,
     FX_PERMISSION_DENIED,
     FX_V3_END,
     FXP_ATTRS,
@@ -29,6 +32,8 @@ from asyncssh.constants import (
 )
 from asyncssh.packet import PacketDecodeError
 from asyncssh.sftp import SFTPError
+
+from ..core.operations import result_of_errno
 
 _HEADER = struct.Struct(">IB")
 _UINT32 = struct.Struct(">I")
@@ -136,3 +141,25 @@ def _code(number: int | None) -> int:
     if number == errno.EACCES:
         return FX_PERMISSION_DENIED
     return FX_FAILURE
+
+
+_CODE_RESULTS = {
+    FX_EOF: "eof",
+    FX_NO_SUCH_FILE: "not_found",
+    FX_PERMISSION_DENIED: "denied",
+    FX_BAD_MESSAGE: "invalid",
+    FX_OP_UNSUPPORTED: "invalid",
+    FX_INVALID_HANDLE: "invalid",
+}
+
+
+def result(exc: BaseException) -> str:
+    """How a request that raised ``exc`` ended, in the metrics (the end of a file or
+    of a folder's names is ``eof``, not an error)."""
+    if isinstance(exc, SFTPError):
+        return _CODE_RESULTS.get(exc.code, "error")
+    if isinstance(exc, PacketDecodeError):
+        return "invalid"
+    if isinstance(exc, OSError):
+        return result_of_errno(exc.errno)
+    return "error"
