@@ -8,3 +8,4 @@ FILES_ROOT = "/api/v1/files"  # the file API (its pages too)
 API_PREFIX = "/api/"  # everything the file API answers lies below this
 SESSION = "hoody.session"  # environ: the request's core Session
 CLIENT_GONE = "hoody.client_gone"  # environ: a callable, whether the client has gone
+OPERATION = "hoody.operation"  # environ: the file API's name for a request, for the metrics

@@ -25,7 +25,7 @@ from ..core.digests import DigestCache, StreamDigest
 from ..core.open_files import OpenFile
 from ..core.session import Session
 from ..core.user_slots import UserSlots
-from ..http_names import CLIENT_GONE, FILES_ROOT, SESSION
+from ..http_names import CLIENT_GONE, FILES_ROOT, OPERATION, SESSION
 from ..http_rules import status_line
 from . import origin
 from .downloads import send_file
@@ -125,8 +125,11 @@ class FilesAPI:
     def _get(
         self, environ: dict[str, Any], session: Session, path: str, query: dict[str, list[str]]
     ) -> tuple[str, Headers, Body]:
+        if "sha256" in query:
+            environ[OPERATION] = "digest"
         st = session.stat(path)
         if stat.S_ISDIR(st.st_mode):
+            environ[OPERATION] = "list"
             if "sha256" in query:
                 raise ApiError(400, "is_a_directory", "a folder has no digest")
             accept = str(environ.get("HTTP_ACCEPT", ""))
@@ -249,6 +252,7 @@ class FilesAPI:
     ) -> tuple[str, Headers, bytes]:
         kind = _media_type(environ)
         if "mkdir" in query:
+            environ[OPERATION] = "mkdir"
             if kind in origin.FORM_TYPES:
                 raise ApiError(415, "unsupported_media_type", f"?mkdir takes no body (got {kind})")
             try:
@@ -268,6 +272,7 @@ class FilesAPI:
         overwrite = request.get("overwrite", False)
         if action not in ("move", "copy"):
             raise ApiError(400, "bad_request", 'action must be "move" or "copy"')
+        environ[OPERATION] = action
         if not isinstance(target, str) or not target:
             raise ApiError(400, "bad_request", '"to" must be a path')
         if not isinstance(overwrite, bool):

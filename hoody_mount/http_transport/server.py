@@ -35,12 +35,13 @@ from ..core.addresses import client_of
 from ..core.counters import COUNTERS
 from ..core.live import SHUTTING_DOWN, Entry, Live
 from ..core.log_limit import Throttled
+from ..core.operations import OPERATIONS, result_of_status
 from ..core.sessions import Sessions
 from ..core.turns import Turns, stepped_aside
 from ..core.user_slots import UserSlots, has_body
 from ..core.users import User
 from ..health import DRAINING, Health
-from ..http_names import API_PREFIX, CLIENT_GONE, SESSION
+from ..http_names import API_PREFIX, CLIENT_GONE, OPERATION, SESSION
 from ..http_rules import body_refusal, status_line
 from ..metrics import CONTENT_TYPE, Metrics
 from ..proxy_protocol import Network
@@ -107,6 +108,28 @@ _CUT = "hoody.cut"  # environ: why the request was cut (a stop, an administrator
 _REPLACED = "hoody.replaced"  # environ: the 503 body that replaced a cut request's answer
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})  # answered without authentication
 METRICS_PATH = "/metrics"
+# A request's name in the metrics: WebDAV's method, lower case; the file API's own
+# (it names the rest: list, digest, mkdir, move, copy); "other" for anything else
+DAV_OPERATIONS = {
+    method: method.lower()
+    for method in (
+        "OPTIONS", "GET", "HEAD", "PUT", "POST", "DELETE", "PROPFIND", "PROPPATCH",
+        "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK",
+    )
+}  # fmt: skip
+API_OPERATIONS = {"GET": "read", "HEAD": "read", "PUT": "write", "DELETE": "delete"}
+
+
+def _count(environ: dict[str, Any], method: str, path: str, status: str, seconds: float) -> None:
+    """Count a request among the operations of its front (``/metrics`` itself is not)."""
+    if path == METRICS_PATH:
+        return
+    if path.startswith(API_PREFIX):
+        protocol, op = "api", environ.get(OPERATION) or API_OPERATIONS.get(method, "other")
+    else:
+        protocol, op = "webdav", DAV_OPERATIONS.get(method, "other")
+    result = result_of_status(int(status)) if status.isdigit() else "error"
+    OPERATIONS.record(protocol, op, result, seconds)
 
 
 class WebFront:
@@ -169,11 +192,12 @@ class WebFront:
         address = str(environ.get("REMOTE_ADDR", ""))
 
         def log_request() -> None:
+            seconds = time.monotonic() - began
             logs.later(
                 access, 'http %s "%s" %s bytes=%d seconds=%.3f user=%s address=%s',
-                method, path, answered[0], closing.sent, time.monotonic() - began, user,
-                address,
+                method, path, answered[0], closing.sent, seconds, user, address,
             )  # fmt: skip
+            _count(environ, method, path, answered[0], seconds)
 
         return _Closing(closing, log_request)
 
