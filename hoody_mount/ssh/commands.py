@@ -198,8 +198,9 @@ async def run_builtin(command: str, session: Session, jobs: Jobs, stdin: Any) ->
     return outcome
 
 
-async def answer(process: Any, command: str, session: Session, jobs: Jobs) -> None:
-    """Run a built-in on an SSH channel and report its output and exit status."""
+async def answer(process: Any, command: str, session: Session, jobs: Jobs) -> int:
+    """Run a built-in on an SSH channel and report its output and exit status (which
+    is returned too)."""
     outcome = await run_builtin(command, session, jobs, process.stdin)
     for chunk in outcome.out:
         process.stdout.write(chunk)
@@ -207,3 +208,4 @@ async def answer(process: Any, command: str, session: Session, jobs: Jobs) -> No
         process.stderr.write(chunk)
     await asyncio.sleep(0)
     process.exit(outcome.status)
+    return outcome.status

@@ -31,6 +31,7 @@ from ..core.counters import COUNTERS
 from ..core.guard import LoginGuard
 from ..core.live import SHUTTING_DOWN, Entry, Live
 from ..core.log_limit import Throttled
+from ..core.operations import OPERATIONS, result_of_errno
 from ..core.session import Session
 from ..core.sessions import Sessions
 from ..core.users import User, read_authorized_keys, verify_password
@@ -426,6 +427,13 @@ def _kind(user: User, process: asyncssh.SSHServerProcess[bytes]) -> str:
     return "command"
 
 
+def _operation(kind: str, command: str) -> str:
+    """A whole channel's name in the metrics: an scp transfer, a command, a shell."""
+    if kind == "scp":
+        return "scp-upload" if "-t" in command.split() else "scp-download"
+    return "exec" if command else "shell"
+
+
 def _refuse(process: asyncssh.SSHServerProcess[bytes], text: str) -> None:
     process.stderr.write(f"hoody-mount: {text}\n".encode())
     process.exit(1)
@@ -452,18 +460,21 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
     if owner.entry is not None:
         _shown(owner.entry, kind, process.command or "")
     session: Session | None = None
+    began, op, result = time.perf_counter(), _operation(kind, process.command or ""), "error"
     try:
         if kind == "shell":
             log.info("%s for %s: %s", "exec" if process.command else "shell", user.name,
                      process.command or "")  # fmt: skip
-            await shell.run(process, user.os_user, ctx.sessions.host_path(user.home))
+            status = await shell.run(process, user.os_user, ctx.sessions.host_path(user.home))
+            result = "ok" if status == 0 else "error"
             return
         session = await ctx.run(ctx.sessions.open, user, protocol)
         if kind == "command":
             jobs = commands.Jobs(
                 ctx.run, functools.partial(ctx.run_long, user.name), process.channel.is_closing
             )
-            await commands.answer(process, process.command or "", session, jobs)
+            status = await commands.answer(process, process.command or "", session, jobs)
+            result = "ok" if status == 0 else "error"
             return
         if kind == "sftp":
             assert isinstance(process, _Channel) and process.sftp is not None
@@ -477,14 +488,21 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
         )
         if scp is not None:
             await scp
+            error = adapter.error
+            if error is None and op == "scp-download":  # (an upload's stats are probes)
+                error = adapter.stat_error
+            result = "ok" if error is None else result_of_errno(error.errno)
         process.exit(0)
     except OSError as exc:
+        result = result_of_errno(exc.errno)
         _refuse(process, f"{exc.filename or user.root}: {exc.strerror}")
     finally:
         owner.sessions -= 1
         COUNTERS.add("connections", (kind,), -1)
         if session is not None:
             session.close()
+        if kind != "sftp":  # (SFTP counts each request instead)
+            OPERATIONS.record(kind, op, result, time.perf_counter() - began)
 
 
 async def start(

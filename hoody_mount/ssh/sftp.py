@@ -189,12 +189,20 @@ class SFTPAdapter(asyncssh.SFTPServer):
         self._writes: Batches | None = None
         # Whether the client stopped sending: scp closes a file it got cut short too
         self.client_gone: Callable[[], bool] = self.channel.is_closing
+        # For the metrics: the first error of a call, and of a stat (scp's sink asks
+        # whether its target exists; its source, whether the file it sends does)
+        self.error: OSError | None = None
+        self.stat_error: OSError | None = None
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking core call in the worker pool."""
         if kwargs:
             fn = functools.partial(fn, **kwargs)
-        return await self.pool.call(asyncio.get_running_loop(), fn, *args)
+        try:
+            return await self.pool.call(asyncio.get_running_loop(), fn, *args)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
 
     # -- names shown to clients ----------------------------------------------------
 
@@ -255,7 +263,12 @@ class SFTPAdapter(asyncssh.SFTPServer):
         """From the kernel's caches on the spot if it can, else on a worker."""
         st = self.session.stat_cached(text_of(path), True)
         if st is None:
-            st = await self.run(self.session.stat, text_of(path), True)
+            loop = asyncio.get_running_loop()
+            try:
+                st = await self.pool.call(loop, self.session.stat, text_of(path), True)
+            except OSError as exc:
+                self.stat_error = self.stat_error or exc
+                raise
         return st
 
     async def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:

@@ -129,8 +129,9 @@ async def _pump_in(process: Any, child: asyncio.subprocess.Process, tty: Any) ->
         child.stdin.close()
 
 
-async def run(process: Any, os_user: str | None, start: Path) -> None:
-    """Run the client's shell or command and report how it ended."""
+async def run(process: Any, os_user: str | None, start: Path) -> int:
+    """Run the client's shell or command and report how it ended (its exit status, or
+    minus the signal that ended it, is returned too)."""
     account = _account(os_user)
     shell = account.pw_shell or "/bin/sh"
     command = process.command
@@ -186,3 +187,4 @@ async def run(process: Any, os_user: str | None, start: Path) -> None:
         process.exit_with_signal(signal.Signals(-status).name.removeprefix("SIG"))
     else:
         process.exit(status)
+    return status
