@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import asyncssh
+import pytest
 from conftest import PASSWORD, READER_PASSWORD, Server, basic_request, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -101,3 +103,107 @@ def test_metrics_are_for_administrators_only(server: Server) -> None:
     status, body = basic_request(server.http_port, "GET", "/metrics", "reader", READER_PASSWORD)
     assert status == 403, body
     assert b"not jailed and may write" in body
+
+
+def _grew(before: dict, after: dict, name: str, **labels: str) -> float:
+    return _value(after, name, **labels) - _value(before, name, **labels)
+
+
+def _connect(server: Server) -> asyncssh.SSHClientConnection:
+    return asyncssh.connect(
+        "127.0.0.1", server.port, username="root", password=PASSWORD,
+        known_hosts=None, client_keys=None,
+    )  # fmt: skip
+
+
+def test_sftp_requests_are_counted_by_name_and_result(server: Server) -> None:
+    """Each SFTP request counts once under its name and how it ended (a READ past the
+    end is ``eof``, a missing file ``not_found``, an existing folder ``conflict``), and
+    its duration lands in the histogram: ``_count`` is the sum over results, buckets
+    rise to it."""
+    before = _metrics(server)
+
+    async def session() -> None:
+        async with _connect(server) as conn, conn.start_sftp_client() as sftp:
+            async with sftp.open("/share/new.txt", "wb") as f:
+                await f.write(b"x" * 1000)
+            async with sftp.open("/share/new.txt", "rb") as f:
+                assert await f.read(1000, 0) == b"x" * 1000
+                assert await f.read(10, 1000) == b""
+            with pytest.raises(asyncssh.SFTPNoSuchFile):
+                await sftp.stat("/share/missing")
+            with pytest.raises(asyncssh.SFTPFailure):
+                await sftp.mkdir("/share/docs")
+            await sftp.posix_rename("/share/new.txt", "/share/renamed.txt")
+
+    asyncio.run(session())
+    after = _metrics(server)
+    ops = "hoody_mount_operations_total"
+    expected = {
+        ("open", "ok"): 2, ("write", "ok"): 1, ("read", "ok"): 1, ("read", "eof"): 1,
+        ("close", "ok"): 2, ("stat", "not_found"): 1, ("mkdir", "conflict"): 1,
+        ("posix-rename", "ok"): 1,
+    }  # fmt: skip
+    for (op, result), count in expected.items():
+        assert _grew(before, after, ops, protocol="sftp", op=op, result=result) == count, op
+    seconds = "hoody_mount_operation_seconds"
+    for op in ("open", "read", "stat", "posix-rename"):
+        total = sum(
+            value for (name, labels), value in after.items()
+            if name == ops and {("protocol", "sftp"), ("op", op)} <= set(labels)
+        )  # fmt: skip
+        count = _value(after, seconds + "_count", protocol="sftp", op=op)
+        assert count == total > 0, op
+        buckets = sorted(
+            (float(dict(labels)["le"]), value)
+            for (name, labels), value in after.items()
+            if name == seconds + "_bucket" and {("protocol", "sftp"), ("op", op)} <= set(labels)
+        )
+        assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
+        assert buckets[-1] == (float("inf"), count)
+        assert buckets[0][0] == 0.0001 and len(buckets) == 18
+        assert 0 < _value(after, seconds + "_sum", protocol="sftp", op=op) < 10
+
+
+def test_http_requests_scp_and_commands_are_counted(server: Server, tmp_path: Path) -> None:
+    """WebDAV requests count by method, the file API's by its own names, each with the
+    result its status says; a whole scp transfer and a command count once each."""
+    port = server.http_port
+    before = _metrics(server)
+    status, _ = basic_request(port, "PROPFIND", "/dav/share/", "root", PASSWORD, Depth="1")
+    assert status == 207
+    assert basic_request(port, "GET", "/dav/share/docs/readme.txt", "root", "wrong")[0] == 401
+    assert basic_request(port, "GET", "/api/v1/files/share/docs/readme.txt", "root",
+                         PASSWORD)[0] == 200  # fmt: skip
+    assert basic_request(port, "GET", "/api/v1/files/share/?json", "root", PASSWORD)[0] == 200
+    assert basic_request(port, "GET", "/api/v1/files/share/nope", "root", PASSWORD)[0] == 404
+    local = tmp_path / "up.txt"
+    local.write_bytes(b"by scp\n")
+
+    async def ssh() -> None:
+        async with _connect(server) as conn:
+            await asyncssh.scp(str(local), (conn, "/share/up.txt"))
+            await asyncssh.scp((conn, "/share/up.txt"), str(tmp_path / "down.txt"))
+            with pytest.raises(asyncssh.SFTPError):
+                await asyncssh.scp((conn, "/share/missing.txt"), str(tmp_path / "no.txt"))
+            done = await conn.run("sha256sum /share/up.txt")
+            assert done.exit_status == 0, done.stderr
+
+    asyncio.run(ssh())
+    assert (tmp_path / "down.txt").read_bytes() == b"by scp\n"
+    expected = [
+        ("webdav", "propfind", "ok"), ("webdav", "get", "denied"), ("api", "read", "ok"),
+        ("api", "list", "ok"), ("api", "read", "not_found"), ("scp", "scp-upload", "ok"),
+        ("scp", "scp-download", "ok"), ("scp", "scp-download", "not_found"),
+        ("command", "exec", "ok"),
+    ]  # fmt: skip
+    ops = "hoody_mount_operations_total"
+
+    def grown() -> list[float]:  # (a request counts once its answer is closed)
+        now = _metrics(server)
+        return [_grew(before, now, ops, protocol=p, op=o, result=r) for p, o, r in expected]
+
+    if not wait_until(lambda: grown() == [1] * len(expected), 10):
+        raise AssertionError([*zip(expected, grown(), strict=True)])
+    # the scrapes themselves (GETs, several above) are not counted
+    assert _grew(before, _metrics(server), ops, protocol="webdav", op="get", result="ok") == 0
