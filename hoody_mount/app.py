@@ -178,7 +178,7 @@ async def run(
         options.uploads_per_user,
         options.threads,
         health,
-        Metrics(guard, config.root, pool.load),
+        Metrics(guard, config.root, pool.load, public=options.metrics_public),
         live,
     )
     web = WebServer(front, config.http, tls, options, config.trusted_proxies)

@@ -77,6 +77,7 @@ class HTTPOptions:
     uploads_per_user: int = 8  # requests with a body at once (a quarter of the threads)
     head_timeout: float = 10.0  # seconds for a whole request head, from its first byte
     body_timeout: float = 30.0  # a body must bring 16 KiB in each such period
+    metrics_public: bool = False  # GET /metrics without credentials
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,7 @@ def load(path: Path) -> Config:
         uploads_per_user=h.positive("uploads_per_user", max(4, threads // 4)),
         head_timeout=h.seconds("head_timeout", HTTPOptions.head_timeout),
         body_timeout=h.seconds("body_timeout", HTTPOptions.body_timeout),
+        metrics_public=h.get("metrics_public", bool, False),
     )
     h.finish()
 

@@ -93,9 +93,16 @@ def _operations() -> Iterator[Metric]:
 
 
 class Metrics:
-    """The registry of one server."""
+    """The registry of one server; ``public``: served without credentials."""
 
-    def __init__(self, guard: LoginGuard, root: Path, load: Callable[[], tuple[int, int]]):
+    def __init__(
+        self,
+        guard: LoginGuard,
+        root: Path,
+        load: Callable[[], tuple[int, int]],
+        public: bool = False,
+    ) -> None:
+        self.public = public
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(ServerCollector(guard, root, load))
 

@@ -199,12 +199,17 @@ def stop_server(process: subprocess.Popen[str]) -> None:
 
 @contextlib.contextmanager
 def served(
-    base: Path, client_key: Path, users: str = "", flags: tuple[str, ...] = (), top: str = ""
+    base: Path,
+    client_key: Path,
+    users: str = "",
+    flags: tuple[str, ...] = (),
+    top: str = "",
+    http: str = "",
 ) -> Iterator[Server]:
     """A server over a fresh tree under ``base`` (``/share/docs/readme.txt``,
     ``/home/jailed``, ``/etc`` with two users, a secret outside the root) for
-    ``write_config``'s three users, plus the TOML ``users`` appended and the top-level
-    keys ``top`` put first; stopped on exit."""
+    ``write_config``'s three users, plus the TOML ``users`` appended, the top-level
+    keys ``top`` put first and the keys ``http`` in its [http] table; stopped on exit."""
     root, outside, state = base / "root", base / "outside", base / "state"
     for folder in (root / "share" / "docs", root / "home" / "jailed", root / "etc", outside):
         folder.mkdir(parents=True)
@@ -214,7 +219,8 @@ def served(
     (outside / "secret.txt").write_text("outside secret\n")
     config = base / "hoody-mount.toml"
     write_config(config, root, state, client_key.with_suffix(".pub").read_text().strip())
-    config.write_text(top + "\n" + config.read_text() + users)
+    text = config.read_text().replace("[http]\n", f"[http]\n{http}\n", 1)
+    config.write_text(top + "\n" + text + users)
     log = base / "server.log"
     process, port, banner = start_server(["--config", str(config), *flags], log)
     try:

@@ -4,12 +4,13 @@ parser, for administrators only; counters move by what clients did."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 from pathlib import Path
 
 import asyncssh
 import pytest
-from conftest import PASSWORD, READER_PASSWORD, Server, basic_request, wait_until
+from conftest import PASSWORD, READER_PASSWORD, Server, basic_request, served, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -100,6 +101,7 @@ def test_metrics_are_for_administrators_only(server: Server) -> None:
     """Anonymous: 401; a jailed or read-only user: 403."""
     status, _ = basic_request(server.http_port, "GET", "/metrics", "nobody", "x")
     assert status == 401
+    assert _anonymous(server.http_port, "/metrics")[0] == 401
     status, body = basic_request(server.http_port, "GET", "/metrics", "reader", READER_PASSWORD)
     assert status == 403, body
     assert b"not jailed and may write" in body
@@ -207,3 +209,26 @@ def test_http_requests_scp_and_commands_are_counted(server: Server, tmp_path: Pa
         raise AssertionError([*zip(expected, grown(), strict=True)])
     # the scrapes themselves (GETs, several above) are not counted
     assert _grew(before, _metrics(server), ops, protocol="webdav", op="get", result="ok") == 0
+
+
+def _anonymous(port: int, path: str) -> tuple[int, bytes]:
+    """A GET without credentials."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path)
+        reply = conn.getresponse()
+        return reply.status, reply.read()
+    finally:
+        conn.close()
+
+
+def test_metrics_public_answers_without_credentials(tmp_path: Path, client_key: Path) -> None:
+    """``[http] metrics_public = true``: /metrics answers anyone, even with wrong
+    credentials; the rest still needs a login."""
+    with served(tmp_path, client_key, http="metrics_public = true") as server:
+        status, body = _anonymous(server.http_port, "/metrics")
+        assert status == 200
+        names = {family.name for family in text_string_to_metric_families(body.decode())}
+        assert {"hoody_mount_operations", "hoody_mount_operation_seconds"} <= names, names
+        assert basic_request(server.http_port, "GET", "/metrics", "root", "wrong")[0] == 200
+        assert _anonymous(server.http_port, "/dav/share/")[0] == 401

@@ -206,8 +206,12 @@ class WebFront:
     ) -> Iterable[bytes]:
         """The answer, once the client is known (a user, or an address) and holds a
         place among the workers."""
+        public = self.metrics is not None and self.metrics.public
         try:
-            grant: Grant | AuthError = self.auth.authenticate(environ)
+            grant: Grant | AuthError | None = (
+                None if public and environ.get("PATH_INFO") == METRICS_PATH
+                else self.auth.authenticate(environ)
+            )  # fmt: skip
         except AuthError as exc:
             grant = exc
         if isinstance(grant, Grant):
@@ -243,24 +247,31 @@ class WebFront:
         return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
     def _metrics(
-        self, environ: dict[str, Any], start_response: StartResponse, grant: Grant
+        self, environ: dict[str, Any], start_response: StartResponse, grant: Grant | None
     ) -> list[bytes]:
         """``/metrics`` in the Prometheus text format, for an administrator: a user
-        who is not jailed and may write (a read-only token is not enough)."""
-        user = permissions.granted(grant.user, grant.read_only)
-        if user.root != "/" or not permissions.may_write(user) or self.metrics is None:
-            text = "metrics are for users who are not jailed and may write"
-            return _plain(start_response, "403 Forbidden", text, [])
+        who is not jailed and may write (a read-only token is not enough); for anyone
+        (``grant`` None) with ``metrics_public``."""
+        if grant is not None:
+            user = permissions.granted(grant.user, grant.read_only)
+            if user.root != "/" or not permissions.may_write(user):
+                text = "metrics are for users who are not jailed and may write"
+                return _plain(start_response, "403 Forbidden", text, [])
+        if self.metrics is None:
+            return _plain(start_response, "404 Not Found", "no such endpoint", [])
         body = self.metrics.exposition()
         headers = [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))]
         start_response("200 OK", [*headers, ("Cache-Control", "no-store")])
         return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
     def _answer(
-        self, environ: dict[str, Any], start_response: StartResponse, grant: Grant | AuthError
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        grant: Grant | AuthError | None,
     ) -> Iterable[bytes]:
         """The request's answer (who shares the workers is decided: the user, or the
-        address of a client that has not logged in)."""
+        address of a client that has not logged in); no ``grant`` for public metrics."""
         method = str(environ.get("REQUEST_METHOD", ""))
         path = str(environ.get("PATH_INFO", ""))
         if environ.get("CONTENT_LENGTH") and environ.get("HTTP_TRANSFER_ENCODING"):
@@ -268,6 +279,8 @@ class WebFront:
             # are smuggled past proxies; the connection is closed after the answer)
             text = "send Content-Length or Transfer-Encoding, not both"
             return _plain(start_response, "400 Bad Request", text, [("Connection", "close")])
+        if grant is None:
+            return self._metrics(environ, start_response, None)
         if isinstance(grant, AuthError):
             exc = grant
             extra: list[tuple[str, str]] = []
