@@ -386,6 +386,7 @@ class _Channel(asyncssh.SSHServerProcess[bytes]):
             self.sftp = SFTPChannel(
                 chan, ctx.pool, ctx.limits.max_packet, ctx.handles, ctx.long_calls, ctx.long_share
             )
+            self.sftp.entry = self.entry
         stdin = SSHReader[bytes](self, chan)
         stdout = SSHWriter[bytes](self, chan)
         stderr = SSHWriter[bytes](self, chan, EXTENDED_DATA_STDERR)

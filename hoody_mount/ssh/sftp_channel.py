@@ -41,6 +41,7 @@ from asyncssh.packet import PacketDecodeError, SSHPacket
 from asyncssh.sftp import SFTPError
 
 from ..core.listing import Listing
+from ..core.live import Entry
 from ..core.open_files import OpenFile
 from ..core.operations import OPERATIONS
 from ..core.session import Session
@@ -123,6 +124,8 @@ class SFTPChannel:
         self._requests = Requests(session, limits, version, self._pool.submit, self._budget)
         self._pump()
         await asyncio.shield(self._ended)
+
+    entry: Entry | None = None  # the connection's among the live sessions
 
     def busy(self) -> bool:
         """Whether a file is open or a request is being served: a transfer in flight."""
@@ -213,6 +216,9 @@ class SFTPChannel:
             return
         pktid = payload[1:5]
         began = time.perf_counter()
+        op = operation(payload)
+        if self.entry is not None:
+            self.entry.doing = op  # (for ``hoody-mount connections``)
         try:
             packet = SSHPacket(payload)
             request_type = packet.get_byte()
@@ -223,10 +229,10 @@ class SFTPChannel:
             result = wire.result(exc)
         else:
             if isinstance(answer, Job):
-                self._run(answer, pktid, kind, span, (operation(payload), began))
+                self._run(answer, pktid, kind, span, (op, began))
                 return
             result = "ok"
-        OPERATIONS.record("sftp", operation(payload), result, time.perf_counter() - began)
+        OPERATIONS.record("sftp", op, result, time.perf_counter() - began)
         self._send(answer)
 
     def _start(self, payload: bytes) -> None:
