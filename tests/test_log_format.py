@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,25 +65,34 @@ def test_json_logs_are_one_object_per_line_with_the_events_fields(json_server: S
     login = next(e for e in events if str(e["event"]).startswith("login "))
     assert (login["user"], login["address"], login["protocol"]) == ("root", "127.0.0.1", "http")
     request = next(e for e in events if str(e["event"]).startswith("http PUT"))
-    assert (request["user"], request["address"], request["status"]) == ("root", "127.0.0.1", "201")
+    assert (request["user"], request["address"], request["status"]) == ("root", "127.0.0.1", 201)
+    assert isinstance(request["bytes"], int) and isinstance(request["seconds"], float)
+    failed = next(e for e in events if "failed login" in str(e["event"]))
+    assert (failed["user"], failed["address"], failed["protocol"]) == ("root", "127.0.0.1", "http")
     assert any(e["level"] == "warning" and "failed login" in str(e["event"]) for e in events)
 
 
 def test_log_level_warning_leaves_out_information(quiet_server: Server) -> None:
-    """With ``--log-level warning`` logins and changes (INFO) are left out; a failed
-    login (WARNING) is still written."""
+    """With ``--log-level warning`` logins and other information are left out; a
+    failed login (WARNING) is still written, and so is every change (the audit trail
+    is kept whatever the level)."""
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
     client.connect(
         "127.0.0.1", quiet_server.port, "root", PASSWORD,
         allow_agent=False, look_for_keys=False, timeout=30,
     )  # fmt: skip
+    sftp = client.open_sftp()
+    with sftp.open("/share/kept.txt", "w") as handle:
+        handle.write(b"a change\n")
     client.close()
     _failed_login(quiet_server)
     assert wait_until(lambda: "failed login" in quiet_server.log.read_text(), 10)
-    text = quiet_server.log.read_text()
-    assert " INFO " not in text, text[-2000:]
-    assert "login root from" not in text
+    assert wait_until(lambda: "op=write" in quiet_server.log.read_text(), 10)
+    lines = quiet_server.log.read_text().splitlines()
+    infos = [line for line in lines if " INFO " in line]
+    assert infos and all(" INFO hoody_mount.audit: " in line for line in infos), infos
+    assert not any("login root from" in line for line in lines)
 
 
 def test_a_bad_log_setting_is_one_clear_line(tmp_path: Path) -> None:
@@ -104,3 +114,45 @@ def test_a_bad_log_setting_is_one_clear_line(tmp_path: Path) -> None:
         )  # fmt: skip
         assert done.returncode == 2, done.stderr
         assert where in done.stderr and "is not one of" in done.stderr, done.stderr
+
+
+def test_request_paths_are_logged_as_the_client_sent_them(json_server: Server) -> None:
+    """A UTF-8 name is logged as itself (not as Latin-1 mojibake), a byte that is not
+    UTF-8 as an escape, in the access line of the request."""
+    for raw in ("/api/v1/files/r%C3%A9sum%C3%A9.pdf", "/api/v1/files/b%FFb"):
+        basic_request(json_server.http_port, "GET", raw, "root", PASSWORD)
+
+    def paths() -> list[str]:
+        lines = json_server.log.read_text().splitlines()
+        events = [json.loads(line) for line in lines if line.strip()]
+        return [str(e["path"]) for e in events if str(e["event"]).startswith("http GET")]
+
+    assert wait_until(lambda: len(paths()) >= 2, 10)
+    assert "/api/v1/files/résumé.pdf" in paths(), paths()
+    assert "/api/v1/files/b\\xffb" in paths(), paths()
+
+
+def test_clients_cannot_forge_fields(json_server: Server) -> None:
+    """What a client sends (a path, a method, a user name) never becomes a field of its
+    own: key=value text inside a path or a name stays inside that value."""
+    forged = "%20user=root%20address=10.1.2.3%20status=200%20bytes=52428800%20method=GET"
+    conn = http.client.HTTPConnection("127.0.0.1", json_server.http_port, timeout=30)
+    conn.request("GET_", f"/dav/report.pdf{forged}")
+    conn.getresponse().read()
+    conn.close()
+    basic_request(json_server.http_port, "GET", "/dav/", 'x" user=root address=10.9.9.9 q', "pw")
+
+    def events() -> list[dict[str, object]]:
+        lines = json_server.log.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    assert wait_until(lambda: any("10.9.9.9" in str(e["event"]) for e in events()), 10)
+    assert wait_until(lambda: any("10.1.2.3" in str(e["event"]) for e in events()), 10)
+    for event in events():
+        assert event.get("address") in (None, "127.0.0.1"), event
+        assert event.get("user") in (None, "-", "root") or "10.9.9.9" in str(event["user"])
+        if "10.1.2.3" in str(event["event"]):
+            assert event["method"] == "GET_" and event["user"] == "-", event
+            assert str(event["path"]).startswith("/dav/report.pdf user=root"), event
+        if "failed login" in str(event["event"]):
+            assert event["user"] == 'x\\x22 user=root address=10.9.9.9 q', event

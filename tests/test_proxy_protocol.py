@@ -244,7 +244,7 @@ def test_ssh_ten_wrong_passwords_ban_the_forwarded_client_alone(proxied: Server)
     assert _ssh_login(proxied, v2(OTHER), PASSWORD), "the other client is not"
     assert _ssh_login(proxied, v1("2001:db8::9"), PASSWORD), "nor is one named by version 1"
     for line in (
-        f"failed login for 'root' from {GUESSER} over ssh",
+        f'failed login for "root" from {GUESSER} over ssh',
         f"banned {GUESSER} for 300 s after 10 failed logins",
         f"login root from {OTHER} over ssh (password)",
         "login root from 2001:db8::9 over ssh (password)",
@@ -262,7 +262,7 @@ def test_https_ten_wrong_passwords_ban_the_forwarded_client_alone(proxied: Serve
     assert _https(proxied, v2(OTHER), PASSWORD) == 200, "the other client is not"
     assert _https(proxied, v1("2001:db8::9"), PASSWORD) == 200
     for line in (
-        f"failed login for 'root' from {GUESSER} over http",
+        f'failed login for "root" from {GUESSER} over http',
         f"login root from {OTHER} over http (password)",
         f"user=root address={OTHER}",
         f"user=- address={GUESSER}",

@@ -146,7 +146,7 @@ class LoginGuard:
     def failed(self, address: str, who: str, protocol: str) -> Ban | None:
         """Record a failure; the ban it caused, if any."""
         now = time.monotonic()
-        log.warning("failed login for %r from %s over %s", who, address, protocol)
+        log.warning('failed login for "%s" from %s over %s', who, address, protocol)
         pair = (address, who)
         with self._lock:
             if len(self._failures) + len(self._user_failures) > _MAX_TRACKED:

@@ -170,26 +170,70 @@ class OneLineFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|[^\s":]+)')
+# A message, token by token: a quoted value whole (a client's quotes inside are escaped,
+# so it ends where it seems to), a key=value field, or any other word.
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(\w+)=("(?:[^"\\]|\\.)*"|[^\s"]*)|[^\s"]+')
+# Lines whose first values are named by their place: "login alice from 192.0.2.1 over
+# ssh …", "logout …", 'failed login for "alice" from … over http', and the access line
+# of a request, 'http GET "/dav/f.txt" 200 bytes=…'. Fields are read after the match
+# only: what a client sent (a path, a name) never becomes a field of its own.
+_PLACED = (
+    (re.compile(r"(?:login|logout) (\S+) from (\S+) over (\S+)"), ("user", "address", "protocol")),
+    (
+        re.compile(r'failed login for "((?:[^"\\]|\\.)*)" from (\S+) over (\S+)'),
+        ("user", "address", "protocol"),
+    ),
+    (re.compile(r'http (\S+) "((?:[^"\\]|\\.)*)" (\S+)'), ("method", "path", "status")),
+)
+_NUMBERS = frozenset({"bytes", "seconds", "status", "received", "sent"})  # keys of numbers
 
 
-# "login alice from 192.0.2.1 over ssh …", "logout alice from … over ssh after …"
-_SESSION_EVENT = re.compile(r"(?:login|logout) (\S+) from (\S+) over (\S+)")
-# the access line of an HTTP request: 'http GET "/dav/f.txt" 200 bytes=…'
-_REQUEST_EVENT = re.compile(r'http ([A-Z-]+) "((?:[^"\\]|\\.)*)" (\d{3}|-) ')
+def _number(text: str) -> int | float | str:
+    """``text`` as the number it writes (as it is when it writes none)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _fields(message: str) -> dict[str, object]:
+    """The fields of an escaped message: those its place names, then its key=value
+    pairs outside quoted values (the first of each key wins)."""
+    fields: dict[str, object] = {}
+    start = 0
+    for pattern, names in _PLACED:
+        placed = pattern.match(message)
+        if placed is not None:
+            fields.update(zip(names, placed.groups(), strict=True))
+            start = placed.end()
+            break
+    for token in _TOKEN.finditer(message, start):
+        key, value = token.group(1), token.group(2)
+        if key is None:
+            continue
+        key = "protocol" if key == "proto" else key
+        if key not in fields:
+            fields[key] = value[1:-1] if value.startswith('"') else value
+    for key in _NUMBERS & fields.keys():
+        fields[key] = _number(str(fields[key]))
+    return fields
 
 
 class JsonFormatter(OneLineFormatter):
     """Formats each message as one JSON object on one line: ``time`` (ISO 8601, UTC),
-    ``level``, ``logger``, ``event`` (the message, escaped as in text) and the
-    message's ``key=value`` fields (``user``, ``protocol``, ``address``, ``op``,
-    ``path``…) as their own keys, for log pipelines to filter on (logins and logouts
-    give their user, address and protocol too)."""
+    ``level``, ``logger``, ``event`` (the message, escaped as in text) and its fields
+    (``user``, ``protocol``, ``address``, ``op``, ``path``…, see ``_fields``) as keys of
+    their own, for log pipelines to filter on."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if not getattr(record, "hoody_escaped", False):
-            message = escape(message)
+        if getattr(record, "hoody_escaped", False):
+            message = record.getMessage()
+        elif isinstance(record.args, tuple) and record.args:
+            message = str(record.msg) % _escaped(record.args)  # (as ``later`` makes them)
+        else:
+            message = escape(record.getMessage())
         stamp = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
         data: dict[str, object] = {
             "time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -197,16 +241,8 @@ class JsonFormatter(OneLineFormatter):
             "logger": record.name,
             "event": message,
         }
-        session = _SESSION_EVENT.match(message)
-        if session is not None:
-            data["user"], data["address"], data["protocol"] = session.groups()
-        request = _REQUEST_EVENT.match(message)
-        if request is not None:
-            data["method"], data["path"], data["status"] = request.groups()
-        for key, value in _FIELD.findall(message):
-            key = "protocol" if key == "proto" else key
-            if key not in data:
-                data[key] = value[1:-1] if value.startswith('"') else value
+        for key, value in _fields(message).items():
+            data.setdefault(key, value)
         if record.exc_info:
             data["traceback"] = self.formatException(record.exc_info)
         return json.dumps(data, ensure_ascii=False)
