@@ -43,6 +43,7 @@ from conftest import (
     require,
     start_server,
     stop_server,
+    wait_until,
     write_config,
 )
 
@@ -1005,3 +1006,23 @@ def test_the_refusal_of_an_unknown_command_lists_every_builtin(shell_server: Ser
     result = _ssh(shell_server, "jailed", "ls")
     assert result.returncode == 1
     assert b"only SFTP, scp, echo, md5sum, sha1sum, sha256sum and df are served" in result.stderr
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "pty"])
+def test_a_command_ends_when_its_client_goes(shell_server: Server, tty: bool) -> None:
+    """A command whose client goes away (or is sent away: a kill, a stop) gets SIGHUP,
+    as on a terminal that hangs up, and is gone: it did not run on, orphaned."""
+    pid_file = shell_server.root / "work" / f"cmd-{tty}.pid"
+    argv = [*_ssh_command(shell_server), *(["-tt"] if tty else []), "admin@127.0.0.1",
+            f"echo $$ > {pid_file.name}; exec sleep 300"]  # fmt: skip
+    client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        assert wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 30)
+        pid = int(pid_file.read_text())
+        assert Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep")
+        client.kill()
+        client.wait()
+        assert wait_until(lambda: not Path(f"/proc/{pid}").exists(), 20), "still running"
+    finally:
+        client.kill()

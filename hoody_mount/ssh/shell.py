@@ -27,6 +27,7 @@ from asyncssh.misc import BreakReceived, SignalReceived, TerminalSizeChanged
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BLOCK = 64 * 1024
+HANG_UP_GRACE = 5.0  # seconds between SIGHUP and SIGKILL for a command left behind
 
 
 def _account(os_user: str | None) -> pwd.struct_passwd:
@@ -129,6 +130,20 @@ async def _pump_in(process: Any, child: asyncio.subprocess.Process, tty: Any) ->
         child.stdin.close()
 
 
+def _hang_up(child: asyncio.subprocess.Process) -> None:
+    """End a command whose channel closed: SIGHUP to its process group, as a terminal
+    that goes away sends, and SIGKILL to what is left ``HANG_UP_GRACE`` seconds later."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGHUP)
+
+    def kill() -> None:
+        if child.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+
+    asyncio.get_running_loop().call_later(HANG_UP_GRACE, kill)
+
+
 async def run(process: Any, os_user: str | None, start: Path) -> int:
     """Run the client's shell or command and report how it ended (its exit status, or
     minus the signal that ended it, is returned too)."""
@@ -175,7 +190,14 @@ async def run(process: Any, os_user: str | None, start: Path) -> int:
         ]
         feeder = asyncio.ensure_future(_pump_in(process, child, None))
     try:
-        await asyncio.gather(*outputs)
+        copied = asyncio.ensure_future(asyncio.gather(*outputs))
+        gone = asyncio.ensure_future(process.channel.wait_closed())
+        await asyncio.wait({copied, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not copied.done():  # the client went, or was sent away: so does the command
+            _hang_up(child)
+        gone.cancel()
+        with contextlib.suppress(OSError):
+            await copied
         status = await child.wait()
     finally:
         feeder.cancel()
@@ -183,6 +205,8 @@ async def run(process: Any, os_user: str | None, start: Path) -> int:
             tty.close()
         if master is not None:
             os.close(master)
+    if process.channel.is_closing():
+        return status  # (no one to tell)
     if status < 0:
         process.exit_with_signal(signal.Signals(-status).name.removeprefix("SIG"))
     else:
