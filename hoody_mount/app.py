@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
@@ -30,7 +31,7 @@ from .core.tokens import TokenStore
 from .core.users import User
 from .core.vfs import VFS
 from .dav import app as dav_app
-from .health import Health
+from .health import Health, versions
 from .http_transport import tls as tls_files
 from .http_transport.auth import Authenticator, Grant
 from .http_transport.server import WebFront, WebServer
@@ -45,6 +46,7 @@ from .workers import Workers
 log = logging.getLogger("hoody_mount")
 WORKER_THREADS = 64
 SWITCH_INTERVAL = 0.0005  # seconds a thread holds the GIL while another waits for it
+PASSWORD_ENV = "HOODY_MOUNT_PASSWORD"  # the default user's password, when set
 EXIT_GRACE = 10.0  # seconds from the stop to the end of a process that has not ended
 DRAIN_CHECK = 0.1  # seconds between looks at the transfers in flight during a stop
 
@@ -74,6 +76,8 @@ def setup_logging(config: Config) -> None:
     logging.getLogger("asyncssh").setLevel(max(level, logging.WARNING))
     access = level if config.access_log else max(level, logging.WARNING)
     logging.getLogger("hoody_mount.access").setLevel(access)
+    # every change is written, whatever the level: the audit trail is not noise
+    logging.getLogger("hoody_mount.audit").setLevel(min(level, logging.INFO))
 
 
 def _connect_help(
@@ -116,9 +120,7 @@ def _give_default_password(config: Config, users: dict[str, User]) -> str | None
     default = users.get(config.default_user)
     if default is None or default.password_hash is not None:
         return None
-    hashed, password = state.default_password_hash(
-        config.state_dir, os.environ.get("HOODY_MOUNT_PASSWORD")
-    )
+    hashed, password = state.default_password_hash(config.state_dir, os.environ.get(PASSWORD_ENV))
     users[default.name] = replace(default, password_hash=hashed)
     return password
 
@@ -149,6 +151,8 @@ async def run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    hung_up: list[bool] = []  # SIGHUPs before the server serves: one reload once it does
+    loop.add_signal_handler(signal.SIGHUP, lambda: hung_up.append(True))
     reserved = _reserved(config)
     vfs = VFS.open_root(str(config.root), reserved=reserved)
     sessions = Sessions(vfs, config.root)
@@ -170,10 +174,11 @@ async def run(
 
     auth = Authenticator(users, guard, options.allow_basic_over_http, token_grant)
     api = FilesAPI(DigestCache())
+    dav = dav_app.build(config.state_dir)
     front = WebFront(
         auth,
         sessions,
-        dav_app.build(config.state_dir),
+        dav,
         api,
         options.uploads_per_user,
         options.threads,
@@ -206,10 +211,14 @@ async def run(
         cert = tls[0] if tls is not None and not options.cert else None
         lines.append(_connect_help(ssh_bound, web_url, config.default_user, password, cert))
     lines.append("Ready. Stop with Ctrl-C or SIGTERM.")
+    log.info("serving %s: SSH on %s, HTTP on %s (%s)", config.root, ssh_bound, web_url, versions())
     health.serving()  # (before "Ready.": whoever waits for that line may probe at once)
     print("\n".join(lines), file=out, flush=True)
     reloads = _Reloads(config, loader or (lambda: config), users, sessions, live, web, pool)
+    reloads.forget = [dav.forget_user, tokens.revoke_user]
     loop.add_signal_handler(signal.SIGHUP, reloads.start)
+    if hung_up:  # (a SIGHUP while starting: the configuration may have changed since)
+        reloads.start()
 
     try:
         await stop.wait()
@@ -226,6 +235,7 @@ async def run(
         vfs.close()
         reserved.close()
         upload_temps.use_journal(None)
+        log.info("stopped")
 
 
 class _Reloads:
@@ -245,6 +255,7 @@ class _Reloads:
         self._sessions, self._live, self._web, self._pool = sessions, live, web, pool
         self._task: asyncio.Task[None] | None = None
         self._again = False
+        self.forget: list[Callable[[str], int]] = []  # a removed user's locks, tokens
 
     def start(self) -> None:
         """Reload now, or once more after the reload running now."""
@@ -272,13 +283,25 @@ class _Reloads:
             log.error("reload failed, the configuration stays as it was: %s", exc)
             return
         users = dict(new.users)
+        default, current = users.get(new.default_user), self._users.get(new.default_user)
+        if (
+            default is not None and default.password_hash is None and os.environ.get(PASSWORD_ENV)
+            and current is not None and current.password_hash is not None
+        ):  # fmt: skip
+            # (the environment cannot change: the same password, hashed with a new salt
+            # each time, would name the user as changed at every reload)
+            users[default.name] = replace(default, password_hash=current.password_hash)
         password = _give_default_password(new, users)
         options = new.http_options
-        if options.tls and options.cert and options.key:
+        if self.config.http_options.tls and options.tls and options.cert and options.key:
             try:
                 self._web.use_certificate(options.cert, options.key)
             except (OSError, ValueError) as exc:
-                log.error("reload failed, the configuration stays as it was: TLS: %s", exc)
+                why = getattr(exc, "strerror", None) or exc
+                log.error(
+                    "reload failed, the configuration stays as it was: TLS certificate %s "
+                    "with key %s: %s", options.cert, options.key, why,
+                )  # fmt: skip
                 return
         self._sessions.check_jails(users)
         changes = reload.put_users(self._users, users)
@@ -288,10 +311,19 @@ class _Reloads:
         )
         if ended:
             log.warning("reload: ended %d sessions of removed users", ended)
+        for name in sorted(removed):
+            left = sum(forget(name) for forget in self.forget)
+            if left:
+                log.warning("reload: released %d locks and tokens of the removed %s", left, name)
         later = reload.needs_restart(self.config, new)
         if later:
             log.warning("reload: a restart is needed for %s", ", ".join(later))
-        self.config = replace(self.config, users=users, http_options=options)
+        running = self.config.http_options  # (what only a start changes stays as it runs)
+        self.config = replace(
+            self.config,
+            users=users,
+            http_options=replace(running, cert=options.cert, key=options.key),
+        )
         log.info("reloaded %s: %s", new.source, changes)
         if password:
             print(f"Password of {new.default_user} (shown only this once): {password}", flush=True)
@@ -327,6 +359,7 @@ async def _drain(
         for entry in live.entries():
             if entry.id not in ended and not entry.in_flight():
                 ended.add(entry.id)
+                entry.ended = SHUTTING_DOWN
                 entry.end(SHUTTING_DOWN)
         left = deadline - loop.time()
         if left <= 0 or not live.any_in_flight():

@@ -1,5 +1,6 @@
 """Command line: ``hoody-mount serve``, ``hoody-mount user add|list|remove|passwd``,
-``hoody-mount token create|list|revoke`` and ``hoody-mount connections [kill ID]``."""
+``hoody-mount token create|list|revoke``, ``hoody-mount connections [kill ID]`` and
+``hoody-mount health``."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from typing import Any
 import tomlkit
 
 from . import config as config_module
-from . import control, users_file
+from . import control, health_probe, users_file
 from .config import ConfigError
 from .core import trusted_files
+from .core.logs import escape
 from .core.tokens import TokenFileError, TokenStore, parse_duration
 from .core.users import PROTOCOLS, hash_password
 from .health import versions
@@ -85,23 +87,39 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--expires", metavar="DURATION", help="e.g. 30m, 12h, 90d, 2w")
         if name == "revoke":
             sub.add_argument("id", help="the token id (second part of hm_<id>_…)")
+    probe = commands.add_parser(
+        "health", help="ask the running server's /healthz (exit 0 while it serves)"
+    )
+    probe.add_argument("--config", type=Path, help="TOML file (default: the embedded default)")
+    probe.add_argument("--http", metavar="HOST:PORT", help="the HTTP listener, if not the config's")
     live = commands.add_parser(
         "connections", help="list the running server's sessions, or end one (kill ID)"
     )
-    live.add_argument("--config", type=Path, help="TOML file (default: the embedded default)")
-    live.add_argument("--state-dir", help="the running server's state folder")
-    live.add_argument("--json", action="store_true", help="print the sessions as JSON")
+    _connections_options(live, None)
     live_commands = live.add_subparsers(dest="connections_command")
-    live_commands.add_parser("list", help="list the open sessions (the default)")
+    listing = live_commands.add_parser("list", help="list the open sessions (the default)")
     kill = live_commands.add_parser("kill", help="end a session")
     kill.add_argument("id", type=int, help="the session's id, from the list")
+    for sub in (listing, kill):  # (the options go before or after the subcommand)
+        _connections_options(sub, argparse.SUPPRESS)
     return parser
+
+
+def _connections_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """``connections``' options; a subcommand's leave the parent's value alone
+    unless given (``default`` SUPPRESS)."""
+    parser.add_argument(
+        "--config", type=Path, default=default, help="TOML file (default: the embedded default)"
+    )
+    parser.add_argument("--state-dir", default=default, help="the running server's state folder")
+    parser.add_argument(
+        "--json", action="store_true", default=default or False, help="print the sessions as JSON"
+    )
 
 
 def _connections_command(args: argparse.Namespace) -> None:
     """``connections [list]`` and ``connections kill ID``, over the control socket."""
-    base = config_module.load(args.config) if args.config else config_module.embedded_default()
-    cfg = config_module.with_overrides(base, state_dir=args.state_dir)
+    cfg = _config_of(args.config, state_dir=args.state_dir)
     try:
         if args.connections_command == "kill":
             control.ask(cfg.state_dir, {"command": "kill", "id": args.id})
@@ -118,7 +136,9 @@ def _connections_command(args: argparse.Namespace) -> None:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row["started"])))
         fields = (row["id"], row["user"], row["protocol"], row["address"], started,
                   row["received"], row["sent"], row["doing"] or "-")  # fmt: skip
-        print("\t".join(str(field) for field in fields))
+        # (escaped as in the log: a name or a command cannot forge a row or reach the
+        # terminal with control characters, and a name that is not UTF-8 prints)
+        print("\t".join(escape(str(field)) for field in fields))
     if not rows:
         print("(no open sessions)", file=sys.stderr)
 
@@ -132,8 +152,7 @@ def _token_command(args: argparse.Namespace) -> None:
 
 
 def _tokens(args: argparse.Namespace) -> None:
-    base = config_module.load(args.config) if args.config else config_module.embedded_default()
-    cfg = config_module.with_overrides(base, state_dir=args.state_dir)
+    cfg = _config_of(args.config, state_dir=args.state_dir)
     store = TokenStore(cfg.state_dir)
     if cfg.state_dir.is_dir():
         trusted_files.check_folder(cfg.state_dir)
@@ -240,6 +259,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "connections":
             _connections_command(args)
             return
+        if args.command == "health":
+            cfg = _config_of(args.config, http=args.http)
+            raise SystemExit(health_probe.probe(cfg.http, cfg.http_options.tls))
         cfg = _serve_config(args)
     except ConfigError as exc:
         print(f"hoody-mount: {exc}", file=sys.stderr)
@@ -250,12 +272,17 @@ def main(argv: list[str] | None = None) -> None:
     app.serve(cfg, loader=lambda: _serve_config(args))
 
 
+def _config_of(path: Path | None, **flags: Any) -> config_module.Config:
+    """The configuration file at ``path`` (or the embedded default) with ``flags``."""
+    base = config_module.load(path) if path else config_module.embedded_default()
+    return config_module.with_overrides(base, **flags)
+
+
 def _serve_config(args: argparse.Namespace) -> config_module.Config:
     """The configuration ``serve`` runs with: the file (or the embedded default) and
     the flags over it; read again on SIGHUP."""
-    base = config_module.load(args.config) if args.config else config_module.embedded_default()
-    return config_module.with_overrides(
-        base,
+    return _config_of(
+        args.config,
         root=args.root,
         state_dir=args.state_dir,
         ssh=args.ssh,

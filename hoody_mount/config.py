@@ -266,7 +266,9 @@ def load(path: Path) -> Config:
     default_user = top.get("default_user", str, "root")
     access_log = top.get("access_log", bool, True)
     log_format = _one_of(top.get("log_format", str, "text"), LOG_FORMATS, top.where("log_format"))
-    log_level = _one_of(top.get("log_level", str, "info"), LOG_LEVELS, top.where("log_level"))
+    log_level = _one_of(
+        top.get("log_level", str, "info").lower(), LOG_LEVELS, top.where("log_level")
+    )
     shutdown_grace = float(top.get("shutdown_grace", (int, float), Config.shutdown_grace))
     if not 0 <= shutdown_grace <= 3600:
         raise ConfigError(f"{top.where('shutdown_grace')}: must be 0 to 3600 seconds")
@@ -378,7 +380,7 @@ def with_overrides(
     if log_format:
         changes["log_format"] = _one_of(log_format, LOG_FORMATS, "--log-format")
     if log_level:
-        changes["log_level"] = _one_of(log_level, LOG_LEVELS, "--log-level")
+        changes["log_level"] = _one_of(log_level.lower(), LOG_LEVELS, "--log-level")
     if root:
         changes["root"] = Path(root).absolute()
     if state_dir:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import socket
 import struct
@@ -26,6 +27,7 @@ from typing import Any
 
 from .core.live import Live
 
+log = logging.getLogger("hoody_mount.control")
 SOCKET_NAME = "control.sock"
 MAX_REQUEST = 4096  # bytes of one request
 TIMEOUT = 5.0  # seconds for a request to arrive, or for an answer
@@ -92,6 +94,9 @@ class ControlServer:
                 answer = self._answer(line[:MAX_REQUEST])
             writer.write(json.dumps(answer).encode() + b"\n")
             await asyncio.wait_for(writer.drain(), TIMEOUT)
+        except ValueError:  # (a request line past the reader's limit)
+            with contextlib.suppress(OSError):
+                writer.write(b'{"error": "the request is too long"}\n')
         except (OSError, TimeoutError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -109,8 +114,13 @@ class ControlServer:
             target = request.get("id")
             if not isinstance(target, int) or isinstance(target, bool):
                 return {"error": "kill needs a session id (a number)"}
-            if not self._live.end(target, KILL_REASON):
+            entry = self._live.end(target, KILL_REASON)
+            if entry is None:
                 return {"error": f"no session {target} (list them with: hoody-mount connections)"}
+            log.warning(
+                "session %d of %s (%s from %s) ended by the administrator",
+                entry.id, entry.user, entry.protocol, entry.address,
+            )  # fmt: skip
             return {"ended": target}
         return {"error": f"unknown command {command!r}: list or kill"}
 

@@ -69,29 +69,39 @@ def test_a_live_sftp_session_is_listed_and_killed(server: Server) -> None:
     assert wait_until(lambda: not _rows(server), 10)
     assert wait_until(lambda: "logout root" in server_log(server), 10)
     logout = [line for line in server_log(server).splitlines() if "logout root" in line]
+    assert 'ended="ended by the administrator' in logout[-1], logout[-1]
+    assert f"session {row['id']} of root (sftp from 127.0.0.1) ended by the administrator" in (
+        server_log(server)
+    )
     counted = re.search(r"\(sftp\) received=(\d+) sent=(\d+)", logout[-1])
     assert counted, logout[-1]
     assert int(counted[1]) >= row["received"] and int(counted[2]) >= row["sent"]
 
 
+DOING = "GET /api/v1/files/share/big\t9\n\x1b[2K.bin"
+
+
 def test_a_download_in_flight_is_listed_and_killed(server: Server) -> None:
     """An HTTP download the client reads slowly is a session (protocol, method and
     path); kill cuts its connection."""
-    (server.root / "share" / "big.bin").write_bytes(os.urandom(64 << 20))
+    # (a name with a tab, a newline and a terminal escape: it must not forge a row)
+    (server.root / "share" / "big\t9\n\x1b[2K.bin").write_bytes(os.urandom(64 << 20))
     sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=30)
     token = base64.b64encode(f"root:{PASSWORD}".encode()).decode()
     sock.sendall(
-        b"GET /api/v1/files/share/big.bin HTTP/1.1\r\nHost: x\r\n"
+        b"GET /api/v1/files/share/big%099%0A%1B[2K.bin HTTP/1.1\r\nHost: x\r\n"
         + f"Authorization: Basic {token}\r\n\r\n".encode()
     )
     assert sock.recv(65536).startswith(b"HTTP/1.1 200")
 
     def listed() -> list[dict]:
-        return [r for r in _rows(server) if r["doing"] == "GET /api/v1/files/share/big.bin"]
+        return [r for r in _rows(server) if r["doing"] == DOING]
 
     assert wait_until(lambda: bool(listed()), 10)
     row = listed()[0]
     assert row["protocol"] == "api" and row["user"] == "root" and row["sent"] > 0
+    table = _cli(server).stdout.splitlines()
+    assert len(table) == 2 and table[1].endswith("GET /api/v1/files/share/big\\t9\\n\\x1b[2K.bin")
     assert _cli(server, "kill", str(row["id"])).returncode == 0
     sock.settimeout(30)
     received = 0
@@ -100,6 +110,7 @@ def test_a_download_in_flight_is_listed_and_killed(server: Server) -> None:
     assert received < 64 << 20  # cut short, not completed
     sock.close()
     assert wait_until(lambda: not listed(), 10)
+    assert wait_until(lambda: 'cut="ended by the administrator' in server_log(server), 10)
 
 
 def test_mistakes_get_a_clear_line(server: Server, tmp_path: Path) -> None:
@@ -107,6 +118,13 @@ def test_mistakes_get_a_clear_line(server: Server, tmp_path: Path) -> None:
     status 2; the socket is the owner's alone."""
     unknown = _cli(server, "kill", "999999")
     assert unknown.returncode == 2 and "no session 999999" in unknown.stderr
+    # (the options may come after the subcommand, as the README writes them)
+    base = [sys.executable, "-m", "hoody_mount", "connections"]
+    state = ["--state-dir", str(server.state)]
+    after = subprocess.run([*base, "list", "--json", *state], capture_output=True, text=True)
+    assert after.returncode == 0 and json.loads(after.stdout) == [], after.stderr
+    killed = subprocess.run([*base, "kill", "999999", *state], capture_output=True, text=True)
+    assert killed.returncode == 2 and "no session 999999" in killed.stderr
     nobody = subprocess.run(
         [sys.executable, "-m", "hoody_mount", "connections", "--state-dir", str(tmp_path)],
         capture_output=True,
@@ -121,7 +139,11 @@ def test_mistakes_get_a_clear_line(server: Server, tmp_path: Path) -> None:
 
 def test_the_socket_refuses_garbage(server: Server) -> None:
     """A request that is not JSON, or an unknown command, gets an error, not a crash."""
-    for request, expected in ((b"nonsense\n", "not JSON"), (b'{"command": "x"}\n', "unknown")):
+    for request, expected in (
+        (b"nonsense\n", "not JSON"),
+        (b'{"command": "x"}\n', "unknown"),
+        (b"x" * 70_000 + b"\n", "too long"),
+    ):
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(10)
             sock.connect(str(server.state / "control.sock"))

@@ -16,7 +16,7 @@ import asyncssh
 import cheroot
 import pytest
 import wsgidav
-from conftest import Server
+from conftest import Server, served
 
 from hoody_mount.health import DRAINING, Health
 
@@ -81,18 +81,33 @@ def test_version_names_the_server_its_libraries_and_python() -> None:
     assert "\n" not in line
 
 
-def test_the_images_healthcheck_passes_against_a_serving_server(server: Server) -> None:
-    """The Dockerfile's HEALTHCHECK command, run as the image would (against this
-    server's port instead of 8080): exit 0 while the server serves, 1 when nothing
-    answers."""
+def _health(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hoody_mount", "health", "--config", str(config), *extra],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_the_images_healthcheck_passes_against_a_serving_server(
+    tmp_path: Path, client_key: Path, tls: bool
+) -> None:
+    """The Dockerfile's HEALTHCHECK is ``hoody-mount health`` with the image's config:
+    run with this server's config it exits 0 while the server serves, over plain HTTP
+    and over TLS (as the README advises outside the container), and 1 with one line
+    when nothing answers."""
     text = (Path(__file__).resolve().parent.parent / "Dockerfile").read_text()
     match = re.search(r"HEALTHCHECK[^\n]*\\\n\s*CMD (\[.*\])", text)
     assert match, "the Dockerfile has no HEALTHCHECK CMD"
     command = json.loads(match.group(1))
-    assert command[0] == "python" and ":8080/healthz" in command[-1]
-    here = [sys.executable, *command[1:-1], command[-1].replace(":8080", f":{server.http_port}")]
-    assert subprocess.run(here, capture_output=True, timeout=60).returncode == 0
+    assert command == ["hoody-mount", "health", "--config", "/etc/hoody-mount/container.toml"]
+    with served(tmp_path, client_key, http="tls = true" if tls else "") as server:
+        config = server.state.parent / "hoody-mount.toml"
+        here = _health(config, "--http", f"127.0.0.1:{server.http_port}")
+        assert here.returncode == 0, here.stderr
+        assert json.loads(here.stdout)["status"] == "ok"
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
-        nowhere = command[-1].replace(":8080", f":{unused.getsockname()[1]}")
-    assert subprocess.run([*here[:-1], nowhere], capture_output=True, timeout=60).returncode == 1
+        port = unused.getsockname()[1]
+    nowhere = _health(config, "--http", f"127.0.0.1:{port}")
+    assert nowhere.returncode == 1 and f"127.0.0.1:{port}/healthz" in nowhere.stderr

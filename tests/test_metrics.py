@@ -10,7 +10,15 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from conftest import PASSWORD, READER_PASSWORD, Server, basic_request, served, wait_until
+from conftest import (
+    PASSWORD,
+    READER_PASSWORD,
+    Server,
+    basic_request,
+    password_hash,
+    served,
+    wait_until,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -105,6 +113,31 @@ def test_metrics_are_for_administrators_only(server: Server) -> None:
     status, body = basic_request(server.http_port, "GET", "/metrics", "reader", READER_PASSWORD)
     assert status == 403, body
     assert b"not jailed and may write" in body
+    status, _ = basic_request(server.http_port, "DELETE", "/metrics", "root", PASSWORD)
+    assert status == 405
+
+
+def test_the_file_apis_bytes_are_labelled_api(server: Server) -> None:
+    """An upload through the file API counts under ``api``, as its sessions do."""
+    before = _metrics(server)
+    status, _ = basic_request(
+        server.http_port, "PUT", "/api/v1/files/share/api.bin", "root", PASSWORD, b"x" * 1234
+    )
+    assert status == 201
+    assert wait_until(lambda: _grew(before, _metrics(server), BYTES_IN, protocol="api") == 1234, 10)
+    assert _grew(before, _metrics(server), BYTES_IN, protocol="http") == 0
+
+
+BYTES_IN = "hoody_mount_bytes_received_total"
+
+
+def test_metrics_keep_to_the_users_protocols(tmp_path: Path, client_key: Path) -> None:
+    """An unjailed read-write user allowed SFTP only gets no metrics over HTTP."""
+    hashed = password_hash(PASSWORD)
+    users = f'\n[users.sftponly]\npassword_hash = "{hashed}"\nprotocols = ["sftp"]\n'
+    with served(tmp_path, client_key, users=users) as server:
+        status, body = basic_request(server.http_port, "GET", "/metrics", "sftponly", PASSWORD)
+    assert status == 403 and b"http is not allowed for sftponly" in body, body
 
 
 def _grew(before: dict, after: dict, name: str, **labels: str) -> float:

@@ -36,3 +36,9 @@ class Counters:
 
 
 COUNTERS = Counters()  # the process's counts
+
+
+def counted_as(protocol: str) -> str:
+    """The ``protocol`` label of a session's protocol: the file API's sessions are
+    ``http`` to the permissions and ``api`` in every family of the metrics."""
+    return "api" if protocol == "http" else protocol

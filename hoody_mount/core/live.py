@@ -33,6 +33,7 @@ class Entry:
     doing: str = ""  # the current or last operation
     meter: Callable[[], tuple[int, int]] | None = None  # (received, sent), when counted elsewhere
     busy: Callable[[], bool] | None = None  # whether a transfer is in flight (None: always)
+    ended: str = ""  # why the server ended it, if it did
 
     def in_flight(self) -> bool:
         """Whether ending the session now would cut a transfer short."""
@@ -82,14 +83,14 @@ class Live:
         """The open sessions as rows for the control socket."""
         return [entry.row() for entry in self.entries()]
 
-    def end(self, entry_id: int, reason: str) -> bool:
-        """End the session ``entry_id``; False when there is none."""
+    def end(self, entry_id: int, reason: str) -> Entry | None:
+        """End the session ``entry_id``; which it was (None: there is none)."""
         with self._lock:
             entry = self._entries.get(entry_id)
-        if entry is None:
-            return False
-        entry.end(reason)
-        return True
+        if entry is not None:
+            entry.ended = reason
+            entry.end(reason)
+        return entry
 
     def any_in_flight(self) -> bool:
         """Whether a session has a transfer in flight."""
@@ -99,5 +100,6 @@ class Live:
         """End every session ``wanted`` picks; how many."""
         chosen = [entry for entry in self.entries() if wanted(entry)]
         for entry in chosen:
+            entry.ended = reason
             entry.end(reason)
         return len(chosen)

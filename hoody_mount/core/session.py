@@ -19,7 +19,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from . import logs, paths, permissions, upload_temps
 from .atomic_files import AtomicFile, without_privileges
-from .counters import COUNTERS
+from .counters import COUNTERS, counted_as
 from .listing import Listing
 from .names import NameMap
 from .open_files import COPY_BLOCK, OpenFile, Times, next_piece
@@ -193,10 +193,11 @@ class Session:
         change (created, truncated or written: bytes written), one access line for a
         download (bytes read, seconds)."""
         user, protocol, truncates = self.user.name, self.protocol, bool(flags & os.O_TRUNC)
+        shown = (counted_as(protocol),)
 
         def closed(done: OpenFile) -> None:
-            COUNTERS.add("bytes_received", (protocol,), done.bytes_written)
-            COUNTERS.add("bytes_sent", (protocol,), done.bytes_read)
+            COUNTERS.add("bytes_received", shown, done.bytes_written)
+            COUNTERS.add("bytes_sent", shown, done.bytes_read)
             if done.created or truncates or done.bytes_written:
                 how = "create" if done.created else "truncate" if truncates else "update"
                 logs.later(
@@ -378,7 +379,7 @@ class Session:
 
     def _committed(self, upload: AtomicFile, digest: bytes | None) -> None:
         """The audit line of an upload, written once it replaced the target."""
-        COUNTERS.add("bytes_received", (self.protocol,), upload.size)
+        COUNTERS.add("bytes_received", (counted_as(self.protocol),), upload.size)
         sha = f" sha256={digest.hex()}" if digest is not None else ""
         self._done("upload", upload.path, extra=f" bytes={upload.size}{sha}")
 

@@ -166,6 +166,11 @@ class TokenStore:
             self._save(tokens)
             return True
 
+    def revoke_user(self, user: str) -> int:
+        """Revoke every token of ``user`` (a user who was removed: its tokens must not
+        come back with a new user of the same name); how many."""
+        return sum(self.revoke(token.id) for token in self.list() if token.user == user)
+
     def check(self, text: str) -> Token | None:
         """The valid, unexpired token for a bearer credential, or None."""
         match = _TOKEN.fullmatch(text)

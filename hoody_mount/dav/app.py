@@ -101,8 +101,9 @@ def build(state_dir: Path) -> DavGate:
     for known in HTTPStatus:  # WsgiDAV names the statuses it knows, "507 Status" the others
         ERROR_DESCRIPTIONS.setdefault(known.value, f"{known.value} {known.phrase}")
     app = WsgiDAVApp(config)
-    locks = JailedLockManager(LockTable(state_dir / LOCKS_NAME), provider.shown_url)
+    table = LockTable(state_dir / LOCKS_NAME)
+    locks = JailedLockManager(table, provider.shown_url)
     app.lock_manager = locks
     for each in app.provider_map.values():
         each.set_lock_manager(locks)
-    return DavGate(app, provider.key_of_url)
+    return DavGate(app, provider.key_of_url, table.drop_principal)

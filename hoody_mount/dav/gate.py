@@ -334,9 +334,20 @@ def _allowed(session: Session | None) -> str | None:
 class DavGate:
     """WSGI middleware that refuses or cleans requests before WsgiDAV sees them."""
 
-    def __init__(self, app: WSGIApp, keys: KeyOfUrl | None = None) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        keys: KeyOfUrl | None = None,
+        drop_locks: Callable[[str], int] | None = None,
+    ) -> None:
         self.app = app
         self.keys = keys  # an ``If`` header's tag → the lock key WsgiDAV compares it to
+        self._drop_locks = drop_locks
+
+    def forget_user(self, name: str) -> int:
+        """Release the locks of a user who was removed (they would keep others out of
+        its files for as long as their timeout, up to weeks); how many."""
+        return self._drop_locks(name) if self._drop_locks is not None else 0
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", ""))

@@ -128,6 +128,15 @@ class LockTable(LockStorageDict):  # type: ignore[misc]
         finally:
             wsgidav_glue.write_lock(self).release()
 
+    def drop_principal(self, principal: str) -> int:
+        """Remove every lock ``principal`` holds (a user who is gone); how many."""
+        held = [
+            token
+            for token, lock in list(wsgidav_glue.table(self).items())
+            if not token.startswith(wsgidav_glue.URL_KEY) and lock.get("principal") == principal
+        ]
+        return sum(self.delete(token) for token in held)
+
     def clear(self) -> None:
         """Remove every lock."""
         wsgidav_glue.write_lock(self).acquire_write()

@@ -163,6 +163,7 @@ class WebFront:
             return self._health(environ, start_response)  # (probes are not logged)
         began, answered = time.monotonic(), ["-"]
         method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+        shown = _as_sent(path)
 
         def recording(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             reason = environ.get(_CUT)
@@ -193,10 +194,11 @@ class WebFront:
 
         def log_request() -> None:
             seconds = time.monotonic() - began
-            logs.later(
-                access, 'http %s "%s" %s bytes=%d seconds=%.3f user=%s address=%s',
-                method, path, answered[0], closing.sent, seconds, user, address,
-            )  # fmt: skip
+            line = 'http %s "%s" %s bytes=%d seconds=%.3f user=%s address=%s'
+            values = [method, shown, answered[0], closing.sent, seconds, user, address]
+            if environ.get(_CUT):  # (cut by a stop or an administrator: say so)
+                line, values = line + ' cut="%s"', [*values, environ[_CUT]]
+            logs.later(access, line, *values)
             _count(environ, method, path, answered[0], seconds)
 
         return _Closing(closing, log_request)
@@ -252,8 +254,15 @@ class WebFront:
         """``/metrics`` in the Prometheus text format, for an administrator: a user
         who is not jailed and may write (a read-only token is not enough); for anyone
         (``grant`` None) with ``metrics_public``."""
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            extra = [("Allow", "GET, HEAD")]
+            return _plain(start_response, "405 Method Not Allowed", "GET or HEAD only", extra)
         if grant is not None:
             user = permissions.granted(grant.user, grant.read_only)
+            environ["wsgidav.auth.user_name"] = user.name  # (for the access line)
+            not_allowed = permissions.protocol_refusal(user, "http")
+            if not_allowed is not None:
+                return _plain(start_response, "403 Forbidden", not_allowed, [])
             if user.root != "/" or not permissions.may_write(user):
                 text = "metrics are for users who are not jailed and may write"
                 return _plain(start_response, "403 Forbidden", text, [])
@@ -311,12 +320,21 @@ class WebFront:
             length = str(environ.get("CONTENT_LENGTH") or "0")
             if not length.isdigit() or int(length) > BODY_LIMIT:
                 return _plain(start_response, "413 Content Too Large", "request body too large", [])
-            if str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower() == "chunked":
+        # (listed from here: a chunked body read below may take long, and a stop, a
+        # kill or the removal of the user must see the request)
+        unlist = self._show(environ, user.name, "api" if protocol == "http" else protocol, method)
+        try:
+            chunked = str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower() == "chunked"
+            if method not in ("PUT", "POST") and chunked:
                 refusal = _read_chunked_whole(environ)
                 if refusal is not None:
+                    unlist()
                     status, text = refusal
                     return _plain(start_response, status, text, [("Connection", "close")])
-        return self._serve(environ, start_response, app, user, protocol, method)
+            return self._serve(environ, start_response, app, user, protocol, method, unlist)
+        except BaseException:
+            unlist()
+            raise
 
     def _serve(
         self,
@@ -326,12 +344,15 @@ class WebFront:
         user: User,
         protocol: str,
         method: str,
+        unlist: Callable[[], None],
     ) -> Iterable[bytes]:
         """Run the front's app with a session that lives as long as the response (and,
-        for a request with a body, one of the user's body slots)."""
-        release: list[Callable[[], None]] = []
+        for a request with a body, one of the user's body slots); ``unlist`` takes the
+        request off the live sessions when it ends."""
+        release: list[Callable[[], None]] = [unlist]
         if has_body(environ):
             if not self.body_slots.take(user.name):
+                unlist()
                 _refused(
                     environ,
                     f"user {user.name} has {self.body_slots.per_user} requests with a body running",
@@ -356,7 +377,6 @@ class WebFront:
         shown = "api" if protocol == "http" else protocol
         COUNTERS.add("connections", (shown,), 1)
         release.append(functools.partial(COUNTERS.add, "connections", (shown,), -1))
-        self._show(environ, user.name, shown, method, release)
         session.gone = environ.get(CLIENT_GONE) or session.gone  # (copies stop)
         environ[SESSION] = session
         environ["wsgidav.auth.user_name"] = user.name
@@ -377,14 +397,9 @@ class WebFront:
         return answer
 
     def _show(
-        self,
-        environ: dict[str, Any],
-        user: str,
-        protocol: str,
-        method: str,
-        release: list[Callable[[], None]],
-    ) -> None:
-        """List the request among the open sessions until it ends (``release``)."""
+        self, environ: dict[str, Any], user: str, protocol: str, method: str
+    ) -> Callable[[], None]:
+        """List the request among the open sessions; what takes it off (once)."""
         sock = environ.get(_SOCKET)
 
         def end(reason: str) -> None:
@@ -402,9 +417,9 @@ class WebFront:
             return _body_read(environ), answer.sent if answer is not None else 0
 
         address = str(environ.get("REMOTE_ADDR", ""))
-        doing = f"{method} {environ.get('PATH_INFO', '')}"[:200]
+        doing = f"{method} {_as_sent(str(environ.get('PATH_INFO', '')))}"[:200]
         entry = self.live.add(Entry(user, protocol, address, end, doing=doing, meter=meter))
-        release.append(functools.partial(self.live.remove, entry))
+        return functools.partial(self.live.remove, entry)
 
 
 def _unless_cut(
@@ -423,6 +438,13 @@ def _unless_cut(
         recording("500 Internal Server Error", [])
     if _REPLACED in environ:
         yield environ[_REPLACED]
+
+
+def _as_sent(path: str) -> str:
+    """A request's path as the client sent it: WSGI gives its bytes as Latin-1, so a
+    UTF-8 name would be shown as mojibake (a byte that is not UTF-8 stays one, and the
+    log shows it escaped, ``\\xff``)."""
+    return path.encode("latin-1", "replace").decode("utf-8", "surrogateescape")
 
 
 def _ignored(data: bytes) -> None:

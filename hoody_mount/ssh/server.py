@@ -214,10 +214,11 @@ class SSHServer(asyncssh.SSHServer):
             return
         self.ctx.live.remove(entry)
         took = time.monotonic() - self.since
-        logs.later(
-            access, "logout %s from %s over ssh after %.1f s (%s) received=%d sent=%d",
-            self.user, self.peer, took, entry.protocol, entry.received, entry.sent,
-        )  # fmt: skip
+        line = "logout %s from %s over ssh after %.1f s (%s) received=%d sent=%d"
+        values = [self.user, self.peer, took, entry.protocol, entry.received, entry.sent]
+        if entry.ended:  # (sent away by a stop, a kill or a reload: say so)
+            line, values = line + ' ended="%s"', [*values, entry.ended]
+        logs.later(access, line, *values)
 
     async def begin_auth(self, username: str) -> bool:
         user = self.ctx.users.get(username)
@@ -337,8 +338,12 @@ class _Channel(asyncssh.SSHServerProcess[bytes]):
     owner: SSHServer | None = None
 
     def busy(self) -> bool:
-        """Whether ending the channel now would cut a transfer short."""
-        return self.sftp.busy() if self.sftp is not None else True
+        """Whether ending the channel now would cut a transfer short: an SFTP channel
+        with a file open or a request running, an scp or any command; an interactive
+        shell is not waited for (a person at a prompt would hold every stop)."""
+        if self.sftp is not None:
+            return self.sftp.busy()
+        return self.command is not None or self.subsystem is not None
 
     def subsystem_requested(self, subsystem: str) -> bool:
         return subsystem == "sftp"
