@@ -91,13 +91,13 @@ def _collect(stream: IO[str] | None, lines: list[str]) -> None:
         lines.append(line)
 
 
-def _wait(condition: object, timeout: float = 30) -> None:
+def _wait(condition: object, timeout: float = 30, shown: object = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if callable(condition) and condition():
             return
         time.sleep(0.05)
-    raise AssertionError("timed out")
+    raise AssertionError(f"timed out {shown}")
 
 
 def test_transfers_in_flight_finish_and_the_rest_is_told(tmp_path: Path, client_key: Path) -> None:
@@ -133,7 +133,7 @@ def test_transfers_in_flight_finish_and_the_rest_is_told(tmp_path: Path, client_
         # (idle: logged in, its command answered, nothing on the way when the stop comes)
         _wait(lambda: any("Remote working directory" in line for line in shown))
         server.process.send_signal(signal.SIGTERM)
-        _wait(lambda: any("the server is shutting down" in line for line in said))
+        _wait(lambda: any("the server is shutting down" in line for line in said), shown=said)
         status, body = _get(server, "/healthz", auth=False)
         assert status == 503 and json.loads(body)["status"] == "draining"
         status, body = _get(server, "/api/v1/files/share/")

@@ -1,13 +1,16 @@
-"""Refuse a new SSH connection so that the client can read why.
+"""Disconnect an SSH connection so that the client can read why: a new one refused,
+or one the server ends (a stop, a kill, the removal of its user).
 
-asyncssh's ``disconnect`` sends the message and closes the socket at once. The client
-has by then sent its version line and, soon after, its KEXINIT: data that arrives at a
-closed socket, or waits unread in it when it closes, makes the kernel answer with a
-reset, and a client that writes after the reset stops on "Broken pipe" before it reads
-the message (OpenSSH did, now and then). So the socket is kept open a little longer
+asyncssh's ``disconnect`` sends the message and closes the socket at once. A new client
+has by then sent its version line and, soon after, its KEXINIT; a logged-in one may be
+sending anything: data that arrives at a closed socket, or waits unread in it when it
+closes, makes the kernel answer with a reset, and a client that writes after the reset
+stops on "Broken pipe", or loses what it had not read yet, before it reads the message
+(OpenSSH did, now and then). So the socket is kept open a little longer
 through a second descriptor: writing is shut (the client reads the message, then the
 end), and what the client still sends is read and dropped until it closes its side or
-``LINGER`` seconds pass. At most ``MAX_LINGERING`` refused sockets linger at once; past
+``LINGER`` seconds pass. The message goes before the channels close
+(``patches.reason_first``). At most ``MAX_LINGERING`` refused sockets linger at once; past
 that a refusal closes at once, as before.
 """
 
@@ -19,19 +22,21 @@ import socket
 
 import asyncssh
 
-LINGER = 3.0  # seconds a refused socket stays open for the client to read the reason
+from .patches import reason_first
+
+LINGER = 3.0  # seconds a socket stays open for the client to read the reason
 MAX_LINGERING = 64
 
 _lingering: set[asyncio.Task[None]] = set()
 
 
 def send_away(conn: asyncssh.SSHServerConnection, code: int, reason: str) -> None:
-    """Disconnect ``conn`` with ``reason`` once its version line is out (call this from
-    ``connection_made``; a disconnect sent before the version line reached OpenSSH as
-    "banner line contains invalid characters")."""
+    """Disconnect ``conn`` with ``reason`` (on the event loop). For a refusal, call it
+    from ``connection_made``: the disconnect goes once the version line is out (one sent
+    before it reached OpenSSH as "banner line contains invalid characters")."""
     loop = asyncio.get_running_loop()
     held = _hold(conn) if len(_lingering) < MAX_LINGERING else None
-    loop.call_soon(conn.disconnect, code, reason)
+    loop.call_soon(reason_first.disconnect, conn, code, reason)
     if held is not None:
         task = loop.create_task(_linger(held))  # (starts after the disconnect was sent)
         _lingering.add(task)

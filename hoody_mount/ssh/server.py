@@ -305,7 +305,7 @@ class SSHServer(asyncssh.SSHServer):
         if ctx.draining:
             self.over_user_cap = True  # (never served: no logout line)
             if self.conn is not None:
-                self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, SHUTTING_DOWN)
+                send_away(self.conn, asyncssh.DISC_BY_APPLICATION, SHUTTING_DOWN)
             return
         if ctx.connections_by_user[self.user] > ctx.limits.max_connections_per_user:
             # (one user from several addresses took every connection: no one else got in)
@@ -318,8 +318,8 @@ class SSHServer(asyncssh.SSHServer):
         conn, loop = self.conn, asyncio.get_running_loop()
 
         def end(reason: str) -> None:
-            if conn is not None:
-                loop.call_soon_threadsafe(conn.disconnect, asyncssh.DISC_BY_APPLICATION, reason)
+            if conn is not None:  # (so that the client reads why, see ``send_away``)
+                loop.call_soon_threadsafe(send_away, conn, asyncssh.DISC_BY_APPLICATION, reason)
 
         self.entry = ctx.live.add(Entry(self.user, "ssh", self.peer, end, busy=self.busy))
         logs.later(access, "login %s from %s over ssh (%s)", self.user, self.peer, self.method)

@@ -37,6 +37,7 @@ _ATTRIBUTES = (
     (SSHConnection, "_reset_keepalive_timer", "lazy_keepalive"),
     (SSHServerChannel, "_process_exec_request", "raw_commands"),
     (SSHServerChannel, "_start_session", "raw_commands"),
+    (SSHConnection, "_send_disconnect", "reason_first"),
 )
 # (class, instance attribute, what for): set in the class's __init__
 _INSTANCE_ATTRIBUTES = (
