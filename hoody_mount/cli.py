@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("--config", type=Path, help="TOML file (default: the embedded default)")
     probe.add_argument("--http", metavar="HOST:PORT", help="the HTTP listener, if not the config's")
+    probe.add_argument("--tls", action="store_true", help="the listener serves HTTPS (as serve's)")
     live = commands.add_parser(
         "connections", help="list the running server's sessions, or end one (kill ID)"
     )
@@ -260,8 +261,9 @@ def main(argv: list[str] | None = None) -> None:
             _connections_command(args)
             return
         if args.command == "health":
-            cfg = _config_of(args.config, http=args.http)
-            raise SystemExit(health_probe.probe(cfg.http, cfg.http_options.tls))
+            cfg = _config_of(args.config, http=args.http, tls=args.tls)
+            options = cfg.http_options
+            raise SystemExit(health_probe.probe(cfg.http, options.tls, cfg.trusted_proxies))
         cfg = _serve_config(args)
     except ConfigError as exc:
         print(f"hoody-mount: {exc}", file=sys.stderr)

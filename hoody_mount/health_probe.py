@@ -9,27 +9,32 @@ while it serves, 1 otherwise, with one line saying why.
 from __future__ import annotations
 
 import http.client
+import socket
 import ssl
 import sys
 
 from .config import Listen
+from .proxy_protocol import LOCAL_V2, Network, is_trusted
 
 TIMEOUT = 4.0  # seconds: a check that takes longer has failed
 
 
-def probe(listen: Listen, tls: bool) -> int:
-    """Ask ``/healthz`` at ``listen``; print the answer; 0 while the server serves."""
+def probe(listen: Listen, tls: bool, trusted: tuple[Network, ...] = ()) -> int:
+    """Ask ``/healthz`` at ``listen``; print the answer; 0 while the server serves.
+    From an address among the ``trusted`` proxies, which must start with a PROXY
+    header, it sends a LOCAL one (it speaks for itself)."""
     host = "127.0.0.1" if listen.host in ("0.0.0.0", "", "::") else listen.host
-    if tls:
-        context = ssl.create_default_context()
-        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            host, listen.port, timeout=TIMEOUT, context=context
-        )
-    else:
-        conn = http.client.HTTPConnection(host, listen.port, timeout=TIMEOUT)
+    conn = http.client.HTTPConnection(host, listen.port, timeout=TIMEOUT)
     where = f"{'https' if tls else 'http'}://{listen}/healthz"
     try:
+        sock = socket.create_connection((host, listen.port), timeout=TIMEOUT)
+        if is_trusted(str(sock.getsockname()[0]), trusted):
+            sock.sendall(LOCAL_V2)
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            sock = context.wrap_socket(sock, server_hostname=host)
+        conn.sock = sock
         conn.request("GET", "/healthz")
         reply = conn.getresponse()
         body = reply.read().decode("utf-8", "replace").strip()

@@ -9,3 +9,4 @@ API_PREFIX = "/api/"  # everything the file API answers lies below this
 SESSION = "hoody.session"  # environ: the request's core Session
 CLIENT_GONE = "hoody.client_gone"  # environ: a callable, whether the client has gone
 OPERATION = "hoody.operation"  # environ: the file API's name for a request, for the metrics
+PEER = "hoody.peer"  # environ: the TCP peer's address (a proxy's, when it named the client)

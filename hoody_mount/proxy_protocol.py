@@ -18,6 +18,8 @@ V1_PREFIX = b"PROXY "
 V1_LIMIT = 107  # the longest line version 1 allows, CRLF included
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V2_FIXED = 16  # signature, version and command, family, length
+# a LOCAL header (version 2, no client named): a trusted peer speaking for itself
+LOCAL_V2 = V2_SIGNATURE + b"\x20\x00\x00\x00"
 V2_LIMIT = V2_FIXED + 2048  # addresses and TLVs beyond this are refused
 LONGEST = max(V1_LIMIT, V2_LIMIT)
 
@@ -67,6 +69,8 @@ def _v1(data: bytes) -> Header | None:
     kinds = {"TCP4": ipaddress.IPv4Address, "TCP6": ipaddress.IPv6Address}
     if fields[0] not in kinds or len(fields) != 5:
         raise ProxyHeaderError(f"PROXY version 1 header of an unknown form: {fields[0]!r}")
+    if "%" in fields[1] or "%" in fields[2]:  # (a zone: a second name for one client)
+        raise ProxyHeaderError("PROXY version 1 header with a scoped address")
     try:
         source = kinds[fields[0]](fields[1])
         kinds[fields[0]](fields[2])
@@ -75,7 +79,7 @@ def _v1(data: bytes) -> Header | None:
     ports = fields[3:5]
     if not all(p.isdigit() and len(p) <= 5 and int(p) <= 65535 for p in ports):
         raise ProxyHeaderError(f"PROXY version 1 header with a bad port: {' '.join(ports)}")
-    return Header(end + 2, (str(source), int(ports[0])))
+    return Header(end + 2, (_shown(ipaddress.ip_address(str(source))), int(ports[0])))
 
 
 def _v2(data: bytes) -> Header | None:
@@ -105,7 +109,15 @@ def _v2(data: bytes) -> Header | None:
     body = data[V2_FIXED:length]
     address = ipaddress.ip_address(body[:size])
     port = int.from_bytes(body[2 * size : 2 * size + 2], "big")
-    return Header(length, (str(address), port))
+    return Header(length, (_shown(address), port))
+
+
+def _shown(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """A client's address as one text: an IPv4-mapped IPv6 one as the IPv4 address it
+    carries (else one client had two names, and two ban counts)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
 
 
 def take(sock: socket.socket, held: bytearray) -> Header | None:

@@ -10,13 +10,15 @@ import contextlib
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import paramiko
 import pytest
-from conftest import PASSWORD, Server, served, server_log, wait_until
+from conftest import PASSWORD, Server, require, served, server_log, wait_until
 
 from hoody_mount.config import ConfigError, load
 from hoody_mount.proxy_protocol import (
@@ -348,3 +350,82 @@ def test_no_trusted_proxies_keeps_asyncssh_listening(tmp_path: Path, client_key:
             sock.settimeout(30)
             assert sock.recv(100).startswith(b"SSH-2.0-hoody-mount")
         assert GUESSER not in server.log.read_text()
+
+
+def test_a_forwarded_ipv6_client_is_banned_by_its_64(proxied: Server) -> None:
+    """Guesses from ten addresses of one IPv6 /64 ban the /64 (as the caps count it):
+    an eleventh address of it is refused, another /64 is not."""
+    for i in range(1, 11):
+        assert _https(proxied, v2(f"2001:db8:1::{i:x}"), "wrong") == 401
+    assert _https(proxied, v2("2001:db8:1::ff"), PASSWORD) == 429
+    assert _https(proxied, v2("2001:db8:2::1"), PASSWORD) == 200
+    assert _logged(proxied, "banned 2001:db8:1::/64")
+
+
+def test_one_client_has_one_name(proxied: Server) -> None:
+    """An IPv4-mapped address in a version 2 header is the IPv4 client; a version 1
+    address with a zone is refused (a second name for a client)."""
+    assert _https(proxied, v2("::ffff:203.0.113.9"), PASSWORD) == 200
+    assert _logged(proxied, "login root from 203.0.113.9 over http")
+    with _through(proxied.http_port, v1("2001:db8::1%eth0")) as sock:
+        try:
+            answer = sock.recv(100)
+        except ConnectionResetError:
+            answer = b""
+        assert answer == b""  # (dropped: no answer)
+
+
+def test_the_health_check_speaks_for_itself_to_a_server_that_trusts_it(
+    proxied: Server,
+) -> None:
+    """``hoody-mount health`` from an address the server trusts as a proxy starts with
+    a LOCAL header, so the image's check works behind a sidecar proxy too."""
+    config = proxied.state.parent / "hoody-mount.toml"
+    done = subprocess.run(
+        [sys.executable, "-m", "hoody_mount", "health", "--config", str(config), "--tls",
+         "--http", f"127.0.0.1:{proxied.http_port}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_plain_http_never_passes_for_https(tmp_path: Path, client_key: Path) -> None:
+    """An absolute https:// URI in the request line does not make plain HTTP count as
+    HTTPS: Basic from a client not on this machine is still refused."""
+    token = base64.b64encode(f"root:{PASSWORD}".encode()).decode()
+    with (
+        served(tmp_path, client_key, top=TRUST_LOOPBACK) as server,
+        _through(server.http_port, v1("198.51.100.9")) as sock,
+    ):
+        sock.sendall(
+            b"OPTIONS https://x/dav/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            + f"Authorization: Basic {token}\r\n\r\n".encode()
+        )
+        assert _status(sock) == 403
+
+
+REMOTE_PROXY = "203.0.113.250"  # an address given to lo for one test: not loopback
+
+
+def test_a_remote_proxy_naming_loopback_is_not_loopback(tmp_path: Path, client_key: Path) -> None:
+    """Basic over plain HTTP is for clients on this machine: a client that a proxy
+    elsewhere names 127.0.0.1 is on the proxy's machine, and is refused."""
+    require("ip")
+    subprocess.run(["ip", "addr", "add", f"{REMOTE_PROXY}/32", "dev", "lo"], check=True)
+    try:
+        top = f'trusted_proxies = ["{REMOTE_PROXY}/32"]'
+        with served(tmp_path, client_key, top=top) as server:
+            sock = socket.socket()
+            sock.bind((REMOTE_PROXY, 0))
+            sock.settimeout(30)
+            sock.connect(("127.0.0.1", server.http_port))
+            with sock:
+                token = base64.b64encode(f"root:{PASSWORD}".encode()).decode()
+                sock.sendall(
+                    v1("127.0.0.1")
+                    + b"GET /api/v1/files/?json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                    + f"Authorization: Basic {token}\r\n\r\n".encode()
+                )
+                assert _status(sock) == 403
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{REMOTE_PROXY}/32", "dev", "lo"], check=False)

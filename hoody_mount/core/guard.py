@@ -24,6 +24,8 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import NamedTuple, TypeVar
 
+from .addresses import client_of
+
 log = logging.getLogger("hoody_mount.guard")
 
 _MAX_TRACKED = 4096  # counts kept before aged ones are dropped
@@ -78,6 +80,7 @@ class LoginGuard:
 
     def banned(self, address: str, user: str | None = None) -> Ban | None:
         """Why a login from ``address`` (as ``user``, when known) is not checked now."""
+        address = client_of(address)  # (an IPv6 host by its /64, see ``addresses``)
         now = time.monotonic()
         with self._lock:
             until = _active(self._banned, address, now)
@@ -93,6 +96,7 @@ class LoginGuard:
         or as many checks already running as failures are still allowed (so a burst of
         parallel guesses cannot all be checked before the first failures are counted).
         Give the place back with ``release`` once the outcome is recorded."""
+        address = client_of(address)  # (an IPv6 host by its /64, see ``addresses``)
         ban = self.banned(address, user)
         if ban is not None:
             return ban
@@ -133,6 +137,7 @@ class LoginGuard:
 
     def release(self, address: str) -> None:
         """Give back a place taken by ``reserve``."""
+        address = client_of(address)  # (an IPv6 host by its /64, see ``addresses``)
         with self._lock:
             self._checking[address] -= 1
             if self._checking[address] <= 0:
@@ -145,6 +150,7 @@ class LoginGuard:
 
     def failed(self, address: str, who: str, protocol: str) -> Ban | None:
         """Record a failure; the ban it caused, if any."""
+        address = client_of(address)  # (an IPv6 host by its /64, see ``addresses``)
         now = time.monotonic()
         log.warning('failed login for "%s" from %s over %s', who, address, protocol)
         pair = (address, who)
@@ -165,6 +171,7 @@ class LoginGuard:
 
     def succeeded(self, address: str, who: str) -> None:
         """A good login clears its own (address, user) count, never the address's."""
+        address = client_of(address)  # (an IPv6 host by its /64, see ``addresses``)
         with self._lock:
             self._user_failures.pop((address, who), None)
 

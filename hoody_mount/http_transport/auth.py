@@ -29,6 +29,7 @@ from ..core.counters import COUNTERS
 from ..core.guard import Ban, LoginGuard
 from ..core.turns import stepped_aside
 from ..core.users import User, verify_password
+from ..http_names import PEER
 
 access = logging.getLogger("hoody_mount.access")
 
@@ -112,9 +113,10 @@ class Authenticator:
             raise AuthError.banned(ban)
         if scheme.lower() != "basic":
             raise AuthError("401 Unauthorized", f"unsupported authorization scheme {scheme!r}")
-        if environ.get("wsgi.url_scheme") != "https" and not (
-            self.allow_basic_over_http or is_loopback(address)
-        ):
+        # (loopback: the client and the connection both, so that a client a remote
+        # proxy names as 127.0.0.1 is not taken for one on this machine)
+        local = is_loopback(address) and is_loopback(str(environ.get(PEER, address)))
+        if environ.get("wsgi.url_scheme") != "https" and not (self.allow_basic_over_http or local):
             raise AuthError(
                 "403 Forbidden", "Basic authentication is accepted only over HTTPS from here"
             )

@@ -41,7 +41,7 @@ from ..core.turns import Turns, stepped_aside
 from ..core.user_slots import UserSlots, has_body
 from ..core.users import User
 from ..health import DRAINING, Health
-from ..http_names import API_PREFIX, CLIENT_GONE, OPERATION, SESSION
+from ..http_names import API_PREFIX, CLIENT_GONE, OPERATION, PEER, SESSION
 from ..http_rules import body_refusal, status_line
 from ..metrics import CONTENT_TYPE, Metrics
 from ..proxy_protocol import Network
@@ -804,6 +804,11 @@ class _Gateway(wsgi.Gateway_10):
         environ: dict[str, Any] = super().get_environ()  # type: ignore[no-untyped-call]
         environ[CLIENT_GONE] = functools.partial(_client_gone, self.req.conn.socket)
         environ[_SOCKET] = self.req.conn.socket
+        # the listener's scheme: cheroot takes an absolute URI's (OPTIONS https://x/),
+        # and a client must not make plain HTTP pass for HTTPS
+        environ["wsgi.url_scheme"] = "https" if self.req.server.ssl_adapter else "http"
+        with contextlib.suppress(OSError, IndexError):
+            environ[PEER] = str(self.req.conn.socket.getpeername()[0])
         return environ
 
 
