@@ -231,6 +231,9 @@ class _Waiting:
     header: bytearray | None = None  # the start of a PROXY header taken so far
 
 
+MAX_AWAITING_HEADERS = 1024  # connections of trusted proxies before their PROXY header
+
+
 class Intake:
     """Takes the place of cheroot's ConnectionManager (``run``, ``put``, ``stop``,
     ``close``, ``can_add_keepalive_connection``); see the module."""
@@ -253,6 +256,7 @@ class Intake:
         self._ready: deque[tuple[Any, float]] = deque()  # (whole requests, deadline)
         self._stopping = False
         self._draining = False  # a stop has begun (see ``drain``)
+        self._awaiting_headers = 0  # trusted proxies' connections before their header
         self._drained = False
         self._serving = False
         self._reserve: int | None = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
@@ -417,7 +421,13 @@ class Intake:
                 return
             sock.setblocking(False)
             if isinstance(peer, tuple) and is_trusted(str(peer[0]), self.trusted):
-                # (counted once the header names the client; its wait is bounded)
+                # (counted once the header names the client; its wait is bounded, and so
+                # is the number of connections waiting so)
+                if self._awaiting_headers >= MAX_AWAITING_HEADERS:
+                    refusals.note(str(peer[0]), "too many connections waiting for a PROXY header")
+                    sock.close()
+                    continue
+                self._awaiting_headers += 1
                 deadline = time.monotonic() + self.head_timeout
                 waiting = _Waiting(sock, str(peer[0]), "proxy", deadline, counted=False)
                 waiting.peer, waiting.header = peer, bytearray()
@@ -669,6 +679,8 @@ class Intake:
             self._selector.unregister(waiting.sock)
             if waiting.state == "head":
                 self._idle -= 1
+            elif waiting.state == "proxy":
+                self._awaiting_headers -= 1
 
     def _close(self, waiting: _Waiting) -> None:
         if waiting.conn is not None:

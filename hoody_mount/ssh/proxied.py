@@ -22,6 +22,7 @@ log = logging.getLogger("hoody_mount.ssh")
 refusals = Throttled(log, "SSH connections from a trusted proxy dropped")
 
 ACCEPTS_PER_WAKEUP = 64
+MAX_PENDING = 1024  # connections before their header or still logging in, at most
 ACCEPT_RETRY = 1.0  # seconds without accepting after running out of file descriptors
 
 # serves one accepted connection: the socket, and the client a PROXY header named
@@ -77,6 +78,10 @@ class ProxiedListener:
                     self._loop.call_later(ACCEPT_RETRY, self._resume, listener)
                 return
             sock.setblocking(False)
+            if len(self._tasks) >= MAX_PENDING:  # (before their header, or logging in)
+                refusals.note(str(peer[0]), "too many connections waiting to log in")
+                sock.close()
+                continue
             task = self._loop.create_task(self._connection(sock, str(peer[0])))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
