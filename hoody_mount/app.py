@@ -173,7 +173,7 @@ async def run(
         return Grant(user, token.read_only) if token and user else None
 
     auth = Authenticator(users, guard, options.allow_basic_over_http, token_grant)
-    api = FilesAPI(DigestCache())
+    api = FilesAPI(DigestCache(), du_seconds=config.du_seconds)
     dav = dav_app.build(config.state_dir)
     front = WebFront(
         auth,

@@ -81,6 +81,18 @@ class HTTPOptions:
 
 
 @dataclass(frozen=True)
+class Alerts:
+    """``[alerts]``: tell someone when a watched filesystem crosses ``used_percent``,
+    by a POST to ``webhook`` and/or running ``command`` with the event on stdin; the
+    filesystems are looked at every ``interval`` seconds."""
+
+    used_percent: float
+    webhook: str | None = None
+    command: tuple[str, ...] = ()
+    interval: float = 60.0
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the server needs to start."""
 
@@ -100,6 +112,8 @@ class Config:
     shutdown_grace: float = 30.0  # seconds a stop lets transfers in flight finish
     # peers whose connections start with a PROXY header naming the client (both listeners)
     trusted_proxies: tuple[Network, ...] = ()
+    du_seconds: float = 10.0  # a du's time budget (storage API, the du built-in)
+    alerts: Alerts | None = None
 
 
 LOG_FORMATS = ("text", "json")
@@ -243,6 +257,28 @@ def _user(source: str, name: str, table: Any) -> User:
     return user
 
 
+def _alerts(a: _Reader) -> Alerts | None:
+    """The ``[alerts]`` table, None when there is none."""
+    if not a.table:
+        return None
+    if "used_percent" not in a.table:
+        raise ConfigError(f"{a.where('used_percent')}: missing (the threshold, 1 to 100)")
+    threshold = float(a.get("used_percent", (int, float), 0))
+    if not 0 < threshold <= 100:
+        raise ConfigError(f"{a.where('used_percent')}: must be above 0 and at most 100")
+    webhook = a.get("webhook", str, None)
+    if webhook is not None and not re.match(r"https?://[^/\s]+", webhook):
+        raise ConfigError(f"{a.where('webhook')}: expected an http:// or https:// URL")
+    command = a.strings("command", ())
+    if "command" in a.table and (isinstance(a.table["command"], str) or not command):
+        raise ConfigError(f"{a.where('command')}: expected a program and its arguments as a list")
+    if webhook is None and not command:
+        raise ConfigError(f"{a.where('webhook')}: give a webhook, a command or both")
+    interval = a.seconds("interval", Alerts.interval)
+    a.finish()
+    return Alerts(threshold, webhook, command, interval)
+
+
 def load(path: Path) -> Config:
     """Read and check a configuration file."""
     source = str(path)
@@ -332,6 +368,11 @@ def load(path: Path) -> Config:
     )
     h.finish()
 
+    st = _Reader(source, "storage.", top.get("storage", dict, {}))
+    du_seconds = st.seconds("du_seconds", Config.du_seconds)
+    st.finish()
+    alerts = _alerts(_Reader(source, "alerts.", top.get("alerts", dict, {})))
+
     users_table = top.get("users", dict, {})
     users = {name: _user(source, name, table) for name, table in users_table.items()}
     top.finish()
@@ -359,6 +400,8 @@ def load(path: Path) -> Config:
         log_level=log_level,
         shutdown_grace=shutdown_grace,
         trusted_proxies=trusted_proxies,
+        du_seconds=du_seconds,
+        alerts=alerts,
     )
 
 

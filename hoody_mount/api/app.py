@@ -25,9 +25,9 @@ from ..core.digests import DigestCache, StreamDigest
 from ..core.open_files import OpenFile
 from ..core.session import Session
 from ..core.user_slots import UserSlots
-from ..http_names import CLIENT_GONE, FILES_ROOT, OPERATION, SESSION
+from ..http_names import CLIENT_GONE, FILES_ROOT, OPERATION, SESSION, STORAGE_ROOT
 from ..http_rules import status_line
-from . import origin
+from . import origin, storage
 from .downloads import send_file
 from .errors import ApiError, from_os_error
 from .listings import list_html, list_json
@@ -71,8 +71,14 @@ def _expected_digest(environ: dict[str, Any]) -> bytes | None:
 class FilesAPI:
     """The WSGI application of /api/v1/files."""
 
-    def __init__(self, digests: DigestCache, digests_per_user: int = DIGESTS_PER_USER) -> None:
+    def __init__(
+        self,
+        digests: DigestCache,
+        digests_per_user: int = DIGESTS_PER_USER,
+        du_seconds: float = storage.DU_SECONDS,
+    ) -> None:
         self.digests = digests
+        self.du_seconds = du_seconds
         self.digest_slots = UserSlots(digests_per_user)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -98,10 +104,12 @@ class FilesAPI:
     def _dispatch(self, environ: dict[str, Any]) -> tuple[str, Headers, Body]:
         session: Session = environ[SESSION]
         raw = str(environ.get("PATH_INFO", ""))
+        query = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
+        if raw == STORAGE_ROOT:
+            return storage.answer(environ, session, query, self.du_seconds)
         if not (raw == PREFIX or raw.startswith(PREFIX + "/")):
             raise ApiError(404, "not_found", "unknown endpoint")
         path = os.fsdecode(raw[len(PREFIX) :].encode("latin-1")) or "/"
-        query = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
         method = environ["REQUEST_METHOD"]
         if method not in origin.SAFE_METHODS:
             origin.check(environ)

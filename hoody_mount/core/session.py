@@ -17,13 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Concatenate, ParamSpec, TypeVar
 
-from . import logs, paths, permissions, upload_temps
+from . import disk_usage, filesystems, logs, paths, permissions, upload_temps
 from .atomic_files import AtomicFile, without_privileges
 from .counters import COUNTERS, counted_as
+from .disk_usage import Summary, Walk
+from .filesystems import Usage
 from .listing import Listing
+from .mounts import Mount
 from .names import NameMap
 from .open_files import COPY_BLOCK, OpenFile, Times, next_piece
-from .reserved import ReservedError
+from .reserved import Identity, ReservedError
 from .users import User
 from .vfs import VFS
 
@@ -97,6 +100,8 @@ class Session:
         # Whether the client that asked has gone: long operations (copies) stop then. An
         # HTTP request's session asks the connection; an SSH channel's never stops.
         self.gone: Callable[[], bool] = lambda: False
+        # The mounts of the served root, by its paths (set by ``Sessions.open``).
+        self.mounts: Callable[[], list[Mount]] = list
 
     def close(self) -> None:
         """Release the jail's fd; files opened through the session stay usable."""
@@ -250,6 +255,29 @@ class Session:
     def capacity(self, raw: str = "/") -> Capacity:
         """The real capacity of the filesystem holding ``raw``; read-only users see ST_RDONLY."""
         return self._capacity(self._vfs.statvfs(self.path(raw)))
+
+    @_logs_refusals("statvfs")
+    def filesystems(self) -> list[Usage]:
+        """The jail's filesystem (at ``/``) and each mount inside the jail, by the user's
+        paths (see ``filesystems.visible``)."""
+        return filesystems.visible(self._vfs, self.user.root, self.mounts)
+
+    @_logs_refusals("du")
+    def disk_usage(self, raw: str, seconds: float) -> Summary:
+        """``du -sb`` of each member of the folder ``raw`` and of the folder, within
+        ``seconds`` (a summary made in the last few seconds is given again)."""
+        path = self.path(raw)
+        key = (self.user.root, path)
+        summary = disk_usage.CACHE.get(key)
+        if summary is None:
+            summary = disk_usage.summarize(self._vfs, path, time.monotonic() + seconds, self.gone)
+            disk_usage.CACHE.put(key, summary)
+        return summary
+
+    @_logs_refusals("du")
+    def du_walk(self, raw: str, follow: bool, seen: set[Identity]) -> Walk:
+        """A ``du`` walk of ``raw``, run by its caller (see ``disk_usage.Walk``)."""
+        return self._vfs.du_walk(self.path(raw), follow, seen)
 
     def file_capacity(self, file: OpenFile) -> Capacity:
         """``capacity`` of the filesystem holding an open file, wherever it has moved."""

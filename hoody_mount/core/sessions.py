@@ -12,6 +12,8 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from . import filesystems
+from .filesystems import Usage
 from .names import NameMap
 from .session import Session
 from .users import User
@@ -31,7 +33,15 @@ class Sessions:
     def open(self, user: User, protocol: str) -> Session:
         """A session of ``user`` over ``protocol``, its jail opened now (blocking);
         OSError if the jail cannot be opened."""
-        return Session(user, self._root.sub(user.root, follow_links=False), self._names, protocol)
+        jail = self._root.sub(user.root, follow_links=False)
+        session = Session(user, jail, self._names, protocol)
+        session.mounts = self._root.mounts
+        return session
+
+    def filesystems(self) -> list[Usage]:
+        """The served root's filesystem and each mount below it, as the server sees them
+        (the alerts and the metrics watch these; blocking)."""
+        return filesystems.visible(self._root, "/", self._root.mounts)
 
     def host_path(self, virtual: str) -> Path:
         """Where the served root's virtual path ``virtual`` lies on the host (for the

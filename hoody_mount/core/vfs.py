@@ -22,12 +22,14 @@ import errno
 import os
 import stat
 
-from . import paths, syscalls, trees, upload_temps
+from . import mounts, paths, syscalls, trees, upload_temps
 from .atomic_files import AtomicFile, without_privileges
-from .dirfds import DIR_READ, rename_noreplace, umask
+from .dirfds import DIR_READ, mount_id, rename_noreplace, umask
+from .disk_usage import Walk
 from .listing import Entry, Listing
+from .mounts import Mount
 from .open_files import OpenFile, Times, valid_size
-from .reserved import Reserved, identity, walk_up
+from .reserved import Identity, Reserved, identity, walk_up
 from .resolution import CHANGE, MOVE, READ, RESOLVE, UNCHECKED, Resolver
 from .trees import Stop, never
 from .turns import without_turn
@@ -227,6 +229,31 @@ class VFS(Resolver):
         """Capacity of the filesystem that holds ``path``."""
         with self._fd(path) as fd:
             return os.statvfs(fd)
+
+    def mounts(self) -> list[Mount]:
+        """The mounts at or below this root, by its paths (see ``mounts.below``)."""
+        return mounts.below(self._root)
+
+    def mount_statvfs(self, path: str) -> tuple[str, os.statvfs_result]:
+        """The id of the mount holding the folder ``path`` and its filesystem's capacity."""
+        with self._fd(path, os.O_PATH | os.O_DIRECTORY) as fd:
+            return mount_id(fd), os.statvfs(fd)
+
+    def du_walk(self, path: str, follow: bool, seen: set[Identity]) -> Walk:
+        """A ``du`` walk of ``path`` (a link at its end followed only with ``follow``);
+        ``seen`` is shared by the walks of one command (see ``disk_usage.Walk``)."""
+        st = self.stat(path) if follow else self.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            return Walk(path, st, None, self._reserved, seen)
+        fd = self._open(path, os.O_RDONLY | os.O_DIRECTORY | (0 if follow else os.O_NOFOLLOW))
+        try:
+            here = os.fstat(fd)
+            if identity(here) != identity(st):
+                raise OSError(errno.ENOENT, "replaced while it was looked at", path)
+            return Walk(path, here, fd, self._reserved, seen)
+        except BaseException:
+            os.close(fd)
+            raise
 
     def read_bytes(self, path: str, limit: int = 1 << 20) -> bytes:
         """Read a small regular file whole (at most ``limit`` bytes)."""

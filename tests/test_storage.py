@@ -1,0 +1,167 @@
+"""Capacity and disk usage (issue 21): ``GET /api/v1/storage`` and ``?du=``, the ``du``
+and ``df`` built-ins over SSH, capacity alerts and the metrics, checked against
+``df``, ``du`` and ``os.statvfs`` on tmpfs mounts made inside the served root."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from conftest import PASSWORD, READER_PASSWORD, Server, basic_request, password_hash, served
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str = "8m") -> Iterator[Path]:
+    """A tmpfs mounted on ``folder`` (made if missing), unmounted on exit whatever
+    happened, and checked gone from the mount table."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        done = subprocess.run(["umount", str(folder)], capture_output=True)
+        if done.returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], check=True)
+        table = subprocess.run(["mount"], capture_output=True, text=True).stdout
+        assert f" {folder} " not in table, table
+
+
+@contextlib.contextmanager
+def nested(base: Path) -> Iterator[tuple[Path, Path]]:
+    """``root/share/data`` (8 MiB) with ``root/share/data/inner`` (4 MiB) inside, both
+    tmpfs, made before the server's tree is."""
+    data = base / "root" / "share" / "data"
+    with tmpfs(data) as outer, tmpfs(outer / "inner", "4m") as inner:
+        yield outer, inner
+
+
+def get_json(server: Server, path: str, user: str = "root", password: str = PASSWORD) -> dict:
+    status, body = basic_request(server.http_port, "GET", path, user, password)
+    assert status == 200, body
+    return dict(json.loads(body))
+
+
+def df(path: Path) -> dict[str, int]:
+    """GNU df's figures of ``path`` in bytes."""
+    out = subprocess.run(
+        ["df", "-B1", "--output=size,used,avail,pcent,itotal,iavail", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()[1]  # fmt: skip
+    size, used, avail, pcent, itotal, iavail = out.split()
+    return {
+        "total_bytes": int(size), "used_bytes": int(used), "free_bytes": int(avail),
+        "percent": int(pcent.rstrip("%")), "inodes_total": int(itotal),
+        "inodes_free": int(iavail),
+    }  # fmt: skip
+
+
+def assert_like_df(item: dict, path: Path, slack: int = 0) -> None:
+    """The figures are df's (``slack`` bytes and inodes apart on a filesystem others
+    write to meanwhile)."""
+    want = df(path)
+    assert item["total_bytes"] == want["total_bytes"], (item, want)
+    for key in ("used_bytes", "free_bytes", "inodes_total", "inodes_free"):
+        assert abs(item[key] - want[key]) <= slack, (key, item, want)
+    if not slack:
+        assert math.ceil(item["used_percent"]) == want["percent"], (item, want)
+
+
+def test_storage_lists_the_root_and_the_mounts_each_user_can_see(
+    tmp_path: Path, client_key: Path
+) -> None:
+    """Each figure is df's of that mount; root sees both tmpfs by the served root's
+    paths, the reader jailed at /share sees them by its own, the user jailed
+    elsewhere sees only its jail's filesystem."""
+    users = f'[users.docs]\npassword_hash = "{password_hash(PASSWORD)}"\nroot = "/share/docs"\n'
+    with nested(tmp_path) as (outer, inner), served(tmp_path, client_key, users) as server:
+        (outer / "blob").write_bytes(os.urandom(1 << 20))
+        (inner / "blob").write_bytes(os.urandom(300_000))
+        mine = get_json(server, "/api/v1/storage")["filesystems"]
+        assert [f["path"] for f in mine] == ["/", "/share/data", "/share/data/inner"]
+        assert_like_df(mine[0], server.root, slack=64 << 20)
+        assert_like_df(mine[1], outer)
+        assert_like_df(mine[2], inner)
+        assert mine[1]["total_bytes"] == 8 << 20 and mine[2]["total_bytes"] == 4 << 20
+        assert mine[1]["used_bytes"] == 1 << 20
+        reader = get_json(server, "/api/v1/storage", "reader", READER_PASSWORD)["filesystems"]
+        assert [f["path"] for f in reader] == ["/", "/data", "/data/inner"]
+        assert reader[1:] == [{**f, "path": f["path"][len("/share") :]} for f in mine[1:]]
+        docs = get_json(server, "/api/v1/storage", "docs")["filesystems"]
+        assert [f["path"] for f in docs] == ["/"]
+        assert docs[0]["total_bytes"] == mine[0]["total_bytes"]
+
+
+def make_tree(top: Path) -> None:
+    """Files, a hard link between two folders, a link loop, an absolute link and a
+    name with a space, under ``top``."""
+    (top / "a" / "sub").mkdir(parents=True)
+    (top / "b").mkdir()
+    (top / "a" / "f1").write_bytes(os.urandom(5000))
+    (top / "a" / "sub" / "f2").write_bytes(os.urandom(70_000))
+    os.link(top / "a" / "f1", top / "b" / "hard")
+    (top / "a" / "loop").symlink_to("..")
+    (top / "c").symlink_to("/")
+    (top / "with space.txt").write_bytes(b"x" * 1234)
+
+
+def gnu_du(folder: Path, *flags: str) -> tuple[str, list[str]]:
+    """``du FLAGS DIR`` and ``du FLAGS DIR/*`` (names sorted by their bytes) run here."""
+    names = sorted(os.listdir(folder), key=os.fsencode)
+    whole = subprocess.run(["du", *flags, str(folder)], capture_output=True, text=True)
+    parts = subprocess.run(
+        ["du", *flags, *(str(folder / n) for n in names)], capture_output=True, text=True
+    )
+    return whole.stdout, parts.stdout.splitlines()
+
+
+def test_du_is_what_du_says_hard_links_once_links_never_followed(
+    tmp_path: Path, client_key: Path
+) -> None:
+    """``?du=`` gives ``du -sb DIR`` as the total and ``du -sb DIR/*`` as the entries:
+    the hard link counts in its first folder only, the loop and the link to / are
+    counted as links; a read-only user jailed above gets the same by its own path."""
+    with nested(tmp_path) as (outer, _inner), served(tmp_path, client_key) as server:
+        tree = outer / "tree"
+        make_tree(tree)
+        whole, parts = gnu_du(tree, "-sb")
+        answer = get_json(server, "/api/v1/storage?du=/share/data/tree")
+        assert answer["path"] == "/share/data/tree" and answer["complete"] is True
+        assert answer["total_bytes"] == int(whole.split()[0])
+        assert [(e["name"], e["bytes"]) for e in answer["entries"]] == [
+            (line.split("\t")[1].rsplit("/", 1)[1], int(line.split("\t")[0])) for line in parts
+        ]
+        files = {e["name"]: e["files"] for e in answer["entries"]}
+        assert files == {"a": 3, "b": 0, "c": 1, "with space.txt": 1}
+        reader = get_json(server, "/api/v1/storage?du=/data/tree", "reader", READER_PASSWORD)
+        assert reader["entries"] == answer["entries"] and reader["path"] == "/data/tree"
+        status, body = basic_request(
+            server.http_port, "GET", "/api/v1/storage?du=/share/data/tree/a/f1", "root", PASSWORD
+        )
+        assert status == 400 and b"not_a_directory" in body
+        status, body = basic_request(
+            server.http_port, "GET", "/api/v1/storage?du=/nowhere", "root", PASSWORD
+        )
+        assert status == 404, body
+
+
+def test_du_past_its_budget_says_it_is_incomplete(tmp_path: Path, client_key: Path) -> None:
+    """With a budget of a millisecond, a tree of 4,000 files is not summed whole: the
+    answer says ``complete: false`` and counts less than du."""
+    top = "storage = { du_seconds = 0.001 }"
+    with served(tmp_path, client_key, top=top) as server:
+        big = server.root / "share" / "big"
+        for i in range(200):
+            folder = big / f"d{i:03}"
+            folder.mkdir(parents=True)
+            for j in range(20):
+                (folder / f"f{j}").write_bytes(b"z" * 100)
+        answer = get_json(server, "/api/v1/storage?du=/share/big")
+        assert answer["complete"] is False
+        whole, _parts = gnu_du(big, "-sb")
+        assert answer["total_bytes"] < int(whole.split()[0])
+        assert len(answer["entries"]) < 200
