@@ -160,7 +160,9 @@ async def run(
     guard = LoginGuard()
     live = Live()
 
-    ctx = ssh_server.SSHContext(users, sessions, pool, config.ssh_limits, guard, live=live)
+    ctx = ssh_server.SSHContext(
+        users, sessions, pool, config.ssh_limits, guard, live=live, du_seconds=config.du_seconds
+    )
     try:
         acceptor = await ssh_server.start(ctx, config.ssh, host_key, config.trusted_proxies)
     except OSError as exc:

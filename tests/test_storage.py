@@ -12,7 +12,15 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import PASSWORD, READER_PASSWORD, Server, basic_request, password_hash, served
+from conftest import (
+    PASSWORD,
+    READER_PASSWORD,
+    Server,
+    basic_request,
+    password_hash,
+    require,
+    served,
+)
 
 
 @contextlib.contextmanager
@@ -165,3 +173,61 @@ def test_du_past_its_budget_says_it_is_incomplete(tmp_path: Path, client_key: Pa
         whole, _parts = gnu_du(big, "-sb")
         assert answer["total_bytes"] < int(whole.split()[0])
         assert len(answer["entries"]) < 200
+
+
+def ssh(server: Server, user: str, command: str) -> subprocess.CompletedProcess[str]:
+    """``ssh user@server command`` with OpenSSH (the built-ins answer)."""
+    require("ssh")
+    return subprocess.run(
+        ["ssh", "-p", str(server.port), *server.ssh_options(), f"{user}@127.0.0.1", command],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def local(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``command`` run here by a shell in ``cwd`` (C locale: names sorted by bytes)."""
+    env = {**os.environ, "LC_ALL": "C"}
+    return subprocess.run(command, shell=True, cwd=cwd, capture_output=True, text=True, env=env)
+
+
+def test_ssh_du_prints_what_gnu_du_prints(tmp_path: Path, client_key: Path) -> None:
+    """The ``du`` built-in expands ``DIR/*`` itself and prints GNU du's exact lines,
+    for the administrator and for the read-only user jailed at /share (same relative
+    paths, run here from the matching folder)."""
+    with nested(tmp_path) as (outer, _inner), served(tmp_path, client_key) as server:
+        make_tree(outer / "tree")
+        (outer / "tree" / ".hidden").write_bytes(b"h" * 9000)  # (a glob leaves it out)
+        share = server.root / "share"
+        for command in (
+            "du -sh data/tree/*", "du -sb data/tree", "du -sk data/tree/*", "du -s data/tree",
+            "du -shc data/tree/*", "du -sh --apparent-size data/tree/a", "du -sbh data/tree",
+            "du -s data/tree/*.txt", "du -sh data/tree/a/",
+        ):  # fmt: skip
+            want = local(command, share)
+            assert want.returncode == 0, want.stderr
+            for user, cwd in (("reader", ""), ("root", "share/")):
+                got = ssh(server, user, command.replace("data/", cwd + "data/"))
+                assert got.returncode == 0, (command, got.stderr)
+                assert got.stdout == want.stdout.replace("data/", cwd + "data/"), command
+        missing = ssh(server, "reader", "du -sh nowhere")
+        assert missing.returncode == 1
+        assert "du: cannot access 'nowhere': No such file or directory" in missing.stderr
+        refused = ssh(server, "reader", "du -h data")
+        assert refused.returncode == 1 and "add -s" in refused.stderr
+
+
+def test_ssh_df_lists_the_nested_mounts(tmp_path: Path, client_key: Path) -> None:
+    """``df -h`` lists the jail and each mount inside it, by the user's own paths,
+    with GNU df's sizes; ``df`` of a path names the mount that holds it."""
+    with nested(tmp_path) as (outer, inner), served(tmp_path, client_key) as server:
+        (inner / "blob").write_bytes(os.urandom(1 << 20))
+        for user, prefix in (("reader", ""), ("root", "/share")):
+            got = ssh(server, user, "df -h")
+            assert got.returncode == 0, got.stderr
+            rows = [line.split() for line in got.stdout.splitlines()[1:]]
+            assert [row[-1] for row in rows] == ["/", f"{prefix}/data", f"{prefix}/data/inner"]
+            for row, mount in zip(rows[1:], (outer, inner), strict=True):
+                want = local(f"df -h {mount}", tmp_path).stdout.splitlines()[1].split()
+                assert row[1:5] == want[1:5], (row, want)
+        one = ssh(server, "reader", "df /data/inner/blob")
+        assert one.returncode == 0 and one.stdout.splitlines()[1].endswith(" /data/inner")

@@ -1,7 +1,8 @@
 """Commands for users without a shell: a few built-ins served through the VFS, nothing else.
 
 rclone's sftp backend runs ``echo`` (to learn the shell's kind) and ``md5sum`` /
-``sha1sum`` to verify transfers, and ``df`` for ``rclone about``. These are answered
+``sha1sum`` to verify transfers, and ``df`` for ``rclone about``; people run ``du -sh
+DIR/*`` and ``df -h`` (``disk``). These are answered
 here, inside the user's jail, in the exact output format of GNU coreutils. No external
 program ever runs for such a user; anything else is refused on stderr with status 1.
 """
@@ -12,7 +13,6 @@ import asyncio
 import errno
 import hashlib
 import logging
-import math
 import os
 import re
 import shlex
@@ -23,6 +23,7 @@ from typing import Any
 from ..core import digests
 from ..core.session import Session
 from ..fair_share import SLICE, Cancelled
+from . import disk
 
 log = logging.getLogger("hoody_mount.ssh")
 
@@ -46,6 +47,7 @@ class Jobs:
     run: Runner
     run_long: Runner
     gone: Cancelled
+    du_seconds: float = 60.0  # a du's budget, in all
 
 
 class Outcome:
@@ -75,49 +77,6 @@ async def _hash_file(session: Session, path: str, algorithm: Callable[[], Any], 
         return str(hasher.hexdigest())
     finally:
         await jobs.run(file.close)
-
-
-def _human(size: int) -> str:
-    """A size as ``df -h`` shows it: powers of 1024, rounded up, one decimal below 10."""
-    value, unit = float(size), ""
-    for unit in ("", "K", "M", "G", "T", "P", "E"):
-        if value < 1024 or unit == "E":
-            break
-        value /= 1024
-    if unit and value < 10:
-        return f"{math.ceil(value * 10) / 10:.1f}{unit}"
-    return f"{math.ceil(value)}{unit}"
-
-
-def _df(session: Session, args: list[str], outcome: Outcome) -> None:
-    options = [a for a in args if a.startswith("-")]
-    unknown = [a for a in options if a not in ("-k", "-h", "-P", "--")]
-    if unknown:
-        outcome.fail(f"df: {unknown[0]}: not supported here (-h, -k and -P are)")
-        return
-    human = "-h" in options
-    paths = [a for a in args if not a.startswith("-")] or ["/"]
-    if human:
-        outcome.out.append(b"Filesystem      Size  Used Avail Use% Mounted on\n")
-    else:
-        outcome.out.append(b"Filesystem     1K-blocks      Used Available Use% Mounted on\n")
-    for path in paths:
-        try:
-            c = session.capacity(path)
-        except OSError as exc:
-            outcome.fail(f"df: {path}: {exc.strerror}")
-            continue
-        total = c.blocks * c.frsize // 1024
-        free = c.bfree * c.frsize // 1024
-        avail = c.bavail * c.frsize // 1024
-        used = total - free
-        percent = -(-used * 100 // (used + avail)) if used + avail else 0
-        if human:
-            sizes = (_human(n * 1024) for n in (total, used, avail))
-            line = "hoody-mount {:>9} {:>5} {:>5} {:>3}% /\n".format(*sizes, percent)
-        else:
-            line = f"hoody-mount {total:>13} {used:>9} {avail:>9} {percent:>3}% /\n"
-        outcome.out.append(line.encode())
 
 
 def _checksum_line(digest: str, path: str) -> bytes:
@@ -188,12 +147,14 @@ async def run_builtin(command: str, session: Session, jobs: Jobs, stdin: Any) ->
     elif name in HASHES:
         await _checksum(name, argv[1:], session, jobs, stdin, outcome)
     elif name == "df":
-        await jobs.run(_df, session, argv[1:], outcome)
+        await jobs.run(disk.df, session, argv[1:], outcome)
+    elif name == "du":
+        await disk.du(session, argv[1:], jobs, jobs.du_seconds, outcome)
     else:
         log.warning("refused command %r for %s", command, session.user.name)
         outcome.fail(
             f"hoody-mount: {name or 'this command'!s} is not available for {session.user.name}: "
-            "only SFTP, scp, echo, md5sum, sha1sum, sha256sum and df are served"
+            "only SFTP, scp, echo, md5sum, sha1sum, sha256sum, df and du are served"
         )
     return outcome
 

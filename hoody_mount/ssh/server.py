@@ -121,6 +121,7 @@ class SSHContext:
     long_share: FairShare = field(
         default_factory=lambda: FairShare(LONG_CALLS_PER_USER, LONG_CALL_THREADS)
     )
+    du_seconds: float = 10.0  # the du built-in's time budget
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call in the worker pool."""
@@ -477,7 +478,10 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
         session = await ctx.run(ctx.sessions.open, user, protocol)
         if kind == "command":
             jobs = commands.Jobs(
-                ctx.run, functools.partial(ctx.run_long, user.name), process.channel.is_closing
+                ctx.run,
+                functools.partial(ctx.run_long, user.name),
+                process.channel.is_closing,
+                ctx.du_seconds,
             )
             status = await commands.answer(process, process.command or "", session, jobs)
             result = "ok" if status == 0 else "error"

@@ -1,0 +1,183 @@
+"""The built-ins about space, in GNU coreutils' output format: ``df`` of each filesystem
+the user can see, and ``du -s``, whose ``DIR/*`` it expands itself (no shell runs)."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import time
+from typing import TYPE_CHECKING
+
+from ..core import paths
+from ..core.disk_usage import Tally
+from ..core.filesystems import Usage
+from ..core.reserved import Identity
+from ..core.session import Session
+
+if TYPE_CHECKING:
+    from .commands import Jobs, Outcome
+
+_UNITS = ("", "K", "M", "G", "T", "P", "E")
+SLICE_SECONDS = 0.5  # a du runs this long on a long jobs' thread, then queues again
+_DU_FLAGS = {
+    "-s": "s", "--summarize": "s", "-h": "h", "--human-readable": "h", "-b": "b",
+    "--bytes": "b", "-k": "k", "--apparent-size": "A", "-c": "c", "--total": "c",
+}  # fmt: skip
+
+
+def human(size: int) -> str:
+    """A size as ``df -h`` and ``du -h`` show it: powers of 1024, rounded up, one
+    decimal below 10 (``1.1K``, ``10K``, ``1.0M`` for 1,048,575 bytes)."""
+    power = 0
+    while power < len(_UNITS) - 1 and size >= 1024 ** (power + 1):
+        power += 1
+    if power == 0:
+        return str(size)
+    base = 1024**power
+    tenths = -(-size * 10 // base)
+    if tenths < 100:
+        return f"{tenths // 10}.{tenths % 10}{_UNITS[power]}"
+    whole = -(-size // base)
+    if whole >= 1024 and power < len(_UNITS) - 1:
+        return f"1.0{_UNITS[power + 1]}"
+    return f"{whole}{_UNITS[power]}"
+
+
+def _mounted_on(path: str, found: list[Usage]) -> str:
+    """The deepest of the user's filesystems holding the virtual ``path``."""
+    return max((u.path for u in found if paths.is_within(path, u.path)), key=len, default="/")
+
+
+def df(session: Session, args: list[str], outcome: Outcome) -> None:
+    """``df [-h|-k|-P] [PATH…]``: without a path, every filesystem the user can see."""
+    options = [a for a in args if a.startswith("-")]
+    unknown = [a for a in options if a not in ("-k", "-h", "-P", "--")]
+    if unknown:
+        outcome.fail(f"df: {unknown[0]}: not supported here (-h, -k and -P are)")
+        return
+    is_human = "-h" in options
+    if is_human:
+        outcome.out.append(b"Filesystem      Size  Used Avail Use% Mounted on\n")
+    else:
+        outcome.out.append(b"Filesystem     1K-blocks      Used Available Use% Mounted on\n")
+    found = session.filesystems()
+    rows: list[tuple[Usage, str]] = []
+    given = [a for a in args if not a.startswith("-")]
+    for path in given:
+        try:
+            virtual = session.path(path)
+            c = session.capacity(path)
+        except OSError as exc:
+            outcome.fail(f"df: {path}: {exc.strerror}")
+            continue
+        total, free, avail = c.blocks * c.frsize, c.bfree * c.frsize, c.bavail * c.frsize
+        usage = Usage(_mounted_on(virtual, found), total, total - free, avail, 0, 0, 0)
+        rows.append((usage, usage.path))
+    if not given:
+        rows = [(usage, usage.path) for usage in found]
+    for usage, where in rows:
+        total, used, avail = (n // 1024 for n in (usage.total_bytes, usage.used_bytes,
+                                                 usage.free_bytes))  # fmt: skip
+        percent = -(-used * 100 // (used + avail)) if used + avail else 0
+        if is_human:
+            sizes = (human(n * 1024) for n in (total, used, avail))
+            line = "hoody-mount {:>9} {:>5} {:>5} {:>3}% {}\n".format(*sizes, percent, where)
+        else:
+            line = f"hoody-mount {total:>13} {used:>9} {avail:>9} {percent:>3}% {where}\n"
+        outcome.out.append(line.encode("utf-8", "surrogateescape"))
+
+
+def _expand(session: Session, arg: str) -> list[str]:
+    """A shell's expansion of ``arg`` when its last name is a pattern (``DIR/*``,
+    ``*.log``): the matching names, sorted by their bytes, hidden ones only for a
+    pattern that starts with a dot; the argument itself when nothing matches."""
+    folder, _sep, pattern = arg.rpartition("/")
+    if not any(c in pattern for c in "*?[") or any(c in folder for c in "*?["):
+        return [arg]
+    listing = session.listdir(folder + "/" if _sep else ".")
+    try:
+        names: list[str] = []
+        while batch := listing.read(1024):
+            names.extend(e.name for e in batch)
+    finally:
+        listing.close()
+    shown = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+    shown = [n for n in shown if not n.startswith(".") or pattern.startswith(".")]
+    shown.sort(key=os.fsencode)
+    return [f"{folder}{_sep}{name}" for name in shown] or [arg]
+
+
+def _figure(tally: Tally, apparent: bool, unit: str) -> str:
+    size = tally.bytes if apparent else tally.disk
+    if unit == "h":
+        return human(size)
+    return str(size) if unit == "b" else str(-(-size // 1024))
+
+
+async def du(
+    session: Session, args: list[str], jobs: Jobs, seconds: float, outcome: Outcome
+) -> None:
+    """``du -s [-h|-b|-k] [-c] [--apparent-size] PATH…`` as GNU du prints it; each path
+    walked on the long jobs' threads, half a second at a time, within ``seconds`` in all
+    (past it the figure printed is partial and said so)."""
+    apparent, unit, summary, total_line = False, "k", False, False
+    names: list[str] = []
+    for arg in args:
+        flags = [arg] if arg.startswith("--") or not arg.startswith("-") else [
+            f"-{c}" for c in arg[1:]
+        ]  # fmt: skip
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            names.append(arg)
+            continue
+        for flag in flags:
+            kind = _DU_FLAGS.get(flag)
+            if kind is None:
+                outcome.fail(f"du: {flag}: not supported here (-s, -h, -b, -k, -c and "
+                             "--apparent-size are)")  # fmt: skip
+                return
+            summary |= kind == "s"
+            total_line |= kind == "c"
+            apparent |= kind in ("b", "A")
+            unit = {"h": "h", "b": "b", "k": "k"}.get(kind, unit)
+    names = [n for n in names if n != "--"]
+    if not summary:
+        outcome.fail("du: only summaries are served here: add -s (du -sh DIR/*)")
+        return
+    deadline = time.monotonic() + seconds
+    seen: set[Identity] = set()
+    grand = Tally()
+    expanded = []
+    for name in names or ["."]:
+        try:
+            expanded.extend(await jobs.run(_expand, session, name))
+        except OSError:
+            expanded.append(name)
+    for name in expanded:
+        try:
+            walk = await jobs.run(session.du_walk, name, name.endswith("/"), seen)
+        except OSError as exc:
+            outcome.fail(f"du: cannot access '{name}': {exc.strerror}")
+            continue
+        try:
+            finished = False
+            while not finished and time.monotonic() < deadline and not jobs.gone():
+                until = min(deadline, time.monotonic() + SLICE_SECONDS)
+                finished = await jobs.run_long(walk.run, until, jobs.gone)
+        finally:
+            await jobs.run(walk.close)
+        for where, why in walk.errors:
+            outcome.fail(f"du: cannot read directory '{_shown(name, walk.path, where)}': {why}")
+        outcome.out.append(f"{_figure(walk.tally, apparent, unit)}\t{name}\n".encode(
+            "utf-8", "surrogateescape"))  # fmt: skip
+        grand.bytes, grand.disk = grand.bytes + walk.tally.bytes, grand.disk + walk.tally.disk
+        if not finished:
+            outcome.fail(f"du: '{name}': stopped after {seconds:g} s: the figure is partial")
+            break
+    if total_line:
+        outcome.out.append(f"{_figure(grand, apparent, unit)}\ttotal\n".encode())
+
+
+def _shown(name: str, walked: str, where: str) -> str:
+    """A path below the walked one as the user wrote its start (``name``)."""
+    below = where[len(walked) :] if paths.is_within(where, walked) else ""
+    return name.rstrip("/") + below if below else name
