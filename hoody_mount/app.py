@@ -17,6 +17,7 @@ from typing import TextIO
 import asyncssh
 
 from . import reload, state
+from .alerts import Alerter
 from .api.app import FilesAPI
 from .config import Config, ConfigError, Listen, embedded_default
 from .control import ControlServer
@@ -185,7 +186,13 @@ async def run(
         options.uploads_per_user,
         options.threads,
         health,
-        Metrics(guard, config.root, pool.load, public=options.metrics_public),
+        Metrics(
+            guard,
+            config.root,
+            pool.load,
+            public=options.metrics_public,
+            filesystems=sessions.filesystems,
+        ),  # fmt: skip
         live,
     )
     web = WebServer(front, config.http, tls, options, config.trusted_proxies)
@@ -214,6 +221,9 @@ async def run(
         lines.append(_connect_help(ssh_bound, web_url, config.default_user, password, cert))
     lines.append("Ready. Stop with Ctrl-C or SIGTERM.")
     log.info("serving %s: SSH on %s, HTTP on %s (%s)", config.root, ssh_bound, web_url, versions())
+    alerter = Alerter(config.alerts, sessions.filesystems) if config.alerts else None
+    if alerter is not None:
+        alerter.start()
     health.serving()  # (before "Ready.": whoever waits for that line may probe at once)
     print("\n".join(lines), file=out, flush=True)
     reloads = _Reloads(config, loader or (lambda: config), users, sessions, live, web, pool)
@@ -236,6 +246,8 @@ async def run(
         ctx.long_calls.shutdown(wait=False, cancel_futures=True)
         vfs.close()
         reserved.close()
+        if alerter is not None:
+            alerter.stop()
         upload_temps.use_journal(None)
         log.info("stopped")
 

@@ -3,7 +3,8 @@
 Counts come from ``core.counters`` (added where events happen) and ``core.operations``
 (each operation of a client, made into families only here); the rest is read when the
 metrics are asked for: banned addresses, the worker pool's load and the served root's
-capacity. Everything is in a registry of its own, prefixed ``hoody_mount_``.
+capacity, with each mount below it (by ``path``). Everything is in a registry of its
+own, prefixed ``hoody_mount_``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from .core.counters import COUNTERS
+from .core.filesystems import Usage
 from .core.guard import LoginGuard
 from .core.operations import BOUNDS, OPERATIONS, SUM
 
@@ -38,10 +40,17 @@ FAMILIES = (
 class ServerCollector(Collector):
     """What the registry reports, made at each scrape."""
 
-    def __init__(self, guard: LoginGuard, root: Path, load: Callable[[], tuple[int, int]]) -> None:
+    def __init__(
+        self,
+        guard: LoginGuard,
+        root: Path,
+        load: Callable[[], tuple[int, int]],
+        filesystems: Callable[[], list[Usage]] = list,
+    ) -> None:
         self._guard = guard
         self._root = root
         self._load = load
+        self._filesystems = filesystems
 
     def collect(self) -> Iterator[Metric]:
         for name, kind, text, labels in FAMILIES:
@@ -64,6 +73,28 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily(
             "hoody_mount_filesystem_free_bytes", "Space free for users there", free
         )
+        yield from _mounts(self._filesystems())
+
+
+# family name, help, the figure of a ``Usage``
+MOUNT_FAMILIES: tuple[tuple[str, str, Callable[[Usage], float]], ...] = (
+    ("mount_size_bytes", "Size of each watched filesystem", lambda u: u.total_bytes),
+    ("mount_used_bytes", "Bytes used there (size - free blocks)", lambda u: u.used_bytes),
+    ("mount_free_bytes", "Bytes users may still write there", lambda u: u.free_bytes),
+    ("mount_used_percent", "Used, as df's Use%", lambda u: u.used_percent),
+    ("mount_inodes", "Inodes there", lambda u: u.inodes_total),
+    ("mount_inodes_free", "Inodes free there", lambda u: u.inodes_free),
+)
+
+
+def _mounts(found: list[Usage]) -> Iterator[Metric]:
+    """The served root's filesystem and each mount below it, by ``path`` (the alerts
+    watch the same ones)."""
+    for name, text, figure in MOUNT_FAMILIES:
+        family = GaugeMetricFamily(f"hoody_mount_{name}", text, labels=["path"])
+        for usage in found:
+            family.add_metric([usage.path], figure(usage))
+        yield family
 
 
 def _operations() -> Iterator[Metric]:
@@ -101,10 +132,11 @@ class Metrics:
         root: Path,
         load: Callable[[], tuple[int, int]],
         public: bool = False,
+        filesystems: Callable[[], list[Usage]] = list,
     ) -> None:
         self.public = public
         self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(ServerCollector(guard, root, load))
+        self._registry.register(ServerCollector(guard, root, load, filesystems))
 
     def exposition(self) -> bytes:
         """The metrics in the Prometheus text format."""

@@ -5,13 +5,20 @@ and ``df`` built-ins over SSH, capacity alerts and the metrics, checked against
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import math
 import os
+import queue
+import re
+import socket
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from conftest import (
     PASSWORD,
     READER_PASSWORD,
@@ -20,7 +27,11 @@ from conftest import (
     password_hash,
     require,
     served,
+    wait_until,
 )
+from prometheus_client.parser import text_string_to_metric_families
+
+from hoody_mount.config import ConfigError, load
 
 
 @contextlib.contextmanager
@@ -231,3 +242,143 @@ def test_ssh_df_lists_the_nested_mounts(tmp_path: Path, client_key: Path) -> Non
                 assert row[1:5] == want[1:5], (row, want)
         one = ssh(server, "reader", "df /data/inner/blob")
         assert one.returncode == 0 and one.stdout.splitlines()[1].endswith(" /data/inner")
+
+
+class Hooks:
+    """A webhook receiver on 127.0.0.1 in a thread: the JSON bodies POSTed to it."""
+
+    def __init__(self, port: int = 0) -> None:
+        received = self.received = queue.Queue()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.put(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.HTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def events(self, path: str, wait: float) -> list[dict]:
+        """The events about ``path`` received within ``wait`` seconds from now, or
+        within 1.5 s (seven looks of the server) after the first."""
+        found, deadline = [], time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                event = self.received.get(timeout=left)
+            except queue.Empty:
+                break
+            if event["path"] == path:
+                found.append(event)
+                deadline = min(deadline, time.monotonic() + 1.5)
+        return found
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def alerts_table(url: str, extra: str = "") -> str:
+    return f'alerts = {{ used_percent = 50, webhook = "{url}", interval = 0.2{extra} }}'
+
+
+def test_a_webhook_hears_each_crossing_once(tmp_path: Path, client_key: Path) -> None:
+    """A tmpfs filled past 50% brings one "above" event (to the webhook and to the
+    command's stdin), however many looks follow; freed, one "below"."""
+    hooks = Hooks()
+    sink = tmp_path / "events.jsonl"
+    command = f', command = ["sh", "-c", "cat >> {sink}; echo >> {sink}"]'
+    top = alerts_table(f"http://127.0.0.1:{hooks.port}/hook", command)
+    data = tmp_path / "root" / "share" / "data"
+    try:
+        with tmpfs(data), served(tmp_path, client_key, top=top) as server:
+            assert hooks.events("/share/data", 1.0) == []  # (below: nothing to say)
+            (data / "fill").write_bytes(os.urandom(5 << 20))  # 62.5% of 8 MiB
+            above = hooks.events("/share/data", 10.0)
+            assert len(above) == 1, above
+            event = above[0]
+            assert event["event"] == "capacity" and event["state"] == "above"
+            assert event["threshold"] == 50 and 62.5 <= event["used_percent"] < 64
+            assert event["free_bytes"] == os.statvfs(data).f_bavail * os.statvfs(data).f_frsize
+            (data / "fill").unlink()
+            below = hooks.events("/share/data", 10.0)
+            assert [e["state"] for e in below] == ["below"], below
+            assert below[0]["used_percent"] < 50
+            assert wait_until(lambda: sink.exists() and sink.read_text().count("\n") >= 2, 10)
+            lines = [json.loads(line) for line in sink.read_text().splitlines() if line]
+            ours = [e["state"] for e in lines if e["path"] == "/share/data"]
+            assert ours == ["above", "below"], lines
+            metrics = basic_request(server.http_port, "GET", "/metrics", "root", PASSWORD)[1]
+            figures = {
+                (sample.name, sample.labels.get("path")): sample.value
+                for family in text_string_to_metric_families(metrics.decode())
+                for sample in family.samples
+            }
+            assert figures[("hoody_mount_mount_size_bytes", "/share/data")] == 8 << 20
+            assert figures[("hoody_mount_mount_used_percent", "/share/data")] < 50
+            assert ("hoody_mount_mount_free_bytes", "/") in figures
+    finally:
+        hooks.close()
+
+
+def test_an_unreachable_webhook_is_retried_and_logged_and_blocks_nothing(
+    tmp_path: Path, client_key: Path
+) -> None:
+    """With nothing listening, each failed attempt is logged and tried again later,
+    while the server answers requests at once; once a receiver listens there, the
+    retry delivers the event."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = tmp_path / "root" / "share" / "data"
+    hooks = None
+    try:
+        top = alerts_table(f"http://127.0.0.1:{port}/hook")
+        with tmpfs(data), served(tmp_path, client_key, top=top) as server:
+            (data / "fill").write_bytes(os.urandom(5 << 20))
+            failed = "alert to http://127.0.0.1:"
+            assert wait_until(lambda: server.log.read_text().count(failed) >= 2, 20), (
+                server.log.read_text()
+            )
+            began = time.monotonic()
+            answer = get_json(server, "/api/v1/storage")
+            assert time.monotonic() - began < 2
+            assert any(f["path"] == "/share/data" for f in answer["filesystems"])
+            hooks = Hooks(port)
+            events = hooks.events("/share/data", 20.0)
+            assert [e["state"] for e in events] == ["above"], server.log.read_text()
+            assert "(attempt 1 of" in server.log.read_text()
+    finally:
+        if hooks is not None:
+            hooks.close()
+
+
+@pytest.mark.parametrize(
+    ("table", "error"),
+    [
+        ('[alerts]\nwebhook = "http://x/"', "alerts.used_percent: missing"),
+        ('[alerts]\nused_percent = 120\nwebhook = "http://x/"', "alerts.used_percent: must"),
+        ("[alerts]\nused_percent = 80", "alerts.webhook: give a webhook, a command or both"),
+        ('[alerts]\nused_percent = 80\nwebhook = "ftp://x/"', "alerts.webhook: expected"),
+        ('[alerts]\nused_percent = 80\ncommand = "notify"', "alerts.command: expected"),
+        ('[alerts]\nused_percent = 80\ncommand = ["n"]\ninterval = 0', "alerts.interval"),
+        ('[alerts]\nused_percent = 80\ncommand = ["n"]\nwebhok = "x"', "alerts.webhok: unknown"),
+        ("[storage]\ndu_seconds = -1", "storage.du_seconds: must be seconds"),
+    ],
+)
+def test_alert_and_storage_keys_are_checked(tmp_path: Path, table: str, error: str) -> None:
+    """A mistake in [alerts] or [storage] is one line naming the key."""
+    path = tmp_path / "hoody-mount.toml"
+    path.write_text(f'root = "."\n[users.root]\n{table}\n')
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        load(path)
+    good = '[alerts]\nused_percent = 80\ncommand = ["notify-send", "full"]\ninterval = 5'
+    path.write_text(f'root = "."\n[users.root]\n{good}\n')
+    alerts = load(path).alerts
+    assert alerts is not None and alerts.command == ("notify-send", "full")
+    assert alerts.interval == 5 and alerts.webhook is None and alerts.used_percent == 80
