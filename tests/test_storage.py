@@ -382,3 +382,20 @@ def test_alert_and_storage_keys_are_checked(tmp_path: Path, table: str, error: s
     alerts = load(path).alerts
     assert alerts is not None and alerts.command == ("notify-send", "full")
     assert alerts.interval == 5 and alerts.webhook is None and alerts.used_percent == 80
+
+
+def test_the_listing_page_shows_the_capacity_of_its_filesystem(
+    tmp_path: Path, client_key: Path
+) -> None:
+    """A folder's page on the nested tmpfs shows a bar of its filesystem's use and the
+    space free there (not the root's)."""
+    with nested(tmp_path) as (_outer, inner), served(tmp_path, client_key) as server:
+        (inner / "blob").write_bytes(os.urandom(1 << 20))  # a quarter of 4 MiB
+        status, body = basic_request(
+            server.http_port, "GET", "/api/v1/files/share/data/inner/", "root", PASSWORD,
+            Accept="text/html",
+        )  # fmt: skip
+        assert status == 200
+        page = body.decode()
+        assert '<meter min="0" max="100"' in page and 'value="25"' in page, page[:2000]
+        assert "3.0 MiB free of 4.0 MiB (25% used)" in page

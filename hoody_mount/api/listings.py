@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 from ..core import paths
+from ..core.filesystems import Usage
 from ..core.listing import Entry
 from ..core.session import Session
 from ..http_names import FILES_ROOT
@@ -103,6 +104,10 @@ def list_html(
     """The folder's page, streamed as the folder is read (see ``page.render``)."""
     nonce = secrets.token_urlsafe(16)
     listing = session.listdir(path)
+    try:
+        space: Usage | None = session.usage(path)
+    except OSError:
+        space = None  # (the page goes on without the bar)
 
     def batches() -> Iterator[list[Entry]]:
         while batch := listing.read(1024):
@@ -115,6 +120,7 @@ def list_html(
         "desc" in query,
         nonce,
         writable=session.may("upload"),
+        space=space,
     )
     csp = (
         f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from urllib.parse import quote
 
+from ..core.filesystems import Usage
 from ..core.listing import Entry
 from ..http_names import FILES_ROOT
 
@@ -26,6 +27,7 @@ nav a{text-decoration:none}table{border-collapse:collapse;width:100%;margin-top:
 th,td{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #eee}
 td.n{text-align:right;font-variant-numeric:tabular-nums}th a{color:inherit}
 .dir a{font-weight:600}form{margin-top:1.5rem}code{font-size:12px;overflow-wrap:anywhere}
+.space{color:#555}meter{width:12rem;vertical-align:middle}
 """
 
 _SCRIPT = """
@@ -123,6 +125,19 @@ def _row(folder: str, entry: Entry) -> str:
     )
 
 
+def _space(space: Usage | None) -> str:
+    """The filesystem's capacity: a bar of the part used, and the space free."""
+    if space is None or not space.total_bytes:
+        return ""
+    percent = f"{space.used_percent:g}"
+    return (
+        f'<p class="space"><meter min="0" max="100" low="80" high="90" optimum="0" '
+        f'value="{percent}" title="{percent}% used">{percent}%</meter> '
+        f"{human_size(space.free_bytes)} free of {human_size(space.total_bytes)} "
+        f"({percent}% used)</p>"
+    )
+
+
 def _encoded(text: str) -> bytes:
     return text.encode("utf-8", "replace")
 
@@ -134,8 +149,10 @@ def render(
     descending: bool,
     nonce: str,
     writable: bool,
+    space: Usage | None = None,
 ) -> Iterator[bytes]:
-    """The page for the folder ``path`` (virtual, as the user sees it), in pieces.
+    """The page for the folder ``path`` (virtual, as the user sees it), in pieces, with
+    the capacity of its filesystem (``space``) as a bar and the free space.
 
     A folder of up to ``SORT_LIMIT`` names is sorted as asked; a bigger one is shown in
     the folder's own order as its batches are read, so the page starts at once and
@@ -168,7 +185,7 @@ def render(
 <html lang="en"><head><meta charset="utf-8"><title>{title} · hoody-mount</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style nonce="{nonce}">{_STYLE}</style></head>
-<body><nav>{_breadcrumbs(path)}</nav>{note}
+<body><nav>{_breadcrumbs(path)}</nav>{_space(space)}{note}
 <table><thead><tr>{header("Name", "name")}{header("Size", "size")}{header("Modified", "mtime")}
 <th>Digest</th></tr></thead><tbody>
 """

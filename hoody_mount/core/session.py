@@ -262,6 +262,12 @@ class Session:
         paths (see ``filesystems.visible``)."""
         return filesystems.visible(self._vfs, self.user.root, self.mounts)
 
+    @_logs_refusals("statvfs")
+    def usage(self, raw: str) -> Usage:
+        """The figures of the filesystem holding ``raw`` (see ``filesystems.Usage``)."""
+        path = self.path(raw)
+        return filesystems.usage(path, self._vfs.statvfs(path))
+
     @_logs_refusals("du")
     def disk_usage(self, raw: str, seconds: float) -> Summary:
         """``du -sb`` of each member of the folder ``raw`` and of the folder, within
