@@ -276,7 +276,7 @@ class Session:
         key = (self.user.root, path)
         summary = disk_usage.CACHE.get(key)
         if summary is None:
-            summary = disk_usage.summarize(self._vfs, path, time.monotonic() + seconds, self.gone)
+            summary = self._vfs.du_summary(path, time.monotonic() + seconds, self.gone)
             disk_usage.CACHE.put(key, summary)
         return summary
 

@@ -25,7 +25,7 @@ import stat
 from . import mounts, paths, syscalls, trees, upload_temps
 from .atomic_files import AtomicFile, without_privileges
 from .dirfds import DIR_READ, mount_id, rename_noreplace, umask
-from .disk_usage import Walk
+from .disk_usage import Summary, Walk, summarize
 from .listing import Entry, Listing
 from .mounts import Mount
 from .open_files import OpenFile, Times, valid_size
@@ -493,6 +493,12 @@ class VFS(Resolver):
         """Remove ``path`` and, for a folder, everything below it (no recursion, no links
         followed; at most three fds are held whatever the depth)."""
         trees.remove_tree(self, path)
+
+    @without_turn
+    def du_summary(self, path: str, deadline: float, stop: Stop = never) -> Summary:
+        """``du -sb`` of the folder ``path`` and of each member, until ``deadline``
+        (see ``disk_usage.summarize``), stepped aside: it may walk for seconds."""
+        return summarize(self, path, deadline, stop)
 
     @without_turn
     def copy_file(self, src: str, dst: str, mode_mask: int = 0o7777, stop: Stop = never) -> None:
