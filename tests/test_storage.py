@@ -32,6 +32,7 @@ from conftest import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from hoody_mount.config import ConfigError, load
+from hoody_mount.core import mounts
 
 
 @contextlib.contextmanager
@@ -399,3 +400,19 @@ def test_the_listing_page_shows_the_capacity_of_its_filesystem(
         page = body.decode()
         assert '<meter min="0" max="100"' in page and 'value="25"' in page, page[:2000]
         assert "3.0 MiB free of 4.0 MiB (25% used)" in page
+
+
+def test_mountinfo_names_are_unescaped() -> None:
+    """The kernel writes a space, a tab, a line break and a backslash in a mount point
+    as octal escapes; optional fields before the ``-`` are skipped."""
+    text = (
+        "27 1 254:0 / / rw - ext4 /dev/vda rw\n"
+        "40 27 0:50 / /srv/my\\040data\\011x\\134y rw - tmpfs tmpfs rw\n"
+        "41 27 0:51 / /srv/db rw,relatime shared:1 - tmpfs tmpfs rw\n"
+        "42 27 0:52 / /srv/db rw - xfs /dev/sdb rw\n"
+        "43 27 0:53 / /proc rw - proc proc rw\n"
+    )
+    found = mounts.parse(text)
+    assert [m.point for m in found] == ["/", "/srv/my data\tx\\y", "/srv/db", "/srv/db", "/proc"]
+    assert [m.fs_type for m in found] == ["ext4", "tmpfs", "tmpfs", "xfs", "proc"]
+    assert mounts.unescape("a\\012b") == "a\nb"
