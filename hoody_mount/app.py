@@ -24,10 +24,12 @@ from .control import ControlServer
 from .core import upload_temps
 from .core.digests import DigestCache
 from .core.guard import LoginGuard
-from .core.live import SHUTTING_DOWN, Live
+from .core.live import SHUTTING_DOWN, Entry, Live
 from .core.logs import DeferredHandler, JsonFormatter, OneLineFormatter, private_log
 from .core.reserved import Reserved, is_inside
 from .core.sessions import Sessions
+from .core.shares import PREFIX as SHARE_PREFIX
+from .core.shares import Logins, ShareStore, Usage
 from .core.tokens import TokenStore
 from .core.users import User
 from .core.vfs import VFS
@@ -140,7 +142,9 @@ async def run(
     upload_temps.use_journal(journal)
     host_key, new_key = state.host_key(config.state_dir)
     tokens: TokenStore = state.tokens(config.state_dir)
+    shares: ShareStore = state.shares(config.state_dir)
     users = dict(config.users)  # (the default user gets its password once all is bound)
+    logins = Logins(users, shares)  # (what every front looks a login's name up in)
     health = Health()
     options = config.http_options
     tls: tuple[Path, Path] | None = None
@@ -160,9 +164,11 @@ async def run(
     await loop.run_in_executor(pool, sessions.check_jails, users)
     guard = LoginGuard()
     live = Live()
+    usage = Usage()
+    live.watchers.append(usage.seen)
 
     ctx = ssh_server.SSHContext(
-        users, sessions, pool, config.ssh_limits, guard, live=live, du_seconds=config.du_seconds
+        logins, sessions, pool, config.ssh_limits, guard, live=live, du_seconds=config.du_seconds
     )
     try:
         acceptor = await ssh_server.start(ctx, config.ssh, host_key, config.trusted_proxies)
@@ -173,9 +179,12 @@ async def run(
     def token_grant(text: str) -> Grant | None:
         token = tokens.check(text)
         user = users.get(token.user) if token else None
-        return Grant(user, token.read_only) if token and user else None
+        if token and user:
+            return Grant(user, token.read_only)
+        share = shares.by_secret(text)  # (a share's secret is also its bearer token)
+        return Grant(share.user()) if share else None
 
-    auth = Authenticator(users, guard, options.allow_basic_over_http, token_grant)
+    auth = Authenticator(logins, guard, options.allow_basic_over_http, token_grant)
     api = FilesAPI(DigestCache(), du_seconds=config.du_seconds)
     dav = dav_app.build(config.state_dir)
     front = WebFront(
@@ -202,7 +211,7 @@ async def run(
         acceptor.close()
         raise _cannot_listen("HTTP", config.http, "--http, or [http] listen", exc) from None
     web_url = _web_url(config.http, web.port, tls is not None)
-    control = ControlServer(config.state_dir, live)
+    control = ControlServer(config.state_dir, live, usage.of)
     await control.start()
     password = await loop.run_in_executor(pool, _give_default_password, config, users)
 
@@ -232,10 +241,12 @@ async def run(
     if hung_up:  # (a SIGHUP while starting: the configuration may have changed since)
         reloads.start()
 
+    lapsed = loop.create_task(_end_lapsed_shares(logins, live, pool))
     try:
         await stop.wait()
         await _drain(config.shutdown_grace, health, ctx, acceptor, web, live)
     finally:
+        lapsed.cancel()
         health.draining()
         _exit_if_stuck()  # (whatever the stop below waits for)
         control.close()
@@ -341,6 +352,26 @@ class _Reloads:
         log.info("reloaded %s: %s", new.source, changes)
         if password:
             print(f"Password of {new.default_user} (shown only this once): {password}", flush=True)
+
+
+LAPSED_CHECK = 2.0  # seconds between looks for sessions of shares expired or revoked
+
+
+async def _end_lapsed_shares(logins: Logins, live: Live, pool: Workers) -> None:
+    """End the sessions of shares that expired, or were revoked while the control socket
+    could not say so, within ``LAPSED_CHECK``."""
+    loop = asyncio.get_running_loop()
+
+    def lapsed(entry: Entry) -> bool:
+        return entry.user.startswith(SHARE_PREFIX) and logins.get(entry.user) is None
+
+    while True:
+        await asyncio.sleep(LAPSED_CHECK)
+        if any(entry.user.startswith(SHARE_PREFIX) for entry in live.entries()):
+            reason = "the share has expired or was revoked"
+            ended = await loop.run_in_executor(pool, live.end_where, lapsed, reason)
+            if ended:
+                log.warning("ended %d sessions of shares that expired or were revoked", ended)
 
 
 async def _drain(

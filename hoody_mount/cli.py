@@ -1,6 +1,6 @@
 """Command line: ``hoody-mount serve``, ``hoody-mount user add|list|remove|passwd``,
-``hoody-mount token create|list|revoke``, ``hoody-mount connections [kill ID]`` and
-``hoody-mount health``."""
+``hoody-mount token create|list|revoke``, ``hoody-mount share create|list|revoke``,
+``hoody-mount connections [kill ID]`` and ``hoody-mount health``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 import tomlkit
 
 from . import config as config_module
-from . import control, health_probe, users_file
+from . import control, health_probe, share_command, users_file
 from .config import ConfigError
 from .core import trusted_files
 from .core.logs import escape
@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--expires", metavar="DURATION", help="e.g. 30m, 12h, 90d, 2w")
         if name == "revoke":
             sub.add_argument("id", help="the token id (second part of hm_<id>_…)")
+    share_command.add_parser(commands)
     probe = commands.add_parser(
         "health", help="ask the running server's /healthz (exit 0 while it serves)"
     )
@@ -256,6 +257,9 @@ def main(argv: list[str] | None = None) -> None:
             return
         if args.command == "token":
             _token_command(args)
+            return
+        if args.command == "share":
+            share_command.run(args, _config_of(args.config, state_dir=args.state_dir))
             return
         if args.command == "connections":
             _connections_command(args)

@@ -17,6 +17,7 @@ from typing import Any
 
 from .core import paths, trusted_files
 from .core.reserved import is_inside
+from .core.shares import PREFIX as SHARE_PREFIX
 from .core.users import ACCESS_MODES, PROTOCOLS, User, is_password_hash
 from .proxy_protocol import Network, networks
 
@@ -219,6 +220,8 @@ def _user(source: str, name: str, table: Any) -> User:
             f"{source}: users.{name}: a user name is 1-64 letters, digits, '.', '_', '-' or "
             "'@', and starts with a letter, a digit or '_'"
         )
+    if name.startswith(SHARE_PREFIX):
+        raise ConfigError(f"{source}: users.{name}: names starting {SHARE_PREFIX} are for shares")
     r = _Reader(source, f"users.{name}.", table)
     password_hash = r.get("password_hash", str, None)
     if password_hash is not None and not is_password_hash(password_hash):

@@ -1,4 +1,4 @@
-"""The control socket: how ``hoody-mount connections`` talks to the running server.
+"""The control socket: how ``hoody-mount connections`` and ``share`` talk to the running server.
 
 A Unix socket in the state folder (``control.sock``, mode 0600, in a folder of mode
 0700), never a network port; a peer must also run as the server's user or as root
@@ -7,6 +7,9 @@ A Unix socket in the state folder (``control.sock``, mode 0600, in a folder of m
 - ``{"command": "list"}`` -> ``{"sessions": [{id, user, protocol, address, started,
   received, sent, doing}, ...]}``
 - ``{"command": "kill", "id": N}`` -> ``{"ended": N}`` or ``{"error": "..."}``
+- ``{"command": "end-user", "user": NAME, "reason": TEXT}`` -> ``{"ended": COUNT}``: every
+  session of a user (a revoked share's)
+- ``{"command": "usage", "user": NAME}`` -> ``{"last_used", "bytes_served"}`` of a share
 
 A path too long for a socket address (108 bytes) is reached through the folder's
 file descriptor (``/proc/self/fd/N/control.sock``).
@@ -21,7 +24,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +65,12 @@ def _peer_allowed(sock: socket.socket) -> bool:
 class ControlServer:
     """Answers the control socket's requests from the event loop."""
 
-    def __init__(self, state_dir: Path, live: Live) -> None:
+    def __init__(
+        self, state_dir: Path, live: Live, usage: Callable[[str], dict[str, Any]] | None = None
+    ) -> None:
         self._state_dir = state_dir
         self._live = live
+        self._usage = usage
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -122,7 +128,17 @@ class ControlServer:
                 entry.id, entry.user, entry.protocol, entry.address,
             )  # fmt: skip
             return {"ended": target}
-        return {"error": f"unknown command {command!r}: list or kill"}
+        if command in ("end-user", "usage"):
+            user, reason = request.get("user"), request.get("reason") or KILL_REASON
+            if not isinstance(user, str) or not isinstance(reason, str):
+                return {"error": f"{command} needs a user name"}
+            if command == "usage":
+                return self._usage(user) if self._usage else {}
+            ended = self._live.end_where(lambda entry: entry.user == user, reason[:200])
+            if ended:
+                log.warning("%d sessions of %s ended: %s", ended, user, reason[:200])
+            return {"ended": ended}
+        return {"error": f"unknown command {command!r}: list, kill, end-user or usage"}
 
 
 def ask(state_dir: Path, request: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,10 @@ from pathlib import Path
 import asyncssh
 
 from .core import trusted_files
+from .core.record_files import RecordFileError
 from .core.secret_file import write_secret
+from .core.shares import FILE_NAME as SHARES_NAME
+from .core.shares import ShareStore
 from .core.tokens import FILE_NAME as TOKENS_NAME
 from .core.tokens import TokenFileError, TokenStore
 from .core.users import hash_password, is_password_hash
@@ -25,7 +28,9 @@ PASSWORD_NAME = "default-password.hash"
 # Everything the server reads in the state folder (the TLS names are http_transport.tls's; the DAV
 # locks and properties are in SQLite, which adds -wal and -shm files; the properties'
 # shelve of earlier versions, where dbm added .dat, .dir and .bak, is read once).
-READ_NAMES = (HOST_KEY_NAME, PASSWORD_NAME, TOKENS_NAME, "tls-cert.pem", "tls-key.pem")
+READ_NAMES = (
+    HOST_KEY_NAME, PASSWORD_NAME, TOKENS_NAME, SHARES_NAME, "tls-cert.pem", "tls-key.pem"
+)  # fmt: skip
 READ_PREFIXES = ("dav-locks.sqlite", "dav-props.sqlite", "dav-props.shelve")
 
 
@@ -60,6 +65,16 @@ def tokens(state_dir: Path) -> TokenStore:
     try:
         store.load()
     except TokenFileError as exc:
+        raise StateError(str(exc)) from None
+    return store
+
+
+def shares(state_dir: Path) -> ShareStore:
+    """The shares of the state folder, read once now (a bad file stops the start)."""
+    store = ShareStore(state_dir)
+    try:
+        store.load()
+    except RecordFileError as exc:
         raise StateError(str(exc)) from None
     return store
 

@@ -61,18 +61,24 @@ class Live:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._entries: dict[int, Entry] = {}
+        self.watchers: list[Callable[[Entry, bool], None]] = []  # told (entry, ended)
 
     def add(self, entry: Entry) -> Entry:
         """Register ``entry``, giving it the next id."""
         with self._lock:
             entry.id = next(self._ids)
             self._entries[entry.id] = entry
+        for watcher in self.watchers:
+            watcher(entry, False)
         return entry
 
     def remove(self, entry: Entry) -> None:
         """Forget ``entry`` (it ended)."""
         with self._lock:
-            self._entries.pop(entry.id, None)
+            gone = self._entries.pop(entry.id, None)
+        if gone is not None:
+            for watcher in self.watchers:
+                watcher(entry, True)
 
     def entries(self) -> list[Entry]:
         """The open sessions, oldest first."""

@@ -1,30 +1,23 @@
 """API tokens: bearer credentials that belong to a user, may be read-only and may expire.
 
 A token is ``hm_<id>_<secret>``; only the SHA-256 of the secret is stored (the secret is
-random, so a fast hash is enough), in ``tokens.json`` in the state folder, mode 0600.
-The server re-reads the file when it changes, so ``hoody-mount token …`` takes effect at
-once. The file must be trusted (``core.trusted_files``); a re-read file that is not, or
-that cannot be parsed, leaves the tokens read before in force and is logged once.
+random, so a fast hash is enough), in ``tokens.json`` in the state folder, mode 0600
+(``core.record_files``: re-read when it changes, so ``hoody-mount token …`` takes effect
+at once).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import logging
-import os
 import re
 import secrets
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import trusted_files
-from .secret_file import write_secret
+from .record_files import RecordFile, RecordFileError
 
-log = logging.getLogger(__name__)
 FILE_NAME = "tokens.json"
 _TOKEN = re.compile(r"hm_([0-9a-f]{12})_([A-Za-z0-9_-]{20,})")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -58,84 +51,27 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class TokenFileError(Exception):
-    """``tokens.json`` is not trusted or cannot be parsed; the message is one line."""
-
-
-Stamp = tuple[int, int, int, int]
-
-
-def _stamp(st: os.stat_result) -> Stamp:
-    """What changes with the file's content, owner or mode (a chmod changes ctime)."""
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _parse(data: bytes) -> dict[str, Token]:
-    records = json.loads(data or b"[]")
-    if not isinstance(records, list):
-        raise ValueError("expected a list of tokens")
-    return {r["id"]: Token(**r) for r in records}
+TokenFileError = RecordFileError  # ``tokens.json`` is not trusted or cannot be parsed
 
 
 class TokenStore:
     """The tokens of one state folder."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / FILE_NAME
-        self._tokens: dict[str, Token] = {}
-        self._stamp: Stamp | None = None
-        self._refused: Stamp | None = None  # the last version refused (logged once)
-        self._lock = threading.Lock()
+        self._file = RecordFile(state_dir / FILE_NAME, "token", lambda r: Token(**r), asdict)
+        self.path = self._file.path
+        self._lock = self._file.lock
 
     def load(self) -> None:
         """Read the file now (``TokenFileError`` when it is not trusted or not valid)."""
         with self._lock:
-            self._load()
+            self._file.read()
 
     def _load(self) -> dict[str, Token]:
-        """The tokens, read again when the file changed; ``TokenFileError`` if unusable."""
-        try:
-            stamp = _stamp(self.path.stat())
-        except FileNotFoundError:
-            self._tokens, self._stamp = {}, None
-            return self._tokens
-        if stamp == self._stamp:
-            return self._tokens
-        try:
-            data, st = trusted_files.read(self.path)
-        except FileNotFoundError:
-            self._tokens, self._stamp = {}, None
-            return self._tokens
-        except trusted_files.UntrustedFile as exc:
-            self._refused = _stamp(exc.status) if exc.status else stamp
-            raise TokenFileError(str(exc)) from None
-        except OSError as exc:
-            self._refused = stamp
-            raise TokenFileError(f"{self.path}: cannot read: {exc.strerror}") from None
-        try:
-            tokens = _parse(data)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            self._refused = _stamp(st)
-            raise TokenFileError(f"{self.path}: not a valid token file ({exc})") from None
-        self._tokens, self._stamp = tokens, _stamp(st)
-        return self._tokens
-
-    def _current(self) -> dict[str, Token]:
-        """For requests: the tokens in force; a refused file keeps the previous ones."""
-        try:
-            if self._refused is not None and _stamp(self.path.stat()) == self._refused:
-                return self._tokens  # refused and logged already
-        except OSError:
-            pass
-        try:
-            return self._load()
-        except TokenFileError as exc:
-            log.warning("%s; keeping the %d token(s) read before", exc, len(self._tokens))
-            return self._tokens
+        return self._file.read()
 
     def _save(self, tokens: dict[str, Token]) -> None:
-        data = json.dumps([asdict(t) for t in tokens.values()], indent=1).encode()
-        write_secret(self.path, data + b"\n")
+        self._file.save(tokens)
 
     def create(self, user: str, read_only: bool, expires_in: float | None) -> tuple[str, Token]:
         """Make a token; return its text (shown once) and its record."""
@@ -177,7 +113,7 @@ class TokenStore:
         if not match:
             return None
         with self._lock:
-            record = self._current().get(match.group(1))
+            record = self._file.current().get(match.group(1))
         if record is None or record.expired():
             return None
         if not hmac.compare_digest(record.digest, _digest(match.group(2))):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import logging
 import secrets
 import threading
@@ -42,6 +43,8 @@ class User:
     shell: bool = False
     os_user: str | None = None
     port_forwarding: bool = False
+    allow: tuple[str, ...] = ()  # CIDRs it may log in from (empty: anywhere)
+    share: str | None = None  # the id of the share this login is (see ``core.shares``)
 
     @property
     def read_only(self) -> bool:
@@ -51,6 +54,22 @@ class User:
     def allows(self, protocol: str) -> bool:
         """Whether the user may log in with ``protocol``."""
         return protocol in self.protocols
+
+    def admits(self, address: str) -> bool:
+        """Whether the user may log in from ``address`` (its ``allow`` ranges)."""
+        if not self.allow:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in ipaddress.ip_network(cidr, strict=False) for cidr in self.allow)
+
+    def address_refusal(self, address: str) -> str | None:
+        """Why the user may not log in from ``address``, or None if it may."""
+        return None if self.admits(address) else f"{self.name} may not log in from {address}"
 
 
 def read_authorized_keys(user: User) -> str:
@@ -74,12 +93,24 @@ def hash_password(password: str) -> str:
     return f"$scrypt$ln={_SCRYPT_LOG_N},r={_SCRYPT_R},p={_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
 
 
+def hash_secret(secret: str) -> str:
+    """The stored form of a random secret (a share's): SHA-256 is enough for 256 random
+    bits, and checking it costs nothing."""
+    return SECRET_SCHEME + hashlib.sha256(secret.encode()).hexdigest()
+
+
+SECRET_SCHEME = "$sha256$"
+
+
 def verify_password(password: str, stored: str | None) -> bool:
-    """Check ``password`` against a stored ``$scrypt$`` hash in constant time.
+    """Check ``password`` against a stored ``$scrypt$`` hash (or a random secret's
+    ``hash_secret``) in constant time.
 
     A missing or unusable hash fails after the same scrypt check as a wrong password,
     so that the time taken does not tell whether a user exists or has a password.
     """
+    if stored is not None and stored.startswith(SECRET_SCHEME):
+        return hmac.compare_digest(hash_secret(password), stored)
     parsed = _parse(stored) if stored else None
     if parsed is None:
         _scrypt(password, _NO_HASH_SALT, _SCRYPT_LOG_N, _SCRYPT_R, _SCRYPT_P)

@@ -32,6 +32,7 @@ from ..core.users import User, verify_password
 from ..http_names import PEER
 
 access = logging.getLogger("hoody_mount.access")
+log = logging.getLogger("hoody_mount.web")
 
 _CACHE_SECONDS = 300.0
 _CACHE_SIZE = 1024
@@ -107,6 +108,7 @@ class Authenticator:
                 if ban is not None:
                     raise AuthError.banned(ban)
                 raise self._failed(address, "<token>", "invalid or expired token")
+            self._admit(grant.user, address, "<token>")
             self._log_token(value.strip(), grant, address)
             return grant
         if ban is not None:
@@ -129,6 +131,8 @@ class Authenticator:
         if ban is not None:
             raise AuthError.banned(ban)
         user = self.users.get(name)
+        if user is not None:
+            self._admit(user, address, name)
         # an unknown user costs the same scrypt check as a wrong password
         ok, counted = self._check(name, user.password_hash if user else None, password, address)
         if not ok or user is None:
@@ -137,6 +141,14 @@ class Authenticator:
             raise self._failed(address, name, "wrong user name or password")
         self.guard.succeeded(address, name)
         return Grant(user)
+
+    def _admit(self, user: User, address: str, who: str) -> None:
+        """Refuse (403, counted as a failed login) a user its ``allow`` ranges keep out."""
+        refusal = user.address_refusal(address)
+        if refusal is not None:
+            log.warning("refused login for %s from %s: %s", user.name, address, refusal)
+            self._failed(address, who if who == "<token>" else user.name, refusal)
+            raise AuthError("403 Forbidden", refusal)
 
     def _failed(self, address: str, who: str, message: str) -> AuthError:
         """Count the failure (the guard may ban the client from the next attempt on)."""

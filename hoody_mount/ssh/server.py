@@ -223,7 +223,7 @@ class SSHServer(asyncssh.SSHServer):
 
     async def begin_auth(self, username: str) -> bool:
         user = self.ctx.users.get(username)
-        if user is not None and self.conn is not None:
+        if user is not None and self.conn is not None and user.admits(self.peer):
             keys = await self.ctx.run(read_authorized_keys, user)
             if keys.strip():
                 try:
@@ -256,7 +256,10 @@ class SSHServer(asyncssh.SSHServer):
             try:
                 user = self.ctx.users.get(username)
                 stored = user.password_hash if user else None
-                if await self.ctx.run(verify_password, password, stored):
+                refusal = user.address_refusal(self.peer) if user else None
+                if refusal is not None:
+                    log.warning("refused login for %s from %s: %s", username, self.peer, refusal)
+                elif await self.ctx.run(verify_password, password, stored):
                     guard.succeeded(self.peer, username)
                     self.method = "password"
                     return True
@@ -451,7 +454,9 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
     conn = process.channel.get_connection()
     owner = conn.get_owner()
     assert isinstance(owner, SSHServer)
-    user = ctx.users[conn.get_extra_info("username")]
+    user = ctx.users.get(conn.get_extra_info("username"))
+    if user is None:  # (removed, or a share revoked or expired, since the login)
+        return _refuse(process, "this login is no longer valid")
     kind = _kind(user, process)
     protocol = kind if kind in ("sftp", "scp") else "ssh"
     refusal = permissions.protocol_refusal(user, protocol)

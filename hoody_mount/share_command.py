@@ -1,0 +1,148 @@
+"""`hoody-mount share create|list|revoke`: shares of a folder, in the server's state folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import control
+from .config import Config, ConfigError, Listen
+from .core import paths, trusted_files
+from .core.record_files import RecordFileError
+from .core.shares import Share, ShareStore, check_allow
+from .core.tokens import parse_duration
+
+REVOKED = "the share was revoked"
+
+
+def add_parser(commands: Any) -> None:
+    """The ``share`` subcommands, on the main parser's subparsers."""
+    share = commands.add_parser("share", help="shares of a folder: a login of their own")
+    subs = share.add_subparsers(dest="share_command", required=True)
+    for name, text in (("create", "share a folder"), ("list", "list shares"), ("revoke", "end")):
+        sub = subs.add_parser(name, help=text)
+        sub.add_argument("--config", type=Path, help="TOML file (default: the embedded default)")
+        sub.add_argument("--state-dir", help="the server's state folder")
+        if name == "create":
+            sub.add_argument("path", help="the folder to share (a path of the served root)")
+            sub.add_argument("--rw", action="store_true", help="let the share write")
+            sub.add_argument("--expires", metavar="DURATION", help="e.g. 30m, 12h, 90d, 2w")
+            sub.add_argument(
+                "--password-stdin", action="store_true", help="a password the link asks for"
+            )
+            sub.add_argument("--allow", metavar="CIDR", action="append", default=[],
+                             help="log in only from this range (repeatable)")  # fmt: skip
+        if name in ("create", "list"):
+            sub.add_argument("--json", action="store_true", help="print JSON")
+        if name == "revoke":
+            sub.add_argument("id", help="the share's id")
+
+
+def web_base(listen: Listen, tls: bool) -> str:
+    """The HTTP listener's base URL as clients on this host reach it."""
+    host = "127.0.0.1" if listen.host in ("0.0.0.0", "::", "") else listen.host
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{host}:{listen.port}"
+
+
+def reply(share: Share, secret: str, base: str) -> dict[str, Any]:
+    """What ``share create`` and ``POST /api/v1/shares`` answer (the secret, once)."""
+    url = f"{base}/s/{secret}/"
+    return {"id": share.id, "user": share.name, "secret": secret, "url": url,
+            "expires": share.expires}  # fmt: skip
+
+
+def run(args: argparse.Namespace, cfg: Config) -> None:
+    """Run a ``share`` subcommand; ``ConfigError`` for what the operator must fix."""
+    try:
+        _run(args, cfg)
+    except (RecordFileError, trusted_files.UntrustedFile) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _run(args: argparse.Namespace, cfg: Config) -> None:
+    store = ShareStore(cfg.state_dir)
+    if cfg.state_dir.is_dir():
+        trusted_files.check_folder(cfg.state_dir)
+    if args.share_command == "create":
+        _create(args, cfg, store)
+    elif args.share_command == "list":
+        _list(args, cfg, store)
+    else:
+        share = store.revoke(args.id)
+        if share is None:
+            raise ConfigError(f"share {args.id}: no such share")
+        try:
+            ended = control.ask(
+                cfg.state_dir, {"command": "end-user", "user": share.name, "reason": REVOKED}
+            )["ended"]
+            print(f"revoked {share.id}; {ended} open sessions ended")
+        except control.ControlError as exc:
+            print(f"revoked {share.id} (no running server told: {exc})")
+
+
+def _create(args: argparse.Namespace, cfg: Config, store: ShareStore) -> None:
+    path = paths.normalize(args.path)
+    if not (cfg.root / path.lstrip("/")).is_dir():
+        raise ConfigError(f"{args.path}: no such folder in the served root {cfg.root}")
+    try:
+        expires = parse_duration(args.expires) if args.expires else None
+        allow = check_allow(args.allow)
+    except ValueError as exc:
+        raise ConfigError(f"--expires or --allow: {exc}") from None
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    if args.password_stdin and not password:
+        raise ConfigError("--password-stdin: an empty password is not accepted")
+    cfg.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secret, share = store.create(path, not args.rw, expires, allow, password)
+    base = web_base(cfg.http, cfg.http_options.tls)
+    answer = reply(share, secret, base)
+    if args.json:
+        print(json.dumps(answer))
+        return
+    host = "127.0.0.1" if cfg.ssh.host in ("0.0.0.0", "::", "") else cfg.ssh.host
+    port, user = cfg.ssh.port, share.name
+    until = time.strftime("%Y-%m-%d %H:%M", time.localtime(share.expires or 0))
+    print(
+        f"share {share.id} of {path} ({'read-write' if args.rw else 'read-only'}"
+        f"{', until ' + until if expires else ''})\n"
+        f"user {user}, secret (shown only this once): {secret}\n"
+        f"link: {answer['url']}{'  (asks for the password)' if password else ''}\n"
+        f"Connect with:\n"
+        f"  sftp -P {port} {user}@{host}\n"
+        f"  mkdir -p ~/{user} && sshfs -p {port} {user}@{host}:/ ~/{user} -o reconnect\n"
+        f"  rclone config create {user} webdav url {base}/dav/ vendor owncloud user {user} "
+        f"pass $(rclone obscure '{secret}')\n"
+        f"  curl -H 'Authorization: Bearer {secret}' '{base}/api/v1/files/?json'"
+    )
+    print(f"kept in {store.path} (the server must use the state folder {cfg.state_dir})",
+          file=sys.stderr)  # fmt: skip
+
+
+def _list(args: argparse.Namespace, cfg: Config, store: ShareStore) -> None:
+    rows = [share.row() for share in store.list()]
+    for row in rows:
+        row["expired"] = row["expires"] is not None and row["expires"] <= time.time()
+        try:
+            row.update(control.ask(cfg.state_dir, {"command": "usage", "user": row["user"]}))
+        except control.ControlError:
+            row.update(last_used=None, bytes_served=None)  # (no server running)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print("ID\tPATH\tMODE\tEXPIRES\tLAST USE\tBYTES SERVED")
+
+    def when(stamp: float | None) -> str:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else "-"
+
+    for row in rows:
+        expiry = when(row["expires"]) + (" (expired)" if row["expired"] else "")
+        served = "-" if row["bytes_served"] is None else str(row["bytes_served"])
+        print(f"{row['id']}\t{row['path']}\t{row['mode']}\t{expiry}\t"
+              f"{when(row['last_used'])}\t{served}")  # fmt: skip
+    if not rows:
+        print("(no shares)", file=sys.stderr)

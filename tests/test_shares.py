@@ -1,0 +1,187 @@
+"""Shares: a folder given as a login of its own (``share-<id>`` and its secret), over
+SFTP, WebDAV and the file API, read-only unless ``--rw``; expiry, ``--allow`` and
+revocation (open sessions end at once)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import asyncssh
+import pytest
+from conftest import PASSWORD, Server, basic_request, server_log, wait_until
+
+
+def share_cli(server: Server, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """``hoody-mount share ARGS`` against the server's configuration."""
+    config = server.state.parent / "hoody-mount.toml"
+    return subprocess.run(
+        [sys.executable, "-m", "hoody_mount", "share", *args[:1], "--config", str(config),
+         *args[1:]],
+        input=stdin, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def create(server: Server, path: str, *flags: str, stdin: str = "") -> dict[str, Any]:
+    """A new share's JSON."""
+    done = share_cli(server, "create", path, "--json", *flags, stdin=stdin)
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def listed(server: Server) -> dict[str, dict[str, Any]]:
+    """``share list --json``, by id."""
+    done = share_cli(server, "list", "--json")
+    assert done.returncode == 0, done.stderr
+    return {row["id"]: row for row in json.loads(done.stdout)}
+
+
+async def sftp_login(server: Server, user: str, secret: str) -> asyncssh.SSHClientConnection:
+    return await asyncssh.connect(
+        "127.0.0.1", server.port, username=user, password=secret, known_hosts=None,
+        client_keys=None, preferred_auth="password",
+    )  # fmt: skip
+
+
+def test_a_share_logs_in_everywhere_jailed_and_read_only(server: Server) -> None:
+    """share-<id> and its secret: SFTP, WebDAV and the file API (Basic or Bearer) see
+    exactly the folder, read it, and every write is refused; list counts the use."""
+    share = create(server, "/share")
+    assert set(share) == {"id", "user", "secret", "url", "expires"}
+    assert share["user"] == f"share-{share['id']}" and f"/s/{share['secret']}/" in share["url"]
+    assert share["secret"] not in (server.state / "shares.json").read_text()
+    user, secret = share["user"], share["secret"]
+
+    async def over_sftp() -> None:
+        async with await sftp_login(server, user, secret) as conn, conn.start_sftp_client() as sftp:
+            assert sorted(await sftp.listdir("/")) == [".", "..", "docs"]
+            assert sorted(await sftp.listdir("/../..")) == [".", "..", "docs"]
+            async with sftp.open("/docs/readme.txt") as f:
+                assert await f.read() == "shared text\n"
+            with pytest.raises(asyncssh.SFTPError):
+                async with sftp.open("/new.txt", "w") as f:
+                    await f.write("no")
+            for change in (sftp.mkdir("/d"), sftp.remove("/docs/readme.txt")):
+                with pytest.raises(asyncssh.SFTPError):
+                    await change
+
+    asyncio.run(over_sftp())
+    port = server.http_port
+    status, body = basic_request(port, "PROPFIND", "/dav/", user, secret, Depth="1")
+    assert status == 207 and b"/dav/docs/" in body and b"outside" not in body
+    assert basic_request(port, "PUT", "/dav/new.txt", user, secret, b"no")[0] == 403
+    status, body = basic_request(port, "GET", "/api/v1/files/docs/readme.txt", user, secret)
+    assert (status, body) == (200, b"shared text\n")
+    assert basic_request(port, "PUT", "/api/v1/files/new.txt", user, secret, b"no")[0] == 403
+    assert basic_request(port, "GET", "/api/v1/files/", user, "wrong" * 9)[0] == 401
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/api/v1/files/docs/readme.txt", headers={
+        "Authorization": f"Bearer {secret}"})  # fmt: skip
+    reply = conn.getresponse()
+    assert (reply.status, reply.read()) == (200, b"shared text\n")
+    conn.close()
+    assert not (server.root / "share" / "new.txt").exists()
+    row = listed(server)[share["id"]]
+    assert row["path"] == "/share" and row["mode"] == "ro" and row["expires"] is None
+    assert row["last_used"] and row["bytes_served"] >= 24
+    assert f"login {user} from 127.0.0.1 over ssh (password)" in server_log(server)
+
+
+def test_a_writable_share_writes_only_inside_its_folder(server: Server) -> None:
+    share = create(server, "/share/docs", "--rw")
+    user, secret = share["user"], share["secret"]
+    status, _ = basic_request(server.http_port, "PUT", "/dav/new.txt", user, secret, b"yes")
+    assert status in (201, 204)
+    assert (server.root / "share" / "docs" / "new.txt").read_bytes() == b"yes"
+
+    async def over_sftp() -> None:
+        async with await sftp_login(server, user, secret) as conn:
+            sftp = await conn.start_sftp_client()
+            async with sftp.open("/../../up.txt", "w") as f:
+                await f.write("up")
+
+    asyncio.run(over_sftp())
+    assert (server.root / "share" / "docs" / "up.txt").read_text() == "up"
+    assert wait_until(lambda: f"user={user} proto=webdav op=upload" in server_log(server), 5), (
+        server_log(server)[-3000:]
+    )
+
+
+def test_revoke_ends_open_sessions_and_new_logins_fail(server: Server) -> None:
+    """``share revoke`` ends the share's SFTP session at once, other users' stay."""
+    share = create(server, "/share")
+    user, secret = share["user"], share["secret"]
+
+    async def scenario() -> None:
+        other = await sftp_login(server, "root", PASSWORD)
+        async with other, await sftp_login(server, user, secret) as conn:
+            sftp = await conn.start_sftp_client()
+            assert "docs" in await sftp.listdir("/")
+            done = await asyncio.to_thread(share_cli, server, "revoke", share["id"])
+            assert done.returncode == 0 and "1 open sessions ended" in done.stdout, done
+            with pytest.raises((asyncssh.Error, OSError, EOFError)):
+                for _ in range(50):
+                    await sftp.listdir("/")
+                    await asyncio.sleep(0.1)
+            async with other.start_sftp_client() as root_sftp:
+                assert "share" in await root_sftp.listdir("/")
+        with pytest.raises(asyncssh.PermissionDenied):
+            await sftp_login(server, user, secret)
+
+    asyncio.run(scenario())
+    assert basic_request(server.http_port, "GET", "/api/v1/files/", user, secret)[0] == 401
+    assert share["id"] not in listed(server)
+    assert "the share was revoked" in server_log(server)
+
+
+def test_an_expired_share_is_refused_and_its_sessions_end(server: Server) -> None:
+    share = create(server, "/share", "--expires", "3s")
+    user, secret = share["user"], share["secret"]
+    assert share["expires"] > time.time()
+
+    async def scenario() -> None:
+        async with await sftp_login(server, user, secret) as conn:
+            sftp = await conn.start_sftp_client()
+            assert "docs" in await sftp.listdir("/")
+            await asyncio.sleep(6)  # (expiry, then the next look for lapsed shares)
+            with pytest.raises((asyncssh.Error, OSError, EOFError)):
+                await sftp.listdir("/")
+        with pytest.raises(asyncssh.PermissionDenied):
+            await sftp_login(server, user, secret)
+
+    asyncio.run(scenario())
+    assert basic_request(server.http_port, "GET", "/api/v1/files/", user, secret)[0] == 401
+    assert "(expired)" in share_cli(server, "list").stdout
+
+
+def test_allow_refuses_other_addresses_on_every_protocol(server: Server) -> None:
+    """``--allow 10.0.0.0/8`` keeps out a client on 127.0.0.1 (SSH and HTTP); a range
+    that holds it lets it in; the refusal names the share."""
+    away = create(server, "/share", "--allow", "10.0.0.0/8")
+    near = create(server, "/share", "--allow", "127.0.0.0/8", "--allow", "::1")
+
+    async def scenario() -> None:
+        with pytest.raises(asyncssh.PermissionDenied):
+            await sftp_login(server, away["user"], away["secret"])
+        async with await sftp_login(server, near["user"], near["secret"]) as conn:
+            assert (await conn.run("echo hi")).stdout == "hi\n"
+
+    asyncio.run(scenario())
+    port = server.http_port
+    assert basic_request(port, "GET", "/api/v1/files/", away["user"], away["secret"])[0] == 403
+    assert basic_request(port, "GET", "/api/v1/files/", near["user"], near["secret"])[0] == 200
+    assert f"refused login for {away['user']} from 127.0.0.1" in server_log(server)
+
+
+def test_share_mistakes_get_a_clear_line(server: Server) -> None:
+    missing = share_cli(server, "create", "/no/such")
+    assert missing.returncode == 2 and "no such folder" in missing.stderr
+    bad = share_cli(server, "create", "/share", "--allow", "nonsense")
+    assert bad.returncode == 2 and "not an address range" in bad.stderr
+    gone = share_cli(server, "revoke", "0123456789ab")
+    assert gone.returncode == 2 and "no such share" in gone.stderr
