@@ -19,6 +19,7 @@ import asyncssh
 from . import reload, state
 from .alerts import Alerter
 from .api.app import FilesAPI
+from .api.shares import SharesAPI
 from .config import Config, ConfigError, Listen, embedded_default
 from .control import ControlServer
 from .core import upload_temps
@@ -203,6 +204,9 @@ async def run(
             filesystems=sessions.filesystems,
         ),  # fmt: skip
         live,
+        SharesAPI(
+            shares, usage.of, lambda name, why: live.end_where(lambda e: e.user == name, why)
+        ),
     )
     web = WebServer(front, config.http, tls, options, config.trusted_proxies)
     try:

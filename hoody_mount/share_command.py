@@ -13,7 +13,7 @@ from . import control
 from .config import Config, ConfigError, Listen
 from .core import paths, trusted_files
 from .core.record_files import RecordFileError
-from .core.shares import Share, ShareStore, check_allow
+from .core.shares import ShareStore, check_allow, created
 from .core.tokens import parse_duration
 
 REVOKED = "the share was revoked"
@@ -47,13 +47,6 @@ def web_base(listen: Listen, tls: bool) -> str:
     host = "127.0.0.1" if listen.host in ("0.0.0.0", "::", "") else listen.host
     host = f"[{host}]" if ":" in host else host
     return f"{'https' if tls else 'http'}://{host}:{listen.port}"
-
-
-def reply(share: Share, secret: str, base: str) -> dict[str, Any]:
-    """What ``share create`` and ``POST /api/v1/shares`` answer (the secret, once)."""
-    url = f"{base}/s/{secret}/"
-    return {"id": share.id, "user": share.name, "secret": secret, "url": url,
-            "expires": share.expires}  # fmt: skip
 
 
 def run(args: argparse.Namespace, cfg: Config) -> None:
@@ -100,7 +93,7 @@ def _create(args: argparse.Namespace, cfg: Config, store: ShareStore) -> None:
     cfg.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     secret, share = store.create(path, not args.rw, expires, allow, password)
     base = web_base(cfg.http, cfg.http_options.tls)
-    answer = reply(share, secret, base)
+    answer = created(share, secret, base)
     if args.json:
         print(json.dumps(answer))
         return

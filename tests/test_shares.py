@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncssh
 import pytest
-from conftest import PASSWORD, Server, basic_request, server_log, wait_until
+from conftest import PASSWORD, READER_PASSWORD, Server, basic_request, server_log, wait_until
 
 
 def share_cli(server: Server, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -185,3 +185,38 @@ def test_share_mistakes_get_a_clear_line(server: Server) -> None:
     assert bad.returncode == 2 and "not an address range" in bad.stderr
     gone = share_cli(server, "revoke", "0123456789ab")
     assert gone.returncode == 2 and "no such share" in gone.stderr
+
+
+def _api(server: Server, method: str, path: str, user: str, password: str,
+         body: object = None) -> tuple[int, Any]:  # fmt: skip
+    data = json.dumps(body).encode() if body is not None else b""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    status, raw = basic_request(server.http_port, method, path, user, password, data, **headers)
+    return status, json.loads(raw) if raw else None
+
+
+def test_the_shares_api_creates_lists_and_revokes(server: Server) -> None:
+    """POST /api/v1/shares answers as ``share create --json``; GET lists; DELETE
+    revokes; only an unjailed read-write user may (not a reader, not a share)."""
+    status, share = _api(server, "POST", "/api/v1/shares", "root", PASSWORD,
+                         {"path": "/share/docs", "mode": "ro", "expires": "1h"})  # fmt: skip
+    assert status == 201, share
+    assert set(share) == {"id", "user", "secret", "url", "expires"}
+    assert share["url"] == f"{server.url}/s/{share['secret']}/"
+    assert share["expires"] > time.time() + 3500
+    user, secret = share["user"], share["secret"]
+    status, body = basic_request(server.http_port, "GET", "/api/v1/files/readme.txt", user, secret)
+    assert (status, body) == (200, b"shared text\n")
+    status, listing = _api(server, "GET", "/api/v1/shares", "root", PASSWORD)
+    rows = {row["id"]: row for row in listing["shares"]}
+    assert rows[share["id"]]["path"] == "/share/docs" and rows[share["id"]]["bytes_served"] >= 12
+    assert _api(server, "GET", "/api/v1/shares", "reader", READER_PASSWORD)[0] == 403
+    assert _api(server, "GET", "/api/v1/shares", user, secret)[0] == 403
+    bad = {"path": "/share/docs/readme.txt"}
+    assert _api(server, "POST", "/api/v1/shares", "root", PASSWORD, bad)[0] == 400
+    missing = {"path": "/nowhere"}
+    assert _api(server, "POST", "/api/v1/shares", "root", PASSWORD, missing)[0] == 404
+    status, revoked = _api(server, "DELETE", f"/api/v1/shares/{share['id']}", "root", PASSWORD)
+    assert status == 200 and revoked["revoked"] == share["id"]
+    assert basic_request(server.http_port, "GET", "/api/v1/files/", user, secret)[0] == 401
+    assert _api(server, "DELETE", f"/api/v1/shares/{share['id']}", "root", PASSWORD)[0] == 404

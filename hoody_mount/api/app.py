@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import re
 import stat
@@ -31,11 +30,10 @@ from . import origin, storage
 from .downloads import send_file
 from .errors import ApiError, from_os_error
 from .listings import list_html, list_json
-from .replies import BLOCK, Body, Headers, digest_header, json_reply, json_text
+from .replies import BLOCK, Body, Headers, digest_header, json_reply, json_text, read_json
 
 PREFIX = FILES_ROOT
 ALLOW = "GET, HEAD, PUT, POST, DELETE"
-JSON_BODY_LIMIT = 64 * 1024
 PARTIAL_DIGEST_LIMIT = 16 << 20  # a ranged GET of a bigger file sends a digest only if known
 DIGESTS_PER_USER = 2  # whole-file digests one user may have computed at once
 DIGEST_RETRY_AFTER = 5  # seconds
@@ -275,7 +273,7 @@ class FilesAPI:
                 "send the action as JSON with Content-Type: application/json"
                 + (f" (got {kind})" if kind else ""),
             )
-        request = self._json_body(environ)
+        request = read_json(environ, 'send {"action": "move"|"copy", "to": "<path>"}')
         action, target = request.get("action"), request.get("to")
         overwrite = request.get("overwrite", False)
         if action not in ("move", "copy"):
@@ -301,25 +299,6 @@ class FilesAPI:
                 raise
             raise ApiError(409, "no_parent", "the destination's folder does not exist") from None
         return json_reply(200, {"path": json_text(session.path(target)), "action": action})
-
-    @staticmethod
-    def _json_body(environ: dict[str, Any]) -> dict[str, Any]:
-        length_text = str(environ.get("CONTENT_LENGTH") or "0")
-        if not length_text.isdigit():
-            raise ApiError(400, "bad_request", "Content-Length is not a number")
-        length = int(length_text)
-        if length > JSON_BODY_LIMIT:
-            raise ApiError(413, "too_large", f"JSON bodies are limited to {JSON_BODY_LIMIT} bytes")
-        raw = environ["wsgi.input"].read(length) if length else b""
-        try:
-            data = json.loads(raw or b"null")
-        except ValueError:
-            raise ApiError(400, "bad_json", "the body is not valid JSON") from None
-        except RecursionError:  # e.g. 5,000 nested arrays: no action is nested at all
-            raise ApiError(400, "bad_json", "the body is nested too deeply") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "bad_request", 'send {"action": "move"|"copy", "to": "<path>"}')
-        return data
 
     @staticmethod
     def _delete(

@@ -7,9 +7,11 @@ import base64
 import json
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from ..core.open_files import OpenFile
 from ..http_rules import status_line
+from .errors import ApiError
 
 BLOCK = 1 << 20  # what a download sends at once
 
@@ -23,6 +25,30 @@ def json_reply(
     body = json.dumps(data, ensure_ascii=False).encode("utf-8", "replace") + b"\n"
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
     return status_line(status), headers + (extra or []), body
+
+
+JSON_BODY_LIMIT = 64 * 1024
+
+
+def read_json(environ: dict[str, Any], shape: str) -> dict[str, Any]:
+    """A request's JSON object (``ApiError`` 400 or 413 otherwise; ``shape`` says what
+    to send)."""
+    length_text = str(environ.get("CONTENT_LENGTH") or "0")
+    if not length_text.isdigit():
+        raise ApiError(400, "bad_request", "Content-Length is not a number")
+    length = int(length_text)
+    if length > JSON_BODY_LIMIT:
+        raise ApiError(413, "too_large", f"JSON bodies are limited to {JSON_BODY_LIMIT} bytes")
+    raw = environ["wsgi.input"].read(length) if length else b""
+    try:
+        data = json.loads(raw or b"null")
+    except ValueError:
+        raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+    except RecursionError:  # e.g. 5,000 nested arrays: no request is nested at all
+        raise ApiError(400, "bad_json", "the body is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_request", shape)
+    return data
 
 
 def json_text(name: str) -> str:

@@ -88,6 +88,14 @@ def check_allow(ranges: Iterable[str]) -> tuple[str, ...]:
     return tuple(result)
 
 
+def created(share: Share, secret: str, base: str) -> dict[str, Any]:
+    """What ``share create`` and ``POST /api/v1/shares`` answer: the secret (once) and
+    the link under the HTTP listener's ``base`` URL."""
+    url = f"{base}/s/{secret}/"
+    return {"id": share.id, "user": share.name, "secret": secret, "url": url,
+            "expires": share.expires}  # fmt: skip
+
+
 class ShareStore:
     """The shares of one state folder."""
 

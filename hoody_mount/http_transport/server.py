@@ -41,7 +41,7 @@ from ..core.turns import Turns, stepped_aside
 from ..core.user_slots import UserSlots, has_body
 from ..core.users import User
 from ..health import DRAINING, Health
-from ..http_names import API_PREFIX, CLIENT_GONE, OPERATION, PEER, SESSION
+from ..http_names import API_PREFIX, CLIENT_GONE, OPERATION, PEER, SESSION, SHARES_ROOT
 from ..http_rules import body_refusal, status_line
 from ..metrics import CONTENT_TYPE, Metrics
 from ..proxy_protocol import Network
@@ -146,7 +146,9 @@ class WebFront:
         health: Health | None = None,
         metrics: Metrics | None = None,
         live: Live | None = None,
+        shares_api: WSGIApp | None = None,
     ) -> None:
+        self.shares_api = shares_api
         self.health = health or Health()
         self.live = live or Live()
         self.metrics = metrics
@@ -310,6 +312,8 @@ class WebFront:
             )
         protocol = "http" if path.startswith(API_PREFIX) else "webdav"
         app = self.api if protocol == "http" else self.dav
+        if path == SHARES_ROOT or path.startswith(SHARES_ROOT + "/"):
+            app = self.shares_api
         if app is None:
             return _plain(start_response, "404 Not Found", "no such endpoint", [])
         user = permissions.granted(grant.user, grant.read_only)
