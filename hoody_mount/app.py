@@ -207,6 +207,7 @@ async def run(
         SharesAPI(
             shares, usage.of, lambda name, why: live.end_where(lambda e: e.user == name, why)
         ),
+        shares.by_secret,
     )
     web = WebServer(front, config.http, tls, options, config.trusted_proxies)
     try:

@@ -5,6 +5,7 @@ revocation (open sessions end at once)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.client
 import json
 import subprocess
@@ -176,6 +177,8 @@ def test_allow_refuses_other_addresses_on_every_protocol(server: Server) -> None
     assert basic_request(port, "GET", "/api/v1/files/", away["user"], away["secret"])[0] == 403
     assert basic_request(port, "GET", "/api/v1/files/", near["user"], near["secret"])[0] == 200
     assert f"refused login for {away['user']} from 127.0.0.1" in server_log(server)
+    assert _get(server, f"/s/{away['secret']}/")[0] == 403
+    assert _get(server, f"/s/{near['secret']}/")[0] == 200
 
 
 def test_share_mistakes_get_a_clear_line(server: Server) -> None:
@@ -220,3 +223,74 @@ def test_the_shares_api_creates_lists_and_revokes(server: Server) -> None:
     assert status == 200 and revoked["revoked"] == share["id"]
     assert basic_request(server.http_port, "GET", "/api/v1/files/", user, secret)[0] == 401
     assert _api(server, "DELETE", f"/api/v1/shares/{share['id']}", "root", PASSWORD)[0] == 404
+
+
+def _get(server: Server, path: str, method: str = "GET", body: bytes = b"",
+         **headers: str) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+    """A request without credentials: status, headers and body."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        reply = conn.getresponse()
+        return reply.status, dict(reply.getheaders()), reply.read()
+    finally:
+        conn.close()
+
+
+def test_a_link_opens_the_folder_without_a_login_and_stays_inside_it(server: Server) -> None:
+    """/s/<secret>/: the page, downloads, JSON and digests with links under the link;
+    /s/<secret>/dav/ serves WebDAV with hrefs under it; writes are refused; a wrong or
+    revoked secret gets the same 404; the log names the share, never its secret."""
+    share = create(server, "/share")
+    link = f"/s/{share['secret']}"
+    status, headers, page = _get(server, link + "/", Accept="text/html")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert f'href="{link}/docs/"'.encode() in page and b"/api/v1/files" not in page
+    assert _get(server, link + "/docs/readme.txt")[2] == b"shared text\n"
+    status, _, listing = _get(server, link + "/docs/?json")
+    assert json.loads(listing)["entries"][0]["href"] == f"{link}/docs/readme.txt"
+    status, _, digest = _get(server, link + "/docs/readme.txt?sha256")
+    assert status == 200 and len(json.loads(digest)["sha256"]) == 64
+    assert _get(server, link + "/new.txt", "PUT", b"no")[0] == 403
+    status, _, body = _get(server, link + "/dav/", "PROPFIND", Depth="1")
+    assert status == 207 and f"{link}/dav/docs/".encode() in body and b'"/dav/' not in body
+    assert b"<D:href>/dav" not in body.replace(b"d:href", b"D:href")
+    assert _get(server, link + "/dav/x.txt", "PUT", b"no")[0] == 403
+    assert _get(server, link + "/../../outside/secret.txt")[0] == 404
+    missing = _get(server, f"/s/{'x' * 43}/docs/readme.txt")
+    assert missing[0] == 404
+    assert share_cli(server, "revoke", share["id"]).returncode == 0
+    revoked = _get(server, link + "/docs/readme.txt")
+    assert (revoked[0], revoked[2]) == (missing[0], missing[2])
+    assert wait_until(lambda: f"/s/{share['id']}/docs/readme.txt" in server_log(server), 5)
+    assert share["secret"] not in server_log(server)
+
+
+def test_a_writable_link_uploads_and_moves_inside_its_folder(server: Server) -> None:
+    share = create(server, "/share/docs", "--rw")
+    link = f"/s/{share['secret']}"
+    assert _get(server, link + "/new.txt", "PUT", b"up")[0] == 201
+    assert (server.root / "share" / "docs" / "new.txt").read_bytes() == b"up"
+    status, _, _ = _get(server, link + "/dav/new.txt", "MOVE",
+                        Destination=f"{server.url}{link}/dav/moved.txt")  # fmt: skip
+    assert status == 201
+    assert (server.root / "share" / "docs" / "moved.txt").read_bytes() == b"up"
+    assert _get(server, link + "/dav/f.txt", "PUT", b"dav")[0] == 201
+    assert (server.root / "share" / "docs" / "f.txt").read_bytes() == b"dav"
+
+
+def test_a_link_with_a_password_asks_for_it(server: Server) -> None:
+    share = create(server, "/share", "--password-stdin", stdin="open sesame\n")
+    link = f"/s/{share['secret']}/docs/readme.txt"
+    status, headers, _ = _get(server, link)
+    assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
+    good = base64.b64encode(b"anyone:open sesame").decode()
+    bad = base64.b64encode(b"anyone:guess").decode()
+    assert _get(server, link, Authorization=f"Basic {good}")[2] == b"shared text\n"
+    assert _get(server, link, Authorization=f"Basic {bad}")[0] == 401
+    dav = _get(server, f"/s/{share['secret']}/dav/", "PROPFIND", Depth="0")
+    assert dav[0] == 401
+    # the share's own login (user share-<id>, its secret) does not need the link's password
+    status, _ = basic_request(server.http_port, "GET", "/api/v1/files/docs/readme.txt",
+                              share["user"], share["secret"])  # fmt: skip
+    assert status == 200

@@ -24,7 +24,7 @@ from ..core.digests import DigestCache, StreamDigest
 from ..core.open_files import OpenFile
 from ..core.session import Session
 from ..core.user_slots import UserSlots
-from ..http_names import CLIENT_GONE, FILES_ROOT, OPERATION, SESSION, STORAGE_ROOT
+from ..http_names import CLIENT_GONE, FILES_ROOT, OPERATION, SESSION, SHOWN_ROOT, STORAGE_ROOT
 from ..http_rules import status_line
 from . import origin, storage
 from .downloads import send_file
@@ -140,8 +140,8 @@ class FilesAPI:
                 raise ApiError(400, "is_a_directory", "a folder has no digest")
             accept = str(environ.get("HTTP_ACCEPT", ""))
             if "json" in query or ("application/json" in accept and "text/html" not in accept):
-                return list_json(session, path, query)
-            return list_html(session, path, query)
+                return list_json(session, path, query, environ.get(SHOWN_ROOT, PREFIX))
+            return list_html(session, path, query, environ.get(SHOWN_ROOT, PREFIX))
         file = session.open(path, os.O_RDONLY)
         try:
             st = file.stat()

@@ -41,7 +41,7 @@ def _cursor(query: dict[str, list[str]]) -> tuple[int, int] | None:
     raise ApiError(400, "bad_cursor", "cursor is not one this server gave: list from the start")
 
 
-def _entry_json(entry: Entry, folder: str) -> dict[str, object]:
+def _entry_json(entry: Entry, folder: str, root: str) -> dict[str, object]:
     mode = entry.stat.st_mode
     kind = (
         "directory" if stat.S_ISDIR(mode)
@@ -55,7 +55,7 @@ def _entry_json(entry: Entry, folder: str) -> dict[str, object]:
         "name": json_text(entry.name),
         # the entry's own URL, its name's bytes percent-encoded: it reaches a name that
         # "name" can only show (bytes that are not UTF-8 appear there as U+FFFD)
-        "href": quote(os.fsencode(FILES_ROOT + paths.join(folder, entry.name)), safe="/"),
+        "href": quote(os.fsencode(root + paths.join(folder, entry.name)), safe="/"),
         "type": kind,
         "size": entry.stat.st_size,
         "mtime": entry.stat.st_mtime,
@@ -67,7 +67,7 @@ def _entry_json(entry: Entry, folder: str) -> dict[str, object]:
 
 
 def list_json(
-    session: Session, path: str, query: dict[str, list[str]]
+    session: Session, path: str, query: dict[str, list[str]], root: str = FILES_ROOT
 ) -> tuple[str, Headers, bytes]:
     """One page of a folder, in the folder's own order; its ``next`` resumes right
     after it (reading only what the page returns, whatever the folder's size)."""
@@ -91,7 +91,7 @@ def list_json(
     data = {
         "path": json_text(session.path(path)),
         "type": "directory",
-        "entries": [_entry_json(e, session.path(path)) for e in page_entries],
+        "entries": [_entry_json(e, session.path(path), root) for e in page_entries],
         # opaque: pass it back as cursor= for the next page
         "next": f"{inode:x}.{position:x}" if more else None,
     }
@@ -99,7 +99,7 @@ def list_json(
 
 
 def list_html(
-    session: Session, path: str, query: dict[str, list[str]]
+    session: Session, path: str, query: dict[str, list[str]], root: str = FILES_ROOT
 ) -> tuple[str, Headers, Streamed]:
     """The folder's page, streamed as the folder is read (see ``page.render``)."""
     nonce = secrets.token_urlsafe(16)
@@ -121,6 +121,7 @@ def list_html(
         nonce,
         writable=session.may("upload"),
         space=space,
+        root=root,
     )
     csp = (
         f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "

@@ -78,16 +78,16 @@ def human_size(size: int) -> str:
     return f"{size} B"
 
 
-def _url(path: str) -> str:
-    return quote(os.fsencode(PREFIX + path), safe="/")
+def _url(path: str, root: str) -> str:
+    return quote(os.fsencode(root + path), safe="/")
 
 
-def _breadcrumbs(path: str) -> str:
-    crumbs = ['<a href="' + _url("/") + '">files</a>']
+def _breadcrumbs(path: str, root: str) -> str:
+    crumbs = ['<a href="' + _url("/", root) + '">files</a>']
     walked = ""
     for part in [p for p in path.split("/") if p]:
         walked += "/" + part
-        crumbs.append(f'<a href="{html.escape(_url(walked + "/"))}">{html.escape(part)}</a>')
+        crumbs.append(f'<a href="{html.escape(_url(walked + "/", root))}">{html.escape(part)}</a>')
     return " / ".join(crumbs)
 
 
@@ -109,10 +109,10 @@ def _sorted(entries: list[Entry], key: str, descending: bool) -> list[Entry]:
 SORT_LIMIT = 5000  # a folder with more names is shown in its own order, as it is read
 
 
-def _row(folder: str, entry: Entry) -> str:
+def _row(folder: str, entry: Entry, root: str) -> str:
     mode = entry.stat.st_mode
     is_dir = stat.S_ISDIR(mode)
-    href = html.escape(_url(f"{folder}/{entry.name}" + ("/" if is_dir else "")))
+    href = html.escape(_url(f"{folder}/{entry.name}" + ("/" if is_dir else ""), root))
     name = html.escape(entry.name) + ("/" if is_dir else "")
     if entry.link_target is not None:
         name += f" → {html.escape(entry.link_target)}"
@@ -150,13 +150,15 @@ def render(
     nonce: str,
     writable: bool,
     space: Usage | None = None,
+    root: str = PREFIX,
 ) -> Iterator[bytes]:
     """The page for the folder ``path`` (virtual, as the user sees it), in pieces, with
     the capacity of its filesystem (``space``) as a bar and the free space.
 
     A folder of up to ``SORT_LIMIT`` names is sorted as asked; a bigger one is shown in
     the folder's own order as its batches are read, so the page starts at once and
-    memory stays bounded whatever the folder's size."""
+    memory stays bounded whatever the folder's size. Links start at ``root``, the URL
+    the file API's root is shown at."""
     key = sort if sort in SORT_KEYS else "name"
     folder = path.rstrip("/")
     first: list[Entry] = []
@@ -185,7 +187,7 @@ def render(
 <html lang="en"><head><meta charset="utf-8"><title>{title} · hoody-mount</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style nonce="{nonce}">{_STYLE}</style></head>
-<body><nav>{_breadcrumbs(path)}</nav>{_space(space)}{note}
+<body><nav>{_breadcrumbs(path, root)}</nav>{_space(space)}{note}
 <table><thead><tr>{header("Name", "name")}{header("Size", "size")}{header("Modified", "mtime")}
 <th>Digest</th></tr></thead><tbody>
 """
@@ -194,10 +196,10 @@ def render(
         first = _sorted(first, key, descending)
     if not first:
         yield b'<tr><td colspan="4">This folder is empty.</td></tr>'
-    yield _encoded("".join(_row(folder, entry) for entry in first))
+    yield _encoded("".join(_row(folder, entry, root) for entry in first))
     if not sortable:
         for batch in batches:
-            yield _encoded("".join(_row(folder, entry) for entry in batch))
+            yield _encoded("".join(_row(folder, entry, root) for entry in batch))
     form = (
         '<form id="upload"><input type="file" id="files" multiple>\n'
         '<button type="submit">Upload</button> <span id="status"></span></form>'

@@ -43,7 +43,7 @@ from wsgidav.dav_error import (
 from ..core import byteranges, permissions
 from ..core.content import is_active
 from ..core.session import Session
-from ..http_names import DAV_ROOT, FILES_ROOT, SESSION
+from ..http_names import DAV_ROOT, FILES_ROOT, SESSION, SHOWN_ROOT
 from ..http_rules import body_refusal
 from .propfind_stream import STREAMED
 
@@ -196,7 +196,9 @@ def _listing_of_folder(environ: dict[str, Any]) -> str | None:
     except OSError:
         return None
     folder = path if path.endswith("/") else path + "/"
-    return LISTINGS + quote(folder, errors="surrogateescape")
+    shown = environ.get(SHOWN_ROOT)  # (a link's WebDAV root: its pages are one level up)
+    listings = shown.removesuffix(SHARE) if shown else LISTINGS
+    return listings + quote(folder, errors="surrogateescape")
 
 
 def _destination_holds_source(environ: dict[str, Any]) -> bool:

@@ -38,7 +38,7 @@ from ..core.atomic_files import AtomicFile
 from ..core.listing import Entry
 from ..core.open_files import OpenFile, Times
 from ..core.session import Session
-from ..http_names import SESSION
+from ..http_names import SESSION, SHOWN_ROOT
 from ..http_rules import error_status, opaque_tag
 from .properties import PropertyTable
 
@@ -165,8 +165,11 @@ class _Common:
         return _UNSHOWABLE.sub("\ufffd", name)
 
     def get_href(self) -> str:
-        """WsgiDAV's href, with a name's bytes that are not UTF-8 quoted as they are."""
-        whole = self.provider.mount_path + self.provider.share_path + self.get_preferred_path()  # type: ignore[attr-defined]
+        """WsgiDAV's href, with a name's bytes that are not UTF-8 quoted as they are
+        (under a share link's root, ``SHOWN_ROOT``, for a request made through one)."""
+        root = self.environ.get(SHOWN_ROOT)
+        root = root or self.provider.mount_path + self.provider.share_path
+        whole = root + self.get_preferred_path()  # type: ignore[attr-defined]
         return quote(whole, safe=_HREF_SAFE, errors="surrogateescape")
 
     def get_ref_url(self) -> str:

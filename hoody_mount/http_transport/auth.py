@@ -1,4 +1,5 @@
-"""HTTP authentication for the web fronts: Basic (and, through a token check, Bearer).
+"""HTTP authentication for the web fronts: Basic (and, through a token check, Bearer),
+and the password a share link may ask for.
 
 Basic credentials travel in clear text, so they are accepted over plain HTTP only from
 loopback clients or where the configuration says so. Verified passwords are remembered
@@ -140,6 +141,38 @@ class Authenticator:
                 raise AuthError("401 Unauthorized", "wrong user name or password")
             raise self._failed(address, name, "wrong user name or password")
         self.guard.succeeded(address, name)
+        return Grant(user)
+
+    def link(self, environ: dict[str, Any], user: User, password_hash: str | None) -> Grant:
+        """The grant of a request made through a share link (``user`` is the share's):
+        its address must be admitted and, when the link has a password, the request
+        must bring it as Basic credentials (any user name). AuthError otherwise."""
+        address = str(environ.get("REMOTE_ADDR", ""))
+        self._admit(user, address, user.name)
+        if password_hash is None:
+            return Grant(user)
+        ban = self.guard.banned(address, user.name)
+        if ban is not None:
+            raise AuthError.banned(ban)
+        scheme, _, value = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
+        if scheme.lower() != "basic":
+            raise AuthError("401 Unauthorized", "this link asks for its password")
+        if environ.get("wsgi.url_scheme") != "https" and not (
+            self.allow_basic_over_http or is_loopback(address)
+        ):
+            raise AuthError(
+                "403 Forbidden", "Basic authentication is accepted only over HTTPS from here"
+            )
+        try:
+            password = base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+        except ValueError:
+            raise AuthError("401 Unauthorized", "malformed Basic credentials") from None
+        ok, counted = self._check(user.name, password_hash, password, address)
+        if not ok:
+            if counted:
+                raise AuthError("401 Unauthorized", "wrong password")
+            raise self._failed(address, user.name, "wrong password")
+        self.guard.succeeded(address, user.name)
         return Grant(user)
 
     def _admit(self, user: User, address: str, who: str) -> None:

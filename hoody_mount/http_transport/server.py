@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from cheroot import server as cheroot_server
 from cheroot import wsgi
@@ -37,11 +38,23 @@ from ..core.live import SHUTTING_DOWN, Entry, Live
 from ..core.log_limit import Throttled
 from ..core.operations import OPERATIONS, result_of_status
 from ..core.sessions import Sessions
+from ..core.shares import Share
 from ..core.turns import Turns, stepped_aside
 from ..core.user_slots import UserSlots, has_body
 from ..core.users import User
 from ..health import DRAINING, Health
-from ..http_names import API_PREFIX, CLIENT_GONE, OPERATION, PEER, SESSION, SHARES_ROOT
+from ..http_names import (
+    API_PREFIX,
+    CLIENT_GONE,
+    DAV_ROOT,
+    FILES_ROOT,
+    LINKS_ROOT,
+    OPERATION,
+    PEER,
+    SESSION,
+    SHARES_ROOT,
+    SHOWN_ROOT,
+)  # fmt: skip
 from ..http_rules import body_refusal, status_line
 from ..metrics import CONTENT_TYPE, Metrics
 from ..proxy_protocol import Network
@@ -105,6 +118,7 @@ _SOCKET = "hoody.socket"  # environ: the connection's socket (to end it)
 _ANSWER = "hoody.answer"  # environ: the answer's body, which counts the bytes sent
 _STARTED = "hoody.started"  # environ: the answer's status was given to cheroot
 _CUT = "hoody.cut"  # environ: why the request was cut (a stop, an administrator)
+_LINK = "hoody.link"  # environ: the share of a request through a link (False: none)
 _REPLACED = "hoody.replaced"  # environ: the 503 body that replaced a cut request's answer
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})  # answered without authentication
 METRICS_PATH = "/metrics"
@@ -147,8 +161,10 @@ class WebFront:
         metrics: Metrics | None = None,
         live: Live | None = None,
         shares_api: WSGIApp | None = None,
+        links: Callable[[str], Share | None] | None = None,
     ) -> None:
         self.shares_api = shares_api
+        self.links = links  # a share link's share, by its secret
         self.health = health or Health()
         self.live = live or Live()
         self.metrics = metrics
@@ -164,8 +180,11 @@ class WebFront:
         if environ.get("PATH_INFO") in HEALTH_PATHS:
             return self._health(environ, start_response)  # (probes are not logged)
         began, answered = time.monotonic(), ["-"]
+        shown = None
+        if str(environ.get("PATH_INFO", "")).startswith(LINKS_ROOT + "/"):
+            shown = self._through_link(environ)
         method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
-        shown = _as_sent(path)
+        shown = shown or _as_sent(path)
 
         def recording(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             reason = environ.get(_CUT)
@@ -211,10 +230,13 @@ class WebFront:
         """The answer, once the client is known (a user, or an address) and holds a
         place among the workers."""
         public = self.metrics is not None and self.metrics.public
+        link = environ.get(_LINK)
         try:
             grant: Grant | AuthError | None = (
                 None if public and environ.get("PATH_INFO") == METRICS_PATH
-                else self.auth.authenticate(environ)
+                else self.auth.authenticate(environ) if link is None
+                else AuthError("404 Not Found", "no such link") if link is False
+                else self.auth.link(environ, link.user(), link.password_hash)
             )  # fmt: skip
         except AuthError as exc:
             grant = exc
@@ -233,6 +255,28 @@ class WebFront:
             self.workers.give_back(client)
             raise
         return _Closing(answer, functools.partial(self.workers.give_back, client))
+
+    def _through_link(self, environ: dict[str, Any]) -> str:
+        """Turn a request through a share link (``/s/<secret>/…``) into one of the file
+        API (``/s/<secret>/dav/…``: of WebDAV) whose URLs are shown under the link, and
+        note its share (False when there is none: a wrong, revoked or expired secret).
+        The path to log, which names the share by its id, never by its secret."""
+        secret, _, rest = str(environ["PATH_INFO"])[len(LINKS_ROOT) + 1 :].partition("/")
+        rest = "/" + rest
+        share = self.links(secret) if self.links is not None else None
+        environ[_LINK] = share or False
+        link = f"{LINKS_ROOT}/{secret}"
+        if rest == DAV_ROOT or rest.startswith(DAV_ROOT + "/"):
+            environ["PATH_INFO"], environ[SHOWN_ROOT] = rest, link + DAV_ROOT
+            destination = urlsplit(str(environ.get("HTTP_DESTINATION", "")))
+            if destination.path.startswith(link + "/"):  # (a COPY or MOVE within the link)
+                moved = destination._replace(path=destination.path[len(link) :])
+                environ["HTTP_DESTINATION"] = urlunsplit(moved)
+        else:
+            environ["PATH_INFO"], environ[SHOWN_ROOT] = FILES_ROOT + rest, link
+        uri = str(environ.get("REQUEST_URI", ""))
+        environ["REQUEST_URI"] = uri[len(link) :] if uri.startswith(link) else environ["PATH_INFO"]
+        return f"{LINKS_ROOT}/{share.id if share else '?'}{_as_sent(rest)}"
 
     def _health(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         """``/healthz`` and ``/readyz``, without authentication: 200 and a small JSON
