@@ -222,7 +222,7 @@ class SSHServer(asyncssh.SSHServer):
         logs.later(access, line, *values)
 
     async def begin_auth(self, username: str) -> bool:
-        user = self.ctx.users.get(username)
+        user = await self.ctx.run(self.ctx.users.get, username)  # (shares: a file's stamp)
         if user is not None and self.conn is not None and user.admits(self.peer):
             keys = await self.ctx.run(read_authorized_keys, user)
             if keys.strip():
@@ -254,7 +254,7 @@ class SSHServer(asyncssh.SSHServer):
         ban = await guard.reserve_soon(self.peer, username)  # (parallel guesses: see reserve)
         if ban is None:
             try:
-                user = self.ctx.users.get(username)
+                user = await self.ctx.run(self.ctx.users.get, username)
                 stored = user.password_hash if user else None
                 refusal = user.address_refusal(self.peer) if user else None
                 if refusal is not None:
@@ -454,7 +454,7 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
     conn = process.channel.get_connection()
     owner = conn.get_owner()
     assert isinstance(owner, SSHServer)
-    user = ctx.users.get(conn.get_extra_info("username"))
+    user = await ctx.run(ctx.users.get, conn.get_extra_info("username"))
     if user is None:  # (removed, or a share revoked or expired, since the login)
         return _refuse(process, "this login is no longer valid")
     kind = _kind(user, process)
