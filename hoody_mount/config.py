@@ -75,7 +75,7 @@ class HTTPOptions:
     threads: int = 32
     max_connections: int = 4096
     max_connections_per_address: int = 64
-    uploads_per_user: int = 8  # requests with a body at once (a quarter of the threads)
+    uploads_per_user: int = 8  # uploads (PUT, POST) at once (a quarter of the threads)
     head_timeout: float = 10.0  # seconds for a whole request head, from its first byte
     body_timeout: float = 30.0  # a body must bring 16 KiB in each such period
     metrics_public: bool = False  # GET /metrics without credentials

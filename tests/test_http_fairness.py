@@ -533,3 +533,29 @@ def test_a_request_that_finds_every_worker_held_gets_503_not_silence(web: Web) -
         for sock in stuck:
             sock.close()
     assert wait_until(lambda: honest_get(web)[0] == 200, LIVENESS)
+
+
+def test_listings_with_bodies_are_not_uploads(web: Web) -> None:
+    """A user's PROPFINDs (an XML body each) take no upload slot: with more of them
+    under way than ``uploads_per_user`` (rclone lists eight folders at once), one more
+    is still answered 207, not 503."""
+    body = b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>'
+    held = []
+    try:
+        for _ in range(UPLOADS_PER_USER + 2):  # (each waits for the rest of its body)
+            sock = socket.create_connection(("127.0.0.1", web.port), timeout=LIVENESS)
+            sock.sendall(
+                b"PROPFIND /dav/ HTTP/1.1\r\nHost: x\r\nDepth: 0\r\nAuthorization: "
+                + _auth().encode()
+                + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:10]
+            )  # fmt: skip
+            held.append(sock)
+        time.sleep(1)
+        conn = http.client.HTTPConnection("127.0.0.1", web.port, timeout=LIVENESS)
+        headers = {"Authorization": _auth(), "Depth": "0", "Content-Type": "application/xml"}
+        conn.request("PROPFIND", "/dav/", body=body, headers=headers)
+        assert conn.getresponse().status == 207
+        conn.close()
+    finally:
+        for sock in held:
+            sock.close()

@@ -398,16 +398,18 @@ class WebFront:
         for a request with a body, one of the user's body slots); ``unlist`` takes the
         request off the live sessions when it ends."""
         release: list[Callable[[], None]] = [unlist]
-        if has_body(environ):
+        if method in ("PUT", "POST") and has_body(environ):
+            # (uploads; the bodies of other requests are small XML, bounded and read
+            # whole before they run: rclone's eight listings at once are not eight uploads)
             if not self.body_slots.take(user.name):
                 unlist()
                 _refused(
                     environ,
-                    f"user {user.name} has {self.body_slots.per_user} requests with a body running",
+                    f"user {user.name} has {self.body_slots.per_user} uploads running",
                 )
                 text = (
-                    f"you already have {self.body_slots.per_user} uploads or other requests "
-                    "with a body running; try again when one ends"
+                    f"you already have {self.body_slots.per_user} uploads running; "
+                    "try again when one ends"
                 )
                 extra = [("Retry-After", str(BODY_RETRY_AFTER)), ("Connection", "close")]
                 return _plain(start_response, "503 Service Unavailable", text, extra)
