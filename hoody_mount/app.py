@@ -35,6 +35,7 @@ from .core.tokens import TokenStore
 from .core.users import User
 from .core.vfs import VFS
 from .dav import app as dav_app
+from .dav.gate import DavGate
 from .health import Health, versions
 from .http_transport import tls as tls_files
 from .http_transport.auth import Authenticator, Grant
@@ -246,7 +247,7 @@ async def run(
     if hung_up:  # (a SIGHUP while starting: the configuration may have changed since)
         reloads.start()
 
-    lapsed = loop.create_task(_end_lapsed_shares(logins, live, pool))
+    lapsed = loop.create_task(_end_lapsed_shares(logins, live, pool, dav))
     try:
         await stop.wait()
         await _drain(config.shutdown_grace, health, ctx, acceptor, web, live)
@@ -362,21 +363,32 @@ class _Reloads:
 LAPSED_CHECK = 2.0  # seconds between looks for sessions of shares expired or revoked
 
 
-async def _end_lapsed_shares(logins: Logins, live: Live, pool: Workers) -> None:
-    """End the sessions of shares that expired, or were revoked while the control socket
-    could not say so, within ``LAPSED_CHECK``."""
+async def _end_lapsed_shares(logins: Logins, live: Live, pool: Workers, dav: DavGate) -> None:
+    """End the sessions of shares that expired or were revoked (within ``LAPSED_CHECK``
+    when the control socket could not say so), and release their WebDAV locks, which
+    would keep everyone, the administrator too, from writing those files for weeks."""
     loop = asyncio.get_running_loop()
 
     def lapsed(entry: Entry) -> bool:
         return entry.user.startswith(SHARE_PREFIX) and logins.get(entry.user) is None
 
+    def release_locks() -> int:
+        gone = [
+            name for name in dav.lock_holders()
+            if name.startswith(SHARE_PREFIX) and logins.get(name) is None
+        ]  # fmt: skip
+        return sum(dav.forget_user(name) for name in gone)
+
     while True:
-        await asyncio.sleep(LAPSED_CHECK)
         if any(entry.user.startswith(SHARE_PREFIX) for entry in live.entries()):
             reason = "the share has expired or was revoked"
             ended = await loop.run_in_executor(pool, live.end_where, lapsed, reason)
             if ended:
                 log.warning("ended %d sessions of shares that expired or were revoked", ended)
+        released = await loop.run_in_executor(pool, release_locks)
+        if released:
+            log.warning("released %d WebDAV locks of shares that expired or were revoked", released)
+        await asyncio.sleep(LAPSED_CHECK)
 
 
 async def _drain(

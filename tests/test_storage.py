@@ -416,3 +416,31 @@ def test_mountinfo_names_are_unescaped() -> None:
     assert [m.point for m in found] == ["/", "/srv/my data\tx\\y", "/srv/db", "/srv/db", "/proc"]
     assert [m.fs_type for m in found] == ["ext4", "tmpfs", "tmpfs", "xfs", "proc"]
     assert mounts.unescape("a\\012b") == "a\nb"
+
+
+def test_ssh_du_is_bounded_in_paths(server: Server) -> None:
+    """A du command names at most 256 paths, and its patterns expand to at most 10,000:
+    past either it is one clear error, never a server that grows without bound (300
+    patterns over a big folder took 347 MB and 20 s, and went on after the client left)."""
+    many = server.root / "share" / "many"
+    many.mkdir()
+    for i in range(10_001):
+        (many / f"f{i:05d}").touch()
+    long = ssh(server, "root", "du -s " + " ".join(["/share/docs"] * 300))
+    assert long.returncode != 0 and "at most 256 paths at once" in long.stderr, long.stderr
+    wide = ssh(server, "root", "du -s /share/many/*")
+    assert wide.returncode != 0 and "more than 10000 paths" in wide.stderr, wide.stderr
+    fine = ssh(server, "root", "du -s /share/docs/*")
+    assert fine.returncode == 0 and fine.stdout.endswith("\t/share/docs/readme.txt\n")
+
+
+def test_df_keeps_each_mount_on_one_line(server: Server) -> None:
+    """A mount whose path holds a newline is one row, the newline written as in
+    /proc/mounts (\\012): a path cannot forge a row."""
+    odd = server.root / "share" / "odd\nname"
+    odd.mkdir()
+    with tmpfs(odd):
+        listed = ssh(server, "root", "df")
+    assert listed.returncode == 0, listed.stderr
+    assert any(line.endswith(" /share/odd\\012name") for line in listed.stdout.splitlines())
+    assert not any(line.startswith("name") for line in listed.stdout.splitlines())

@@ -10,7 +10,7 @@ from typing import Any
 from ..core import paths, permissions
 from ..core.session import Session
 from ..core.shares import ShareStore, check_allow, created
-from ..core.tokens import parse_duration
+from ..core.tokens import checked_duration, parse_duration
 from ..http_names import SESSION, SHARES_ROOT
 from . import origin
 from .errors import ApiError, from_os_error
@@ -108,5 +108,5 @@ def _seconds(expires: object) -> float | None:
     if isinstance(expires, str):
         return parse_duration(expires)
     if isinstance(expires, int | float) and not isinstance(expires, bool) and expires > 0:
-        return float(expires)
+        return checked_duration(float(expires))
     raise ValueError('"expires" must be a duration such as "90d", seconds, or null')

@@ -41,10 +41,21 @@ class Token:
 
 def parse_duration(text: str) -> float:
     """``90d``, ``12h``, ``30m``, ``45s``, ``2w`` → seconds (ValueError otherwise)."""
-    match = re.fullmatch(r"(\d+)([smhdw])", text.strip())
+    match = re.fullmatch(r"(\d{1,12})([smhdw])", text.strip())
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 12h, 90d, 2w)")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    return checked_duration(int(match.group(1)) * _UNITS[match.group(2)])
+
+
+MAX_DURATION = 100 * 365 * 86400  # seconds: a lifetime longer is a mistake
+
+
+def checked_duration(seconds: float) -> float:
+    """``seconds`` if it is a lifetime a clock can hold (ValueError otherwise: an
+    infinite or huge one broke every listing of the shares or tokens)."""
+    if not 0 < seconds <= MAX_DURATION:  # (NaN fails too)
+        raise ValueError(f"a duration of at most 100 years, got {seconds:g} s")
+    return seconds
 
 
 def _digest(secret: str) -> str:

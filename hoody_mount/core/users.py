@@ -100,6 +100,19 @@ def hash_secret(secret: str) -> str:
 
 
 SECRET_SCHEME = "$sha256$"
+# what an unknown name's password is checked against when the name has the form of a
+# random secret's login (a share's): as fast as a known one's, so that the time taken
+# does not tell a share in force from one revoked, expired or never made
+UNKNOWN_SECRET = SECRET_SCHEME + "0" * 64
+
+
+def stored_for(user: User | None, name: str, secret_names: str) -> str | None:
+    """The hash ``name``'s password is checked against: its user's, else one that costs
+    what a real check of such a name would (a secret's for names starting with
+    ``secret_names``, scrypt's for the others, see ``verify_password``)."""
+    if user is not None:
+        return user.password_hash
+    return UNKNOWN_SECRET if name.startswith(secret_names) else None
 
 
 def verify_password(password: str, stored: str | None) -> bool:

@@ -106,4 +106,4 @@ def build(state_dir: Path) -> DavGate:
     app.lock_manager = locks
     for each in app.provider_map.values():
         each.set_lock_manager(locks)
-    return DavGate(app, provider.key_of_url, table.drop_principal)
+    return DavGate(app, provider.key_of_url, table.drop_principal, table.principals)

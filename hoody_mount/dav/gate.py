@@ -341,10 +341,16 @@ class DavGate:
         app: WSGIApp,
         keys: KeyOfUrl | None = None,
         drop_locks: Callable[[str], int] | None = None,
+        lock_holders: Callable[[], list[str]] | None = None,
     ) -> None:
         self.app = app
         self.keys = keys  # an ``If`` header's tag → the lock key WsgiDAV compares it to
         self._drop_locks = drop_locks
+        self._lock_holders = lock_holders
+
+    def lock_holders(self) -> list[str]:
+        """The users holding WebDAV locks now."""
+        return self._lock_holders() if self._lock_holders is not None else []
 
     def forget_user(self, name: str) -> int:
         """Release the locks of a user who was removed (they would keep others out of

@@ -128,6 +128,14 @@ class LockTable(LockStorageDict):  # type: ignore[misc]
         finally:
             wsgidav_glue.write_lock(self).release()
 
+    def principals(self) -> list[str]:
+        """The users holding locks now."""
+        wsgidav_glue.write_lock(self).acquire_read()
+        try:
+            return list(self._held)
+        finally:
+            wsgidav_glue.write_lock(self).release()
+
     def drop_principal(self, principal: str) -> int:
         """Remove every lock ``principal`` holds (a user who is gone); how many."""
         held = [

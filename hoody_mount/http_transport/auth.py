@@ -28,8 +28,9 @@ from typing import Any
 from ..core import logs
 from ..core.counters import COUNTERS
 from ..core.guard import Ban, LoginGuard
+from ..core.shares import PREFIX as SHARE_PREFIX
 from ..core.turns import stepped_aside
-from ..core.users import User, verify_password
+from ..core.users import User, stored_for, verify_password
 from ..http_names import PEER
 
 access = logging.getLogger("hoody_mount.access")
@@ -135,7 +136,8 @@ class Authenticator:
         if user is not None:
             self._admit(user, address, name)
         # an unknown user costs the same scrypt check as a wrong password
-        ok, counted = self._check(name, user.password_hash if user else None, password, address)
+        stored = stored_for(user, name, SHARE_PREFIX)
+        ok, counted = self._check(name, stored, password, address)
         if not ok or user is None:
             if counted:
                 raise AuthError("401 Unauthorized", "wrong user name or password")

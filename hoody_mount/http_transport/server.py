@@ -309,6 +309,8 @@ class WebFront:
             not_allowed = permissions.protocol_refusal(user, "http")
             if not_allowed is not None:
                 return _plain(start_response, "403 Forbidden", not_allowed, [])
+            if user.share is not None:
+                return _plain(start_response, "403 Forbidden", "metrics are not for shares", [])
             if user.root != "/" or not permissions.may_write(user):
                 text = "metrics are for users who are not jailed and may write"
                 return _plain(start_response, "403 Forbidden", text, [])
@@ -556,6 +558,8 @@ def _headers(start_response: StartResponse, https: bool) -> StartResponse:
             headers[:] = [(name, value) for name, value in headers if name.lower() != "server"]
         if "x-content-type-options" not in names:
             headers.append(("X-Content-Type-Options", "nosniff"))
+        if "referrer-policy" not in names:  # (a share link's secret is in its URLs)
+            headers.append(("Referrer-Policy", "no-referrer"))
         if https and "strict-transport-security" not in names:
             headers.append(("Strict-Transport-Security", HSTS))
         return start_response(status, headers, exc_info)

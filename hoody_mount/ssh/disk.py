@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -75,7 +76,8 @@ def df(session: Session, args: list[str], outcome: Outcome) -> None:
         rows.append((usage, usage.path))
     if not given:
         rows = [(usage, usage.path) for usage in found]
-    for usage, where in rows:
+    for usage, path in rows:
+        where = _CONTROL.sub(lambda m: f"\\{ord(m.group()):03o}", path)  # (as in /proc/mounts)
         total, used, avail = (n // 1024 for n in (usage.total_bytes, usage.used_bytes,
                                                  usage.free_bytes))  # fmt: skip
         percent = -(-used * 100 // (used + avail)) if used + avail else 0
@@ -87,22 +89,31 @@ def df(session: Session, args: list[str], outcome: Outcome) -> None:
         outcome.out.append(line.encode("utf-8", "surrogateescape"))
 
 
-def _expand(session: Session, arg: str) -> list[str]:
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # in a mount's path: one row must stay one line
+
+MAX_ARGUMENTS = 256  # paths in one du command
+MAX_NAMES = 10_000  # paths its patterns may expand to (each one is a line)
+
+
+def _expand(session: Session, arg: str, most: int) -> list[str]:
     """A shell's expansion of ``arg`` when its last name is a pattern (``DIR/*``,
     ``*.log``): the matching names, sorted by their bytes, hidden ones only for a
-    pattern that starts with a dot; the argument itself when nothing matches."""
+    pattern that starts with a dot; the argument itself when nothing matches. Past
+    ``most`` matches it stops (``most + 1`` names say so)."""
     folder, _sep, pattern = arg.rpartition("/")
     if not any(c in pattern for c in "*?[") or any(c in folder for c in "*?["):
         return [arg]
     listing = session.listdir(folder + "/" if _sep else ".")
+    shown: list[str] = []
     try:
-        names: list[str] = []
-        while batch := listing.read(1024):
-            names.extend(e.name for e in batch)
+        while len(shown) <= most and (batch := listing.read(1024)):
+            shown.extend(
+                entry.name for entry in batch
+                if fnmatch.fnmatchcase(entry.name, pattern)
+                and (not entry.name.startswith(".") or pattern.startswith("."))
+            )  # fmt: skip
     finally:
         listing.close()
-    shown = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
-    shown = [n for n in shown if not n.startswith(".") or pattern.startswith(".")]
     shown.sort(key=os.fsencode)
     return [f"{folder}{_sep}{name}" for name in shown] or [arg]
 
@@ -143,15 +154,23 @@ async def du(
     if not summary:
         outcome.fail("du: only summaries are served here: add -s (du -sh DIR/*)")
         return
+    if len(names) > MAX_ARGUMENTS:
+        outcome.fail(f"du: at most {MAX_ARGUMENTS} paths at once")
+        return
     deadline = time.monotonic() + seconds
     seen: set[Identity] = set()
     grand = Tally()
-    expanded = []
+    expanded: list[str] = []
     for name in names or ["."]:
+        if time.monotonic() >= deadline or jobs.gone():
+            break  # (the expansions count against the time too)
         try:
-            expanded.extend(await jobs.run(_expand, session, name))
+            expanded.extend(await jobs.run(_expand, session, name, MAX_NAMES - len(expanded)))
         except OSError:
             expanded.append(name)
+        if len(expanded) > MAX_NAMES:
+            outcome.fail(f"du: the patterns name more than {MAX_NAMES} paths: name fewer")
+            return
     for name in expanded:
         try:
             walk = await jobs.run(session.du_walk, name, name.endswith("/"), seen)

@@ -34,7 +34,8 @@ from ..core.log_limit import Throttled
 from ..core.operations import OPERATIONS, result_of_errno
 from ..core.session import Session
 from ..core.sessions import Sessions
-from ..core.users import User, read_authorized_keys, verify_password
+from ..core.shares import PREFIX as SHARE_PREFIX
+from ..core.users import User, read_authorized_keys, stored_for, verify_password
 from ..fair_share import FairShare
 from ..proxy_protocol import Network
 from ..workers import Workers
@@ -255,7 +256,7 @@ class SSHServer(asyncssh.SSHServer):
         if ban is None:
             try:
                 user = await self.ctx.run(self.ctx.users.get, username)
-                stored = user.password_hash if user else None
+                stored = stored_for(user, username, SHARE_PREFIX)
                 refusal = user.address_refusal(self.peer) if user else None
                 if refusal is not None:
                     log.warning("refused login for %s from %s: %s", username, self.peer, refusal)
