@@ -39,7 +39,7 @@ class Watch:
 
     def events(self, found: list[Usage]) -> list[Event]:
         """The crossings since the last look (a filesystem first seen above counts as
-        one; first seen below, as none)."""
+        one; first seen below, as none; one unmounted while above is ``gone``)."""
         out: list[Event] = []
         for usage in found:
             above = usage.used_percent >= self.threshold
@@ -56,6 +56,13 @@ class Watch:
                     }
                 )
             self._above[usage.path] = above
+        present = {usage.path for usage in found}
+        for path in [path for path in self._above if path not in present]:
+            if self._above.pop(path):  # (unmounted while above: no longer so, say it)
+                out.append(
+                    {"event": "capacity", "state": "gone", "path": path,
+                     "threshold": self.threshold}
+                )  # fmt: skip
         return out
 
 

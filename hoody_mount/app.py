@@ -102,9 +102,9 @@ def _connect_help(
         f"  mkdir -p ~/hoody && sshfs -p {ssh.port} {target}:/ ~/hoody "
         "-o reconnect,ServerAliveInterval=15,ServerAliveCountMax=3",
         f"  rclone config create hoody sftp host {host} port {ssh.port} user {user} "
-        f"pass $(rclone obscure '{secret}') && rclone lsd hoody:/",
+        f"pass $(rclone obscure -- '{secret}') && rclone lsd hoody:/",
         f"  rclone config create hoody-dav webdav url {web_url}/dav/ vendor owncloud "
-        f"user {user} pass $(rclone obscure '{secret}') && rclone lsd{rclone_tls} hoody-dav:",
+        f"user {user} pass $(rclone obscure -- '{secret}') && rclone lsd{rclone_tls} hoody-dav:",
         f"  curl {curl_tls}-u {user} '{web_url}/api/v1/files/?json'",
         f"  a browser: {web_url}/api/v1/files/",
     ]
@@ -206,7 +206,10 @@ async def run(
         ),  # fmt: skip
         live,
         SharesAPI(
-            shares, usage.of, lambda name, why: live.end_where(lambda e: e.user == name, why)
+            shares,
+            usage.of,
+            lambda name, why: live.end_where(lambda e: e.user == name, why),
+            sessions.jail_refusal,
         ),
         shares.by_secret,
     )

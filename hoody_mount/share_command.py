@@ -13,8 +13,11 @@ from . import control
 from .config import Config, ConfigError, Listen
 from .core import paths, trusted_files
 from .core.record_files import RecordFileError
+from .core.reserved import Reserved
+from .core.sessions import jail_refusal
 from .core.shares import ShareStore, check_allow, created
 from .core.tokens import parse_duration
+from .core.vfs import VFS
 
 REVOKED = "the share was revoked"
 
@@ -78,10 +81,29 @@ def _run(args: argparse.Namespace, cfg: Config) -> None:
             print(f"revoked {share.id} (no running server told: {exc})")
 
 
+def _jail_refusal(cfg: Config, path: str) -> str | None:
+    """Why ``path`` cannot be a share's folder, judged as the server will open it:
+    in the served root, without following a link, never the state folder."""
+    reserved = Reserved([cfg.state_dir], [])
+    try:
+        root = VFS.open_root(str(cfg.root), reserved=reserved)
+    except OSError as exc:
+        reserved.close()
+        return f"the served root cannot be opened: {exc.strerror}"
+    try:
+        return jail_refusal(root, path)
+    finally:
+        root.close()
+        reserved.close()
+
+
 def _create(args: argparse.Namespace, cfg: Config, store: ShareStore) -> None:
+    if not args.path.startswith("/"):
+        raise ConfigError(f"{args.path}: name the folder by its path in the served root (/…)")
     path = paths.normalize(args.path)
-    if not (cfg.root / path.lstrip("/")).is_dir():
-        raise ConfigError(f"{args.path}: no such folder in the served root {cfg.root}")
+    why = _jail_refusal(cfg, path)
+    if why is not None:
+        raise ConfigError(f"{args.path}: cannot be shared from the served root {cfg.root}: {why}")
     try:
         expires = parse_duration(args.expires) if args.expires else None
         allow = check_allow(args.allow)
@@ -109,7 +131,7 @@ def _create(args: argparse.Namespace, cfg: Config, store: ShareStore) -> None:
         f"  sftp -P {port} {user}@{host}\n"
         f"  mkdir -p ~/{user} && sshfs -p {port} {user}@{host}:/ ~/{user} -o reconnect\n"
         f"  rclone config create {user} webdav url {base}/dav/ vendor owncloud user {user} "
-        f"pass $(rclone obscure '{secret}')\n"
+        f"pass $(rclone obscure -- '{secret}')\n"
         f"  curl -H 'Authorization: Bearer {secret}' '{base}/api/v1/files/?json'"
     )
     print(f"kept in {store.path} (the server must use the state folder {cfg.state_dir})",

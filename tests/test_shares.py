@@ -245,10 +245,11 @@ def test_a_link_opens_the_folder_without_a_login_and_stays_inside_it(server: Ser
     link = f"/s/{share['secret']}"
     status, headers, page = _get(server, link + "/", Accept="text/html")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
-    assert f'href="{link}/docs/"'.encode() in page and b"/api/v1/files" not in page
+    assert f'href="{link}/files/docs/"'.encode() in page and b"/api/v1/files" not in page
     assert _get(server, link + "/docs/readme.txt")[2] == b"shared text\n"
     status, _, listing = _get(server, link + "/docs/?json")
-    assert json.loads(listing)["entries"][0]["href"] == f"{link}/docs/readme.txt"
+    assert json.loads(listing)["entries"][0]["href"] == f"{link}/files/docs/readme.txt"
+    assert _get(server, link + "/files/docs/readme.txt")[2] == b"shared text\n"
     status, _, digest = _get(server, link + "/docs/readme.txt?sha256")
     assert status == 200 and len(json.loads(digest)["sha256"]) == 64
     assert _get(server, link + "/new.txt", "PUT", b"no")[0] == 403
@@ -366,3 +367,60 @@ def test_a_share_gets_no_metrics_and_its_links_send_no_referrer(server: Server) 
     assert status == 403
     status, headers, _ = _get(server, f"/s/{share['secret']}/")
     assert status == 200 and headers.get("Referrer-Policy") == "no-referrer"
+
+
+def test_a_top_level_folder_named_dav_is_a_page_folder_too(server: Server) -> None:
+    """A link's WebDAV lives at /s/<secret>/dav/; a folder of the share named dav is
+    still browsed from the page (it looped back to the top)."""
+    (server.root / "share" / "dav").mkdir()
+    (server.root / "share" / "dav" / "x.txt").write_text("in dav\n")
+    link = f"/s/{create(server, '/share')['secret']}"
+    status, _, page = _get(server, link + "/")
+    assert status == 200 and f'href="{link}/files/dav/"'.encode() in page
+    status, _, listing = _get(server, link + "/files/dav/?json")
+    assert status == 200
+    entry = json.loads(listing)["entries"][0]
+    assert entry["name"] == "x.txt" and entry["href"] == f"{link}/files/dav/x.txt"
+    assert _get(server, entry["href"])[2] == b"in dav\n"
+
+
+def test_a_mount_that_keeps_trying_a_revoked_share_bans_no_one(server: Server) -> None:
+    """A revoked share's secret tried again and again (sshfs -o reconnect does) is no
+    guess: the address is not banned, and the administrator still logs in from it."""
+    share = create(server, "/share")
+    assert share_cli(server, "revoke", share["id"]).returncode == 0
+    for _ in range(12):
+        status, _ = basic_request(server.http_port, "GET", "/api/v1/files/", share["user"],
+                                  share["secret"])  # fmt: skip
+        assert status == 401
+
+    async def over_ssh() -> None:
+        for _ in range(12):
+            with pytest.raises(asyncssh.PermissionDenied):
+                await sftp_login(server, share["user"], share["secret"])
+        async with await sftp_login(server, "root", PASSWORD):
+            pass
+
+    asyncio.run(over_ssh())
+    status, _ = basic_request(server.http_port, "GET", "/api/v1/files/", "root", PASSWORD)
+    assert status == 200
+    assert "banned" not in server_log(server)
+
+
+def test_a_folder_reached_through_a_link_is_not_shared(server: Server) -> None:
+    """A share's folder is its jail: reached without a link, in the served root. The
+    CLI and the API refuse the same paths (they each let some through, and every login
+    of those shares then failed with 503)."""
+    (server.root / "lnk").symlink_to("share")
+    (server.root / "out").symlink_to(server.outside)
+    for path in ("/lnk", "/out", "/lnk/docs"):
+        done = share_cli(server, "create", path)
+        assert done.returncode == 2 and "symlink" in done.stderr, (path, done.stderr)
+        status, body = _api(server, "POST", "/api/v1/shares", "root", PASSWORD, {"path": path})
+        if path == "/out":  # (it leads, as in a chroot, to a path the root does not have)
+            assert status == 404, body
+        else:
+            assert status == 400 and "symlink" in body["message"], (path, body)
+    relative = share_cli(server, "create", "share")
+    assert relative.returncode == 2 and "by its path in the served root" in relative.stderr
+    assert listed(server) == {}

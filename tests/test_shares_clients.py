@@ -130,7 +130,7 @@ def test_a_link_in_chromium(server: Server, tmp_path: Path) -> None:
         browser.wait_for("document.body.textContent.includes('docs')")
         browser.evaluate("document.querySelector('a[href$=\"/docs/\"]').click(); true")
         browser.wait_for("document.body.textContent.includes('readme.txt')")
-        assert browser.evaluate("location.pathname") == f"/s/{ro['secret']}/docs/"
+        assert browser.evaluate("location.pathname") == f"/s/{ro['secret']}/files/docs/"
         assert "Read-only access" in str(browser.evaluate("document.body.textContent"))
         browser.open(f"{server.url}/s/{rw['secret']}/")
         browser.wait_for("document.body.textContent.includes('readme.txt')")

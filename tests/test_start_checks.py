@@ -175,3 +175,18 @@ def test_a_start_that_fails_on_a_busy_port_keeps_no_unseen_password(tmp_path: Pa
         assert "Password of root (shown only this once):" in banner, banner
     finally:
         stop_server(process)
+
+
+def test_the_printed_rclone_lines_take_a_secret_that_starts_with_a_dash() -> None:
+    """A generated secret may start with '-' (one in 64): ``rclone obscure`` took it for
+    a flag and the printed command failed."""
+    require("rclone", "bash")
+    from hoody_mount.app import _connect_help
+    from hoody_mount.config import Listen
+
+    text = _connect_help(Listen("127.0.0.1", 2222), "http://127.0.0.1:8080", "root", "-jPk_x")
+    obscures = re.findall(r"\$\((rclone obscure [^)]*)\)", text)
+    assert len(obscures) == 2
+    for command in obscures:
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and done.stdout.strip(), (command, done.stderr)

@@ -444,3 +444,31 @@ def test_df_keeps_each_mount_on_one_line(server: Server) -> None:
     assert listed.returncode == 0, listed.stderr
     assert any(line.endswith(" /share/odd\\012name") for line in listed.stdout.splitlines())
     assert not any(line.startswith("name") for line in listed.stdout.splitlines())
+
+
+def test_df_takes_combined_flags(server: Server) -> None:
+    """``df -hP`` and ``df -Pk``, the usual idioms of monitoring scripts, are ``-h -P``
+    and ``-P -k``."""
+    for combined, apart in (("-hP", "-h -P"), ("-Pk", "-P -k")):
+        one, other = ssh(server, "root", f"df {combined} /"), ssh(server, "root", f"df {apart} /")
+        assert one.returncode == 0, one.stderr
+        assert one.stdout.splitlines()[0] == other.stdout.splitlines()[0]
+    assert ssh(server, "root", "df -hx /").returncode != 0  # (an unknown flag is still named)
+
+
+def test_a_filesystem_unmounted_while_above_is_said_gone() -> None:
+    """A watched mount that goes away while above the threshold gives one ``gone``
+    event (the receiver thought it full for ever); one that goes while below, none."""
+    from hoody_mount.alerts import Watch
+    from hoody_mount.core.filesystems import Usage
+
+    def usage(path: str, percent: float) -> Usage:
+        return Usage(path, 100, int(percent), 100 - int(percent), percent, 10, 5)
+
+    watch = Watch(80)
+    assert [e["state"] for e in watch.events([usage("/", 10), usage("/t", 90)])] == ["above"]
+    gone = watch.events([usage("/", 10)])
+    assert [(e["state"], e["path"]) for e in gone] == [("gone", "/t")]
+    assert watch.events([usage("/", 10)]) == []
+    watch.events([usage("/", 10), usage("/u", 20)])
+    assert watch.events([usage("/", 10)]) == []

@@ -30,8 +30,10 @@ class SharesAPI:
         shares: ShareStore,
         usage: Callable[[str], dict[str, Any]],
         end_user: Callable[[str, str], int],
+        jail_refusal: Callable[[str], str | None] = lambda path: None,
     ) -> None:
         self.shares, self.usage, self.end_user = shares, usage, end_user
+        self.jail_refusal = jail_refusal  # why a folder cannot be a share's (its jail)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -96,6 +98,9 @@ class SharesAPI:
         path = paths.normalize(path)
         if not stat.S_ISDIR(session.stat(path).st_mode):
             raise ApiError(400, "not_a_directory", f"{path} is not a folder")
+        why = self.jail_refusal(path)  # (a link on its path: every login would fail)
+        if why is not None:
+            raise ApiError(400, "not_shareable", f"{path} cannot be shared: {why}")
         secret, share = self.shares.create(path, mode == "ro", seconds, ranges, password)
         base = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', 'localhost')}"
         return json_reply(201, created(share, secret, base), [("Cache-Control", "no-store")])

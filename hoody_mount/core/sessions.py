@@ -48,19 +48,31 @@ class Sessions:
         shells of users allowed one, which run as real processes outside the VFS)."""
         return self._root_path / virtual.lstrip("/")
 
+    def jail_refusal(self, path: str) -> str | None:
+        """Why the folder ``path`` of the served root cannot be a jail (missing, not a
+        folder, reached through a link, the server's own), or None (blocking)."""
+        return jail_refusal(self._root, path)
+
     def check_jails(self, users: Mapping[str, User]) -> None:
         """Warn once about users whose jail is missing: their logins fail until it
         exists (blocking)."""
         for user in users.values():
-            try:
-                self._root.sub(user.root, follow_links=False).close()
-            except OSError as exc:
-                why = exc.strerror
-                if exc.errno == errno.ELOOP:
-                    why = "its path holds a symlink: name the real folder"
+            why = jail_refusal(self._root, user.root)
+            if why is not None:
                 log.warning(
                     "user %s: the jail %s cannot be opened (%s): logins fail until it can",
                     user.name,
                     user.root,
                     why,
                 )
+
+
+def jail_refusal(root: VFS, path: str) -> str | None:
+    """Why the folder ``path`` of ``root`` cannot be a jail, or None (blocking)."""
+    try:
+        root.sub(path, follow_links=False).close()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "its path holds a symlink: name the real folder"
+        return str(exc.strerror)
+    return None

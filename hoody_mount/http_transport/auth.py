@@ -28,9 +28,10 @@ from typing import Any
 from ..core import logs
 from ..core.counters import COUNTERS
 from ..core.guard import Ban, LoginGuard
+from ..core.log_limit import Throttled
 from ..core.shares import PREFIX as SHARE_PREFIX
 from ..core.turns import stepped_aside
-from ..core.users import User, stored_for, verify_password
+from ..core.users import UNKNOWN_SECRET, User, stored_for, verify_password
 from ..http_names import PEER
 
 access = logging.getLogger("hoody_mount.access")
@@ -40,6 +41,9 @@ _CACHE_SECONDS = 300.0
 _CACHE_SIZE = 1024
 
 TokenCheck = Callable[[str], "Grant | None"]
+
+
+lapsed = Throttled(logging.getLogger("hoody_mount.guard"), "logins as shares not in force")
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ class Authenticator:
         stored = stored_for(user, name, SHARE_PREFIX)
         ok, counted = self._check(name, stored, password, address)
         if not ok or user is None:
-            if counted:
+            if counted or stored == UNKNOWN_SECRET:  # (counted, or no guess: see _check)
                 raise AuthError("401 Unauthorized", "wrong user name or password")
             raise self._failed(address, name, "wrong user name or password")
         self.guard.succeeded(address, name)
@@ -241,7 +245,12 @@ class Authenticator:
                 raise AuthError.banned(check.refused)
             try:
                 check.ok = verify_password(password, stored)
-                if not check.ok:
+                if not check.ok and stored == UNKNOWN_SECRET:
+                    # (a share not in force: revoked or expired. Its secret is no guess,
+                    # and a mount that keeps trying it must not ban its whole address)
+                    COUNTERS.add("logins", ("http", "password", "failed"))
+                    lapsed.note(address, f"{name} is revoked or expired (or never was)")
+                elif not check.ok:
                     COUNTERS.add("logins", ("http", "password", "failed"))
                     self.guard.failed(address, name, "http")  # before the place is given back
                     check.counted = True

@@ -114,6 +114,7 @@ def _plain(start_response: StartResponse, status: str, text: str, extra: list[An
     return [body]
 
 
+LINK_FILES = "/files"  # a link's pages: /s/<secret>/files/… (and /s/<secret>/…)
 _SOCKET = "hoody.socket"  # environ: the connection's socket (to end it)
 _ANSWER = "hoody.answer"  # environ: the answer's body, which counts the bytes sent
 _STARTED = "hoody.started"  # environ: the answer's status was given to cheroot
@@ -273,7 +274,15 @@ class WebFront:
                 moved = destination._replace(path=destination.path[len(link) :])
                 environ["HTTP_DESTINATION"] = urlunsplit(moved)
         else:
-            environ["PATH_INFO"], environ[SHOWN_ROOT] = FILES_ROOT + rest, link
+            # (pages link below /s/<secret>/files/, so that a top-level folder named
+            # dav is a page's folder too; /s/<secret>/NAME still reaches NAME)
+            if rest == LINK_FILES or rest.startswith(LINK_FILES + "/"):
+                rest = rest[len(LINK_FILES) :] or "/"
+                link_files = link + LINK_FILES
+            else:
+                link_files = link
+            environ["PATH_INFO"], environ[SHOWN_ROOT] = FILES_ROOT + rest, link + LINK_FILES
+            link = link_files
         uri = str(environ.get("REQUEST_URI", ""))
         environ["REQUEST_URI"] = uri[len(link) :] if uri.startswith(link) else environ["PATH_INFO"]
         return f"{LINKS_ROOT}/{share.id if share else '?'}{_as_sent(rest)}"

@@ -51,7 +51,12 @@ def _mounted_on(path: str, found: list[Usage]) -> str:
 
 def df(session: Session, args: list[str], outcome: Outcome) -> None:
     """``df [-h|-k|-P] [PATH…]``: without a path, every filesystem the user can see."""
-    options = [a for a in args if a.startswith("-")]
+    options = [
+        flag
+        for arg in args
+        if arg.startswith("-")
+        for flag in ([arg] if arg.startswith("--") else [f"-{c}" for c in arg[1:]] or [arg])
+    ]  # (-hP is -h -P, as the usual df takes it)
     unknown = [a for a in options if a not in ("-k", "-h", "-P", "--")]
     if unknown:
         outcome.fail(f"df: {unknown[0]}: not supported here (-h, -k and -P are)")

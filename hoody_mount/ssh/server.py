@@ -35,7 +35,13 @@ from ..core.operations import OPERATIONS, result_of_errno
 from ..core.session import Session
 from ..core.sessions import Sessions
 from ..core.shares import PREFIX as SHARE_PREFIX
-from ..core.users import User, read_authorized_keys, stored_for, verify_password
+from ..core.users import (
+    UNKNOWN_SECRET,
+    User,
+    read_authorized_keys,
+    stored_for,
+    verify_password,
+)
 from ..fair_share import FairShare
 from ..proxy_protocol import Network
 from ..workers import Workers
@@ -265,7 +271,10 @@ class SSHServer(asyncssh.SSHServer):
                     self.method = "password"
                     return True
                 COUNTERS.add("logins", ("ssh", "password", "failed"))
-                ban = guard.failed(self.peer, username, "ssh")
+                if stored == UNKNOWN_SECRET:  # (a share not in force: no guess, see auth)
+                    refusals.note(self.peer, f"{username} is revoked or expired (or never was)")
+                else:
+                    ban = guard.failed(self.peer, username, "ssh")
             finally:
                 guard.release(self.peer)
             if ban is None:
