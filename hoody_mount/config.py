@@ -265,7 +265,9 @@ def _alerts(a: _Reader) -> Alerts | None:
     if not a.table:
         return None
     if "used_percent" not in a.table:
-        raise ConfigError(f"{a.where('used_percent')}: missing (the threshold, 1 to 100)")
+        raise ConfigError(
+            f"{a.where('used_percent')}: missing (the threshold: a percent above 0, at most 100)"
+        )
     threshold = float(a.get("used_percent", (int, float), 0))
     if not 0 < threshold <= 100:
         raise ConfigError(f"{a.where('used_percent')}: must be above 0 and at most 100")

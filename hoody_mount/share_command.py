@@ -106,9 +106,12 @@ def _create(args: argparse.Namespace, cfg: Config, store: ShareStore) -> None:
         raise ConfigError(f"{args.path}: cannot be shared from the served root {cfg.root}: {why}")
     try:
         expires = parse_duration(args.expires) if args.expires else None
+    except ValueError as exc:
+        raise ConfigError(f"--expires: {exc}") from None
+    try:
         allow = check_allow(args.allow)
     except ValueError as exc:
-        raise ConfigError(f"--expires or --allow: {exc}") from None
+        raise ConfigError(f"--allow: {exc}") from None
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
     if args.password_stdin and not password:
         raise ConfigError("--password-stdin: an empty password is not accepted")

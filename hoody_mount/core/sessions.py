@@ -74,5 +74,9 @@ def jail_refusal(root: VFS, path: str) -> str | None:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             return "its path holds a symlink: name the real folder"
+        if exc.errno == errno.ENOENT:
+            return "no such folder"
+        if exc.errno == errno.ENOTDIR:
+            return "not a folder"
         return str(exc.strerror)
     return None
