@@ -12,6 +12,7 @@ from typing import Any
 from . import control
 from .config import Config, ConfigError, Listen
 from .core import paths, trusted_files
+from .core.logs import escape
 from .core.record_files import RecordFileError
 from .core.reserved import Reserved
 from .core.sessions import jail_refusal
@@ -152,7 +153,7 @@ def _list(args: argparse.Namespace, cfg: Config, store: ShareStore) -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print("ID\tPATH\tMODE\tEXPIRES\tLAST USE\tBYTES SERVED")
+    print("ID\tPATH\tMODE\tEXPIRES\tALLOW\tLINK PASSWORD\tLAST USE\tBYTES SERVED")
 
     def when(stamp: float | None) -> str:
         return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else "-"
@@ -160,7 +161,9 @@ def _list(args: argparse.Namespace, cfg: Config, store: ShareStore) -> None:
     for row in rows:
         expiry = when(row["expires"]) + (" (expired)" if row["expired"] else "")
         served = "-" if row["bytes_served"] is None else str(row["bytes_served"])
-        print(f"{row['id']}\t{row['path']}\t{row['mode']}\t{expiry}\t"
-              f"{when(row['last_used'])}\t{served}")  # fmt: skip
+        allow = ",".join(row["allow"]) or "anywhere"
+        asks = "yes" if row["link_password"] else "no"
+        print(f"{row['id']}\t{escape(row['path'])}\t{row['mode']}\t{expiry}\t{allow}\t"
+              f"{asks}\t{when(row['last_used'])}\t{served}")  # fmt: skip
     if not rows:
         print("(no shares)", file=sys.stderr)

@@ -424,3 +424,18 @@ def test_a_folder_reached_through_a_link_is_not_shared(server: Server) -> None:
     relative = share_cli(server, "create", "share")
     assert relative.returncode == 2 and "by its path in the served root" in relative.stderr
     assert listed(server) == {}
+
+
+def test_the_share_list_shows_each_shares_restrictions(server: Server) -> None:
+    """The text list says where a share may log in from and whether its link asks for
+    a password (only --json said so)."""
+    plain = create(server, "/share")
+    guarded = create(server, "/share/docs", "--allow", "10.0.0.0/8", "--password-stdin",
+                     stdin="a link password\n")  # fmt: skip
+    done = share_cli(server, "list")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split("\t")[4:6] == ["ALLOW", "LINK PASSWORD"]
+    rows = {line.split("\t")[0]: line.split("\t") for line in lines[1:]}
+    assert rows[plain["id"]][4:6] == ["anywhere", "no"]
+    assert rows[guarded["id"]][4:6] == ["10.0.0.0/8", "yes"]
