@@ -35,6 +35,7 @@ from conftest import (
     PASSWORD,
     READER_PASSWORD,
     Server,
+    basic_request,
     http_port,
     require,
     server_log,
@@ -1692,3 +1693,25 @@ def test_a_create_only_put_never_replaces_a_file_made_meanwhile(server: Server) 
 
 def _basic_header() -> str:
     return "Authorization: " + auth_headers(ROOT)["Authorization"]
+
+
+def test_a_browser_at_the_root_or_a_webdav_folder_lands_on_the_file_page(server: Server) -> None:
+    """A browser at ``/`` or ``/dav/…/`` (it showed ERR_INVALID_RESPONSE, or WsgiDAV's
+    "Directory browsing is not enabled") is sent to the file page of that folder;
+    WebDAV clients are not (PROPFIND, or no text/html)."""
+    html = "text/html,application/xhtml+xml,*/*;q=0.8"
+    for path, where in (("/", "/api/v1/files/"), ("/dav/", "/api/v1/files/"),
+                        ("/dav/share/docs/", "/api/v1/files/share/docs/"),
+                        ("/dav/a%20b/", "/api/v1/files/a%20b/")):  # fmt: skip
+        conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+        conn.request("GET", path, headers={"Accept": html})
+        reply = conn.getresponse()
+        reply.read()
+        conn.close()
+        assert (reply.status, reply.getheader("Location")) == (303, where), path
+    status, _ = basic_request(server.http_port, "PROPFIND", "/dav/", "root", PASSWORD,
+                                 Depth="0")  # fmt: skip
+    assert status == 207
+    status, _ = basic_request(server.http_port, "GET", "/dav/share/docs/readme.txt", "root",
+                              PASSWORD, Accept=html)  # fmt: skip
+    assert status == 200

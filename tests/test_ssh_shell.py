@@ -887,10 +887,14 @@ def test_jailed_commands_reveal_nothing_outside(shell_server: Server, command: s
 
 
 def test_jailed_user_gets_no_shell(shell_server: Server) -> None:
-    """``ssh -tt jailed@host`` (a shell request) is refused with a message and status 1."""
+    """``ssh -tt jailed@host`` (a shell request) is refused with a message and status 1:
+    one that says how to get a shell, and ends its line as a terminal needs (it ended
+    with a bare newline, and the next line began mid-screen)."""
     result = _ssh(shell_server, "jailed", None, tty=True)
     assert result.returncode == 1, result
     assert b"no shell for jailed" in result.stderr
+    assert b"shell = true in [users.jailed]" in result.stderr
+    assert b"for the default user)\r\n" in result.stderr, result.stderr
 
 
 # --------------------------------------------------------------------------- jailed: rclone

@@ -180,6 +180,9 @@ class WebFront:
         start_response = _headers(start_response, environ.get("wsgi.url_scheme") == "https")
         if environ.get("PATH_INFO") in HEALTH_PATHS:
             return self._health(environ, start_response)  # (probes are not logged)
+        page = _page_for_browser(environ)
+        if page is not None:
+            return _see_other(start_response, page)
         began, answered = time.monotonic(), ["-"]
         shown = None
         if str(environ.get("PATH_INFO", "")).startswith(LINKS_ROOT + "/"):
@@ -506,6 +509,30 @@ def _as_sent(path: str) -> str:
     UTF-8 name would be shown as mojibake (a byte that is not UTF-8 stays one, and the
     log shows it escaped, ``\\xff``)."""
     return path.encode("latin-1", "replace").decode("utf-8", "surrogateescape")
+
+
+def _page_for_browser(environ: dict[str, Any]) -> str | None:
+    """Where a browser that asks for ``/`` or a WebDAV folder (``/dav/…/``) finds its
+    page: the file API's listing of the same folder (WebDAV's clients, which send
+    PROPFIND and OPTIONS or no ``text/html``, are not sent there)."""
+    if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+        return None
+    if "text/html" not in str(environ.get("HTTP_ACCEPT", "")):
+        return None
+    path = str(environ.get("PATH_INFO", ""))
+    if path == "/":
+        return FILES_ROOT + "/"
+    if (path == DAV_ROOT + "/" or path.startswith(DAV_ROOT + "/")) and path.endswith("/"):
+        uri = str(environ.get("REQUEST_URI", "")).partition("?")[0]
+        return FILES_ROOT + (uri[len(DAV_ROOT) :] if uri.startswith(DAV_ROOT + "/") else "/")
+    return None
+
+
+def _see_other(start_response: StartResponse, where: str) -> list[bytes]:
+    """303 to ``where`` (a path of this server)."""
+    headers = [("Location", where), ("Content-Length", "0"), ("Cache-Control", "no-store")]
+    start_response("303 See Other", headers)
+    return [b""]
 
 
 def _ignored(data: bytes) -> None:

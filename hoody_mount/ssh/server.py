@@ -455,7 +455,10 @@ def _operation(kind: str, command: str) -> str:
 
 
 def _refuse(process: asyncssh.SSHServerProcess[bytes], text: str) -> None:
-    process.stderr.write(f"hoody-mount: {text}\n".encode())
+    """Say why on stderr and end the channel; on a terminal a line ends with a
+    carriage return too (the next line began mid-screen)."""
+    end = "\r\n" if process.term_type is not None else "\n"
+    process.stderr.write(f"hoody-mount: {text}{end}".encode())
     process.exit(1)
 
 
@@ -474,7 +477,11 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
         return _refuse(process, refusal)
     if kind == "command" and not process.command:
         log.warning("refused a shell for %s", user.name)
-        return _refuse(process, f"no shell for {user.name}: use SFTP, scp or sshfs")
+        return _refuse(
+            process,
+            f"no shell for {user.name}: use SFTP, scp or sshfs (an administrator gives one "
+            f"with shell = true in [users.{user.name}], or serve --shell for the default user)",
+        )
     if owner.sessions >= ctx.limits.max_sessions:
         return _refuse(process, "too many sessions on this connection")
     owner.sessions += 1
