@@ -18,8 +18,10 @@ import tomlkit
 from . import config as config_module
 from . import control, health_probe, share_command, users_file
 from .config import ConfigError
-from .core import trusted_files
+from .core import paths, trusted_files
 from .core.logs import escape
+from .core.reserved import is_inside
+from .core.sessions import folder_refusal
 from .core.tokens import TokenFileError, TokenStore, parse_duration
 from .core.users import PROTOCOLS, hash_password
 from .health import versions
@@ -198,12 +200,31 @@ def _password(args: argparse.Namespace, required: bool) -> str | None:
     return text or None
 
 
+def _check_jail(path: Path, jail: str) -> None:
+    """ConfigError when ``jail`` cannot be a user's jail in the configuration at
+    ``path`` (its logins would all fail); a configuration that does not load is left
+    for the edit to report."""
+    try:
+        cfg = config_module.load(path)
+    except ConfigError:
+        return
+    if is_inside(cfg.root / jail.lstrip("/"), cfg.state_dir):
+        return  # (the edit's check says why, in the words the start uses)
+    why = folder_refusal(cfg.root, cfg.state_dir, paths.normalize(jail))
+    if why is not None:
+        where = cfg.root.absolute()
+        raise ConfigError(f"--root {jail}: {why} in the served root {where} (make it first)")
+
+
 def _user_command(args: argparse.Namespace) -> None:
     path: Path = args.config
     if args.user_command == "list":
         print("\n".join(users_file.list_users(path)))
         return
     name: str = args.name
+
+    if args.user_command == "add" and args.root.startswith("/") and args.root != "/":
+        _check_jail(path, args.root)  # (a relative one is the configuration's mistake)
 
     def add(users: Any) -> None:
         if name in users:

@@ -14,11 +14,9 @@ from .config import Config, ConfigError, Listen
 from .core import paths, trusted_files
 from .core.logs import escape
 from .core.record_files import RecordFileError
-from .core.reserved import Reserved
-from .core.sessions import jail_refusal
+from .core.sessions import folder_refusal
 from .core.shares import ShareStore, check_allow, created
 from .core.tokens import parse_duration
-from .core.vfs import VFS
 
 REVOKED = "the share was revoked"
 
@@ -83,19 +81,8 @@ def _run(args: argparse.Namespace, cfg: Config) -> None:
 
 
 def _jail_refusal(cfg: Config, path: str) -> str | None:
-    """Why ``path`` cannot be a share's folder, judged as the server will open it:
-    in the served root, without following a link, never the state folder."""
-    reserved = Reserved([cfg.state_dir], [])
-    try:
-        root = VFS.open_root(str(cfg.root), reserved=reserved)
-    except OSError as exc:
-        reserved.close()
-        return f"the served root cannot be opened: {exc.strerror}"
-    try:
-        return jail_refusal(root, path)
-    finally:
-        root.close()
-        reserved.close()
+    """Why ``path`` cannot be a share's folder, judged as the server will open it."""
+    return folder_refusal(cfg.root, cfg.state_dir, path)
 
 
 def _create(args: argparse.Namespace, cfg: Config, store: ShareStore) -> None:

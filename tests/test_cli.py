@@ -163,7 +163,10 @@ def test_container_profile_entry_command(tmp_path: Path) -> None:
 def test_user_commands_edit_safely(tmp_path: Path) -> None:
     """user add/list/passwd/remove keep comments, refuse mistakes and leave a valid file."""
     config = tmp_path / "users.toml"
-    config.write_text('# my server\nroot = "/"\n\n[users.root] # the admin\naccess = "rw"\n')
+    (tmp_path / "srv" / "hoody" / "storage" / "myapp").mkdir(parents=True)
+    config.write_text('# my server\nroot = "srv"\n\n[users.root] # the admin\naccess = "rw"\n')
+    missing = _cli("user", "add", "--config", str(config), "late", "--root", "/not/yet", stdin="")
+    assert missing.returncode == 2 and "--root /not/yet: no such folder" in missing.stderr
     added = _cli(
         "user", "add", "--config", str(config), "share", "--password-stdin",
         "--root", "/hoody/storage/myapp", "--ro", stdin="pw1\n",

@@ -210,9 +210,16 @@ def test_the_shares_api_creates_lists_and_revokes(server: Server) -> None:
     user, secret = share["user"], share["secret"]
     status, body = basic_request(server.http_port, "GET", "/api/v1/files/readme.txt", user, secret)
     assert (status, body) == (200, b"shared text\n")
-    status, listing = _api(server, "GET", "/api/v1/shares", "root", PASSWORD)
-    rows = {row["id"]: row for row in listing["shares"]}
-    assert rows[share["id"]]["path"] == "/share/docs" and rows[share["id"]]["bytes_served"] >= 12
+
+    def row() -> dict[str, Any]:
+        status, listing = _api(server, "GET", "/api/v1/shares", "root", PASSWORD)
+        assert status == 200
+        return dict({row["id"]: row for row in listing["shares"]}[share["id"]])
+
+    # (a request's bytes are counted when the server has closed it, a moment after the
+    # client has its answer)
+    assert wait_until(lambda: row()["bytes_served"] >= 12, 10), row()
+    assert row()["path"] == "/share/docs"
     assert _api(server, "GET", "/api/v1/shares", "reader", READER_PASSWORD)[0] == 403
     assert _api(server, "GET", "/api/v1/shares", user, secret)[0] == 403
     bad = {"path": "/share/docs/readme.txt"}

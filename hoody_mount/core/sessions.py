@@ -15,6 +15,7 @@ from pathlib import Path
 from . import filesystems
 from .filesystems import Usage
 from .names import NameMap
+from .reserved import Reserved
 from .session import Session
 from .users import User
 from .vfs import VFS
@@ -80,3 +81,20 @@ def jail_refusal(root: VFS, path: str) -> str | None:
             return "not a folder"
         return str(exc.strerror)
     return None
+
+
+def folder_refusal(root: Path, state_dir: Path, path: str) -> str | None:
+    """Why the folder ``path`` of the served ``root`` cannot be a jail, judged as the
+    server opens one (without following a link, never the state folder), or None; for
+    the commands that name a jail before any server runs (blocking)."""
+    reserved = Reserved([state_dir] if state_dir.is_dir() else [], [])  # (made at start)
+    try:
+        vfs = VFS.open_root(str(root), reserved=reserved)
+    except OSError as exc:
+        reserved.close()
+        return f"the served root {root} cannot be opened: {exc.strerror}"
+    try:
+        return jail_refusal(vfs, path)
+    finally:
+        vfs.close()
+        reserved.close()
