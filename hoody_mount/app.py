@@ -20,6 +20,7 @@ from . import reload, state
 from .alerts import Alerter
 from .api.app import FilesAPI
 from .api.shares import SharesAPI
+from .api.viewers import Place
 from .config import Config, ConfigError, Listen, embedded_default
 from .control import ControlServer
 from .core import upload_temps
@@ -187,7 +188,8 @@ async def run(
         return Grant(share.user()) if share else None
 
     auth = Authenticator(logins, guard, options.allow_basic_over_http, token_grant)
-    api = FilesAPI(DigestCache(), du_seconds=config.du_seconds)
+    place = Place(config.public_host, ssh_bound.port)
+    api = FilesAPI(DigestCache(), du_seconds=config.du_seconds, place=place)
     dav = dav_app.build(config.state_dir)
     front = WebFront(
         auth,

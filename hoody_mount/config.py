@@ -7,6 +7,7 @@ users and their password hashes, so it must be trusted (``core.trusted_files``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -115,6 +116,25 @@ class Config:
     trusted_proxies: tuple[Network, ...] = ()
     du_seconds: float = 10.0  # a du's time budget (storage API, the du built-in)
     alerts: Alerts | None = None
+    public_host: str | None = None  # the host name users type (the page's Mount panel)
+
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
+
+
+def public_host_of(text: str, where: str) -> str:
+    """A host name or an IP address clients type, without scheme, port or brackets."""
+    try:
+        return str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        pass
+    if len(text) > 253 or not _HOST_NAME.fullmatch(text):
+        raise ConfigError(
+            f"{where}: {text!r} is not a host name or an IP address "
+            "(no scheme, no port: e.g. files.example.com)"
+        )
+    return text
 
 
 LOG_FORMATS = ("text", "json")
@@ -304,6 +324,10 @@ def load(path: Path) -> Config:
     root = base / top.get("root", str, "/")
     state_dir = base / top.get("state_dir", str, ".hoody-mount")
     log_dir_text = top.get("log_dir", str, None)
+    public_host_text = top.get("public_host", str, None)
+    public_host = (
+        public_host_of(public_host_text, top.where("public_host")) if public_host_text else None
+    )
     default_user = top.get("default_user", str, "root")
     access_log = top.get("access_log", bool, True)
     log_format = _one_of(top.get("log_format", str, "text"), LOG_FORMATS, top.where("log_format"))
@@ -407,6 +431,7 @@ def load(path: Path) -> Config:
         trusted_proxies=trusted_proxies,
         du_seconds=du_seconds,
         alerts=alerts,
+        public_host=public_host,
     )
 
 

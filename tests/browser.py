@@ -158,6 +158,9 @@ class Browser:
         node = self.call("DOM.querySelector", nodeId=document, selector=selector)["nodeId"]
         assert node, f"no element {selector}"
         self.call("DOM.setFileInputFiles", nodeId=node, files=[str(f) for f in files])
+        # (the protocol sets the files without the change event a person's pick fires)
+        picked = json.dumps(selector)
+        self.evaluate(f"document.querySelector({picked}).dispatchEvent(new Event('change')); true")
 
     def close(self) -> None:
         """Stop Chromium."""

@@ -31,6 +31,7 @@ from .downloads import send_file
 from .errors import ApiError, from_os_error
 from .listings import list_html, list_json
 from .replies import BLOCK, Body, Headers, digest_header, json_reply, json_text, read_json
+from .viewers import Place, viewer_of
 
 PREFIX = FILES_ROOT
 ALLOW = "GET, HEAD, PUT, POST, DELETE"
@@ -74,7 +75,9 @@ class FilesAPI:
         digests: DigestCache,
         digests_per_user: int = DIGESTS_PER_USER,
         du_seconds: float = storage.DU_SECONDS,
+        place: Place | None = None,
     ) -> None:
+        self.place = place or Place()
         self.digests = digests
         self.du_seconds = du_seconds
         self.digest_slots = UserSlots(digests_per_user)
@@ -141,7 +144,8 @@ class FilesAPI:
             accept = str(environ.get("HTTP_ACCEPT", ""))
             if "json" in query or ("application/json" in accept and "text/html" not in accept):
                 return list_json(session, path, query, environ.get(SHOWN_ROOT, PREFIX))
-            return list_html(session, path, query, environ.get(SHOWN_ROOT, PREFIX))
+            viewer = viewer_of(environ, session.user, self.place)
+            return list_html(session, path, query, environ.get(SHOWN_ROOT, PREFIX), viewer)
         file = session.open(path, os.O_RDONLY)
         try:
             st = file.stat()

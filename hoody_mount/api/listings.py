@@ -99,7 +99,11 @@ def list_json(
 
 
 def list_html(
-    session: Session, path: str, query: dict[str, list[str]], root: str = FILES_ROOT
+    session: Session,
+    path: str,
+    query: dict[str, list[str]],
+    root: str = FILES_ROOT,
+    viewer: page.Viewer | None = None,
 ) -> tuple[str, Headers, Streamed]:
     """The folder's page, streamed as the folder is read (see ``page.render``)."""
     nonce = secrets.token_urlsafe(16)
@@ -122,10 +126,12 @@ def list_html(
         writable=session.may("upload"),
         space=space,
         root=root,
+        viewer=viewer,
     )
     csp = (
         f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
-        "connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'"
+        "connect-src 'self'; img-src 'self' data:; media-src 'self'; frame-src 'self'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     )
     headers = [
         ("Content-Type", "text/html; charset=utf-8"),

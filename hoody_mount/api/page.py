@@ -1,71 +1,71 @@
-"""The HTML listing of a folder, for people: breadcrumbs, sizes, dates, sorting, download
-links, an upload form and a file's digest on demand.
+"""The HTML page of a folder, for people: a header with the user and the capacity of
+the folder's filesystem, breadcrumbs, a filter, sortable columns, type icons, and the
+actions of ``assets/files.js`` (folders, renames, moves, deletes, uploads with progress,
+digests, zips, previews, the Mount panel).
 
 Every name is escaped for HTML and quoted for URLs. The page loads nothing from
-elsewhere; its one script and style carry a per-response nonce named in the CSP.
+elsewhere; its script and style carry a per-response nonce named in the CSP. Previews
+show files through ``<img>``, ``<video>``, ``<audio>`` and ``<iframe>`` from the file
+API, whose answers keep active types (HTML, SVG, XML) sandboxed as attachments, and
+text through ``textContent``: no uploaded content runs in the page's origin.
 """
 
 from __future__ import annotations
 
 import html
+import mimetypes
 import os
 import stat
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from ..assets import FILES_CSS, FILES_JS
 from ..core.filesystems import Usage
 from ..core.listing import Entry
 from ..http_names import FILES_ROOT
+from ..mount_commands import System
 
 PREFIX = FILES_ROOT
 SORT_KEYS = ("name", "size", "mtime")
+SORT_LIMIT = 5000  # a folder with more names is shown in its own order, as it is read
 
-_STYLE = """
-body{font:14px system-ui,sans-serif;margin:2rem;color:#222}
-nav a{text-decoration:none}table{border-collapse:collapse;width:100%;margin-top:1rem}
-th,td{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #eee}
-td.n{text-align:right;font-variant-numeric:tabular-nums}th a{color:inherit}
-.dir a{font-weight:600}form{margin-top:1.5rem}code{font-size:12px;overflow-wrap:anywhere}
-.space{color:#555}meter{width:12rem;vertical-align:middle}
-"""
+_STYLE, _SCRIPT = FILES_CSS, FILES_JS
 
-_SCRIPT = """
-document.querySelectorAll('a.digest').forEach(function (link) {
-  link.addEventListener('click', function (event) {
-    event.preventDefault();
-    fetch(link.href).then(function (r) { return r.json(); }).then(function (d) {
-      var code = document.createElement('code');
-      code.textContent = d.sha256 || d.message;
-      link.replaceWith(code);
-    });
-  });
-});
-var form = document.getElementById('upload');
-if (form) form.addEventListener('submit', function (event) {
-  event.preventDefault();
-  var files = document.getElementById('files').files, done = 0, failed = [];
-  var status = document.getElementById('status');
-  // From the origin and path alone: a page opened as http://user:pw@host/ must not
-  // hand fetch a URL with credentials in it (fetch refuses those).
-  var folder = location.origin + location.pathname.replace(/\\/?$/, '/');
-  function finished(file, message) {
-    done += 1;
-    if (message) { failed.push(file.name + ': ' + message); }
-    status.textContent = (done - failed.length) + ' of ' + files.length + ' uploaded' +
-      (failed.length ? '; failed: ' + failed.join('; ') : '');
-    if (done === files.length && !failed.length) { location.reload(); }
-  }
-  Array.prototype.forEach.call(files, function (file) {
-    fetch(folder + encodeURIComponent(file.name), {method: 'PUT', body: file})
-      .then(function (r) {
-        if (r.ok) { finished(file, ''); return; }
-        return r.json().then(function (d) { finished(file, d.message || r.statusText); },
-                             function () { finished(file, r.status + ' ' + r.statusText); });
-      }, function (error) { finished(file, String(error)); });
-  });
-});
-"""
+# Line icons, drawn once and used by each row (24×24, stroked).
+_ICONS = {
+    "dir": '<path d="M3 6.5A1.5 1.5 0 0 1 4.5 5H9l2 2.5h8.5A1.5 1.5 0 0 1 21 9v9.5a1.5 1.5 0 0 '
+    '1-1.5 1.5h-15A1.5 1.5 0 0 1 3 18.5z"/>',
+    "file": '<path d="M6 3h8l4 4v14H6z"/><path d="M14 3v4h4"/>',
+    "text": '<path d="M6 3h8l4 4v14H6z"/><path d="M14 3v4h4M9 12h6M9 15h6M9 18h4"/>',
+    "image": '<rect x="3" y="5" width="18" height="14" rx="1.5"/><circle cx="9" cy="10" r="1.6"/>'
+    '<path d="m4 18 5-5 4 4 3-3 4 4"/>',
+    "audio": '<path d="M9 18V6l10-2v12"/><circle cx="6.5" cy="18" r="2.5"/>'
+    '<circle cx="16.5" cy="16" r="2.5"/>',
+    "video": '<rect x="3" y="6" width="13" height="12" rx="1.5"/><path d="m16 10 5-3v10l-5-3z"/>',
+    "pdf": '<path d="M6 3h8l4 4v14H6z"/><path d="M14 3v4h4M9 13h6M9 16h6"/>',
+    "archive": '<path d="M6 3h8l4 4v14H6z"/><path d="M11 5h2M11 8h2M11 11h2M10.5 14h3v3h-3z"/>',
+    "link": '<path d="M10 14a4 4 0 0 0 5.7 0l3-3a4 4 0 0 0-5.7-5.7l-1 1"/>'
+    '<path d="M14 10a4 4 0 0 0-5.7 0l-3 3a4 4 0 0 0 5.7 5.7l1-1"/>',
+    "other": '<circle cx="12" cy="12" r="8"/><path d="M12 8v5M12 16v.5"/>',
+    "up": '<path d="M12 19V6M6 11l6-6 6 6"/>',
+}
+_ARCHIVES = frozenset({
+    "application/zip", "application/gzip", "application/x-tar", "application/x-bzip2",
+    "application/x-xz", "application/x-7z-compressed", "application/zstd",
+    "application/x-rar-compressed", "application/vnd.rar",
+})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who looks at the page, and what it offers them."""
+
+    user: str
+    read_only: bool
+    logged_in: bool = False  # came with the login page's cookie: offer to log out
+    mounts: list[System] = field(default_factory=list)  # the Mount panel's commands
 
 
 def human_size(size: int) -> str:
@@ -88,6 +88,7 @@ def _breadcrumbs(path: str, root: str) -> str:
     for part in [p for p in path.split("/") if p]:
         walked += "/" + part
         crumbs.append(f'<a href="{html.escape(_url(walked + "/", root))}">{html.escape(part)}</a>')
+    crumbs[-1] = crumbs[-1].replace("<a ", '<a aria-current="page" ', 1)
     return " / ".join(crumbs)
 
 
@@ -106,22 +107,77 @@ def _sorted(entries: list[Entry], key: str, descending: bool) -> list[Entry]:
     return ordered
 
 
-SORT_LIMIT = 5000  # a folder with more names is shown in its own order, as it is read
+def _icon(kind: str, label: str) -> str:
+    return f'<svg class="icon" role="img" aria-label="{label}"><use href="#i-{kind}"/></svg>'
 
 
-def _row(folder: str, entry: Entry, root: str) -> str:
+def _look(name: str, mode: int, linked: bool) -> tuple[str, str, str]:
+    """The row's kind (dir, file, link, other), its icon and its media type."""
+    if stat.S_ISDIR(mode):
+        return "dir", "dir", ""
+    if not stat.S_ISREG(mode):
+        return ("link", "link", "") if linked else ("other", "other", "")
+    media = mimetypes.guess_type(name)[0] or ""
+    icon = (
+        "image" if media.startswith("image/")
+        else "audio" if media.startswith("audio/")
+        else "video" if media.startswith("video/")
+        else "pdf" if media == "application/pdf"
+        else "archive" if media in _ARCHIVES
+        else "text" if media.startswith("text/") or media.endswith(("json", "xml"))
+        else "file"
+    )  # fmt: skip
+    return "file", ("link" if linked else icon), media
+
+
+_ICON_LABELS = {
+    "dir": "folder", "file": "file", "text": "text file", "image": "image", "audio": "audio",
+    "video": "video", "pdf": "PDF", "archive": "archive", "link": "link", "other": "special file",
+}  # fmt: skip
+
+
+def _row(folder: str, entry: Entry, root: str, writable: bool) -> str:
     mode = entry.stat.st_mode
-    is_dir = stat.S_ISDIR(mode)
+    linked = entry.link_target is not None
+    kind, icon, media = _look(entry.name, mode, linked)
+    is_dir = kind == "dir"
     href = html.escape(_url(f"{folder}/{entry.name}" + ("/" if is_dir else ""), root))
-    name = html.escape(entry.name) + ("/" if is_dir else "")
+    name = html.escape(entry.name)
+    shown = name + ("/" if is_dir else "")
     if entry.link_target is not None:
-        name += f" → {html.escape(entry.link_target)}"
-    modified = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.stat.st_mtime))
+        shown += f' <span class="target">→ {html.escape(entry.link_target)}</span>'
+    when = time.gmtime(entry.stat.st_mtime)
+    modified = (
+        f'<time datetime="{time.strftime("%Y-%m-%dT%H:%M:%SZ", when)}">'
+        f"{time.strftime('%Y-%m-%d %H:%M', when)} UTC</time>"
+    )
     size = "" if is_dir else human_size(entry.stat.st_size)
-    digest = f'<a class="digest" href="{href}?sha256">sha256</a>' if stat.S_ISREG(mode) else ""
+    actions = []
+    if kind == "file":
+        actions.append('<button type="button" data-act="preview">Preview</button>')
+        actions.append(f'<a href="{href}" download>Download</a>')
+        actions.append('<button type="button" data-act="digest">SHA-256</button>')
+    if is_dir:
+        actions.append(f'<a href="{href}?zip" download>Download as zip</a>')
+    if writable:
+        actions += [
+            '<button type="button" data-act="rename">Rename</button>',
+            '<button type="button" data-act="move">Move</button>',
+            '<button type="button" data-act="delete">Delete</button>',
+        ]
+    menu = (
+        f'<details class="menu"><summary aria-label="Actions for {name}">⋯</summary>'
+        f"<div>{''.join(actions)}</div></details>"
+        if actions
+        else ""
+    )
     return (
-        f'<tr class="{"dir" if is_dir else "file"}"><td><a href="{href}">{name}</a></td>'
-        f'<td class="n">{size}</td><td>{modified}</td><td>{digest}</td></tr>'
+        f'<tr class="{kind}" data-name="{name}" data-kind="{kind}" data-href="{href}" '
+        f'data-type="{html.escape(media)}" data-size="{entry.stat.st_size}">'
+        f'<td class="name">{_icon(icon, _ICON_LABELS[icon])}<a href="{href}">{shown}</a>'
+        f'<div class="digest"></div></td>'
+        f'<td class="size">{size}</td><td class="date">{modified}</td>'
+        f'<td class="act">{menu}</td></tr>'
     )
 
 
@@ -133,13 +189,103 @@ def _space(space: Usage | None) -> str:
     return (
         f'<p class="space"><meter min="0" max="100" low="80" high="90" optimum="0" '
         f'value="{percent}" title="{percent}% used">{percent}%</meter> '
-        f"{human_size(space.free_bytes)} free of {human_size(space.total_bytes)} "
-        f"({percent}% used)</p>"
+        f"<span>{human_size(space.free_bytes)} free of {human_size(space.total_bytes)} "
+        f"({percent}% used)</span></p>"
     )
+
+
+def _mount_panel(viewer: Viewer) -> str:
+    """The Mount dialog: each system's commands, with a button that copies each."""
+    sections = []
+    number = 0
+    for system in viewer.mounts:
+        lines = [f"<section><h3>{html.escape(system.name)}</h3>"]
+        for command in system.commands:
+            number += 1
+            lines.append(
+                f"<p>{html.escape(command.label)}</p>"
+                f'<div class="cmd"><code id="cmd-{number}">{html.escape(command.text)}</code>'
+                f'<button type="button" data-copy="cmd-{number}" '
+                f'aria-label="Copy: {html.escape(command.label)}">Copy</button></div>'
+            )
+        lines.append("</section>")
+        sections.append("".join(lines))
+    body = "".join(sections)
+    return (
+        '<dialog id="mount" class="mount" aria-labelledby="mount-title">'
+        '<h2 id="mount-title">Mount your files</h2>'
+        "<p>Replace PASSWORD with your password; the others ask for it.</p>"
+        f'{body}<div class="buttons"><button type="button" id="mount-close">Close</button>'
+        "</div></dialog>"
+    )
+
+
+_DIALOGS = """
+<dialog id="ask" aria-labelledby="ask-title"><form id="ask-form">
+<h2 id="ask-title"></h2><label id="ask-label" for="ask-input" class="sr">Name</label>
+<input id="ask-input" autocomplete="off" spellcheck="false">
+<p id="ask-error" class="failed" role="alert"></p>
+<div class="buttons"><button type="button" id="ask-cancel">Cancel</button>
+<button type="submit" id="ask-ok">OK</button></div></form></dialog>
+<dialog id="preview" aria-labelledby="preview-title"><h2 id="preview-title"></h2>
+<div id="preview-body"></div><div class="buttons">
+<a class="button" id="preview-download" download>Download</a>
+<button type="button" id="preview-close">Close</button></div></dialog>
+<div id="drop" class="drop" hidden>Drop files to upload them here</div>
+"""
+
+
+# (the cells a row without them still has: a cell spanning columns would fall out of
+# step with the others when a narrow screen hides the dates)
+_EMPTY_CELLS = '<td class="size"></td><td class="date"></td><td class="act"></td>'
+_FAVICON = (
+    "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 24 24'%3E"
+    "%3Cpath d='M3 7h7l2 2h9v11H3z' fill='%23b7791f'/%3E%3C/svg%3E"
+)
 
 
 def _encoded(text: str) -> bytes:
     return text.encode("utf-8", "replace")
+
+
+def _header(viewer: Viewer, space: Usage | None) -> str:
+    mode = " (read-only)" if viewer.read_only else ""
+    who = (
+        f"Signed in as <strong>{html.escape(viewer.user)}</strong>{mode}"
+        if viewer.user
+        else f"A shared folder{mode}"
+    )
+    logout = (
+        '<form class="logout" method="post" action="/logout">'
+        '<button type="submit">Log out</button></form>'
+        if viewer.logged_in
+        else ""
+    )
+    return (
+        f'<header class="top"><h1><a href="{PREFIX}/">hoody-mount</a></h1>'
+        f'<span class="who">{who}</span>{_space(space)}{logout}</header>'
+    )
+
+
+def _toolbar(writable: bool, root_folder: bool, mountable: bool) -> str:
+    tools = [
+        '<label for="filter" class="sr">Filter names</label>'
+        '<input id="filter" type="search" placeholder="Filter names ( / )" autocomplete="off">'
+    ]
+    if writable:
+        tools.append('<button type="button" id="new-folder">New folder</button>')
+        tools.append(
+            '<input type="file" id="files" class="file" multiple>'
+            '<label for="files" class="button">Upload files</label>'
+        )
+    name = "all your files" if root_folder else "this folder"
+    tools.append(
+        f'<a class="button" href="?zip" download aria-label="Download {name} as a zip">'
+        "Download zip</a>"
+    )
+    if mountable:
+        tools.append('<button type="button" id="mount-open">Mount</button>')
+    return f'<div class="bar">{"".join(tools)}</div><span id="count" aria-live="polite"></span>'
 
 
 def render(
@@ -151,6 +297,7 @@ def render(
     writable: bool,
     space: Usage | None = None,
     root: str = PREFIX,
+    viewer: Viewer | None = None,
 ) -> Iterator[bytes]:
     """The page for the folder ``path`` (virtual, as the user sees it), in pieces, with
     the capacity of its filesystem (``space``) as a bar and the free space.
@@ -159,6 +306,7 @@ def render(
     the folder's own order as its batches are read, so the page starts at once and
     memory stays bounded whatever the folder's size. Links start at ``root``, the URL
     the file API's root is shown at."""
+    viewer = viewer or Viewer(user="", read_only=not writable)
     key = sort if sort in SORT_KEYS else "name"
     folder = path.rstrip("/")
     first: list[Entry] = []
@@ -168,12 +316,17 @@ def render(
             break
     sortable = len(first) <= SORT_LIMIT
 
-    def header(label: str, column: str) -> str:
+    def header(label: str, column: str, css: str) -> str:
         if not sortable:
-            return f"<th>{label}</th>"
+            return f'<th scope="col" class="{css}">{label}</th>'
         flip = "&amp;desc" if column == key and not descending else ""
         mark = (" ▼" if descending else " ▲") if column == key else ""
-        return f'<th><a href="?sort={column}{flip}">{label}{mark}</a></th>'
+        order = ' aria-sort="descending"' if descending else ' aria-sort="ascending"'
+        sorted_by = order if column == key else ""
+        return (
+            f'<th scope="col" class="{css}"{sorted_by}>'
+            f'<a href="?sort={column}{flip}">{label}{mark}</a></th>'
+        )
 
     title = html.escape(path)
     note = (
@@ -182,34 +335,50 @@ def render(
         else f"<p>This folder holds more than {SORT_LIMIT:,} names: they are shown in the "
         "folder's own order, unsorted.</p>"
     )
+    parent = (
+        ""
+        if folder == ""
+        else f'<tr class="up"><td class="name">{_icon("up", "up")}'
+        f'<a href="{html.escape(_url(folder.rsplit("/", 1)[0] + "/", root))}">Parent folder</a>'
+        f"</td>{_EMPTY_CELLS}</tr>"
+    )
+    uploads = '<ul id="uploads" class="uploads" aria-live="polite"></ul>'
+    read_only = "" if writable else "<p>Read-only access: you can look and download here.</p>"
+    symbols = "".join(
+        f'<symbol id="i-{kind}" viewBox="0 0 24 24">{drawing}</symbol>'
+        for kind, drawing in _ICONS.items()
+    )
+    actions_header = '<th scope="col" class="act"><span class="sr">Actions</span></th>'
     yield _encoded(
         f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} · hoody-mount</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="{_FAVICON}">
 <style nonce="{nonce}">{_STYLE}</style></head>
-<body><nav>{_breadcrumbs(path, root)}</nav>{_space(space)}{note}
-<table><thead><tr>{header("Name", "name")}{header("Size", "size")}{header("Modified", "mtime")}
-<th>Digest</th></tr></thead><tbody>
+<body data-folder="{html.escape(path)}">
+<svg class="sprite" aria-hidden="true">{symbols}</svg>
+{_header(viewer, space)}
+<main><nav class="crumbs" aria-label="Folder">{_breadcrumbs(path, root)}</nav>
+{_toolbar(writable, folder == "", bool(viewer.mounts))}{read_only}{uploads}
+<p id="message" class="message" role="status"></p>{note}
+<table id="listing"><caption class="sr">Contents of {title}</caption>
+<thead><tr>{header("Name", "name", "name")}{header("Size", "size", "size")}
+{header("Modified", "mtime", "date")}{actions_header}
+</tr></thead><tbody>{parent}
 """
     )
     if sortable:
         first = _sorted(first, key, descending)
     if not first:
-        yield b'<tr><td colspan="4">This folder is empty.</td></tr>'
-    yield _encoded("".join(_row(folder, entry, root) for entry in first))
+        yield _encoded(f'<tr><td class="name">This folder is empty.</td>{_EMPTY_CELLS}</tr>')
+    yield _encoded("".join(_row(folder, entry, root, writable) for entry in first))
     if not sortable:
         for batch in batches:
-            yield _encoded("".join(_row(folder, entry, root) for entry in batch))
-    form = (
-        '<form id="upload"><input type="file" id="files" multiple>\n'
-        '<button type="submit">Upload</button> <span id="status"></span></form>'
-        if writable
-        else "<p>Read-only access: no uploads here.</p>"
-    )
+            yield _encoded("".join(_row(folder, entry, root, writable) for entry in batch))
     yield _encoded(
         f"""
-</tbody></table>
-{form}
+</tbody></table></main>
+{_DIALOGS}{_mount_panel(viewer) if viewer.mounts else ""}
 <script nonce="{nonce}">{_SCRIPT}</script>
 </body></html>
 """
