@@ -27,6 +27,7 @@ from .mounts import Mount
 from .names import NameMap
 from .open_files import COPY_BLOCK, OpenFile, Times, next_piece
 from .reserved import Identity, ReservedError
+from .tree_reads import TreeRead
 from .users import User
 from .vfs import VFS
 
@@ -245,6 +246,24 @@ class Session:
         ``position`` a listing of it reached before)."""
         self.names.refresh()
         return self._vfs.listdir(self.path(raw), dots, position)
+
+    @_logs_refusals("read")
+    def read_tree(self, raw: str) -> TreeRead:
+        """Read the folder ``raw`` and everything below it, entry by entry (an archive's
+        walk); the caller reports what it sent with ``tree_sent`` once done."""
+        path = self.path(raw)
+        self.check("read", path)
+        return self._vfs.read_tree(path)
+
+    def tree_sent(self, tree: TreeRead, op: str, sent: int, entries: int, seconds: float) -> None:
+        """The access line of a tree sent whole (one line, not one per file), and its
+        bytes counted as sent."""
+        COUNTERS.add("bytes_sent", (counted_as(self.protocol),), sent)
+        logs.later(
+            access,
+            'user=%s proto=%s op=%s path="%s" bytes=%d entries=%d seconds=%.3f',
+            self.user.name, self.protocol, op, tree.path, sent, entries, seconds,
+        )  # fmt: skip
 
     @_logs_refusals("readlink")
     def readlink(self, raw: str) -> str:

@@ -31,6 +31,7 @@ from .mounts import Mount
 from .open_files import OpenFile, Times, valid_size
 from .reserved import Identity, Reserved, identity, walk_up
 from .resolution import CHANGE, MOVE, READ, RESOLVE, UNCHECKED, Resolver
+from .tree_reads import TreeRead
 from .trees import Stop, never
 from .turns import without_turn
 
@@ -251,6 +252,16 @@ class VFS(Resolver):
             if identity(here) != identity(st):
                 raise OSError(errno.ENOENT, "replaced while it was looked at", path)
             return Walk(path, here, fd, self._reserved, seen)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def read_tree(self, path: str) -> TreeRead:
+        """A read of the folder ``path`` and everything below it, entry by entry (see
+        ``tree_reads.TreeRead``); ENOTDIR for anything but a folder."""
+        fd = self._open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            return TreeRead(fd, path, self._reserved)
         except BaseException:
             os.close(fd)
             raise
