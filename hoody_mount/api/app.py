@@ -26,7 +26,7 @@ from ..core.session import Session
 from ..core.user_slots import UserSlots
 from ..http_names import CLIENT_GONE, FILES_ROOT, OPERATION, SESSION, SHOWN_ROOT, STORAGE_ROOT
 from ..http_rules import status_line
-from . import origin, storage
+from . import origin, storage, zips
 from .downloads import send_file
 from .errors import ApiError, from_os_error
 from .listings import list_html, list_json
@@ -134,6 +134,9 @@ class FilesAPI:
     def _get(
         self, environ: dict[str, Any], session: Session, path: str, query: dict[str, list[str]]
     ) -> tuple[str, Headers, Body]:
+        if "zip" in query:
+            environ[OPERATION] = "zip"
+            return zips.answer(environ, session, path)
         if "sha256" in query:
             environ[OPERATION] = "digest"
         st = session.stat(path)
