@@ -1,5 +1,6 @@
 """HTTP rules WebDAV and the file API share, written once: the status of each error
-of the core, a file's entity tag, and the conditional requests of RFC 9110 §13.
+of the core, a file's entity tag, the conditional requests of RFC 9110 §13, and
+whether a browser's request comes from another site (``foreign``).
 
 WsgiDAV evaluates WebDAV's conditions itself, from the tag and date the provider
 gives it; the file API evaluates them here. Both answer the same way: a tag names one
@@ -16,6 +17,7 @@ import stat
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit
 
 # errno → HTTP status and the file API's stable error code. WebDAV differs in one place,
 # by RFC 4918 §9.3.1: MKCOL on a name that exists is 405 (dav/provider.py).
@@ -144,3 +146,49 @@ def not_modified(environ: Mapping[str, Any], st: os.stat_result) -> bool:
         limit = _seconds(str(since))
         return limit is not None and int(st.st_mtime) <= limit
     return False
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_FOREIGN_SITES = frozenset({"cross-site", "same-site"})
+
+Origin = tuple[str, str, int]
+
+
+def _parse(scheme: str, netloc: str) -> Origin | None:
+    """(scheme, host, port) of ``scheme://netloc``, the port defaulted; None if malformed."""
+    scheme = scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not netloc or "@" in netloc:
+        return None
+    try:
+        parts = urlsplit(f"{scheme}://{netloc}")
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname or parts.path or parts.query or parts.fragment:
+        return None
+    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
+
+
+def own_origin(environ: dict[str, Any]) -> Origin | None:
+    """The origin the request was sent to: its scheme and ``Host`` (or the server's name)."""
+    scheme = str(environ.get("wsgi.url_scheme", "http"))
+    host = environ.get("HTTP_HOST")
+    if not host:
+        host = f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
+    return _parse(scheme, str(host).strip())
+
+
+def foreign(environ: dict[str, Any]) -> str | None:
+    """Why the request comes from another site (one sentence), or None when it does not."""
+    site = str(environ.get("HTTP_SEC_FETCH_SITE", "")).strip().lower()
+    if site in _FOREIGN_SITES:
+        return f"the browser says this request is {site} (Sec-Fetch-Site)"
+    sent = environ.get("HTTP_ORIGIN")
+    if sent is None:
+        return None
+    text = str(sent).strip()
+    scheme, sep, rest = text.partition("://")
+    parsed = _parse(scheme, rest) if sep else None
+    if parsed is None or parsed != own_origin(environ):
+        return f"the request comes from the origin {text!r}, not from this server"
+    return None
