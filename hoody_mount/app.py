@@ -214,6 +214,7 @@ async def run(
             sessions.jail_refusal,
         ),
         shares.by_secret,
+        options.login_hours,
     )
     web = WebServer(front, config.http, tls, options, config.trusted_proxies)
     try:

@@ -80,6 +80,7 @@ class HTTPOptions:
     head_timeout: float = 10.0  # seconds for a whole request head, from its first byte
     body_timeout: float = 30.0  # a body must bring 16 KiB in each such period
     metrics_public: bool = False  # GET /metrics without credentials
+    login_hours: float = 12.0  # how long a login of the web page lasts (its cookie)
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ def public_host_of(text: str, where: str) -> str:
     return text
 
 
+MAX_LOGIN_HOURS = 720  # a month: a stolen cookie must not last for ever
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -394,7 +396,10 @@ def load(path: Path) -> Config:
         head_timeout=h.seconds("head_timeout", HTTPOptions.head_timeout),
         body_timeout=h.seconds("body_timeout", HTTPOptions.body_timeout),
         metrics_public=h.get("metrics_public", bool, False),
+        login_hours=float(h.get("login_hours", (int, float), HTTPOptions.login_hours)),
     )
+    if not 0 < http_options.login_hours <= MAX_LOGIN_HOURS:
+        raise ConfigError(f"{h.where('login_hours')}: must be hours above 0 (at most 720)")
     h.finish()
 
     st = _Reader(source, "storage.", top.get("storage", dict, {}))

@@ -16,3 +16,5 @@ PEER = "hoody.peer"  # environ: the TCP peer's address (a proxy's, when it named
 SHOWN_ROOT = "hoody.shown_root"  # environ: the URL a front's root is shown at, when not its
 # own (a share link's: /s/<secret> for the file API, /s/<secret>/dav for WebDAV)
 LINKS_ROOT = "/s"  # share links: /s/<secret>/ (the file API's pages), /s/<secret>/dav/
+LOGGED_IN = "hoody.logged_in"  # environ: true when the request came with the login
+# page's session cookie (the page then offers "Log out", a POST form to /logout)

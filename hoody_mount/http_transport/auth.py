@@ -33,6 +33,7 @@ from ..core.shares import PREFIX as SHARE_PREFIX
 from ..core.turns import stepped_aside
 from ..core.users import UNKNOWN_SECRET, User, stored_for, verify_password
 from ..http_names import PEER
+from .login_sessions import LoginSession
 
 access = logging.getLogger("hoody_mount.access")
 log = logging.getLogger("hoody_mount.web")
@@ -98,10 +99,15 @@ class Authenticator:
         self._tokens_logged: OrderedDict[bytes, float] = OrderedDict()
         self._lock = threading.Lock()
 
-    def authenticate(self, environ: dict[str, Any]) -> Grant:
-        """The grant of the request, or AuthError (401, 403 or 429)."""
+    def authenticate(
+        self, environ: dict[str, Any], header: str | None = None, page: bool = False
+    ) -> Grant:
+        """The grant of the request, or AuthError (401, 403 or 429). ``header`` stands
+        for the request's Authorization (the login page's credentials, with ``page``:
+        the page logs its logins itself)."""
         address = str(environ.get("REMOTE_ADDR", ""))
-        header = str(environ.get("HTTP_AUTHORIZATION", ""))
+        if header is None:
+            header = str(environ.get("HTTP_AUTHORIZATION", ""))
         scheme, _, value = header.partition(" ")
         if not header:
             raise AuthError("401 Unauthorized", "authentication required")
@@ -115,16 +121,14 @@ class Authenticator:
                     raise AuthError.banned(ban)
                 raise self._failed(address, "<token>", "invalid or expired token")
             self._admit(grant.user, address, "<token>")
-            self._log_token(value.strip(), grant, address)
+            if not page:
+                self._log_token(value.strip(), grant, address)
             return grant
         if ban is not None:
             raise AuthError.banned(ban)
         if scheme.lower() != "basic":
             raise AuthError("401 Unauthorized", f"unsupported authorization scheme {scheme!r}")
-        # (loopback: the client and the connection both, so that a client a remote
-        # proxy names as 127.0.0.1 is not taken for one on this machine)
-        local = is_loopback(address) and is_loopback(str(environ.get(PEER, address)))
-        if environ.get("wsgi.url_scheme") != "https" and not (self.allow_basic_over_http or local):
+        if self.clear_text_refusal(environ) is not None:
             raise AuthError(
                 "403 Forbidden", "Basic authentication is accepted only over HTTPS from here"
             )
@@ -141,13 +145,40 @@ class Authenticator:
             self._admit(user, address, name)
         # an unknown user costs the same scrypt check as a wrong password
         stored = stored_for(user, name, SHARE_PREFIX)
-        ok, counted = self._check(name, stored, password, address)
+        ok, counted = self._check(name, stored, password, address, log=not page)
         if not ok or user is None:
             if counted or stored == UNKNOWN_SECRET:  # (counted, or no guess: see _check)
                 raise AuthError("401 Unauthorized", "wrong user name or password")
             raise self._failed(address, name, "wrong user name or password")
         self.guard.succeeded(address, name)
         return Grant(user)
+
+    def clear_text_refusal(self, environ: dict[str, Any]) -> str | None:
+        """Why a password may not come over this connection (plain HTTP from a client
+        that is not on this machine, unless the configuration allows it), or None."""
+        # (loopback: the client and the connection both, so that a client a remote
+        # proxy names as 127.0.0.1 is not taken for one on this machine)
+        address = str(environ.get("REMOTE_ADDR", ""))
+        local = is_loopback(address) and is_loopback(str(environ.get(PEER, address)))
+        if environ.get("wsgi.url_scheme") == "https" or self.allow_basic_over_http or local:
+            return None
+        return "passwords are accepted only over HTTPS from here"
+
+    def resumed(self, environ: dict[str, Any], session: LoginSession) -> Grant | None:
+        """The grant of a request that brings the login page's cookie of ``session``:
+        its user as configured now (None when the user is gone, or the token it was made
+        with no longer holds), admitted from the request's address (AuthError 403)."""
+        if session.token is not None:
+            grant = self.tokens(session.token) if self.tokens is not None else None
+            if grant is None or grant.user.name != session.user:
+                return None
+        else:
+            user = self.users.get(session.user)
+            if user is None:
+                return None
+            grant = Grant(user, session.read_only)
+        self._admit(grant.user, str(environ.get("REMOTE_ADDR", "")), grant.user.name)
+        return grant
 
     def link(self, environ: dict[str, Any], user: User, password_hash: str | None) -> Grant:
         """The grant of a request made through a share link (``user`` is the share's):
@@ -212,7 +243,7 @@ class Authenticator:
         logs.later(access, "login %s from %s over http (%s)", grant.user.name, address, mode)
 
     def _check(
-        self, name: str, stored: str | None, password: str, address: str
+        self, name: str, stored: str | None, password: str, address: str, log: bool = True
     ) -> tuple[bool, bool]:
         """Verify a password, once for all requests that bring the same one at once:
         a WebDAV client opens several connections together, and each scrypt check costs
@@ -265,7 +296,7 @@ class Authenticator:
                     while len(self._cache) > _CACHE_SIZE:
                         self._cache.popitem(last=False)
             check.done.set()
-        if check.ok:
+        if check.ok and log:
             COUNTERS.add("logins", ("http", "password", "ok"))
             logs.later(access, "login %s from %s over http (password)", name, address)
         return check.ok, check.counted

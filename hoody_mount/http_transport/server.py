@@ -62,6 +62,9 @@ from . import cheroot_glue
 from .auth import Authenticator, AuthError, Grant
 from .chunked import BoundedChunks
 from .intake import Intake, gather, inbox_of
+from .login import PageLogins, login_url, wants_login_page
+from .login_page import LOGIN_PATH, LOGOUT_PATH
+from .login_sessions import LoginSessions
 from .worker_share import WorkerShare
 
 log = logging.getLogger("hoody_mount.web")
@@ -136,8 +139,9 @@ API_OPERATIONS = {"GET": "read", "HEAD": "read", "PUT": "write", "DELETE": "dele
 
 
 def _count(environ: dict[str, Any], method: str, path: str, status: str, seconds: float) -> None:
-    """Count a request among the operations of its front (``/metrics`` itself is not)."""
-    if path == METRICS_PATH:
+    """Count a request among the operations of its front (``/metrics`` itself and the
+    login page are not)."""
+    if path in (METRICS_PATH, LOGIN_PATH, LOGOUT_PATH):
         return
     if path.startswith(API_PREFIX):
         protocol, op = "api", environ.get(OPERATION) or API_OPERATIONS.get(method, "other")
@@ -163,7 +167,9 @@ class WebFront:
         live: Live | None = None,
         shares_api: WSGIApp | None = None,
         links: Callable[[str], Share | None] | None = None,
+        login_hours: float = HTTPOptions.login_hours,
     ) -> None:
+        self.logins = PageLogins(auth, LoginSessions(login_hours * 3600))
         self.shares_api = shares_api
         self.links = links  # a share link's share, by its secret
         self.health = health or Health()
@@ -233,32 +239,56 @@ class WebFront:
     ) -> Iterable[bytes]:
         """The answer, once the client is known (a user, or an address) and holds a
         place among the workers."""
+        path = environ.get("PATH_INFO")
+        address = "address " + client_of(str(environ.get("REMOTE_ADDR", "")))
+        if path in (LOGIN_PATH, LOGOUT_PATH):
+            return self._in_turn(address, environ, start_response, self.logins.answer)
         public = self.metrics is not None and self.metrics.public
         link = environ.get(_LINK)
         try:
             grant: Grant | AuthError | None = (
-                None if public and environ.get("PATH_INFO") == METRICS_PATH
-                else self.auth.authenticate(environ) if link is None
+                None if public and path == METRICS_PATH
+                else self._grant(environ) if link is None
                 else AuthError("404 Not Found", "no such link") if link is False
                 else self.auth.link(environ, link.user(), link.password_hash)
             )  # fmt: skip
         except AuthError as exc:
             grant = exc
-        if isinstance(grant, Grant):
-            client = "user " + grant.user.name
-        else:
-            client = "address " + client_of(str(environ.get("REMOTE_ADDR", "")))
+        client = "user " + grant.user.name if isinstance(grant, Grant) else address
+        answer = functools.partial(self._answer, grant=grant)
+        return self._in_turn(client, environ, start_response, answer)
+
+    def _grant(self, environ: dict[str, Any]) -> Grant:
+        """The grant of a request (not through a link): its Authorization header or,
+        without one, on the file API and ``/metrics``, the login page's cookie."""
+        path = str(environ.get("PATH_INFO", ""))
+        if not environ.get("HTTP_AUTHORIZATION") and (
+            path.startswith(API_PREFIX) or path == METRICS_PATH
+        ):
+            grant = self.logins.grant(environ)
+            if grant is not None:
+                return grant
+        return self.auth.authenticate(environ)
+
+    def _in_turn(
+        self,
+        client: str,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        answer: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
+    ) -> Iterable[bytes]:
+        """``answer`` once ``client`` holds a place among the workers (503 past its share)."""
         if not self.workers.take(client):
             _refused(environ, f"{client} is past its share of workers")
             text = "you already have your share of the server's workers busy; try again shortly"
             extra = [("Retry-After", str(BODY_RETRY_AFTER)), ("Connection", "close")]
             return _plain(start_response, "503 Service Unavailable", text, extra)
         try:
-            answer = self._answer(environ, start_response, grant)
+            body = answer(environ, start_response)
         except BaseException:
             self.workers.give_back(client)
             raise
-        return _Closing(answer, functools.partial(self.workers.give_back, client))
+        return _Closing(body, functools.partial(self.workers.give_back, client))
 
     def _through_link(self, environ: dict[str, Any]) -> str:
         """Turn a request through a share link (``/s/<secret>/…``) into one of the file
@@ -352,7 +382,9 @@ class WebFront:
             return self._metrics(environ, start_response, None)
         if isinstance(grant, AuthError):
             exc = grant
-            extra: list[tuple[str, str]] = []
+            extra = self.logins.clearing(environ)  # (a cookie that no longer holds)
+            if exc.status.startswith("401") and _LINK not in environ and wants_login_page(environ):
+                return _see_other(start_response, login_url(environ), extra)
             if exc.status.startswith("401"):
                 extra.append(("WWW-Authenticate", 'Basic realm="hoody-mount", charset="UTF-8"'))
             if exc.retry_after is not None:
@@ -528,10 +560,12 @@ def _page_for_browser(environ: dict[str, Any]) -> str | None:
     return None
 
 
-def _see_other(start_response: StartResponse, where: str) -> list[bytes]:
+def _see_other(
+    start_response: StartResponse, where: str, extra: list[tuple[str, str]] | None = None
+) -> list[bytes]:
     """303 to ``where`` (a path of this server)."""
     headers = [("Location", where), ("Content-Length", "0"), ("Cache-Control", "no-store")]
-    start_response("303 See Other", headers)
+    start_response("303 See Other", [*headers, *(extra or [])])
     return [b""]
 
 
