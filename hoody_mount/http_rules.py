@@ -184,7 +184,9 @@ def foreign(environ: dict[str, Any]) -> str | None:
     if site in _FOREIGN_SITES:
         return f"the browser says this request is {site} (Sec-Fetch-Site)"
     sent = environ.get("HTTP_ORIGIN")
-    if sent is None:
+    if sent is None or (site == "same-origin" and str(sent).strip() == "null"):
+        # (a form posted from one of this server's pages, which send no referrer:
+        # browsers then say Origin: null, and Sec-Fetch-Site tells the truth)
         return None
     text = str(sent).strip()
     scheme, sep, rest = text.partition("://")

@@ -1,6 +1,6 @@
-"""The listing page's uploads, in headless Chromium: they work when the page was opened
-with credentials in its address, and are not offered to read-only users (the rest of the
-page is driven through Selenium in test_file_page.py)."""
+"""The listing page's uploads, in headless Chromium: they work once logged in on the
+login page, and are not offered to read-only users (the rest of the page is driven
+through Selenium in test_file_page.py)."""
 
 from __future__ import annotations
 
@@ -18,14 +18,29 @@ def _basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def test_upload_form_works_with_credentials_in_the_address(server: Server, tmp_path: Path) -> None:
+def test_upload_form_works_after_logging_in_on_the_login_page(
+    server: Server, tmp_path: Path
+) -> None:
+    """A page opened without credentials (or with them in its address, which a browser
+    sends only when challenged) goes to the login page; once logged in there, the
+    browser is back at the folder and its upload works with the session cookie."""
     (server.root / "share" / "up").mkdir()
     note = tmp_path / "note.txt"
-    note.write_text("from a page opened as user:password@host\n")
+    note.write_text("from a page reached through the login page\n")
     browser = Browser(tmp_path / "profile")
     try:
         url = f"http://root:{quote(PASSWORD, safe='')}@127.0.0.1:{server.http_port}"
         browser.open(f"{url}{PREFIX}/share/up/")
+        browser.wait_for("location.pathname === '/login' && !!document.getElementById('user')")
+        assert browser.evaluate("document.activeElement.id") == "user"
+        browser.evaluate(
+            "document.getElementById('user').value = 'root';"
+            f"document.getElementById('password').value = {PASSWORD!r};"
+            "document.querySelector('form').requestSubmit(); true"
+        )
+        browser.wait_for(
+            f"location.pathname === '{PREFIX}/share/up/' && !!document.getElementById('files')"
+        )
         browser.set_files("#files", [note])  # (picking files starts their upload)
         # All went well: the page reloads and lists the new file.
         browser.wait_for("document.querySelector('#listing tr[data-name=\"note.txt\"]') !== null")

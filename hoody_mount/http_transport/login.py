@@ -195,6 +195,8 @@ class PageLogins:
             ("Cache-Control", "no-store"),
             ("Content-Security-Policy", login_page.CSP.format(nonce=nonce)),
             ("X-Frame-Options", "DENY"),
+            # (no-referrer would make the browser send Origin: null with the form)
+            ("Referrer-Policy", "same-origin"),
             *(extra or []),
         ]
         start_response(status, headers)

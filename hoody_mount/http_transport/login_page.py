@@ -55,7 +55,7 @@ def render(
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <title>Log in · hoody-mount</title>
 <style nonce="{escape(nonce)}">{_STYLE}</style>
 </head>
