@@ -11,7 +11,6 @@ API_PREFIX = "/api/"  # everything the file API answers lies below this
 SESSION = "hoody.session"  # environ: the request's core Session
 CLIENT_GONE = "hoody.client_gone"  # environ: a callable, whether the client has gone
 OPERATION = "hoody.operation"  # environ: the file API's name for a request, for the metrics
-LOGGED_IN = "hoody.logged_in"  # environ: the request came with the login page's cookie
 PEER = "hoody.peer"  # environ: the TCP peer's address (a proxy's, when it named the client)
 SHOWN_ROOT = "hoody.shown_root"  # environ: the URL a front's root is shown at, when not its
 # own (a share link's: /s/<secret> for the file API, /s/<secret>/dav for WebDAV)

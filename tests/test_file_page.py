@@ -6,13 +6,14 @@ of each step are kept (see ``webdriver.ARTIFACTS``)."""
 
 from __future__ import annotations
 
-import base64
 import struct
+import zipfile
 import zlib
 from pathlib import Path
 
 import pytest
 from conftest import PASSWORD, READER_PASSWORD, Server, served
+from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from webdriver import Page, opened
 
@@ -39,13 +40,20 @@ def _png(width: int, height: int) -> bytes:
     )  # fmt: skip
 
 
-def _log_in(page: Page, server: Server, user: str, password: str) -> None:
-    """Sign in as people do: with Basic credentials the browser sends."""
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    page.driver.execute_cdp_cmd("Network.enable", {})
-    page.driver.execute_cdp_cmd(
-        "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}}
-    )
+def _log_in(page: Page, server: Server, folder: str, user: str, password: str) -> None:
+    """Open ``folder``'s page as people do: sent to the login page, sign in there, and
+    land back on the folder."""
+    page.open(f"{server.url}{PREFIX}{folder}")
+    page.wait(lambda: page.driver.current_url.split("?")[0].endswith("/login"), "the login page")
+    assert page.js("return document.activeElement.id") == "user"
+    page.shot(f"login-{page.width}")
+    assert not page.overflows(), "the login page scrolls sideways"
+    page.find("#user").send_keys(user)
+    page.find("#password").send_keys(password)
+    page.find("#password").submit()
+    page.wait(lambda: page.js("return location.pathname") == f"{PREFIX}{folder}", "the folder")
+    cookie = page.driver.get_cookie("hoody_session")
+    assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict", cookie
 
 
 def _fill(page: Page) -> None:
@@ -74,8 +82,7 @@ def test_file_manager(width: int, client_key: Path, tmp_path: Path) -> None:
         (docs / "nested" / "deeper").mkdir(parents=True)
         (docs / "nested" / "deeper" / "inside.txt").write_text("deep inside\n")
         (docs / "clash.txt").mkdir()  # a folder: an upload of clash.txt must fail
-        _log_in(page, server, "root", PASSWORD)
-        page.open(f"{server.url}{PREFIX}/share/docs/")
+        _log_in(page, server, "/share/docs/", "root", PASSWORD)
         page.wait(lambda: "notes.txt" in page.names(), "the listing")
         page.shot(f"listing-{width}")
         assert not page.overflows(), "the page scrolls sideways"
@@ -177,11 +184,37 @@ def test_file_manager(width: int, client_key: Path, tmp_path: Path) -> None:
         assert not page.overflows(), "the Mount panel scrolls sideways"
         page.find("#mount-close").click()
 
+        # download a folder as a zip, and compare its contents
+        row = page.find('#listing tr[data-name="nested"]')
+        row.find_element(By.CSS_SELECTOR, "summary").click()
+        row.find_element(By.CSS_SELECTOR, 'a[href$="?zip"]').click()
+        archive = page.wait(
+            lambda: next(
+                (f for f in page.downloads.iterdir() if f.suffix == ".zip" and f.stat().st_size),
+                None,
+            ),
+            "the zip download",
+        )
+        page.wait(lambda: not list(page.downloads.glob("*.crdownload")), "the download's end")
+        with zipfile.ZipFile(archive) as opened_zip:
+            assert opened_zip.testzip() is None
+            files = {
+                info.filename: opened_zip.read(info)
+                for info in opened_zip.infolist()
+                if not info.is_dir()
+            }
+        assert files == {"nested/deeper/inside.txt": b"deep inside\n"}, files
+
+        # log out: the cookie no longer opens the page
+        page.find("form.logout button").click()
+        page.wait(lambda: page.js("return location.pathname") == "/login", "the logout")
+        page.open(f"{server.url}{PREFIX}/share/docs/")
+        page.wait(lambda: page.js("return location.pathname") == "/login", "the login page again")
+
 
 def test_read_only_users_get_no_changing_actions(client_key: Path, tmp_path: Path) -> None:
     with served(tmp_path / "server", client_key) as server, opened(tmp_path, 1280) as page:
-        _log_in(page, server, "reader", READER_PASSWORD)
-        page.open(f"{server.url}{PREFIX}/docs/")
+        _log_in(page, server, "/docs/", "reader", READER_PASSWORD)
         page.wait(lambda: "readme.txt" in page.names(), "the listing")
         assert "(read-only)" in page.find("header.top").text
         assert not page.all("#new-folder") and not page.all("#files")
