@@ -211,6 +211,16 @@ def test_file_manager(width: int, client_key: Path, tmp_path: Path) -> None:
         page.open(f"{server.url}{PREFIX}/share/docs/")
         page.wait(lambda: page.js("return location.pathname") == "/login", "the login page again")
 
+        # a login that ends while the page is open: its next action leads to the login
+        # page (not to the browser's own password prompt), and back to the folder
+        _log_in(page, server, "/share/docs/", "root", PASSWORD)
+        page.driver.delete_cookie("hoody_session")
+        page.find("#new-folder").click()
+        _answer(page, "too late")
+        page.wait(lambda: page.js("return location.pathname") == "/login", "the login page")
+        assert page.js("return location.search") == "?next=%2Fapi%2Fv1%2Ffiles%2Fshare%2Fdocs%2F"
+        assert not (docs / "too late").exists()
+
 
 def test_read_only_users_get_no_changing_actions(client_key: Path, tmp_path: Path) -> None:
     with served(tmp_path / "server", client_key) as server, opened(tmp_path, 1280) as page:

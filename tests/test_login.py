@@ -215,8 +215,16 @@ def test_logout_ends_the_session(server: Server) -> None:
         reply.headers["Set-Cookie"]
         == "hoody_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
     )
-    status, reply, _ = send(server, "GET", f"{FILES}/", headers=with_cookie(secret))
-    assert status == 401 and reply.headers["WWW-Authenticate"].startswith("Basic")
+    # the page's own requests after that: 401 without a challenge (the browser would ask
+    # with its own prompt), saying where to log in, and the cookie dropped
+    status, reply, body = send(server, "GET", f"{FILES}/", headers=with_cookie(secret))
+    assert status == 401 and reply.headers["WWW-Authenticate"] is None
+    assert b"log in again at /login" in body
+    assert reply.headers["Set-Cookie"].startswith("hoody_session=;")
+    put = with_cookie(secret, Origin=origin(server))
+    status, reply, _ = send(server, "PUT", f"{FILES}/share/late.txt", b"late", put)
+    assert status == 401 and reply.headers["WWW-Authenticate"] is None
+    assert not (server.root / "share" / "late.txt").exists()
     assert wait_until(
         lambda: "logout root from 127.0.0.1 over http (page)" in server_log(server), 5
     )

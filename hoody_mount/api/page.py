@@ -342,6 +342,7 @@ def render(
         f'<a href="{html.escape(_url(folder.rsplit("/", 1)[0] + "/", root))}">Parent folder</a>'
         f"</td>{_EMPTY_CELLS}</tr>"
     )
+    login = ' data-login="/login"' if viewer.user else ""  # (links have no login page)
     uploads = '<ul id="uploads" class="uploads" aria-live="polite"></ul>'
     read_only = "" if writable else "<p>Read-only access: you can look and download here.</p>"
     symbols = "".join(
@@ -355,7 +356,7 @@ def render(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="{_FAVICON}">
 <style nonce="{nonce}">{_STYLE}</style></head>
-<body data-folder="{html.escape(path)}">
+<body data-folder="{html.escape(path)}"{login}>
 <svg class="sprite" aria-hidden="true">{symbols}</svg>
 {_header(viewer, space)}
 <main><nav class="crumbs" aria-label="Folder">{_breadcrumbs(path, root)}</nav>

@@ -22,7 +22,16 @@
     while (size >= 1024 && i < units.length - 1) { size /= 1024; i += 1; }
     return (i ? size.toFixed(1) : String(size)) + ' ' + units[i];
   }
+  // A login that ended while the page was open: back to the login page, then here.
+  function relogin(status) {
+    if (status === 401 && body.dataset.login !== undefined) {
+      location.assign(body.dataset.login + '?next=' + encodeURIComponent(location.pathname));
+      return true;
+    }
+    return false;
+  }
   function reason(response) {
+    relogin(response.status);
     return response.json().then(function (d) { return d.message || response.statusText; },
       function () { return response.status + ' ' + response.statusText; });
   }
@@ -93,7 +102,12 @@
   });
   $('ask-cancel').addEventListener('click', function () { dialog.close(); });
 
+  // (the page's own requests say so: a login that ended is answered without the
+  // challenge that makes a browser show its own password prompt)
+  var PAGE = {'X-Hoody-Page': '1'};
   function send(url, options) {
+    options = options || {};
+    options.headers = Object.assign({}, PAGE, options.headers || {});
     return fetch(url, options).then(function (r) {
       if (!r.ok) { return reason(r).then(function (m) { throw m; }); }
       return r;
@@ -207,7 +221,7 @@
     } else {
       element = document.createElement('pre');
       element.textContent = 'Loading…';
-      fetch(row.dataset.href, {headers: {Range: 'bytes=0-' + (TEXT_LIMIT - 1)}}).then(function (r) {
+      fetch(row.dataset.href, {headers: Object.assign({Range: 'bytes=0-' + (TEXT_LIMIT - 1)}, PAGE)}).then(function (r) {
         if (!r.ok) { return reason(r).then(function (m) { throw m; }); }
         return r.arrayBuffer();
       }).then(function (data) {
@@ -292,6 +306,7 @@
       }
       var request = new XMLHttpRequest();
       request.open('PUT', here + encodeURIComponent(file.name));
+      request.setRequestHeader('X-Hoody-Page', '1');
       request.upload.onprogress = function (event) {
         if (event.lengthComputable) {
           bar.value = event.loaded;
@@ -299,6 +314,7 @@
         }
       };
       request.onload = function () {
+        if (relogin(request.status)) { return; }
         if (request.status >= 200 && request.status < 300) {
           bar.value = bar.max;
           state.textContent = 'uploaded';

@@ -98,6 +98,12 @@ class PageLogins:
         environ[LOGGED_IN] = True
         return grant
 
+    @staticmethod
+    def stale(environ: dict[str, Any]) -> bool:
+        """Whether the request came with a cookie that no longer holds (expired, logged
+        out, or of a user removed since)."""
+        return bool(environ.get(_STALE))
+
     def clearing(self, environ: dict[str, Any]) -> list[tuple[str, str]]:
         """The header that makes the browser drop a cookie that no longer holds (if any)."""
         return [("Set-Cookie", self._cookie(environ, "", 0))] if environ.get(_STALE) else []

@@ -124,6 +124,7 @@ _STARTED = "hoody.started"  # environ: the answer's status was given to cheroot
 _CUT = "hoody.cut"  # environ: why the request was cut (a stop, an administrator)
 _LINK = "hoody.link"  # environ: the share of a request through a link (False: none)
 _REPLACED = "hoody.replaced"  # environ: the 503 body that replaced a cut request's answer
+FROM_PAGE_HEADER = "HTTP_X_HOODY_PAGE"  # environ: sent by the file page's own requests
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})  # answered without authentication
 METRICS_PATH = "/metrics"
 # A request's name in the metrics: WebDAV's method, lower case; the file API's own
@@ -385,6 +386,13 @@ class WebFront:
             extra = self.logins.clearing(environ)  # (a cookie that no longer holds)
             if exc.status.startswith("401") and _LINK not in environ and wants_login_page(environ):
                 return _see_other(start_response, login_url(environ), extra)
+            if exc.status.startswith("401") and (
+                self.logins.stale(environ) or environ.get(FROM_PAGE_HEADER)
+            ):
+                # (a page's own request after its login ended: no challenge, which would
+                # make the browser ask with its own prompt; the page sends people to /login)
+                text = f"your login has ended: log in again at {LOGIN_PATH}"
+                return _plain(start_response, exc.status, text, extra)
             if exc.status.startswith("401"):
                 extra.append(("WWW-Authenticate", 'Basic realm="hoody-mount", charset="UTF-8"'))
             if exc.retry_after is not None:
