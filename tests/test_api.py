@@ -10,6 +10,7 @@ Chromium. Every subprocess and every connection is bounded by a timeout.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import hashlib
 import http.client
@@ -400,6 +401,36 @@ def test_sha256_query_and_digest_changes(server: Server, client: Client) -> None
     }
     client(server, "GET", url_path("/share/docs") + "?sha256").error(400)
     client(server, "GET", url_path("/share/docs/nope") + "?sha256").error(404, "not_found")
+
+
+def test_sha256_progress_says_how_far_a_digest_has_come(server: Server) -> None:
+    """``?sha256&progress`` answers at once: null before a digest is asked for, the
+    bytes hashed so far while one is computed, the whole size and the digest after."""
+    big = server.root / "share" / "data-1g.bin"
+    hasher = hashlib.sha256()
+    block = os.urandom(16 * MiB)
+    with big.open("wb") as handle:
+        for _ in range(64):
+            handle.write(block)
+            hasher.update(block)
+    size = 1024 * MiB
+    target = url_path("/share/data-1g.bin")
+    before = http_request(server, "GET", target + "?sha256&progress").json()
+    assert before == {"path": "/share/data-1g.bin", "size": size, "hashed": None, "sha256": None}
+    seen: list[int] = []
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        digest = pool.submit(http_request, server, "GET", target + "?sha256", timeout=300)
+        while not digest.done():
+            hashed = http_request(server, "GET", target + "?sha256&progress").json()["hashed"]
+            if hashed is not None:
+                seen.append(hashed)
+        assert digest.result().json()["sha256"] == hasher.hexdigest()
+    assert any(0 <= hashed < size for hashed in seen), seen
+    assert seen == sorted(seen), "the progress went backwards"
+    after = http_request(server, "GET", target + "?sha256&progress").json()
+    assert after == {
+        "path": "/share/data-1g.bin", "size": size, "hashed": size, "sha256": hasher.hexdigest()
+    }  # fmt: skip
 
 
 def test_sha256_of_a_large_file_is_cached(server: Server) -> None:

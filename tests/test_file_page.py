@@ -6,6 +6,7 @@ of each step are kept (see ``webdriver.ARTIFACTS``)."""
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zipfile
 import zlib
@@ -157,6 +158,17 @@ def test_file_manager(width: int, client_key: Path, tmp_path: Path) -> None:
         _fill(page)
         page.wait(lambda: "big.bin" not in page.names(), "the delete")
         assert not (docs / "big.bin").exists()
+
+        # a digest on demand
+        page.row_action("notes.txt", "digest")
+        expected = hashlib.sha256(b"first line of the notes\n").hexdigest()
+        page.wait(
+            lambda: (
+                page.find('#listing tr[data-name="notes.txt"] .digest code').text
+                == f"sha256 {expected}"
+            ),
+            "the digest",
+        )
 
         # preview an image and a text file
         page.find('#listing tr[data-name="red.png"] td.name a').click()

@@ -152,6 +152,19 @@ class FilesAPI:
         file = session.open(path, os.O_RDONLY)
         try:
             st = file.stat()
+            if "sha256" in query and "progress" in query:
+                # (how far a digest being computed has come: the page shows it as a bar)
+                file.close()
+                known = self.digests.known(st)
+                return json_reply(
+                    200,
+                    {
+                        "path": json_text(session.path(path)),
+                        "size": st.st_size,
+                        "hashed": st.st_size if known else self.digests.progress(st),
+                        "sha256": known.hex() if known else None,
+                    },
+                )
             if "sha256" in query:
                 digest = self._digest(environ, session, file, explicit=True)
                 assert digest is not None

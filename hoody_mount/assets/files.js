@@ -168,18 +168,27 @@
     });
   }
 
-  // -- digest, with the time it takes ----------------------------------------------------
+  // -- digest, with how far it has come ------------------------------------------------
   function digest(row, button) {
     var cell = row.querySelector('.digest');
+    var size = Number(row.dataset.size);
     var started = Date.now();
     var bar = document.createElement('progress');
     var note = document.createElement('span');
     bar.setAttribute('aria-label', 'Computing the SHA-256 of ' + row.dataset.name);
     cell.replaceChildren(bar, note);
-    var timer = setInterval(function () {
-      note.textContent = ' computing the SHA-256 of ' + human(Number(row.dataset.size)) + ': ' +
-        Math.round((Date.now() - started) / 1000) + ' s';
-    }, 500);
+    var finished = false;
+    function poll() {  // (the server says how many bytes it has hashed so far)
+      if (finished) { return; }
+      send(row.dataset.href + '?sha256&progress').then(function (r) { return r.json(); }).then(function (d) {
+        if (finished) { return; }
+        if (d.hashed !== null && size) { bar.max = size; bar.value = d.hashed; }
+        note.textContent = ' ' + (d.hashed !== null ? human(d.hashed) + ' of ' : '') + human(size) +
+          ' hashed, ' + Math.round((Date.now() - started) / 1000) + ' s';
+        setTimeout(poll, 700);
+      }, function () { setTimeout(poll, 2000); });
+    }
+    setTimeout(poll, 300);
     send(row.dataset.href + '?sha256').then(function (r) { return r.json(); }).then(function (d) {
       var code = document.createElement('code');
       code.textContent = 'sha256 ' + d.sha256;
@@ -187,7 +196,7 @@
     }, function (message) {
       cell.replaceChildren(document.createTextNode(String(message)));
       cell.className = 'digest failed';
-    }).then(function () { clearInterval(timer); });
+    }).then(function () { finished = true; });
     button.disabled = true;
   }
 

@@ -39,7 +39,21 @@ class DigestCache:
     def __init__(self, entries: int = _ENTRIES) -> None:
         self._entries = entries
         self._known: OrderedDict[Key, bytes] = OrderedDict()
+        self._hashed: dict[Key, int] = {}  # digests being computed: the bytes hashed so far
         self._lock = threading.Lock()
+
+    def progress(self, st: os.stat_result) -> int | None:
+        """How many bytes of this version of the file a digest being computed has
+        hashed so far (None: none is being computed)."""
+        with self._lock:
+            return self._hashed.get(_key(st))
+
+    def _note(self, key: Key, hashed: int | None) -> None:
+        with self._lock:
+            if hashed is None:
+                self._hashed.pop(key, None)
+            else:
+                self._hashed[key] = max(hashed, self._hashed.get(key, 0))
 
     def known(self, st: os.stat_result) -> bytes | None:
         """The digest of this version of the file, if already computed."""
@@ -65,7 +79,12 @@ class DigestCache:
         if digest is not None:
             return digest
         hasher = hashlib.sha256()
-        feed(file, hasher, cancelled)
+        key = _key(before)
+        self._note(key, 0)
+        try:
+            feed(file, hasher, cancelled, lambda hashed: self._note(key, hashed))
+        finally:
+            self._note(key, None)
         digest = hasher.digest()
         if _key(file.stat()) == _key(before):  # not changed while it was read
             self.remember(before, digest)
@@ -73,16 +92,24 @@ class DigestCache:
 
 
 @without_turn
-def feed(file: OpenFile, hasher: Any, cancelled: Callable[[], bool] | None = None) -> None:
+def feed(
+    file: OpenFile,
+    hasher: Any,
+    cancelled: Callable[[], bool] | None = None,
+    hashed: Callable[[int], None] | None = None,
+) -> None:
     """Read the whole of an open file into ``hasher``. Reading to hash is no download:
     the bytes are not counted in the access log's line for the file. The holes of a
     sparse file are hashed as the zeros they read as, without reading the disk; with
-    ``cancelled``, the work stops (ECANCELED) once it says the asker has gone."""
+    ``cancelled``, the work stops (ECANCELED) once it says the asker has gone; ``hashed``
+    is told the bytes hashed so far, every few MiB."""
     offset, done = 0, False
     while not done:
         if cancelled is not None and cancelled():
             raise OSError(errno.ECANCELED, "the client went away")
         offset, done = feed_slice(file, hasher, offset, _CHECK_EVERY)
+        if hashed is not None:
+            hashed(offset)
 
 
 def feed_slice(file: OpenFile, hasher: Any, offset: int, limit: int) -> tuple[int, bool]:
