@@ -19,6 +19,12 @@ from selenium.webdriver.common.keys import Keys
 from webdriver import Page, opened
 
 PREFIX = "/api/v1/files"
+DROP = """
+var transfer = new DataTransfer();
+transfer.items.add(new File([arguments[1]], arguments[0], {type: 'text/plain'}));
+window.dispatchEvent(new DragEvent('dragenter', {dataTransfer: transfer}));
+window.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, cancelable: true}));
+"""
 IMAGE_SIZE = """
 var image = document.querySelector('#preview-body img');
 if (!image || !image.complete || !image.naturalWidth) { return null; }
@@ -139,6 +145,11 @@ def test_file_manager(width: int, client_key: Path, tmp_path: Path) -> None:
         assert len(failed) == 1 and failed[0].text.startswith("clash.txt: failed: "), lines
         assert (docs / "good.txt").read_text() == "good upload\n"
         assert (docs / "clash.txt").is_dir()
+
+        # files dropped on the page are uploaded too
+        page.js(DROP, "dropped.txt", "dropped on the page\n")
+        page.wait(lambda: "dropped.txt" in page.names(), "the dropped file")
+        assert (docs / "dropped.txt").read_text() == "dropped on the page\n"
 
         # rename, then move into the new folder
         page.row_action("good.txt", "rename")
