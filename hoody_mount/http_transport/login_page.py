@@ -61,7 +61,7 @@ def render(
 </head>
 <body>
 <main>
-<h1>Log in</h1>
+<h1>Log in to hoody-mount</h1>
 {alert}{note}<form method="post" action="{LOGIN_PATH}">
 <input type="hidden" name="next" value="{escape(next_path)}">
 <fieldset>
