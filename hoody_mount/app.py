@@ -188,7 +188,8 @@ async def run(
         return Grant(share.user()) if share else None
 
     auth = Authenticator(logins, guard, options.allow_basic_over_http, token_grant)
-    place = Place(config.public_host, ssh_bound.port)
+    wildcard = config.http.host in ("0.0.0.0", "::", "")
+    place = Place(config.public_host, ssh_bound.port, None if wildcard else config.http.host)
     api = FilesAPI(DigestCache(), du_seconds=config.du_seconds, place=place)
     dav = dav_app.build(config.state_dir)
     front = WebFront(
@@ -248,7 +249,7 @@ async def run(
     health.serving()  # (before "Ready.": whoever waits for that line may probe at once)
     print("\n".join(lines), file=out, flush=True)
     reloads = _Reloads(config, loader or (lambda: config), users, sessions, live, web, pool)
-    reloads.forget = [dav.forget_user, tokens.revoke_user]
+    reloads.forget = [dav.forget_user, tokens.revoke_user, front.logins.sessions.end_user]
     loop.add_signal_handler(signal.SIGHUP, reloads.start)
     if hung_up:  # (a SIGHUP while starting: the configuration may have changed since)
         reloads.start()
@@ -292,7 +293,8 @@ class _Reloads:
         self._sessions, self._live, self._web, self._pool = sessions, live, web, pool
         self._task: asyncio.Task[None] | None = None
         self._again = False
-        self.forget: list[Callable[[str], int]] = []  # a removed user's locks, tokens
+        # a removed user's locks, tokens and page logins
+        self.forget: list[Callable[[str], int]] = []
 
     def start(self) -> None:
         """Reload now, or once more after the reload running now."""

@@ -7,7 +7,6 @@ users and their password hashes, so it must be trusted (``core.trusted_files``).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import tomllib
@@ -20,6 +19,7 @@ from .core import paths, trusted_files
 from .core.reserved import is_inside
 from .core.shares import PREFIX as SHARE_PREFIX
 from .core.users import ACCESS_MODES, PROTOCOLS, User, is_password_hash
+from .mount_commands import typed_host
 from .proxy_protocol import Network, networks
 
 USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@-]{0,63}")
@@ -120,22 +120,15 @@ class Config:
     public_host: str | None = None  # the host name users type (the page's Mount panel)
 
 
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
-
-
 def public_host_of(text: str, where: str) -> str:
     """A host name or an IP address clients type, without scheme, port or brackets."""
-    try:
-        return str(ipaddress.ip_address(text.strip("[]")))
-    except ValueError:
-        pass
-    if len(text) > 253 or not _HOST_NAME.fullmatch(text):
+    host = typed_host(text)
+    if host is None:
         raise ConfigError(
             f"{where}: {text!r} is not a host name or an IP address "
             "(no scheme, no port: e.g. files.example.com)"
         )
-    return text
+    return host
 
 
 MAX_LOGIN_HOURS = 720  # a month: a stolen cookie must not last for ever

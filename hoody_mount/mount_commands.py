@@ -9,7 +9,23 @@ command says ``PASSWORD`` for the user to replace.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
+
+
+def typed_host(text: str) -> str | None:
+    """``text`` as a host people type (a DNS name, or an IP address without brackets),
+    or None when it is neither: nothing else ever goes into a command, which people
+    paste into a shell."""
+    try:
+        return str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        pass
+    return text if len(text) <= 253 and _HOST_NAME.fullmatch(text) else None
 
 
 @dataclass(frozen=True)

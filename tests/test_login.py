@@ -21,7 +21,7 @@ from conftest import PASSWORD, Server, password_hash, served, server_log, wait_u
 from test_api import token_cli
 
 from hoody_mount.core.guard import LoginGuard
-from hoody_mount.core.users import User
+from hoody_mount.core.users import User, hash_password
 from hoody_mount.http_names import LOGGED_IN
 from hoody_mount.http_transport.auth import Authenticator, AuthError
 from hoody_mount.http_transport.login import PageLogins
@@ -200,6 +200,64 @@ def test_a_user_removed_by_a_reload_loses_the_session(tmp_path: Path, client_key
         assert "Max-Age=0" in reply.headers["Set-Cookie"]
 
 
+def _reload(server: Server, config: Path, old: str, new: str) -> None:
+    """Edit the server's config and make it read it again (SIGHUP)."""
+    before = server_log(server).count("reloaded")
+    config.write_text(config.read_text().replace(old, new))
+    server.process.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: server_log(server).count("reloaded") > before, 20)
+
+
+def test_a_new_password_or_a_new_user_of_the_name_ends_the_session(
+    tmp_path: Path, client_key: Path
+) -> None:
+    """A session is bound to the password it was made with: changed (the usual remedy
+    for a stolen cookie), or the user removed and made again under the same name with
+    wider rights while the cookie lay unused, it no longer opens anything."""
+    config = tmp_path / "hoody-mount.toml"
+    jailed = (
+        f'\n[users.temp]\npassword_hash = "{password_hash("temp password")}"\nroot = "/share"\n'
+    )
+    with served(tmp_path, client_key, users=jailed) as server:
+        first = cookie_of(login(server, user="temp", password="temp password")[1])
+        assert send(server, "GET", f"{FILES}/", headers=with_cookie(first))[0] == 200
+        changed = jailed.replace(password_hash("temp password"), password_hash("new password"))
+        _reload(server, config, jailed, changed)
+        assert send(server, "GET", f"{FILES}/", headers=with_cookie(first))[0] == 401
+        second = cookie_of(login(server, user="temp", password="new password")[1])
+        third = cookie_of(login(server, user="temp", password="new password")[1])
+        _reload(server, config, changed, "\n")  # removed, with no request in between
+        # made again unjailed: with the same password hash (the removal ended the
+        # sessions), and with a new one (made by user add: a new salt)
+        wider = f'\n[users.temp]\npassword_hash = "{password_hash("new password")}"\n'
+        _reload(server, config, "[users.jailed]", wider.strip() + "\n\n[users.jailed]")
+        status, _, body = send(server, "GET", f"{FILES}/?json", headers=with_cookie(second))
+        assert status == 401 and b"home" not in body
+        fresh = wider.replace(password_hash("new password"), hash_password("new password"))
+        _reload(server, config, wider.strip(), fresh.strip())
+        status, _, body = send(server, "GET", f"{FILES}/?json", headers=with_cookie(third))
+        assert status == 401 and b"home" not in body
+
+
+def test_a_user_who_may_not_use_http_cannot_log_in_on_the_page(
+    tmp_path: Path, client_key: Path
+) -> None:
+    users = (
+        f'\n[users.sftponly]\npassword_hash = "{password_hash(PASSWORD)}"\nprotocols = ["sftp"]\n'
+    )
+    with served(tmp_path, client_key, users=users) as server:
+        status, reply, body = login(server, user="sftponly", password=PASSWORD)
+        assert status == 403 and b"http is not allowed for sftponly" in body
+        assert reply.headers["Set-Cookie"] is None
+
+
+def test_a_login_page_address_with_many_fields_is_still_the_page(server: Server) -> None:
+    fields = "&".join(f"a{i}=1" for i in range(50))
+    status, _, body = send(server, "GET", f"/login?{fields}&next=/api/v1/files/share/")
+    assert status == 200 and b'name="next" value="/api/v1/files/share/"' not in body
+    assert "Traceback" not in server_log(server)
+
+
 def test_logout_ends_the_session(server: Server) -> None:
     secret = cookie_of(login(server, user="root", password=PASSWORD)[1])
     # from another site: refused, the session lives on
@@ -337,12 +395,13 @@ def test_a_password_over_plain_http_from_afar_is_refused_and_the_page_says_so() 
 
 def test_a_cookie_marks_the_request_logged_in_and_sessions_are_bounded() -> None:
     pages, sessions = _front()
-    first = sessions.create("alice")
+    alice = pages.auth.users["alice"]
+    first = sessions.create("alice", credential=pages.auth.credential(alice))
     environ = _environ(HTTP_COOKIE=f"hoody_session={first}")
     grant = pages.grant(environ)
     assert grant is not None and grant.user.name == "alice" and environ[LOGGED_IN] is True
     assert pages.grant(_environ()) is None  # no cookie: no grant, Basic decides
-    later = [sessions.create("alice") for _ in range(2)]
+    later = [sessions.create("alice", credential=pages.auth.credential(alice)) for _ in range(2)]
     assert sessions.find(first) is None and all(sessions.find(s) for s in later)  # per user
     sessions.create("bob"), sessions.create("carol")
     assert len(sessions) == 3 and sessions.find(later[0]) is None  # in all

@@ -52,6 +52,19 @@ protocols = ["webdav", "http"]
         assert "root@127.0.0.1:/" in everything and "sshfs" in everything
 
 
+@pytest.mark.parametrize("host", ["a;id;b", "x$(id)y", "h`id`", "a&calc&b", "<b>x</b>"])
+def test_a_host_header_that_is_no_host_name_never_reaches_a_command(
+    tmp_path: Path, client_key: Path, host: str
+) -> None:
+    """Without public_host the commands name the host the browser reached, but only a
+    plain name or address: anything else (shell code someone would paste) gives way to
+    the listener's address."""
+    with served(tmp_path, client_key) as server:
+        panel = _panel(server.http_port, "root", PASSWORD, Host=host)
+        assert f"sshfs -p {server.port} root@127.0.0.1:/ ~/hoody" in panel, panel
+        assert host not in panel and "$(id)" not in panel
+
+
 def test_commands_for_tls_ipv6_and_default_ports() -> None:
     where = Where(host="::1", ssh_port=22, web_scheme="https", web_port=443)
     text = "\n".join(

@@ -122,14 +122,14 @@ def test_a_tree_comes_whole_with_its_names_and_empty_folders(server: Server) -> 
     got = _contents(data)
     for name, content in files.items():
         assert got.pop(f"tree/{name}") == content, name
-    assert got.pop("tree/bad-\N{REPLACEMENT CHARACTER}.txt") == b"bad name\n"
+    assert "tree/bad-\N{REPLACEMENT CHARACTER}.txt" not in got  # (left out, and named)
     folders = {"tree/", "tree/a/", "tree/a/b/", "tree/a/b/c/", "tree/empty/", "tree/Ünïcødé 名前/"}
     assert {name for name, content in got.items() if content == b"/"} == folders
     notes = got.pop("ERRORS.txt").decode()
     assert set(got) == folders, got.keys()
     assert "tree/a/link: a link (to /etc/passwd), not followed" in notes
     assert "tree/a/fifo: not a regular file" in notes
-    assert "tree/bad-\N{REPLACEMENT CHARACTER}.txt: the name is not UTF-8" in notes
+    assert "tree/bad-\N{REPLACEMENT CHARACTER}.txt: left out: its name is not UTF-8" in notes
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         info = archive.getinfo("tree/a/one.txt")
         assert info.external_attr >> 16 == 0o100640
@@ -335,3 +335,62 @@ def test_a_read_that_fails_mid_file_never_ends_the_archive() -> None:
     assert data and b"PK\x05\x06" not in data  # (no end of central directory)
     with pytest.raises(zipfile.BadZipFile):
         zipfile.ZipFile(io.BytesIO(data))
+
+
+def test_names_extractors_could_misread_are_left_out_and_named(server: Server) -> None:
+    """A backslash is a separator to extractors on Windows (``..\\..\\x`` would land
+    outside their folder): such names are left out of the archive and named in its
+    notes, as are names that are not UTF-8 (whose U+FFFD form could be another file's)."""
+    top = server.root / "share" / "names"
+    top.mkdir()
+    (top / "..\\..\\evil.bat").write_bytes(b"evil\n")
+    (top / "C:\\x.txt").write_bytes(b"drive\n")
+    (top / "a\N{REPLACEMENT CHARACTER}.txt").write_bytes(b"the real one\n")
+    with open(os.fsencode(str(top)) + b"/a\xff.txt", "wb") as out:
+        out.write(b"impostor\n")
+    got = _contents(_zip(server, "/api/v1/files/share/names/?zip"))
+    notes = got.pop("ERRORS.txt").decode()
+    assert got == {"names/": b"/", "names/a\N{REPLACEMENT CHARACTER}.txt": b"the real one\n"}
+    assert "names/..\\..\\evil.bat: left out: its name holds a backslash" in notes
+    assert "names/C:\\x.txt: left out: its name holds a backslash" in notes
+    assert "names/a\N{REPLACEMENT CHARACTER}.txt: left out: its name is not UTF-8" in notes
+
+
+def test_a_user_sends_two_zips_at_once_and_a_third_waits(server: Server) -> None:
+    """Each archive keeps its index in memory until it ends: a user has two at once."""
+    big = server.root / "share" / "big"
+    big.mkdir()
+    with open(big / "sparse.bin", "wb") as out:
+        out.truncate(8 << 30)
+    first = _request(server, "/api/v1/files/share/big/?zip", _auth("root", PASSWORD))
+    second = _request(server, "/api/v1/files/share/big/?zip", _auth("root", PASSWORD))
+    assert first.status == second.status == 200
+    first.read(1 << 20), second.read(1 << 20)
+    third = _request(server, "/api/v1/files/share/big/?zip", _auth("root", PASSWORD))
+    body = json.loads(third.read())
+    assert third.status == 503 and third.getheader("Retry-After")
+    assert body["error"] == "busy" and "2 zips being sent" in body["message"]
+    other = _request(server, "/api/v1/files/docs/?zip", _auth("reader", READER_PASSWORD))
+    assert other.status == 200  # (another user is not held back)
+    other.read()
+    first.close(), second.close()
+    deadline = time.monotonic() + 60
+    while True:  # (the slots come back once the server sees the clients gone)
+        again = _request(server, "/api/v1/files/share/docs/?zip", _auth("root", PASSWORD))
+        again.read()
+        if again.status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert again.status == 200
+
+
+def test_a_pseudo_filesystem_is_no_tree_to_zip(server: Server) -> None:
+    proc = server.root / "share" / "proc"
+    proc.mkdir()
+    subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True)
+    try:
+        reply = _request(server, "/api/v1/files/share/proc/?zip", _auth("root", PASSWORD))
+        body = json.loads(reply.read())
+        assert reply.status == 400 and body["error"] == "pseudo_filesystem", body
+    finally:
+        subprocess.run(["umount", "-l", str(proc)], check=True)

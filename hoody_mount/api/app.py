@@ -38,6 +38,7 @@ ALLOW = "GET, HEAD, PUT, POST, DELETE"
 PARTIAL_DIGEST_LIMIT = 16 << 20  # a ranged GET of a bigger file sends a digest only if known
 DIGESTS_PER_USER = 2  # whole-file digests one user may have computed at once
 DIGEST_RETRY_AFTER = 5  # seconds
+ZIPS_PER_USER = 2  # zips one user may have being sent at once
 
 StartResponse = Callable[..., Any]
 
@@ -81,6 +82,7 @@ class FilesAPI:
         self.digests = digests
         self.du_seconds = du_seconds
         self.digest_slots = UserSlots(digests_per_user)
+        self.zip_slots = UserSlots(ZIPS_PER_USER)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -136,7 +138,7 @@ class FilesAPI:
     ) -> tuple[str, Headers, Body]:
         if "zip" in query:
             environ[OPERATION] = "zip"
-            return zips.answer(environ, session, path)
+            return self._zip(environ, session, path)
         if "sha256" in query:
             environ[OPERATION] = "digest"
         st = session.stat(path)
@@ -186,6 +188,26 @@ class FilesAPI:
             return send_file(environ, file, path, st, digest)
         except BaseException:
             file.close()
+            raise
+
+    def _zip(
+        self, environ: dict[str, Any], session: Session, path: str
+    ) -> tuple[str, Headers, Body]:
+        """``?zip``, on one of the user's zip slots: each archive holds its index in
+        memory until it ends (see ``zips``), so a user makes few at once."""
+        user = session.user.name
+        if not self.zip_slots.take(user):
+            raise ApiError(
+                503,
+                "busy",
+                f"you already have {self.zip_slots.per_user} zips being sent; "
+                "try again when one ends",
+                [("Retry-After", str(DIGEST_RETRY_AFTER))],
+            )
+        try:
+            return zips.answer(environ, session, path, lambda: self.zip_slots.give_back(user))
+        except BaseException:
+            self.zip_slots.give_back(user)
             raise
 
     def _digest(

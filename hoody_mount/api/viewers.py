@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from ..core import permissions
 from ..core.users import User
 from ..http_names import LOGGED_IN
-from ..mount_commands import Where, systems
+from ..mount_commands import Where, systems, typed_host
 from .page import Viewer
 
 
@@ -21,9 +21,10 @@ class Place:
 
     public_host: str | None = None
     ssh_port: int | None = None
+    listener_host: str | None = None  # the HTTP listener's address (None: all of them)
 
 
-def _reached(environ: dict[str, Any]) -> tuple[str, str, int]:
+def _reached(environ: dict[str, Any], place: Place) -> tuple[str, str, int]:
     """The scheme, host and port the request was sent to."""
     scheme = "https" if environ.get("wsgi.url_scheme") == "https" else "http"
     host_header = str(environ.get("HTTP_HOST") or "")
@@ -32,8 +33,9 @@ def _reached(environ: dict[str, Any]) -> tuple[str, str, int]:
         host, port = parts.hostname, parts.port
     except ValueError:
         host, port = None, None
-    if not host:
-        host = str(environ.get("SERVER_NAME") or "localhost")
+    # (the Host header is the client's to say: only a plain name or address goes into
+    # commands people paste into a shell, else the listener's own address)
+    host = typed_host(host or "") or place.listener_host or "localhost"
     if port is None:
         server_port = str(environ.get("SERVER_PORT") or "")
         port = int(server_port) if server_port.isdigit() else (443 if scheme == "https" else 80)
@@ -45,7 +47,7 @@ def viewer_of(environ: dict[str, Any], user: User, place: Place) -> Viewer:
     read_only = not permissions.may_write(user)
     if user.share is not None:  # (a share link's visitor: no account to mount with)
         return Viewer(user="", read_only=read_only)
-    scheme, host, port = _reached(environ)
+    scheme, host, port = _reached(environ, place)
     if place.public_host:
         host = place.public_host
     where = Where(host=host, ssh_port=place.ssh_port, web_scheme=scheme, web_port=port)

@@ -5,14 +5,15 @@ file's sizes and CRC follow its data (a data descriptor) and nothing is written 
 files bigger than 2 GiB get ZIP64 headers, and so does the archive once it passes
 4 GiB. Files are read in 1 MiB blocks and sent as they are read, stored (not
 compressed: no CPU under the GIL that SSH would feel). Memory stays the same whatever
-the files' sizes; the central directory, which must end every zip, costs about 350
-bytes per entry, so an archive holds ``MAX_ENTRIES`` entries at most.
+the files' sizes; the central directory, which must end every zip, costs about 600
+bytes per entry, so an archive stops at ``MAX_ENTRIES`` entries or ``MAX_INDEX_BYTES``
+of index, whichever comes first.
 
 What the archive holds: the folder under its own name, every subfolder as an entry
 (empty ones too), regular files with their mode and time. Links are never followed
 (a link's target might lie anywhere in the jail, or loop): they are left out and
 named in the notes, as are FIFOs, sockets, devices, what could not be opened, and
-names that are not UTF-8, stored with U+FFFD in place of their bad bytes. The notes
+names an extractor could misread: not UTF-8, or holding a backslash. The notes
 (``ERRORS.txt`` beside the folder, at most ``MAX_NOTES`` lines) end the archive when
 there are any. A file that fails to be read after its entry has begun ends the
 connection without finishing the zip, so no reader takes a cut file for a whole one.
@@ -38,6 +39,10 @@ from .replies import BLOCK, Headers, Streamed
 
 CHUNK = 256 << 10  # headers and small files gathered before a send
 MAX_ENTRIES = 500_000
+# What the index (the central directory, which ends the archive) may hold in memory:
+# about ENTRY_COST bytes an entry besides its name. An archive stops short of it.
+MAX_INDEX_BYTES = 64 << 20
+ENTRY_COST = 600
 MAX_NOTES = 1000
 NOTES = "ERRORS.txt"
 ZIP64_FROM = 1 << 31  # a file's size from which its entry has ZIP64 headers
@@ -90,6 +95,7 @@ class _Zip:
         self.notes: list[str] = []
         self.skipped = 0  # notes past MAX_NOTES
         self.entries = 0
+        self.index_bytes = 0  # what the archive's index holds in memory, about
 
     def note(self, path: str, why: str) -> None:
         if len(self.notes) < MAX_NOTES:
@@ -104,8 +110,12 @@ class _Zip:
             for item in self.tree.items():
                 if self.gone():
                     return  # (the archive is left without its end: nobody reads it)
-                if self.entries >= MAX_ENTRIES:
-                    self.note("", f"the archive stops at {MAX_ENTRIES} entries; the rest is out")
+                if self.entries >= MAX_ENTRIES or self.index_bytes >= MAX_INDEX_BYTES:
+                    self.note(
+                        "",
+                        f"the archive stops at {self.entries} entries (its index is held in "
+                        "memory): the rest is not in it; zip its folders one at a time",
+                    )
                     break
                 yield from self._add(archive, item)
                 archive.NameToInfo.clear()  # (names are unique here; the list is enough)
@@ -137,7 +147,11 @@ class _Zip:
             self.note(item.path, "not a regular file (a FIFO, socket or device)")
             return
         if name != path:
-            self.note(item.path, "the name is not UTF-8: stored with U+FFFD for its bad bytes")
+            self.note(item.path, "left out: its name is not UTF-8 (rename it to zip it)")
+            return
+        if "\\" in name:  # (a separator to extractors on Windows: a way out of their folder)
+            self.note(item.path, "left out: its name holds a backslash (rename it to zip it)")
+            return
         name += "/" if item.kind == FOLDER else ""
         if len(name.encode()) > 0xFFFF:
             self.note(item.path, "the path is too long for a zip (64 KiB)")
@@ -145,6 +159,7 @@ class _Zip:
         assert item.stat is not None
         info = _info(name, item.stat)
         self.entries += 1
+        self.index_bytes += ENTRY_COST + 2 * len(name)
         if item.kind == FOLDER:
             archive.mkdir(info)
             return
@@ -190,9 +205,11 @@ def _disposition(name: str) -> str:
     return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-def answer(environ: dict[str, Any], session: Session, path: str) -> tuple[str, Headers, Streamed]:
+def answer(
+    environ: dict[str, Any], session: Session, path: str, ended: Callable[[], None]
+) -> tuple[str, Headers, Streamed]:
     """``?zip`` of the folder ``path``: the headers now, the archive as the body is read
-    (400 for anything but a folder)."""
+    (400 for anything but a folder); ``ended`` is called once the body is done with."""
     if not stat.S_ISDIR(session.stat(path).st_mode):
         raise ApiError(400, "not_a_directory", "?zip is for folders: download a file as it is")
     shown = session.path(path)
@@ -202,6 +219,9 @@ def answer(environ: dict[str, Any], session: Session, path: str) -> tuple[str, H
         or "files"
     )
     tree = session.read_tree(path)
+    if tree.pseudo():
+        tree.close()
+        raise ApiError(400, "pseudo_filesystem", f"{shown} is a pseudo filesystem: no files to zip")
     gone: Callable[[], bool] = environ.get(CLIENT_GONE) or (lambda: False)
     made = _Zip(tree, top, gone)
     began, sent = time.monotonic(), [0]
@@ -216,6 +236,7 @@ def answer(environ: dict[str, Any], session: Session, path: str) -> tuple[str, H
             session.tree_sent(tree, "zip", sent[0], made.entries, time.monotonic() - began)
         finally:
             tree.close()
+            ended()
 
     headers = [
         ("Content-Type", "application/zip"),

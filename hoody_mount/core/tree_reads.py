@@ -76,6 +76,11 @@ class TreeRead:
         self._trail: list[str] = []  # names from the top to the folder being read
         self._keys: list[Identity] = [identity(os.fstat(fd))]  # their identities
 
+    def pseudo(self) -> bool:
+        """Whether the top folder lies on a pseudo filesystem (``/proc``): no storage
+        to read, and never a tree to archive."""
+        return fs_type(self._top) in PSEUDO
+
     def _where(self, name: str = "") -> str:
         return "/".join([*self._trail, name]) if name else "/".join(self._trail)
 

@@ -164,6 +164,12 @@ class Authenticator:
             return None
         return "passwords are accepted only over HTTPS from here"
 
+    def credential(self, user: User) -> bytes:
+        """What a password session is bound to: a keyed digest of the user's password
+        hash (a new hash has a new salt, so a new password, or a user removed and made
+        again under the same name, never matches an old one)."""
+        return hmac.new(self._key, (user.password_hash or "").encode(), hashlib.sha256).digest()
+
     def resumed(self, environ: dict[str, Any], session: LoginSession) -> Grant | None:
         """The grant of a request that brings the login page's cookie of ``session``:
         its user as configured now (None when the user is gone, or the token it was made
@@ -174,8 +180,8 @@ class Authenticator:
                 return None
         else:
             user = self.users.get(session.user)
-            if user is None:
-                return None
+            if user is None or not hmac.compare_digest(session.credential, self.credential(user)):
+                return None  # (gone, or its password changed, or another user of that name)
             grant = Grant(user, session.read_only)
         self._admit(grant.user, str(environ.get("REMOTE_ADDR", "")), grant.user.name)
         return grant

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, quote
 
 from ..core import logs
 from ..core.counters import COUNTERS
+from ..core.permissions import protocol_refusal
 from ..http_names import FILES_ROOT, LOGGED_IN
 from ..http_rules import body_refusal, foreign, status_line
 from . import login_page
@@ -119,7 +120,10 @@ class PageLogins:
             return self._login(environ, start_response)
         if method not in ("GET", "HEAD"):
             return _not_allowed(start_response, "GET, HEAD, POST")
-        query = parse_qs(str(environ.get("QUERY_STRING", "")), max_num_fields=10)
+        try:
+            query = parse_qs(str(environ.get("QUERY_STRING", "")), max_num_fields=10)
+        except ValueError:  # (more fields than a login page has: none of them is used)
+            query = {}
         next_path = local_path((query.get("next") or [""])[0])
         return self._page(environ, start_response, "200 OK", next_path)
 
@@ -155,7 +159,11 @@ class PageLogins:
                 environ, start_response, exc.status, next_path, exc.message, name, extra
             )
         user = grant.user.name
-        secret = self.sessions.create(user, grant.read_only, token or None)
+        not_allowed = protocol_refusal(grant.user, "http")
+        if not_allowed is not None:  # (the page is of the file API: http)
+            return self._page(environ, start_response, "403 Forbidden", next_path, not_allowed)
+        credential = b"" if token else self.auth.credential(grant.user)
+        secret = self.sessions.create(user, grant.read_only, token or None, credential)
         method = "token" if token else "password"
         COUNTERS.add("logins", ("http", method, "ok"))
         address = environ.get("REMOTE_ADDR", "")

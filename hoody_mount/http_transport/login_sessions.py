@@ -29,6 +29,9 @@ class LoginSession:
     read_only: bool
     expires: float  # time.monotonic()
     token: str | None = None
+    # a keyed digest of the user's password hash at login (``Authenticator.credential``):
+    # a new password, or another user made under the same name, ends the session
+    credential: bytes = b""
 
 
 class LoginSessions:
@@ -45,10 +48,17 @@ class LoginSessions:
     def _digest(self, secret: str) -> bytes:
         return hmac.new(self._key, secret.encode("utf-8", "replace"), hashlib.sha256).digest()
 
-    def create(self, user: str, read_only: bool = False, token: str | None = None) -> str:
+    def create(
+        self,
+        user: str,
+        read_only: bool = False,
+        token: str | None = None,
+        credential: bytes = b"",
+    ) -> str:
         """A new session's secret (256 random bits), for the cookie."""
         secret = secrets.token_urlsafe(32)
-        session = LoginSession(user, read_only, time.monotonic() + self.lifetime, token)
+        expires = time.monotonic() + self.lifetime
+        session = LoginSession(user, read_only, expires, token, credential)
         with self._lock:
             mine = [key for key, held in self._sessions.items() if held.user == user]
             for key in mine[: max(0, len(mine) - self.per_user + 1)]:
@@ -72,6 +82,14 @@ class LoginSessions:
         """End the session of this secret; the session it was, if any."""
         with self._lock:
             return self._sessions.pop(self._digest(secret), None)
+
+    def end_user(self, user: str) -> int:
+        """End every session of ``user`` (removed from the configuration); how many."""
+        with self._lock:
+            mine = [key for key, held in self._sessions.items() if held.user == user]
+            for key in mine:
+                del self._sessions[key]
+        return len(mine)
 
     def __len__(self) -> int:
         with self._lock:
