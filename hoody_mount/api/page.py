@@ -248,7 +248,7 @@ def _encoded(text: str) -> bytes:
     return text.encode("utf-8", "replace")
 
 
-def _header(viewer: Viewer, space: Usage | None) -> str:
+def _header(viewer: Viewer, space: Usage | None, root: str) -> str:
     mode = " (read-only)" if viewer.read_only else ""
     who = (
         f"Signed in as <strong>{html.escape(viewer.user)}</strong>{mode}"
@@ -262,7 +262,7 @@ def _header(viewer: Viewer, space: Usage | None) -> str:
         else ""
     )
     return (
-        f'<header class="top"><h1><a href="{PREFIX}/">hoody-mount</a></h1>'
+        f'<header class="top"><h1><a href="{html.escape(_url("/", root))}">hoody-mount</a></h1>'
         f'<span class="who">{who}</span>{_space(space)}{logout}</header>'
     )
 
@@ -358,7 +358,7 @@ def render(
 <style nonce="{nonce}">{_STYLE}</style></head>
 <body data-folder="{html.escape(path)}"{login}>
 <svg class="sprite" aria-hidden="true">{symbols}</svg>
-{_header(viewer, space)}
+{_header(viewer, space, root)}
 <main><nav class="crumbs" aria-label="Folder">{_breadcrumbs(path, root)}</nav>
 {_toolbar(writable, folder == "", bool(viewer.mounts))}{read_only}{uploads}
 <p id="message" class="message" role="status"></p>{note}
