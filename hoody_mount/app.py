@@ -23,7 +23,7 @@ from .api.shares import SharesAPI
 from .api.viewers import Place
 from .config import Config, ConfigError, Listen, embedded_default
 from .control import ControlServer
-from .core import upload_temps
+from .core import sqlite_snapshots, upload_temps
 from .core.digests import DigestCache
 from .core.guard import LoginGuard
 from .core.live import SHUTTING_DOWN, Entry, Live
@@ -143,6 +143,7 @@ async def run(
     if leftovers:
         log.info("removed %d temp files of uploads a stopped server left", leftovers)
     upload_temps.use_journal(journal)
+    sqlite_snapshots.use_folder(config.state_dir / "snapshots")
     host_key, new_key = state.host_key(config.state_dir)
     tokens: TokenStore = state.tokens(config.state_dir)
     shares: ShareStore = state.shares(config.state_dir)

@@ -34,6 +34,7 @@ OPERATIONS: Mapping[str, Right] = {
     "readlink": Right.READ,
     "statvfs": Right.READ,
     "digest": Right.READ,
+    "snapshot": Right.READ,  # a consistent copy of an SQLite database
     # changing files and folders
     "open-write": Right.WRITE,
     "write": Right.WRITE,
@@ -50,6 +51,7 @@ OPERATIONS: Mapping[str, Right] = {
     "symlink": Right.WRITE,
     "setstat": Right.WRITE,
     "fsetstat": Right.WRITE,
+    "restore": Right.WRITE,  # an SQLite database's content replaced by an upload's
     # WebDAV's own state beside the files: a lock or a dead property changes what
     # other clients see, so both need the right to write
     "lock": Right.WRITE,

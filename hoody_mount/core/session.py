@@ -27,6 +27,8 @@ from .mounts import Mount
 from .names import NameMap
 from .open_files import COPY_BLOCK, OpenFile, Times, next_piece
 from .reserved import Identity, ReservedError
+from .resolution import CHANGE
+from .sqlite_snapshots import Snapshot, Upload
 from .tree_reads import TreeRead
 from .users import User
 from .vfs import VFS
@@ -559,3 +561,39 @@ class Session:
             self._check_attrs(file.stat(), mode, owner)
         file.set_attrs(size=size, mode=mode, owner=owner, times=times)
         self._done("fsetstat", file.path)
+
+    # -- SQLite databases (see ``sqlite_snapshots``) -------------------------------------
+
+    @_logs_refusals("snapshot")
+    def sqlite_snapshot(self, raw: str) -> Snapshot:
+        """A consistent copy of the live SQLite database ``raw``, as of one moment
+        (the caller closes it); one access line."""
+        path = self.path(raw)
+        self.check("snapshot", path)
+        copy = self._vfs.sqlite_snapshot(path, self.gone)
+        COUNTERS.add("bytes_sent", (counted_as(self.protocol),), copy.size)
+        logs.later(
+            access,
+            'user=%s proto=%s op=snapshot path="%s" bytes=%d sha256=%s',
+            self.user.name, self.protocol, path, copy.size, copy.sha256.hex(),
+        )  # fmt: skip
+        return copy
+
+    def restore_upload(self, raw: str) -> Upload:
+        """A temp file for a database that is to replace the live one ``raw`` (EACCES
+        for a user who may not, ``NotADatabase`` for a target that is none: before the
+        upload is sent)."""
+        path = self.path(raw)
+        self.check("restore", path)
+        self._vfs.database(path, CHANGE)
+        return Upload()
+
+    @_logs_refusals("restore")
+    def sqlite_restore(self, raw: str, upload: Upload, digest: bytes) -> None:
+        """Replace the content of the live SQLite database ``raw`` with ``upload``'s
+        (checked first), in one transaction; the file keeps its inode."""
+        path = self.path(raw)
+        self.check("restore", path)
+        self._vfs.sqlite_restore(path, upload, self.gone)
+        COUNTERS.add("bytes_received", (counted_as(self.protocol),), upload.size)
+        self._done("restore", path, extra=f" bytes={upload.size} sha256={digest.hex()}")

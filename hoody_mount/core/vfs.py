@@ -22,7 +22,7 @@ import errno
 import os
 import stat
 
-from . import mounts, paths, syscalls, trees, upload_temps
+from . import mounts, paths, sqlite_snapshots, syscalls, trees, upload_temps
 from .atomic_files import AtomicFile, without_privileges
 from .dirfds import DIR_READ, mount_id, rename_noreplace, umask
 from .disk_usage import Summary, Walk, summarize
@@ -31,6 +31,7 @@ from .mounts import Mount
 from .open_files import OpenFile, Times, valid_size
 from .reserved import Identity, Reserved, identity, walk_up
 from .resolution import CHANGE, MOVE, READ, RESOLVE, UNCHECKED, Resolver
+from .sqlite_snapshots import Snapshot, Upload
 from .tree_reads import TreeRead
 from .trees import Stop, never
 from .turns import without_turn
@@ -522,3 +523,29 @@ class VFS(Resolver):
         """Copy a file, or a folder with everything below it, to ``dst``, which must not
         exist yet (see ``trees.copy_tree``)."""
         trees.copy_tree(self, src, dst, mode_mask, stop)
+
+    # -- SQLite databases (see ``sqlite_snapshots``) -------------------------------------
+
+    def database(self, path: str, use: str = READ) -> os.stat_result:
+        """The lstat of the database ``path`` itself, checked (see
+        ``sqlite_snapshots.checked``) and, for ``use`` CHANGE, against the server's files."""
+        fd = self._open(path, os.O_PATH | os.O_NOFOLLOW)
+        try:
+            st = os.fstat(fd)
+            if self._reserved is not None and use != READ:
+                self.check_reserved(st, use, path)
+            sqlite_snapshots.checked(fd, st, path)
+            return st
+        finally:
+            os.close(fd)
+
+    @without_turn
+    def sqlite_snapshot(self, path: str, stop: Stop = never) -> Snapshot:
+        """A consistent copy of the SQLite database ``path`` (see ``sqlite_snapshots``)."""
+        return sqlite_snapshots.snapshot(self._root, path, self.database(path), stop)
+
+    @without_turn
+    def sqlite_restore(self, path: str, upload: Upload, stop: Stop = never) -> None:
+        """Replace the live SQLite database ``path``'s content with ``upload``'s."""
+        expected = self.database(path, CHANGE)
+        sqlite_snapshots.restore(self._root, path, expected, upload, stop)
