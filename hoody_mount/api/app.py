@@ -26,7 +26,7 @@ from ..core.session import Session
 from ..core.user_slots import UserSlots
 from ..http_names import CLIENT_GONE, FILES_ROOT, OPERATION, SESSION, SHOWN_ROOT, STORAGE_ROOT
 from ..http_rules import status_line
-from . import origin, storage, zips
+from . import origin, snapshots, storage, zips
 from .downloads import send_file
 from .errors import ApiError, from_os_error
 from .listings import list_html, list_json
@@ -125,6 +125,9 @@ class FilesAPI:
                 return self._delete(session, path, query)
         except NotADirectoryError:  # (a name below a file: none there, as over WebDAV)
             raise ApiError(404, "not_found", f"no such file: {session.path(path)}") from None
+        if method == "PUT" and "restore" in query:
+            environ[OPERATION] = "restore"
+            return snapshots.restore(environ, session, path, _expected_digest(environ))
         if method == "PUT":
             return self._put(environ, session, path)
         if method == "POST":
@@ -139,6 +142,9 @@ class FilesAPI:
         if "zip" in query:
             environ[OPERATION] = "zip"
             return self._zip(environ, session, path)
+        if "snapshot" in query:
+            environ[OPERATION] = "snapshot"
+            return snapshots.snapshot(session, path)
         if "sha256" in query:
             environ[OPERATION] = "digest"
         st = session.stat(path)

@@ -156,6 +156,8 @@ def _row(folder: str, entry: Entry, root: str, writable: bool) -> str:
     if kind == "file":
         actions.append('<button type="button" data-act="preview">Preview</button>')
         actions.append(f'<a href="{href}" download>Download</a>')
+        if not linked and entry.name.lower().endswith((".db", ".sqlite", ".sqlite3")):
+            actions.append(f'<a href="{href}?snapshot" download>Download a consistent copy</a>')
         actions.append('<button type="button" data-act="digest">SHA-256</button>')
     if is_dir:
         actions.append(f'<a href="{href}?zip" download>Download as zip</a>')
