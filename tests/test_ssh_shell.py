@@ -1009,7 +1009,9 @@ def test_a_builtin_line_with_shell_operators_is_refused_whole(
 def test_the_refusal_of_an_unknown_command_lists_every_builtin(shell_server: Server) -> None:
     result = _ssh(shell_server, "jailed", "ls")
     assert result.returncode == 1
-    served = b"only SFTP, scp, echo, md5sum, sha1sum, sha256sum, df and du are served"
+    served = (
+        b"only SFTP, scp, echo, md5sum, sha1sum, sha256sum, df, du and sqlite-snapshot are served"
+    )
     assert served in result.stderr
 
 

@@ -2,7 +2,7 @@
 
 rclone's sftp backend runs ``echo`` (to learn the shell's kind) and ``md5sum`` /
 ``sha1sum`` to verify transfers, and ``df`` for ``rclone about``; people run ``du -sh
-DIR/*`` and ``df -h`` (``disk``). These are answered
+DIR/*`` and ``df -h`` (``disk``), and ``sqlite-snapshot PATH`` (``databases``). These are answered
 here, inside the user's jail, in the exact output format of GNU coreutils. No external
 program ever runs for such a user; anything else is refused on stderr with status 1.
 """
@@ -23,7 +23,7 @@ from typing import Any
 from ..core import digests
 from ..core.session import Session
 from ..fair_share import SLICE, Cancelled
-from . import disk
+from . import databases, disk
 
 log = logging.getLogger("hoody_mount.ssh")
 
@@ -53,10 +53,19 @@ class Jobs:
 class Outcome:
     """What a built-in wrote and its exit status."""
 
-    def __init__(self) -> None:
+    def __init__(self, stdout: Any = None) -> None:
         self.out: list[bytes] = []
         self.err: list[bytes] = []
         self.status = 0
+        self._stdout = stdout  # (where ``write`` sends at once; else kept in ``out``)
+
+    async def write(self, data: bytes) -> None:
+        """Output sent now, as fast as the client takes it (a large one: a copy)."""
+        if self._stdout is None:
+            self.out.append(data)
+            return
+        self._stdout.write(data)
+        await self._stdout.drain()
 
     def fail(self, text: str) -> None:
         self.err.append(text.encode("utf-8", "surrogateescape") + b"\n")
@@ -127,9 +136,12 @@ def _has_operators(command: str) -> bool:
     )
 
 
-async def run_builtin(command: str, session: Session, jobs: Jobs, stdin: Any) -> Outcome:
-    """Run one built-in command line for a user without a shell."""
-    outcome = Outcome()
+async def run_builtin(
+    command: str, session: Session, jobs: Jobs, stdin: Any, stdout: Any = None
+) -> Outcome:
+    """Run one built-in command line for a user without a shell (output to ``stdout``
+    as it is made, if given)."""
+    outcome = Outcome(stdout)
     if _has_operators(command):
         log.warning("refused command %r for %s", command, session.user.name)
         outcome.fail(
@@ -150,11 +162,14 @@ async def run_builtin(command: str, session: Session, jobs: Jobs, stdin: Any) ->
         await jobs.run(disk.df, session, argv[1:], outcome)
     elif name == "du":
         await disk.du(session, argv[1:], jobs, jobs.du_seconds, outcome)
+    elif name == "sqlite-snapshot":
+        await databases.snapshot(session, argv[1:], jobs, outcome)
     else:
         log.warning("refused command %r for %s", command, session.user.name)
         outcome.fail(
             f"hoody-mount: {name or 'this command'!s} is not available for {session.user.name}: "
-            "only SFTP, scp, echo, md5sum, sha1sum, sha256sum, df and du are served"
+            "only SFTP, scp, echo, md5sum, sha1sum, sha256sum, df, du and sqlite-snapshot "
+            "are served"
         )
     return outcome
 
@@ -162,7 +177,7 @@ async def run_builtin(command: str, session: Session, jobs: Jobs, stdin: Any) ->
 async def answer(process: Any, command: str, session: Session, jobs: Jobs) -> int:
     """Run a built-in on an SSH channel and report its output and exit status (which
     is returned too)."""
-    outcome = await run_builtin(command, session, jobs, process.stdin)
+    outcome = await run_builtin(command, session, jobs, process.stdin, process.stdout)
     for chunk in outcome.out:
         process.stdout.write(chunk)
     for chunk in outcome.err:

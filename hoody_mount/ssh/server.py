@@ -451,6 +451,8 @@ def _operation(kind: str, command: str) -> str:
     """A whole channel's name in the metrics: an scp transfer, a command, a shell."""
     if kind == "scp":
         return "scp-upload" if "-t" in command.split() else "scp-download"
+    if kind == "command" and command.split()[:1] == ["sqlite-snapshot"]:
+        return "snapshot"
     return "exec" if command else "shell"
 
 
