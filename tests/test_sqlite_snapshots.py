@@ -15,7 +15,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,7 +100,8 @@ def request(
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
     try:
-        conn.request(method, path, body=body, headers={"Authorization": f"Basic {token}", **headers})
+        auth = {"Authorization": f"Basic {token}", **headers}
+        conn.request(method, path, body=body, headers=auth)
         reply = conn.getresponse()
         return reply.status, dict(reply.getheaders()), reply.read()
     finally:
@@ -275,8 +275,8 @@ def test_restore_replaces_the_content_in_place_and_refuses_what_is_unfit(
         conn.close()
         other.close()
         assert wait_until(lambda: temp_files_gone(server), 10)
-        log = server.log.read_text()
-        assert 'op=restore path="/share/live.db"' in log or "op=restore" in log
+        restored = 'op=restore path="/share/live.db" bytes='
+        assert wait_until(lambda: restored in server.log.read_text(), 5)
 
 
 def test_a_client_that_leaves_mid_download_leaves_no_temp_file(
@@ -302,7 +302,8 @@ def test_a_copy_that_cannot_fit_is_507(tmp_path: Path, client_key: Path) -> None
     """The copy's size is checked against the free space of the server's folder first."""
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=700", "tmpfs", str(state)], check=True)
+    mount = ["mount", "-t", "tmpfs", "-o", "size=2m,mode=700", "tmpfs", str(state)]
+    subprocess.run(mount, check=True)
     try:
         with served(tmp_path, client_key) as server:
             make_db(server.root / "share" / "app.db", "delete", rows=6000)  # (about 4.5 MB)
