@@ -230,7 +230,7 @@ def snapshot(root: int, path: str, expected: os.stat_result, stop: Stop) -> Snap
             raise
         try:
             os.unlink(name)  # (SQLite keeps its fd; nothing is left whatever happens)
-            copy.execute("PRAGMA journal_mode=OFF")
+            copy.execute("PRAGMA journal_mode=MEMORY")  # (a copy begun again is rolled back)
             copy.execute("PRAGMA synchronous=OFF")
             enter()
             taken = _copy(path, expected, copy, fd, stop)
