@@ -27,6 +27,8 @@ from .core import sqlite_snapshots, upload_temps
 from .core.digests import DigestCache
 from .core.guard import LoginGuard
 from .core.live import SHUTTING_DOWN, Entry, Live
+from .core.locks import FILE_NAME as LOCKS_FILE
+from .core.locks import LockTable
 from .core.logs import DeferredHandler, JsonFormatter, OneLineFormatter, private_log
 from .core.reserved import Reserved, is_inside
 from .core.sessions import Sessions
@@ -164,7 +166,9 @@ async def run(
     loop.add_signal_handler(signal.SIGHUP, lambda: hung_up.append(True))
     reserved = _reserved(config)
     vfs = VFS.open_root(str(config.root), reserved=reserved)
-    sessions = Sessions(vfs, config.root)
+    lock_table = LockTable(config.state_dir / LOCKS_FILE)
+    await loop.run_in_executor(pool, lock_table.open)
+    sessions = Sessions(vfs, config.root, lock_table)
     await loop.run_in_executor(pool, sessions.check_jails, users)
     guard = LoginGuard()
     live = Live()
@@ -192,7 +196,7 @@ async def run(
     wildcard = config.http.host in ("0.0.0.0", "::", "")
     place = Place(config.public_host, ssh_bound.port, None if wildcard else config.http.host)
     api = FilesAPI(DigestCache(), du_seconds=config.du_seconds, place=place)
-    dav = dav_app.build(config.state_dir)
+    dav = dav_app.build(config.state_dir, lock_table)
     front = WebFront(
         auth,
         sessions,
@@ -225,7 +229,7 @@ async def run(
         acceptor.close()
         raise _cannot_listen("HTTP", config.http, "--http, or [http] listen", exc) from None
     web_url = _web_url(config.http, web.port, tls is not None)
-    control = ControlServer(config.state_dir, live, usage.of)
+    control = ControlServer(config.state_dir, live, usage.of, lock_table)
     await control.start()
     password = await loop.run_in_executor(pool, _give_default_password, config, users)
 
@@ -270,6 +274,7 @@ async def run(
         pool.shutdown(wait=False, cancel_futures=True)
         ctx.long_calls.shutdown(wait=False, cancel_futures=True)
         vfs.close()
+        lock_table.close()
         reserved.close()
         if alerter is not None:
             alerter.stop()

@@ -1,6 +1,7 @@
 """Command line: ``hoody-mount serve``, ``hoody-mount user add|list|remove|passwd``,
 ``hoody-mount token create|list|revoke``, ``hoody-mount share create|list|revoke``,
-``hoody-mount connections [kill ID]`` and ``hoody-mount health``."""
+``hoody-mount connections [kill ID]``, ``hoody-mount locks [release ID]`` and
+``hoody-mount health``."""
 
 from __future__ import annotations
 
@@ -106,6 +107,16 @@ def _parser() -> argparse.ArgumentParser:
     kill.add_argument("id", type=int, help="the session's id, from the list")
     for sub in (listing, kill):  # (the options go before or after the subcommand)
         _connections_options(sub, argparse.SUPPRESS)
+    held = commands.add_parser(
+        "locks", help="list the running server's locks (every protocol's), or release one"
+    )
+    _connections_options(held, None)
+    lock_commands = held.add_subparsers(dest="locks_command")
+    lock_list = lock_commands.add_parser("list", help="list the locks (the default)")
+    release = lock_commands.add_parser("release", help="release a lock")
+    release.add_argument("id", help="the lock's id, from the list")
+    for sub in (lock_list, release):
+        _connections_options(sub, argparse.SUPPRESS)
     return parser
 
 
@@ -145,6 +156,30 @@ def _connections_command(args: argparse.Namespace) -> None:
         print("\t".join(escape(str(field)) for field in fields))
     if not rows:
         print("(no open sessions)", file=sys.stderr)
+
+
+def _locks_command(args: argparse.Namespace) -> None:
+    """``locks [list]`` and ``locks release ID``, over the control socket."""
+    cfg = _config_of(args.config, state_dir=args.state_dir)
+    try:
+        if args.locks_command == "release":
+            control.ask(cfg.state_dir, {"command": "release-lock", "id": args.id})
+            print(f"released lock {args.id}")
+            return
+        rows = control.ask(cfg.state_dir, {"command": "locks"})["locks"]
+    except control.ControlError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print("ID\tPATH\tUSER\tOWNER\tDEPTH\tSCOPE\tEXPIRES")
+    for row in rows:
+        expires = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row["expires"])))
+        fields = (row["id"], row["path"], row["user"], row["owner"] or "-", row["depth"],
+                  row["scope"], expires)  # fmt: skip
+        print("\t".join(escape(str(field)) for field in fields))
+    if not rows:
+        print("(no locks)", file=sys.stderr)
 
 
 def _token_command(args: argparse.Namespace) -> None:
@@ -284,6 +319,9 @@ def main(argv: list[str] | None = None) -> None:
             return
         if args.command == "connections":
             _connections_command(args)
+            return
+        if args.command == "locks":
+            _locks_command(args)
             return
         if args.command == "health":
             cfg = _config_of(args.config, http=args.http, tls=args.tls)

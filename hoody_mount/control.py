@@ -10,6 +10,9 @@ A Unix socket in the state folder (``control.sock``, mode 0600, in a folder of m
 - ``{"command": "end-user", "user": NAME, "reason": TEXT}`` -> ``{"ended": COUNT}``: every
   session of a user (a revoked share's)
 - ``{"command": "usage", "user": NAME}`` -> ``{"last_used", "bytes_served"}`` of a share
+- ``{"command": "locks"}`` -> ``{"locks": [{id, path, user, owner, depth, scope, expires},
+  ...]}``: the lock table (``core/locks.py``), every protocol's locks
+- ``{"command": "release-lock", "id": ID}`` -> ``{"released": ID}`` or ``{"error": "..."}``
 
 A path too long for a socket address (108 bytes) is reached through the folder's
 file descriptor (``/proc/self/fd/N/control.sock``).
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .core.live import Live
+from .core.locks import LockTable
 
 log = logging.getLogger("hoody_mount.control")
 SOCKET_NAME = "control.sock"
@@ -66,9 +70,14 @@ class ControlServer:
     """Answers the control socket's requests from the event loop."""
 
     def __init__(
-        self, state_dir: Path, live: Live, usage: Callable[[str], dict[str, Any]] | None = None
+        self,
+        state_dir: Path,
+        live: Live,
+        usage: Callable[[str], dict[str, Any]] | None = None,
+        locks: LockTable | None = None,
     ) -> None:
         self._state_dir = state_dir
+        self._locks = locks if locks is not None else LockTable(None)
         self._live = live
         self._usage = usage
         self._server: asyncio.Server | None = None
@@ -138,7 +147,22 @@ class ControlServer:
             if ended:
                 log.warning("%d sessions of %s ended: %s", ended, user, reason[:200])
             return {"ended": ended}
-        return {"error": f"unknown command {command!r}: list, kill, end-user or usage"}
+        if command == "locks":
+            return {"locks": [lock.row() for lock in self._locks.locks()]}
+        if command == "release-lock":
+            lock_id = request.get("id")
+            lock = self._locks.by_id(lock_id) if isinstance(lock_id, str) else None
+            if lock is None or not self._locks.delete(lock.token):
+                return {"error": f"no lock {lock_id} (list them with: hoody-mount locks)"}
+            log.warning(
+                "lock %s of %s on %s released by the administrator",
+                lock.id, lock.principal, lock.path,
+            )  # fmt: skip
+            return {"released": lock.id}
+        return {
+            "error": f"unknown command {command!r}: list, kill, end-user, usage, locks or "
+            "release-lock"
+        }
 
 
 def ask(state_dir: Path, request: dict[str, Any]) -> dict[str, Any]:

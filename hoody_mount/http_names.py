@@ -7,6 +7,7 @@ DAV_ROOT = "/dav"  # the WebDAV share
 FILES_ROOT = "/api/v1/files"  # the file API (its pages too)
 STORAGE_ROOT = "/api/v1/storage"  # the file API's capacity and du answers
 SHARES_ROOT = "/api/v1/shares"  # the shares API, for administrators
+LOCKS_ROOT = "/api/v1/locks"  # every lock, for administrators
 API_PREFIX = "/api/"  # everything the file API answers lies below this
 SESSION = "hoody.session"  # environ: the request's core Session
 CLIENT_GONE = "hoody.client_gone"  # environ: a callable, whether the client has gone

@@ -19,6 +19,8 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
+from .core.locks import Locked
+
 # errno → HTTP status and the file API's stable error code. WebDAV differs in one place,
 # by RFC 4918 §9.3.1: MKCOL on a name that exists is 405 (dav/provider.py).
 ERRNO_STATUS: Mapping[int, tuple[int, str]] = {
@@ -41,6 +43,7 @@ ERRNO_STATUS: Mapping[int, tuple[int, str]] = {
     errno.EFBIG: (413, "too_large"),
     errno.ENOSPC: (507, "insufficient_storage"),
     errno.EDQUOT: (507, "insufficient_storage"),
+    errno.ENOLCK: (503, "too_many_locks"),
 }
 INTERNAL = (500, "internal")
 # Reason phrases as RFC 9110 names them (Python's older names for three of them)
@@ -57,7 +60,10 @@ def status_line(status: int) -> str:
 
 
 def error_status(exc: OSError) -> tuple[int, str]:
-    """The HTTP status and error code of an error of the core."""
+    """The HTTP status and error code of an error of the core (a change a lock
+    refuses is 423 Locked, RFC 4918)."""
+    if isinstance(exc, Locked):
+        return 423, "locked"
     return ERRNO_STATUS.get(exc.errno or 0, INTERNAL)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.client
+import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,8 @@ from test_dav_protocol import LOCK_BODY, basic, dedicated, new_layout
 from wsgidav.dav_error import DAVError
 
 from hoody_mount import http_rules
-from hoody_mount.dav.locks import PER_USER, LockTable
+from hoody_mount.core.locks import PER_USER, LockTable
+from hoody_mount.dav.locks import LockStorage
 
 
 def _lock(principal: str, timeout: float = 3600) -> dict[str, Any]:
@@ -32,8 +35,9 @@ def _lock(principal: str, timeout: float = 3600) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _table(path: Path, per_user: int = 3, total: int = 5) -> LockTable:
-    table = LockTable(path, per_user=per_user, total=total)
+def _table(path: Path, per_user: int = 3, total: int = 5) -> LockStorage:
+    """WsgiDAV's storage over the core's table, as the server makes it."""
+    table = LockStorage(LockTable(path, per_user=per_user, total=total))
     table.open()
     return table
 
@@ -161,16 +165,25 @@ def test_the_root_above_the_share_cannot_be_locked_or_changed(server: Server, me
 
 
 def test_a_lock_outside_the_share_left_by_an_older_version_is_dropped(tmp_path: Path) -> None:
-    """Locks on ``/`` kept in the database by a version that allowed them are dropped
-    at start; locks in the share stay."""
+    """Locks kept in the database by a version whose locks were WebDAV's alone (keyed by
+    URL, some on ``/``) are dropped at start; the share refuses a lock on ``/``; locks
+    in the share stay."""
     table = _table(tmp_path / "locks.sqlite")
-    table.create("/", _lock("bob"))
+    with pytest.raises(DAVError) as refused:
+        table.create("/", _lock("bob"))
+    assert refused.value.value == 403
     kept = table.create("/dav/home/bob/", _lock("bob"))["token"]
     table.close()
+    with sqlite3.connect(tmp_path / "locks.sqlite") as db:  # (a row as the older version wrote)
+        old = {**_lock("bob"), "root": "/", "expire": time.time() + 600}
+        old.pop("owner")
+        db.execute("INSERT INTO locks VALUES ('old-token', x'', ?)", (json.dumps(old),))
+    db.close()
     table = _table(tmp_path / "locks.sqlite")
     assert [lock["token"] for lock in table.get_lock_list(
         "/", include_root=True, include_children=True, token_only=False
     )] == [kept]  # fmt: skip
+    assert table.get(kept)["root"] == "/dav/home/bob"
     table.close()
 
 

@@ -79,7 +79,6 @@ PATH_FILE_CALLS = frozenset(
 MODULE_FILE_CALLS = {"shutil": None, "sqlite3": {"connect"}, "tempfile": None, "glob": None}
 # The fronts' files that are not the served tree, each with its reason.
 FRONT_FILES = {
-    "dav/locks.py": "the WebDAV lock table, an SQLite file in the state folder",
     "dav/properties.py": "the dead-property table, an SQLite file in the state folder",
     "http_transport/tls.py": "the TLS certificate and key in the state folder",
     "http_transport/intake.py": "a spare fd on /dev/null, given up to accept when out of fds",

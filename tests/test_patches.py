@@ -11,6 +11,7 @@ import asyncssh
 import pytest
 import wsgidav
 from asyncssh.channel import SSHServerChannel
+from wsgidav.lock_man.lock_manager import LockManager
 
 from hoody_mount.dav import app as dav_app
 from hoody_mount.dav import wsgidav_glue
@@ -82,11 +83,12 @@ def test_the_pinned_wsgidav_and_cheroot_fit() -> None:
 def test_a_wsgidav_that_keeps_its_locks_otherwise_stops_the_start(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Were WsgiDAV's lock storage to index roots otherwise, locks loaded at start would
-    be lost: the server refuses to start, naming WsgiDAV and what changed."""
-    monkeypatch.setattr(wsgidav_glue, "URL_KEY", "ROOT:")
+    """Were WsgiDAV's lock manager to stop finding its locks through the storage it is
+    given (the core's table, which every protocol checks), locks would be lost or
+    ignored: the server refuses to start, naming WsgiDAV and what changed."""
+    monkeypatch.setattr(LockManager, "is_url_locked", lambda self, url: False)
     with pytest.raises(UnfitLibrary) as refused:
         dav_app.build(tmp_path)
     text = str(refused.value)
     assert text.startswith(f"WsgiDAV {wsgidav.__version__} does not fit hoody-mount"), text
-    assert "indexes roots" in text
+    assert "does not find a lock in hoody-mount's table" in text

@@ -24,9 +24,21 @@ from ..core.digests import DigestCache, StreamDigest
 from ..core.open_files import OpenFile
 from ..core.session import Session
 from ..core.user_slots import UserSlots
-from ..http_names import CLIENT_GONE, FILES_ROOT, OPERATION, SESSION, SHOWN_ROOT, STORAGE_ROOT
+from ..http_names import (
+    CLIENT_GONE,
+    FILES_ROOT,
+    LOCKS_ROOT,
+    OPERATION,
+    SESSION,
+    SHOWN_ROOT,
+    STORAGE_ROOT,
+)
 from ..http_rules import status_line
-from . import origin, snapshots, storage, zips
+<<<<<<< HEAD
+from . import locks, origin, snapshots, storage, zips
+=======
+from . import locks, origin, storage, zips
+>>>>>>> 9305262 (one lock table for every protocol: core/locks.py holds the locks and checks every Session change; dav/locks.py is WsgiDAV's storage over it; the file API takes and releases locks; hoody-mount locks and /api/v1/locks list and release them)
 from .downloads import send_file
 from .errors import ApiError, from_os_error
 from .listings import list_html, list_json
@@ -108,8 +120,14 @@ class FilesAPI:
         session: Session = environ[SESSION]
         raw = str(environ.get("PATH_INFO", ""))
         query = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
+        session.lock_tokens = locks.tokens_of(environ)
         if raw == STORAGE_ROOT:
             return storage.answer(environ, session, query, self.du_seconds)
+        if raw == LOCKS_ROOT or raw.startswith(LOCKS_ROOT + "/"):
+            environ[OPERATION] = "lock"
+            if environ["REQUEST_METHOD"] not in origin.SAFE_METHODS:
+                origin.check(environ)
+            return locks.admin(environ, session)
         if not (raw == PREFIX or raw.startswith(PREFIX + "/")):
             raise ApiError(404, "not_found", "unknown endpoint")
         path = os.fsdecode(raw[len(PREFIX) :].encode("latin-1")) or "/"
@@ -118,6 +136,9 @@ class FilesAPI:
             origin.check(environ)
         if method in ("GET", "HEAD", "PUT", "DELETE"):
             _check_preconditions(environ, session, path, write=method in ("PUT", "DELETE"))
+        if "lock" in query and method in ("POST", "DELETE"):
+            environ[OPERATION] = "lock"
+            return locks.answer(environ, session, path, query)
         try:
             if method in ("GET", "HEAD"):
                 return self._get(environ, session, path, query)

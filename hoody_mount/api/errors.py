@@ -25,6 +25,6 @@ def from_os_error(exc: OSError) -> ApiError:
         return ApiError(408, "request_timeout", "the request body stopped arriving")
     status, code = error_status(exc)
     text = exc.strerror or str(exc)
-    if exc.filename and status != 500:
+    if exc.filename and status not in (423, 500):  # (a lock's text names its path)
         text = f"{text}: {exc.filename}"
     return ApiError(status, code, text)

@@ -23,6 +23,7 @@ from .counters import COUNTERS, counted_as
 from .disk_usage import Summary, Walk
 from .filesystems import Usage
 from .listing import Listing
+from .locks import Lock, Locked, LockTable
 from .mounts import Mount
 from .names import NameMap
 from .open_files import COPY_BLOCK, OpenFile, Times, next_piece
@@ -105,6 +106,12 @@ class Session:
         self.gone: Callable[[], bool] = lambda: False
         # The mounts of the served root, by its paths (set by ``Sessions.open``).
         self.mounts: Callable[[], list[Mount]] = list
+        # The lock table every change is checked against (set by ``Sessions.open``), the
+        # lock tokens the request brings, and whether its front checked locks itself
+        # (WebDAV: WsgiDAV does, with the same table).
+        self.locks = LockTable(None)
+        self.lock_tokens: frozenset[str] = frozenset()
+        self.locks_checked = False
 
     def close(self) -> None:
         """Release the jail's fd; files opened through the session stay usable."""
@@ -177,6 +184,70 @@ class Session:
             uid, gid = owner
             if uid not in (-1, current.st_uid) or gid not in (-1, current.st_gid):
                 raise OSError(errno.EPERM, "Changing the owner is not allowed here")
+
+    def _unlocked(self, path: str, *, member: bool = False, tree: bool = False) -> None:
+        """``Locked`` unless no lock the request does not hold covers a change of
+        ``path`` (``member``: creating, removing or renaming it; ``tree``: of everything
+        below it too). No locks: one test."""
+        if self.locks and not self.locks_checked:
+            self.locks.check(
+                self.in_root(path), self.user.name, self.lock_tokens,
+                member=member, tree=tree, shown=path,
+            )  # fmt: skip
+
+    def _unlocked_target(self, path: str) -> None:
+        """``_unlocked`` for a file written whole: a change of its folder's members when
+        it does not exist yet."""
+        if self.locks and not self.locks_checked:
+            try:
+                self._vfs.lstat(path)
+                member = False
+            except FileNotFoundError:
+                member = True
+            self._unlocked(path, member=member)
+
+    def _gone(self, path: str) -> None:
+        """A resource that is gone (removed, or moved away) takes its locks with it."""
+        if self.locks:
+            self.locks.forget(self.in_root(path))
+
+    def take_lock(
+        self, raw: str, *, timeout: float, depth: str = "0", shared: bool = False, owner: str = ""
+    ) -> Lock:
+        """Lock a file or folder that exists (``Locked`` when a lock held by others
+        conflicts: an exclusive lock meets any other, a shared one an exclusive)."""
+        path = self.path(raw)
+        self.check("lock", path)
+        self._vfs.lstat(path)
+        where = self.in_root(path)
+        for lock in self.locks.on(where, below=depth == "infinity") + self._above(where):
+            if not shared or lock.scope == "exclusive":
+                raise Locked(path, lock)
+        lock = self.locks.create(
+            where, principal=self.user.name, depth=depth,
+            scope="shared" if shared else "exclusive", owner=owner.encode(), timeout=timeout,
+        )  # fmt: skip
+        self._done("lock", path, extra=f" depth={depth} lock={lock.id}")
+        return lock
+
+    def _above(self, where: str) -> list[Lock]:
+        """The depth-infinity locks on the folders above the served root's ``where``."""
+        found: list[Lock] = []
+        while where != "/":
+            where = where.rsplit("/", 1)[0] or "/"
+            found += [lock for lock in self.locks.on(where) if lock.depth == "infinity"]
+        return found
+
+    def release_lock(self, raw: str, token: str) -> Lock:
+        """Release the lock ``token`` of this user on ``raw`` (a ``LookupError`` when
+        there is no such lock there)."""
+        path = self.path(raw)
+        lock = self.locks.get(token)
+        if lock is None or lock.path != self.in_root(path) or lock.principal != self.user.name:
+            raise LookupError(f"no lock of yours with that token on {path}")
+        self.locks.delete(token)
+        self._done("unlock", path, extra=f" lock={lock.id}")
+        return lock
 
     def _done(self, op: str, *targets: str, extra: str = "") -> None:
         """The audit line of a change (written by the log thread, see ``logs.later``;
@@ -338,6 +409,10 @@ class Session:
         if not flags & _WRITE_FLAGS:
             return self._track(self._vfs.open_file(path, flags, self._create_mode(mode)), flags)
         self.check("open-write", path)
+        if flags & os.O_CREAT:
+            self._unlocked_target(path)
+        else:
+            self._unlocked(path)
         file = self._vfs.open_file(path, flags, self._create_mode(mode))
         if self.jailed:
             try:
@@ -359,6 +434,7 @@ class Session:
     def write(self, file: OpenFile, offset: int, data: bytes | memoryview) -> None:
         """Write all of ``data`` at ``offset`` of an open file."""
         self.check("write", file.path)
+        self._unlocked(file.path)
         file.write(offset, data)
 
     @_logs_refusals("write")
@@ -366,6 +442,7 @@ class Session:
         """Write ``pieces``, one after the other, from ``offset`` of an open file
         (``ShortWrite`` if it fails once some bytes are written)."""
         self.check("write", file.path)
+        self._unlocked(file.path)
         file.write_many(offset, pieces)
 
     def fsync(self, file: OpenFile) -> None:
@@ -387,6 +464,7 @@ class Session:
         file; ECANCELED between two blocks once ``stop()`` is true. The bytes copied
         (fewer than ``length`` when the source ended)."""
         self.check("copy-data", dst.path)
+        self._unlocked(dst.path)
         a, b = src.stat(), dst.stat()
         if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
             raise OSError(errno.EINVAL, "copy-data onto the same file is refused", dst.path)
@@ -428,6 +506,7 @@ class Session:
         the commit writes the audit line, with the size and the digest if given)."""
         path = self.path(raw)
         self.check("upload", path)
+        self._unlocked_target(path)
         upload = self._vfs.atomic_file(path, privileged=not self.jailed)
         upload.on_commit = self._committed
         return upload
@@ -444,6 +523,7 @@ class Session:
         a jailed user's copy never carries setuid or setgid bits)."""
         src, dst = self.path(raw_src), self.path(raw_dst)
         self.check("copy", dst)
+        self._unlocked_target(dst)
         self._vfs.copy_file(src, dst, self._create_mode(0o7777), self.gone)
         self._done("copy", src, dst)
 
@@ -453,6 +533,7 @@ class Session:
         line for the whole tree (a copy that fails leaves nothing behind)."""
         src, dst = self.path(raw_src), self.path(raw_dst)
         self.check("copy", dst)
+        self._unlocked(dst, member=True, tree=True)
         self._vfs.copy_tree(src, dst, self._create_mode(0o7777), self.gone)
         self._done("copy", src, dst)
 
@@ -461,6 +542,7 @@ class Session:
         """Remove a file, or a folder with everything below it."""
         path = self.path(raw)
         self.check("remove-tree", path)
+        self._unlocked(path, member=True, tree=True)
         try:
             self._vfs.remove_tree(path)
         except OSError as exc:  # what was removed before the failure is gone: say so
@@ -469,6 +551,7 @@ class Session:
                 self.user.name, self.protocol, path, exc.strerror,
             )  # fmt: skip
             raise
+        self._gone(path)
         self._done("remove-tree", path)
 
     # -- names ---------------------------------------------------------------------------
@@ -478,6 +561,7 @@ class Session:
         """Create a folder."""
         path = self.path(raw)
         self.check("mkdir", path)
+        self._unlocked(path, member=True)
         self._vfs.mkdir(path, self._create_mode(mode))
         self._done("mkdir", path)
 
@@ -486,7 +570,9 @@ class Session:
         """Remove an empty folder."""
         path = self.path(raw)
         self.check("rmdir", path)
+        self._unlocked(path, member=True, tree=True)
         self._vfs.rmdir(path)
+        self._gone(path)
         self._done("rmdir", path)
 
     @_logs_refusals("remove")
@@ -494,7 +580,9 @@ class Session:
         """Remove a file or link."""
         path = self.path(raw)
         self.check("remove", path)
+        self._unlocked(path, member=True)
         self._vfs.unlink(path)
+        self._gone(path)
         self._done("remove", path)
 
     @_logs_refusals("rename")
@@ -502,7 +590,10 @@ class Session:
         """Rename; with ``replace`` false an existing target is never overwritten."""
         old, new = self.path(raw_old), self.path(raw_new)
         self.check("rename", old)
+        self._unlocked(old, member=True, tree=True)
+        self._unlocked(new, member=True, tree=True)
         self._vfs.rename(old, new, replace)
+        self._gone(old)
         self._done("rename", old, new)
 
     @_logs_refusals("link")
@@ -510,6 +601,7 @@ class Session:
         """Create a hard link."""
         existing, new = self.path(raw_existing), self.path(raw_new)
         self.check("link", new)
+        self._unlocked(new, member=True)
         self._vfs.link(existing, new)
         self._done("link", existing, new)
 
@@ -518,6 +610,7 @@ class Session:
         """Create a symlink; its target is stored as given and resolves inside the jail."""
         new = self.path(raw_new)
         self.check("symlink", new)
+        self._unlocked(new, member=True)
         self._vfs.symlink(target, new)
         self._done("symlink", new, target)
 
@@ -535,6 +628,7 @@ class Session:
         """Change attributes of a path (``follow`` false: of a symlink itself)."""
         path = self.path(raw)
         self.check("setstat", path)
+        self._unlocked(path)
         if mode is not None or owner is not None:
             current = self._vfs.stat(path) if follow else self._vfs.lstat(path)
             self._check_attrs(current, mode, owner)
@@ -557,6 +651,7 @@ class Session:
     ) -> None:
         """Change attributes of an open file."""
         self.check("fsetstat", file.path)
+        self._unlocked(file.path)
         if mode is not None or owner is not None:
             self._check_attrs(file.stat(), mode, owner)
         file.set_attrs(size=size, mode=mode, owner=owner, times=times)

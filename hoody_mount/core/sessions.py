@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import filesystems
 from .filesystems import Usage
+from .locks import LockTable
 from .names import NameMap
 from .reserved import Reserved
 from .session import Session
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 class Sessions:
     """Opens sessions over the served root ``root`` (whose host path is ``root_path``)."""
 
-    def __init__(self, root: VFS, root_path: Path) -> None:
+    def __init__(self, root: VFS, root_path: Path, locks: LockTable | None = None) -> None:
         self._root = root
+        self.locks = locks if locks is not None else LockTable(None)
         self._root_path = root_path.absolute()
         self._names = NameMap(root)
 
@@ -37,6 +39,7 @@ class Sessions:
         jail = self._root.sub(user.root, follow_links=False)
         session = Session(user, jail, self._names, protocol)
         session.mounts = self._root.mounts
+        session.locks = self.locks
         return session
 
     def filesystems(self) -> list[Usage]:

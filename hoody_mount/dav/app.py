@@ -2,8 +2,8 @@
 
 Windows probes ``OPTIONS /`` and ``PROPFIND /`` before it looks at the share, so ``/``
 answers as a read-only DAV collection holding the single folder ``dav``.
-Locks (``locks.py``) and dead properties (``properties.py``) are kept in SQLite in the
-state folder, so they survive restarts.
+Locks (the core's table, through ``locks.py``) and dead properties (``properties.py``)
+are kept in SQLite in the state folder, so they survive restarts.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from wsgidav.error_printer import ErrorPrinter
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
+from ..core.locks import FILE_NAME as LOCKS_NAME
+from ..core.locks import LockTable
 from ..http_names import DAV_ROOT
 from . import wsgidav_glue
 from .gate import DavGate
-from .locks import FILE_NAME as LOCKS_NAME
-from .locks import JailedLockManager, LockTable
+from .locks import JailedLockManager, LockStorage
 from .properties import FILE_NAME as PROPERTIES_NAME
 from .properties import PropertyTable
 from .propfind_stream import StreamedPropfind
@@ -78,9 +79,11 @@ class RootProvider(DAVProvider):  # type: ignore[misc]
         return _Root("/", environ) if path in ("", "/") else None
 
 
-def build(state_dir: Path) -> DavGate:
-    """The WebDAV application: WsgiDAV behind its gate (authentication comes before both).
-    UnfitLibrary if WsgiDAV lacks what ``wsgidav_glue`` uses."""
+def build(state_dir: Path, table: LockTable | None = None) -> DavGate:
+    """The WebDAV application: WsgiDAV behind its gate (authentication comes before both),
+    its locks kept in ``table`` (the core's, which every protocol checks; by default one
+    of its own in the state folder). UnfitLibrary if WsgiDAV lacks what ``wsgidav_glue``
+    uses."""
     wsgidav_glue.check()
     provider = SessionProvider()
     config: dict[str, Any] = {
@@ -101,8 +104,8 @@ def build(state_dir: Path) -> DavGate:
     for known in HTTPStatus:  # WsgiDAV names the statuses it knows, "507 Status" the others
         ERROR_DESCRIPTIONS.setdefault(known.value, f"{known.value} {known.phrase}")
     app = WsgiDAVApp(config)
-    table = LockTable(state_dir / LOCKS_NAME)
-    locks = JailedLockManager(table, provider.shown_url)
+    table = table if table is not None else LockTable(state_dir / LOCKS_NAME)
+    locks = JailedLockManager(LockStorage(table), provider.shown_url)
     app.lock_manager = locks
     for each in app.provider_map.values():
         each.set_lock_manager(locks)

@@ -364,7 +364,9 @@ class DavGate:
         why = None if session is None or operation is None else session.refusal(operation)
         if why is not None:
             return _answer(start_response, "403 Forbidden", f"{why}\n".encode())
-        if "HTTP_IF" in environ and session is not None and self.keys is not None:
+        if session is not None:  # (WsgiDAV checks locks itself, on the core's table)
+            session.locks_checked = True
+        if "HTTP_IF" and session is not None and self.keys is not None:
             environ["HTTP_IF"] = _if_tags_as_keys(str(environ["HTTP_IF"]), session, self.keys)
         if _miscased_share(str(environ.get("PATH_INFO", ""))):
             return _answer(start_response, "404 Not Found", _MISCASED)

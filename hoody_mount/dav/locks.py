@@ -1,34 +1,25 @@
-"""WebDAV locks: held in memory, kept in SQLite across restarts, bounded per user.
+"""WebDAV locks: WsgiDAV's lock storage over the core's one lock table (``core/locks.py``).
 
-WsgiDAV's shelve storage rewrote its whole index file at every LOCK and UNLOCK (Python
-here has only ``dbm.dumb``), so each lock cost more than the one before, for every
-user; and nothing bounded how many locks one user held, for up to a month each. Here
-the locks live in WsgiDAV's in-memory table (``LockStorageDict``), and each change is
-one row written to ``dav-locks.sqlite`` in the state folder, so they still survive a
-restart. A user holds at most ``per_user`` live locks and the server ``total``; past
-that a LOCK is answered 503 with a clear text (expired locks are purged first).
+WsgiDAV's lock manager keeps its locks in a storage object; this one keeps none of its
+own: every lock lives in the core's table, where every protocol's changes are checked
+against it, so a file Finder locked is locked over SFTP and the file API too. WsgiDAV
+names a lock's resource by its key, ``/dav`` and the path in the served root, quoted;
+the core by the path alone. WsgiDAV's storage interface is the one of its
+``LockStorageDict`` (``wsgidav_glue.check`` proves at start that its lock manager still
+works over this one).
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import time
-from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
-from wsgidav.dav_error import HTTP_SERVICE_UNAVAILABLE, DAVError
-from wsgidav.lock_man.lock_manager import LockManager
-from wsgidav.lock_man.lock_storage import LockStorageDict
+from wsgidav.dav_error import HTTP_FORBIDDEN, HTTP_SERVICE_UNAVAILABLE, DAVError
+from wsgidav.lock_man.lock_manager import LockManager, normalize_lock_root
 
+from ..core.locks import Lock, LockTable, TooManyLocks
 from ..http_names import DAV_ROOT
-from . import wsgidav_glue
-
-FILE_NAME = "dav-locks.sqlite"
-PER_USER = 1000  # live locks of one user (Windows and Finder lock each file they open)
-TOTAL = 20000  # live locks in all
 
 
 def in_share(key: str) -> bool:
@@ -36,142 +27,96 @@ def in_share(key: str) -> bool:
     return key == DAV_ROOT or key.startswith(DAV_ROOT + "/")
 
 
-class LockTable(LockStorageDict):  # type: ignore[misc]
-    """WsgiDAV's lock table, written through to SQLite, with caps on its size."""
+def path_of(key: str) -> str | None:
+    """The served root's path of a lock key (None outside the share)."""
+    key = normalize_lock_root(key)
+    if not in_share(key):
+        return None
+    return unquote(key[len(DAV_ROOT) :], errors="surrogateescape") or "/"
 
-    def __init__(self, path: Path, per_user: int = PER_USER, total: int = TOTAL) -> None:
-        super().__init__()
-        self._path = path
-        self.per_user = per_user
-        self.total = total
-        self._db: sqlite3.Connection | None = None
-        self._held: Counter[str] = Counter()  # locks in the table per principal
+
+def key_of(path: str) -> str:
+    """The lock key of a path of the served root."""
+    return quote(DAV_ROOT + path.rstrip("/"), errors="surrogateescape")
+
+
+def as_dict(lock: Lock) -> dict[str, Any]:
+    """A lock as WsgiDAV's lock manager reads it."""
+    return {
+        "root": key_of(lock.path), "type": "write", "scope": lock.scope, "depth": lock.depth,
+        "owner": lock.owner, "timeout": lock.timeout, "expire": lock.expire,
+        "principal": lock.principal, "token": lock.token,
+    }  # fmt: skip
+
+
+class LockStorage:
+    """WsgiDAV's lock storage interface, over the core's lock table."""
+
+    def __init__(self, table: LockTable) -> None:
+        self.table = table
 
     def __repr__(self) -> str:
-        return f"LockTable({self._path})"
+        return f"LockStorage({self.table!r})"
 
     def open(self) -> None:
-        """Load the locks that have not expired (called by WsgiDAV at start)."""
-        super().open()
-        db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS locks (token TEXT PRIMARY KEY, owner BLOB, lock TEXT)"
-        )
-        now = time.time()
-        for token, owner, text in db.execute("SELECT token, owner, lock FROM locks").fetchall():
-            lock = {**json.loads(text), "owner": bytes(owner)}  # (the owner's XML is bytes)
-            if 0 <= float(lock["expire"]) < now or not in_share(lock["root"]):
-                # (a lock outside the share, on ``/``, covered every user's files)
-                db.execute("DELETE FROM locks WHERE token = ?", (token,))
-                continue
-            wsgidav_glue.add(self, {**lock, "token": token})
-            self._held[lock["principal"]] += 1
-        self._db = db
+        """Load the table (called by WsgiDAV's lock manager)."""
+        self.table.open()
 
     def close(self) -> None:
-        """Close the database (called by WsgiDAV at the end)."""
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-        super().close()
+        """Close the table."""
+        self.table.close()
 
-    def create(self, path: str, lock: dict[str, Any]) -> dict[str, Any]:
-        """Add a lock (503 when its user, or the server, holds too many already)."""
-        wsgidav_glue.write_lock(self).acquire_write()
-        try:
-            principal = lock["principal"]
-            if self._held[principal] >= self.per_user or self._count() >= self.total:
-                self._purge_expired()
-            if self._held[principal] >= self.per_user:
-                raise DAVError(
-                    HTTP_SERVICE_UNAVAILABLE,
-                    f"too many locks: user {principal} holds {self.per_user}, the most "
-                    "one user may; unlock some (or wait for them to expire)",
-                )
-            if self._count() >= self.total:
-                raise DAVError(
-                    HTTP_SERVICE_UNAVAILABLE,
-                    f"too many locks: the server holds {self.total}, the most it keeps",
-                )
-            created: dict[str, Any] = super().create(path, lock)
-            self._held[principal] += 1
-            self._write(created)
-            return created
-        finally:
-            wsgidav_glue.write_lock(self).release()
-
-    def refresh(self, token: str, *, timeout: float) -> dict[str, Any]:
-        """Give a lock a new timeout."""
-        wsgidav_glue.write_lock(self).acquire_write()
-        try:
-            lock: dict[str, Any] = super().refresh(token, timeout=timeout)
-            self._write(lock)
-            return lock
-        finally:
-            wsgidav_glue.write_lock(self).release()
-
-    def delete(self, token: str) -> bool:
-        """Remove a lock (False when there is none)."""
-        wsgidav_glue.write_lock(self).acquire_write()
-        try:
-            lock = wsgidav_glue.table(self).get(token)
-            deleted: bool = super().delete(token)
-            if deleted and lock is not None:
-                self._held[lock["principal"]] -= 1
-                if self._held[lock["principal"]] <= 0:
-                    del self._held[lock["principal"]]
-                if self._db is not None:
-                    self._db.execute("DELETE FROM locks WHERE token = ?", (token,))
-            return deleted
-        finally:
-            wsgidav_glue.write_lock(self).release()
-
-    def principals(self) -> list[str]:
-        """The users holding locks now."""
-        wsgidav_glue.write_lock(self).acquire_read()
-        try:
-            return list(self._held)
-        finally:
-            wsgidav_glue.write_lock(self).release()
-
-    def drop_principal(self, principal: str) -> int:
-        """Remove every lock ``principal`` holds (a user who is gone); how many."""
-        held = [
-            token
-            for token, lock in list(wsgidav_glue.table(self).items())
-            if not token.startswith(wsgidav_glue.URL_KEY) and lock.get("principal") == principal
-        ]
-        return sum(self.delete(token) for token in held)
+    def cleanup(self) -> None:
+        """Nothing: expired locks are purged as they are met."""
 
     def clear(self) -> None:
         """Remove every lock."""
-        wsgidav_glue.write_lock(self).acquire_write()
+        self.table.clear()
+
+    def get(self, token: str) -> dict[str, Any] | None:
+        """The live lock of ``token``."""
+        lock = self.table.get(token)
+        return as_dict(lock) if lock is not None else None
+
+    def create(self, path: str, lock: dict[str, Any]) -> dict[str, Any]:
+        """Add a lock (503 when its user, or the server, holds too many already); as
+        WsgiDAV's own storage, ``lock`` is completed in place (its lock manager reads it)."""
+        where = path_of(path)
+        if where is None:
+            raise DAVError(HTTP_FORBIDDEN, "only the /dav share can be locked")
+        timeout = lock.get("timeout")
         try:
-            super().clear()
-            self._held.clear()
-            if self._db is not None:
-                self._db.execute("DELETE FROM locks")
-        finally:
-            wsgidav_glue.write_lock(self).release()
-
-    def _count(self) -> int:
-        return sum(self._held.values())
-
-    def _purge_expired(self) -> None:
-        now = time.time()
-        for token, lock in list(wsgidav_glue.table(self).items()):
-            if not token.startswith(wsgidav_glue.URL_KEY) and 0 <= float(lock["expire"]) < now:
-                self.delete(token)
-
-    def _write(self, lock: dict[str, Any]) -> None:
-        if self._db is not None:
-            fields = {name: value for name, value in lock.items() if name != "owner"}
-            self._db.execute(
-                "INSERT OR REPLACE INTO locks (token, owner, lock) VALUES (?, ?, ?)",
-                (lock["token"], lock["owner"], json.dumps(fields)),
+            made = self.table.create(
+                where,
+                principal=str(lock["principal"]),
+                depth=str(lock.get("depth", "0")),
+                scope=str(lock.get("scope", "exclusive")),
+                owner=bytes(lock.get("owner") or b""),
+                timeout=None if timeout is None else float(timeout),
             )
+        except TooManyLocks as exc:
+            raise DAVError(HTTP_SERVICE_UNAVAILABLE, exc.strerror) from None
+        lock.update(as_dict(made))
+        return lock
+
+    def refresh(self, token: str, *, timeout: float) -> dict[str, Any]:
+        """Give a lock a new timeout."""
+        return as_dict(self.table.refresh(token, timeout))
+
+    def delete(self, token: str) -> bool:
+        """Remove a lock (False when there is none)."""
+        return self.table.delete(token)
+
+    def get_lock_list(
+        self, path: str, *, include_root: bool, include_children: bool, token_only: bool
+    ) -> list[Any]:
+        """The live locks on the key ``path`` and (``include_children``) below it."""
+        where = path_of(path)
+        if where is None:  # (``/`` above the share: every lock is below it)
+            found = self.table.locks() if include_children and path.strip("/") == "" else []
+        else:
+            found = self.table.on(where, root=include_root, below=include_children)
+        return [lock.token for lock in found] if token_only else list(map(as_dict, found))
 
 
 class JailedLockManager(LockManager):  # type: ignore[misc]
@@ -180,7 +125,7 @@ class JailedLockManager(LockManager):  # type: ignore[misc]
     table's keys are paths in the served root, and a 423 showed where a user's jail
     lies (``/dav/home/carol/c.txt`` for carol's ``/dav/c.txt``)."""
 
-    def __init__(self, storage: LockStorageDict, shown: Callable[[str], str]) -> None:
+    def __init__(self, storage: LockStorage, shown: Callable[[str], str]) -> None:
         super().__init__(storage)
         self._shown = shown  # a lock key → the requesting user's URL of it
 
