@@ -366,7 +366,7 @@ class DavGate:
             return _answer(start_response, "403 Forbidden", f"{why}\n".encode())
         if session is not None:  # (WsgiDAV checks locks itself, on the core's table)
             session.locks_checked = True
-        if "HTTP_IF" and session is not None and self.keys is not None:
+        if "HTTP_IF" in environ and session is not None and self.keys is not None:
             environ["HTTP_IF"] = _if_tags_as_keys(str(environ["HTTP_IF"]), session, self.keys)
         if _miscased_share(str(environ.get("PATH_INFO", ""))):
             return _answer(start_response, "404 Not Found", _MISCASED)
