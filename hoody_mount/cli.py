@@ -128,7 +128,7 @@ def _connections_options(parser: argparse.ArgumentParser, default: Any) -> None:
     )
     parser.add_argument("--state-dir", default=default, help="the running server's state folder")
     parser.add_argument(
-        "--json", action="store_true", default=default or False, help="print the sessions as JSON"
+        "--json", action="store_true", default=default or False, help="print the rows as JSON"
     )
 
 
