@@ -34,11 +34,7 @@ from ..http_names import (
     STORAGE_ROOT,
 )
 from ..http_rules import status_line
-<<<<<<< HEAD
 from . import locks, origin, snapshots, storage, zips
-=======
-from . import locks, origin, storage, zips
->>>>>>> 9305262 (one lock table for every protocol: core/locks.py holds the locks and checks every Session change; dav/locks.py is WsgiDAV's storage over it; the file API takes and releases locks; hoody-mount locks and /api/v1/locks list and release them)
 from .downloads import send_file
 from .errors import ApiError, from_os_error
 from .listings import list_html, list_json
