@@ -114,6 +114,26 @@ def _connect_help(
     return "\n".join(lines)
 
 
+def _password_hint(config: Config) -> str:
+    """Where the default user's password comes from, when the start does not show it,
+    and how to set a new one (the connect lines say PASSWORD)."""
+    user = config.default_user
+    configured = config.users.get(user)
+    if configured is not None and configured.password_hash is not None:
+        where = Path(config.source).absolute()
+        return (
+            f"PASSWORD: the password of {user} in {where} (a new one: "
+            f"hoody-mount user passwd --config {where} {user}, then kill -HUP the server)"
+        )
+    if os.environ.get(PASSWORD_ENV):
+        return f"PASSWORD: the password of {user} in {PASSWORD_ENV}"
+    stored = (config.state_dir / state.PASSWORD_NAME).absolute()
+    return (
+        f"PASSWORD: the password of {user} shown at the first start (lost? remove {stored} "
+        f"and start again for a new one, or start with {PASSWORD_ENV}=… set)"
+    )
+
+
 def _web_url(listen: Listen, port: int, tls: bool) -> str:
     host = "127.0.0.1" if listen.host in ("0.0.0.0", "::", "") else listen.host
     host = f"[{host}]" if ":" in host else host
@@ -246,6 +266,8 @@ async def run(
     if config.default_user in users:
         cert = tls[0] if tls is not None and not options.cert else None
         lines.append(_connect_help(ssh_bound, web_url, config.default_user, password, cert))
+        if not password:
+            lines.append(_password_hint(config))
     lines.append("Ready. Stop with Ctrl-C or SIGTERM.")
     log.info("serving %s: SSH on %s, HTTP on %s (%s)", config.root, ssh_bound, web_url, versions())
     alerter = Alerter(config.alerts, sessions.filesystems) if config.alerts else None

@@ -220,3 +220,44 @@ def test_the_systemd_unit_runs_the_container_profile() -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr  # (the flags it passes exist)
+
+
+def test_a_later_start_says_how_to_get_a_new_password(tmp_path: Path) -> None:
+    """Once the password was shown, the connect lines say PASSWORD: the start says
+    where it comes from and how to get a new one, and the way it names works."""
+    args = ["--ssh", "127.0.0.1:0", "--http", "127.0.0.1:0", "--authorized-keys", "/dev/null"]
+    process, _, first = start_server(args, tmp_path / "log1", cwd=tmp_path)
+    stop_server(process)
+    assert "shown only this once" in first and "PASSWORD:" not in first
+    process, _, later = start_server(args, tmp_path / "log2", cwd=tmp_path)
+    stop_server(process)
+    stored = tmp_path / ".hoody-mount" / "default-password.hash"
+    hint = next(line for line in later.splitlines() if line.startswith("PASSWORD:"))
+    assert f"remove {stored} and start again" in hint and "HOODY_MOUNT_PASSWORD" in hint
+    stored.unlink()
+    process, _, again = start_server(args, tmp_path / "log3", cwd=tmp_path)
+    stop_server(process)
+    assert "Password of root (shown only this once):" in again
+    # a password kept in the configuration: the command that sets a new one, which works
+    (tmp_path / "root").mkdir()
+    config = tmp_path / "c.toml"
+    write_config(config, tmp_path / "root", tmp_path / "state", "")
+    process, _, configured = start_server([*args, "--config", str(config)], tmp_path / "log4")
+    stop_server(process)
+    hint = next(line for line in configured.splitlines() if line.startswith("PASSWORD:"))
+    command = hint.split("a new one: ")[1].split(",")[0]
+    assert command == f"hoody-mount user passwd --config {config} root", hint
+    words = command.split()[1:]
+    changed = _cli(*words, "--password-stdin", stdin="new-secret\n")
+    assert changed.returncode == 0, changed.stderr
+    process, port, _ = start_server([*args, "--config", str(config)], tmp_path / "log5")
+    try:
+        import asyncio
+
+        assert asyncio.run(_password_login(port, "root", "new-secret")) == []
+    finally:
+        stop_server(process)
+    env = {"HOODY_MOUNT_PASSWORD": "from-env"}
+    process, _, from_env = start_server(args, tmp_path / "log6", cwd=tmp_path, env=env)
+    stop_server(process)
+    assert "PASSWORD: the password of root in HOODY_MOUNT_PASSWORD" in from_env
