@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -472,9 +474,22 @@ async def _drain(
 
 
 def _cannot_listen(what: str, where: Listen, set_by: str, exc: OSError) -> state.StateError:
-    """The one line for a listener that cannot be opened (a port in use, say)."""
-    why = exc.strerror or str(exc)
-    return state.StateError(f"cannot listen for {what} on {where} ({set_by}): {why}")
+    """The one line for a listener that cannot be opened (a port in use, say), with
+    its fix; ``set_by``: the flag, then the configuration key."""
+    number = exc.errno
+    if not number:  # (cheroot keeps only the text: "... [Errno 98] Address already in use)")
+        found = re.findall(r"\[Errno (\d+)\]", str(exc))
+        number = int(found[-1]) if found else None
+    why = os.strerror(number) if number else str(exc)
+    flag = set_by.split(",")[0]
+    fixes = {
+        errno.EADDRINUSE: f"another program listens there: give a free port ({flag} "
+        f'{where.host}:0 takes any; make serve ARGS="{flag} {where.host}:0")',
+        errno.EADDRNOTAVAIL: f"this host has no such address ({flag} 127.0.0.1:PORT)",
+        errno.EACCES: f"a port below 1024 needs root or CAP_NET_BIND_SERVICE ({flag})",
+    }
+    fix = fixes.get(number or 0, f"give another address ({flag} HOST:PORT)")
+    return state.StateError(f"cannot listen for {what} on {where} ({set_by}): {why}; {fix}")
 
 
 def _served_root(config: Config) -> None:
@@ -484,7 +499,10 @@ def _served_root(config: Config) -> None:
         config.root.mkdir(parents=True, exist_ok=True)
     if not config.root.is_dir():
         what = "no such folder" if not config.root.exists() else "not a folder"
-        raise state.StateError(f"root {config.root}: {what}")
+        raise state.StateError(
+            f"root {config.root}: {what}: serve a folder that exists (--root DIR, or root "
+            "in the configuration)"
+        )
 
 
 def _reserved(config: Config) -> Reserved:
@@ -523,7 +541,12 @@ def serve(config: Config, loader: Loader | None = None) -> None:
     try:
         setup_logging(config)
     except OSError as exc:
-        print(f"hoody-mount: log_dir {config.log_dir}: {exc.strerror}", file=sys.stderr)
+        why = "its log file is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        print(
+            f"hoody-mount: log_dir {config.log_dir}: cannot write the log there: {why} "
+            "(give --log-dir, or log_dir in the configuration, a folder the server may write)",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
     pool = Workers(WORKER_THREADS, "hoody-io")
     selector = PollingSelector(config.ssh_limits.busy_poll_us / 1e6, pool.quiet)

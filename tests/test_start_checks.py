@@ -190,3 +190,46 @@ def test_the_printed_rclone_lines_take_a_secret_that_starts_with_a_dash() -> Non
     for command in obscures:
         done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and done.stdout.strip(), (command, done.stderr)
+
+
+def test_a_root_that_is_a_file_is_one_line_with_its_fix(tmp_path: Path) -> None:
+    (tmp_path / "f.txt").write_text("a file")
+    result = _serve("--root", str(tmp_path / "f.txt"), cwd=tmp_path)
+    _one_line(result, f"root {tmp_path / 'f.txt'}: not a folder", "--root DIR")
+
+
+@pytest.mark.parametrize("flag", ["--ssh", "--http"])
+def test_a_port_in_use_is_one_line_with_its_fix(tmp_path: Path, flag: str) -> None:
+    (tmp_path / "root").mkdir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _serve("--root", str(tmp_path / "root"), "--state-dir", str(tmp_path / "s"),
+                        flag, f"127.0.0.1:{port}")  # fmt: skip
+    _one_line(
+        result,
+        f"127.0.0.1:{port} ({flag}",
+        ": Address already in use; another program listens there",
+        f'make serve ARGS="{flag} 127.0.0.1:0"',
+    )
+    assert "Errno" not in result.stderr and "bind" not in result.stderr
+
+
+def test_a_log_folder_the_server_cannot_write_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    (tmp_path / "f.txt").write_text("a file")
+    for log_dir in ("f.txt", "f.txt/logs"):
+        config = _config(tmp_path / "c.toml", f'root = "root"\nlog_dir = "{log_dir}"\n')
+        result = _serve("--config", str(config))
+        _one_line(result, f"log_dir {tmp_path / log_dir}: cannot write the log there", "--log-dir")
+    # a link in place of the log file is never followed (it appended to, and chmodded,
+    # the file it named)
+    (tmp_path / "logs").mkdir()
+    target = tmp_path / "precious"
+    target.write_text("keep\n")
+    target.chmod(0o644)
+    (tmp_path / "logs" / "hoody-mount.log").symlink_to(target)
+    config = _config(tmp_path / "c.toml", 'root = "root"\nlog_dir = "logs"\n')
+    _one_line(_serve("--config", str(config)), "log file is a symbolic link")
+    assert target.read_text() == "keep\n" and target.stat().st_mode & 0o777 == 0o644

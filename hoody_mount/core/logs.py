@@ -253,8 +253,10 @@ LOG_MODE = 0o640  # the log holds users, addresses and every path: no one else r
 
 def private_log(path: Path) -> Path:
     """Create the log file with mode 0640 (or take away the bits an older one has beyond
-    that) before a handler opens it for appending."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
+    that) before a handler opens it for appending; a symbolic link there is refused
+    (ELOOP): the server would append to, and chmod, whatever file it names."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(path, flags, LOG_MODE)
     try:
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
         if mode & ~LOG_MODE:
