@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="TOML file (default: the embedded default)")
     serve.add_argument("--root", help="folder to serve")
     serve.add_argument("--state-dir", help="folder for host keys and other state")
+    serve.add_argument("--log-dir", help="folder for the log file (default: stderr only)")
     serve.add_argument("--ssh", metavar="HOST:PORT", help="SSH listen address (port 0: any)")
     serve.add_argument("--http", metavar="HOST:PORT", help="HTTP listen address (port 0: any)")
     serve.add_argument("--authorized-keys", metavar="FILE", help="keys of the default user")
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("create", "make a token"), ("list", "list tokens"), ("revoke", "revoke")):
         sub = token_commands.add_parser(name, help=text)
         sub.add_argument("--config", type=Path, help="TOML file (default: the embedded default)")
+        sub.add_argument("--root", help="the served folder, if serve was given --root")
         sub.add_argument("--state-dir", help="state folder holding tokens.json")
         if name == "create":
             sub.add_argument("user")
@@ -126,6 +128,9 @@ def _connections_options(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument(
         "--config", type=Path, default=default, help="TOML file (default: the embedded default)"
     )
+    parser.add_argument(
+        "--root", default=default, help="the served folder, if serve was given --root"
+    )
     parser.add_argument("--state-dir", default=default, help="the running server's state folder")
     parser.add_argument(
         "--json", action="store_true", default=default or False, help="print the rows as JSON"
@@ -134,7 +139,7 @@ def _connections_options(parser: argparse.ArgumentParser, default: Any) -> None:
 
 def _connections_command(args: argparse.Namespace) -> None:
     """``connections [list]`` and ``connections kill ID``, over the control socket."""
-    cfg = _config_of(args.config, state_dir=args.state_dir)
+    cfg = _config_of(args.config, root=args.root, state_dir=args.state_dir)
     try:
         if args.connections_command == "kill":
             control.ask(cfg.state_dir, {"command": "kill", "id": args.id})
@@ -191,7 +196,7 @@ def _token_command(args: argparse.Namespace) -> None:
 
 
 def _tokens(args: argparse.Namespace) -> None:
-    cfg = _config_of(args.config, state_dir=args.state_dir)
+    cfg = _config_of(args.config, root=args.root, state_dir=args.state_dir)
     store = TokenStore(cfg.state_dir)
     if cfg.state_dir.is_dir():
         trusted_files.check_folder(cfg.state_dir)
@@ -315,7 +320,8 @@ def main(argv: list[str] | None = None) -> None:
             _token_command(args)
             return
         if args.command == "share":
-            share_command.run(args, _config_of(args.config, state_dir=args.state_dir))
+            cfg = _config_of(args.config, root=args.root, state_dir=args.state_dir)
+            share_command.run(args, cfg)
             return
         if args.command == "connections":
             _connections_command(args)
@@ -350,6 +356,7 @@ def _serve_config(args: argparse.Namespace) -> config_module.Config:
         args.config,
         root=args.root,
         state_dir=args.state_dir,
+        log_dir=args.log_dir,
         ssh=args.ssh,
         http=args.http,
         authorized_keys=args.authorized_keys,

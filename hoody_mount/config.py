@@ -118,6 +118,8 @@ class Config:
     du_seconds: float = 10.0  # a du's time budget (storage API, the du built-in)
     alerts: Alerts | None = None
     public_host: str | None = None  # the host name users type (the page's Mount panel)
+    # "state_dir", "log_dir": those the file sets inside its root, which --root moves
+    in_root: frozenset[str] = frozenset()
 
 
 def public_host_of(text: str, where: str) -> str:
@@ -314,7 +316,7 @@ def load(path: Path) -> Config:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
-    base = path.parent
+    base = path.absolute().parent.resolve()  # (the same folder from any working folder)
     top = _Reader(source, "", data)
     root = base / top.get("root", str, "/")
     state_dir = base / top.get("state_dir", str, ".hoody-mount")
@@ -411,10 +413,15 @@ def load(path: Path) -> Config:
             f"or set default_user to one of {', '.join(sorted(users))}"
         )
     check_jails(source, root, state_dir, users)
+    log_dir = base / log_dir_text if log_dir_text else None
+    placed = {"state_dir": state_dir if "state_dir" in data else None, "log_dir": log_dir}
+    in_root = frozenset(
+        key for key, place in placed.items() if place is not None and place.is_relative_to(root)
+    )
     return Config(
         root=root,
         state_dir=state_dir,
-        log_dir=base / log_dir_text if log_dir_text else None,
+        log_dir=log_dir,
         ssh=ssh_listen,
         http=http_listen,
         users=users,
@@ -430,7 +437,13 @@ def load(path: Path) -> Config:
         du_seconds=du_seconds,
         alerts=alerts,
         public_host=public_host,
+        in_root=in_root,
     )
+
+
+def _moved(place: Path, root: Path, new_root: Path) -> Path:
+    """``place``, a folder inside ``root``, at the same place inside ``new_root``."""
+    return new_root / place.relative_to(root)
 
 
 def with_overrides(
@@ -438,6 +451,7 @@ def with_overrides(
     *,
     root: str | None = None,
     state_dir: str | None = None,
+    log_dir: str | None = None,
     ssh: str | None = None,
     http: str | None = None,
     authorized_keys: str | None = None,
@@ -446,16 +460,24 @@ def with_overrides(
     log_format: str | None = None,
     log_level: str | None = None,
 ) -> Config:
-    """Apply command-line flags over a configuration."""
+    """Apply command-line flags over a configuration. ``root`` also moves the state
+    and log folders the file sets inside its own root (the container profile's
+    /hoody/storage/files and /hoody/storage/logs) unless they are given too."""
     changes: dict[str, Any] = {}
     if log_format:
         changes["log_format"] = _one_of(log_format, LOG_FORMATS, "--log-format")
     if log_level:
         changes["log_level"] = _one_of(log_level.lower(), LOG_LEVELS, "--log-level")
     if root:
-        changes["root"] = Path(root).absolute()
+        new_root = changes["root"] = Path(root).absolute()
+        if "state_dir" in config.in_root:
+            changes["state_dir"] = _moved(config.state_dir, config.root, new_root)
+        if "log_dir" in config.in_root and config.log_dir is not None:
+            changes["log_dir"] = _moved(config.log_dir, config.root, new_root)
     if state_dir:
         changes["state_dir"] = Path(state_dir).absolute()
+    if log_dir:
+        changes["log_dir"] = Path(log_dir).absolute()
     if ssh:
         changes["ssh"] = parse_listen(ssh, "--ssh")
     if http:

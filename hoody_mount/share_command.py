@@ -28,6 +28,7 @@ def add_parser(commands: Any) -> None:
     for name, text in (("create", "share a folder"), ("list", "list shares"), ("revoke", "end")):
         sub = subs.add_parser(name, help=text)
         sub.add_argument("--config", type=Path, help="TOML file (default: the embedded default)")
+        sub.add_argument("--root", help="the served folder, if serve was given --root")
         sub.add_argument("--state-dir", help="the server's state folder")
         if name == "create":
             sub.add_argument("path", help="the folder to share (a path of the served root)")

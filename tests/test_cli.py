@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import stat
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from conftest import PASSWORD, start_server, stop_server, write_config
+from conftest import PASSWORD, http_port, start_server, stop_server, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -261,3 +262,77 @@ def test_a_later_start_says_how_to_get_a_new_password(tmp_path: Path) -> None:
     process, _, from_env = start_server(args, tmp_path / "log6", cwd=tmp_path, env=env)
     stop_server(process)
     assert "PASSWORD: the password of root in HOODY_MOUNT_PASSWORD" in from_env
+
+
+def _bearer_status(port: int, token: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/api/v1/files/?json", headers={"Authorization": f"Bearer {token}"})
+        reply = conn.getresponse()
+        reply.read()
+        return reply.status
+    finally:
+        conn.close()
+
+
+def test_root_moves_the_state_and_log_folders_the_profile_puts_in_it(tmp_path: Path) -> None:
+    """With --root and no --state-dir or --log-dir, the container profile's state and
+    log folders (/hoody/storage/files and /logs) are those of the root served; token
+    create given the same flags, from another folder, makes a token the server takes."""
+    root = tmp_path / "root"
+    (root / "hoody" / "storage").mkdir(parents=True)
+    profile = str(REPO / "config" / "container.toml")
+    args = ["--config", profile, "--root", str(root), "--ssh", "127.0.0.1:0",
+            "--http", "127.0.0.1:0", "--authorized-keys", "/dev/null"]  # fmt: skip
+    env = {"HOODY_MOUNT_PASSWORD": PASSWORD}
+    process, _, banner = start_server(args, tmp_path / "log", env=env)
+    try:
+        state = root / "hoody" / "storage" / "files"
+        assert (state / "ssh_host_ed25519_key").is_file()
+        assert (root / "hoody" / "storage" / "logs" / "hoody-mount.log").is_file()
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        made = _cli("token", "create", "root", "--config", profile, "--root", str(root),
+                    cwd=elsewhere)  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        assert str(state / "tokens.json") in made.stderr
+        assert _bearer_status(http_port(banner), made.stdout.strip()) == 200
+    finally:
+        stop_server(process)
+
+
+def test_log_dir_flag_and_the_embedded_default_keeps_its_state(tmp_path: Path) -> None:
+    """--log-dir puts the log file there; --root on the embedded default leaves its
+    state (host key, password) in ./.hoody-mount, so the fingerprint stays the same."""
+    (tmp_path / "served").mkdir()
+    logs = tmp_path / "logs"
+    args = ["--root", "served", "--log-dir", str(logs), "--ssh", "127.0.0.1:0",
+            "--http", "127.0.0.1:0", "--authorized-keys", "/dev/null"]  # fmt: skip
+    process, _, _ = start_server(args, tmp_path / "log", cwd=tmp_path)
+    stop_server(process)
+    assert "serving" in (logs / "hoody-mount.log").read_text()
+    assert (tmp_path / ".hoody-mount" / "ssh_host_ed25519_key").is_file()
+    assert not (tmp_path / "served" / ".hoody-mount").exists()
+
+
+def test_token_create_from_another_folder_finds_the_servers_state(tmp_path: Path) -> None:
+    """A relative state_dir is relative to the configuration file's folder, for the
+    server and for token create, whatever folder each runs from."""
+    here = tmp_path / "here"
+    (here / "root").mkdir(parents=True)
+    config = here / "c.toml"
+    write_config(config, Path("root"), Path("state"), "")
+    process, _, banner = start_server(["--config", "c.toml"], tmp_path / "log", cwd=here)
+    try:
+        assert (here / "state" / "ssh_host_ed25519_key").is_file()
+        other = tmp_path / "other"
+        other.mkdir()
+        made = _cli("token", "create", "root", "--config", "../here/c.toml", cwd=other)
+        assert made.returncode == 0, made.stderr
+        assert str(here / "state" / "tokens.json") in made.stderr
+        assert not (other / "state").exists() and not (tmp_path / "state").exists()
+        assert _bearer_status(http_port(banner), made.stdout.strip()) == 200
+        listed = _cli("connections", "--config", str(config), cwd=other)
+        assert listed.returncode == 0, listed.stderr
+    finally:
+        stop_server(process)
