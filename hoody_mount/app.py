@@ -172,6 +172,12 @@ async def run(
     tokens: TokenStore = state.tokens(config.state_dir)
     shares: ShareStore = state.shares(config.state_dir)
     users = dict(config.users)  # (the default user gets its password once all is bound)
+    for user in users.values():
+        if user.name != config.default_user and not user.has_credentials():
+            log.warning(
+                "user %s has no password and no key: only its API tokens log it in "
+                "(hoody-mount user passwd --config %s %s)", user.name, config.source, user.name,
+            )  # fmt: skip
     logins = Logins(users, shares)  # (what every front looks a login's name up in)
     health = Health()
     options = config.http_options

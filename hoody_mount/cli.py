@@ -262,7 +262,10 @@ def _user_command(args: argparse.Namespace) -> None:
         print("\n".join(users_file.list_users(path)))
         return
     name: str = args.name
-
+    if not path.exists():
+        users_file.edit(path, lambda users: None)  # (its error says how to write one)
+    if args.user_command == "add":
+        config_module.check_user_name(str(path), name)
     if args.user_command == "add" and args.root.startswith("/") and args.root != "/":
         _check_jail(path, args.root)  # (a relative one is the configuration's mistake)
 
@@ -284,11 +287,13 @@ def _user_command(args: argparse.Namespace) -> None:
         if args.protocols:
             table["protocols"] = [p.strip() for p in args.protocols.split(",") if p.strip()]
         users[name] = table
-        if not (password or args.key or args.keys_file):
-            print(
-                f"hoody-mount: users.{name} has no password and no key: it cannot log in "
-                f"until you give it one (user passwd, or --key)",
-                file=sys.stderr,
+
+    def can_log_in(loaded: config_module.Config) -> None:
+        # (the default user's password is made at the first start)
+        if name != loaded.default_user and not loaded.users[name].has_credentials():
+            raise ConfigError(
+                f"{path}: users.{name}: no password and no key, so no login: give "
+                "--password-stdin (or type one when asked), --key KEY or --keys-file FILE"
             )
 
     def remove(users: Any) -> None:
@@ -302,7 +307,7 @@ def _user_command(args: argparse.Namespace) -> None:
         users[name]["password_hash"] = hash_password(_password(args, required=True) or "")
 
     change = {"add": add, "remove": remove, "passwd": passwd}[args.user_command]
-    users_file.edit(path, change)
+    users_file.edit(path, change, can_log_in if args.user_command == "add" else lambda c: None)
     print(
         f"{args.user_command}: {name}: saved to {path} "
         "(a running server takes it on SIGHUP: kill -HUP, or systemctl reload)"

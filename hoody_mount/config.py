@@ -229,9 +229,9 @@ class _Reader:
             raise ConfigError(f"{self.where(unknown[0])}: unknown key")
 
 
-def _user(source: str, name: str, table: Any) -> User:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{source}: users.{name}: expected a table")
+def check_user_name(source: str, name: str) -> None:
+    """ConfigError unless ``name`` can be a user's name: one SSH and HTTP Basic (no
+    ':') both carry as it is, that no command line takes for a flag, not a share's."""
     if not USER_NAME.fullmatch(name):
         raise ConfigError(
             f"{source}: users.{name}: a user name is 1-64 letters, digits, '.', '_', '-' or "
@@ -239,6 +239,12 @@ def _user(source: str, name: str, table: Any) -> User:
         )
     if name.startswith(SHARE_PREFIX):
         raise ConfigError(f"{source}: users.{name}: names starting {SHARE_PREFIX} are for shares")
+
+
+def _user(source: str, name: str, table: Any) -> User:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: users.{name}: expected a table")
+    check_user_name(source, name)
     r = _Reader(source, f"users.{name}.", table)
     password_hash = r.get("password_hash", str, None)
     if password_hash is not None and not is_password_hash(password_hash):

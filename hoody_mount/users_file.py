@@ -20,15 +20,22 @@ from .config import ConfigError
 
 def _read(path: Path) -> tomlkit.TOMLDocument:
     if not path.exists():
-        return tomlkit.document()
+        raise ConfigError(
+            f"{path}: no such file: write the configuration first, with the folder to "
+            f"serve, e.g. printf 'root = \"/srv/files\"\\n' > {path} (config/container.toml "
+            "shows every key), then add its users"
+        )
     try:
         return tomlkit.parse(path.read_text())
     except Exception as exc:  # tomlkit raises several parse error types
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _write_checked(path: Path, doc: tomlkit.TOMLDocument) -> None:
-    """Write next to the file, load it as the server would, then replace atomically."""
+def _write_checked(
+    path: Path, doc: tomlkit.TOMLDocument, check: Callable[[config_module.Config], None]
+) -> None:
+    """Write next to the file, load it as the server would, ``check`` what it loaded,
+    then replace atomically."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     mode = path.stat().st_mode & 0o7777 if path.exists() else 0o600
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
@@ -38,7 +45,7 @@ def _write_checked(path: Path, doc: tomlkit.TOMLDocument) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         try:
-            config_module.load(tmp)
+            check(config_module.load(tmp))
         except ConfigError as exc:
             raise ConfigError(str(exc).replace(str(tmp), str(path))) from None
         os.replace(tmp, path)
@@ -46,13 +53,18 @@ def _write_checked(path: Path, doc: tomlkit.TOMLDocument) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def edit(path: Path, change: Callable[[Any], None]) -> None:
-    """Apply ``change`` to the ``users`` table of the file and save it safely."""
+def edit(
+    path: Path,
+    change: Callable[[Any], None],
+    check: Callable[[config_module.Config], None] = lambda loaded: None,
+) -> None:
+    """Apply ``change`` to the ``users`` table of the file and, once the result loads
+    as the server would load it and passes ``check``, save it safely."""
     doc = _read(path)
     if "users" not in doc:
         doc["users"] = tomlkit.table(is_super_table=True)
     change(doc["users"])
-    _write_checked(path, doc)
+    _write_checked(path, doc, check)
 
 
 def list_users(path: Path) -> list[str]:

@@ -336,3 +336,58 @@ def test_token_create_from_another_folder_finds_the_servers_state(tmp_path: Path
         assert listed.returncode == 0, listed.stderr
     finally:
         stop_server(process)
+
+
+def _one_line_refusal(result: subprocess.CompletedProcess[str], *expected: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+
+
+def test_user_add_refuses_what_could_never_log_in(tmp_path: Path) -> None:
+    """user add: a missing configuration says how to write one; a name SSH or Basic
+    cannot carry, or one a command line takes for a flag, and a user with neither a
+    password nor a key are refused in one line, the file unchanged."""
+    missing = tmp_path / "none.toml"
+    result = _cli("user", "add", "--config", str(missing), "alice", "--password-stdin",
+                  stdin="pw\n")  # fmt: skip
+    _one_line_refusal(result, f"{missing}: no such file: write the configuration first", "root =")
+    assert not missing.exists()
+    config = tmp_path / "c.toml"
+    (tmp_path / "srv").mkdir()
+    config.write_text('root = "srv"\n[users.root]\n')
+    before = config.read_text()
+    for name in ("bob smith", "a:b", "-dash", "x" * 65, "share-1"):
+        result = _cli("user", "add", "--config", str(config), "--password-stdin", "--", name,
+                      stdin="pw\n")  # fmt: skip
+        _one_line_refusal(result, f"users.{name}")
+        assert config.read_text() == before
+    result = _cli("user", "add", "--config", str(config), "carol", stdin="")
+    _one_line_refusal(result, "users.carol: no password and no key", "--password-stdin", "--key")
+    assert config.read_text() == before
+    for way, stdin in ((["--password-stdin"], "pw\n"), (["--key", "ssh-ed25519 AAAA x"], "")):
+        result = _cli("user", "add", "--config", str(config), f"u{len(stdin)}", *way, stdin=stdin)
+        assert result.returncode == 0, result.stderr
+    # the default user may have neither: its password is made at the first start
+    fresh = tmp_path / "fresh.toml"
+    fresh.write_text('root = "srv"\n')
+    assert _cli("user", "add", "--config", str(fresh), "root", stdin="").returncode == 0
+
+
+def test_a_hand_edited_users_file_is_checked_at_start(tmp_path: Path) -> None:
+    """Names are refused at start as user add refuses them; a user with neither a
+    password nor a key is named in the log (its API tokens may still log it in)."""
+    (tmp_path / "root").mkdir()
+    config = tmp_path / "c.toml"
+    for name in ("bob smith", "a:b"):
+        config.write_text(f'root = "root"\n[users.root]\n[users."{name}"]\npassword_hash = "x"\n')
+        result = _cli("serve", "--config", str(config), "--ssh", "127.0.0.1:0")
+        _one_line_refusal(result, f"users.{name}: a user name is")
+    write_config(config, tmp_path / "root", tmp_path / "state", "")
+    with config.open("a") as handle:
+        handle.write('\n[users.nobody]\nroot = "/"\n')
+    process, _, _ = start_server(["--config", str(config)], tmp_path / "log")
+    stop_server(process)
+    assert "user nobody has no password and no key" in (tmp_path / "log").read_text()

@@ -51,6 +51,10 @@ class User:
         """Whether every write is refused for this user."""
         return self.access == "ro"
 
+    def has_credentials(self) -> bool:
+        """Whether a password or a key can log this user in (else only its tokens)."""
+        return bool(self.password_hash or any(self.authorized_keys) or self.authorized_keys_files)
+
     def allows(self, protocol: str) -> bool:
         """Whether the user may log in with ``protocol``."""
         return protocol in self.protocols
