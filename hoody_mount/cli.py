@@ -262,8 +262,7 @@ def _user_command(args: argparse.Namespace) -> None:
         print("\n".join(users_file.list_users(path)))
         return
     name: str = args.name
-    if not path.exists():
-        users_file.edit(path, lambda users: None)  # (its error says how to write one)
+    users_file.must_exist(path)
     if args.user_command == "add":
         config_module.check_user_name(str(path), name)
     if args.user_command == "add" and args.root.startswith("/") and args.root != "/":

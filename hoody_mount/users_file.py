@@ -18,13 +18,18 @@ from . import config as config_module
 from .config import ConfigError
 
 
-def _read(path: Path) -> tomlkit.TOMLDocument:
+def must_exist(path: Path) -> None:
+    """ConfigError, saying how to write one, when there is no configuration at ``path``."""
     if not path.exists():
         raise ConfigError(
             f"{path}: no such file: write the configuration first, with the folder to "
             f"serve, e.g. printf 'root = \"/srv/files\"\\n' > {path} (config/container.toml "
             "shows every key), then add its users"
         )
+
+
+def _read(path: Path) -> tomlkit.TOMLDocument:
+    must_exist(path)
     try:
         return tomlkit.parse(path.read_text())
     except Exception as exc:  # tomlkit raises several parse error types
