@@ -165,7 +165,7 @@ def _connections_command(args: argparse.Namespace) -> None:
 
 def _locks_command(args: argparse.Namespace) -> None:
     """``locks [list]`` and ``locks release ID``, over the control socket."""
-    cfg = _config_of(args.config, state_dir=args.state_dir)
+    cfg = _config_of(args.config, root=args.root, state_dir=args.state_dir)
     try:
         if args.locks_command == "release":
             control.ask(cfg.state_dir, {"command": "release-lock", "id": args.id})
