@@ -161,6 +161,13 @@ def test_file_manager(width: int, client_key: Path, tmp_path: Path) -> None:
         page.wait(lambda: "renamed.txt" not in page.names(), "the move")
         assert (docs / "made here" / "renamed.txt").read_text() == "good upload\n"
 
+        # the keyboard: a row's menu opens with Enter on its button, Escape closes it
+        summary = page.find('#listing tr[data-name="notes.txt"] summary')
+        summary.send_keys(Keys.ENTER)
+        page.wait(lambda: page.js("return !!document.querySelector('details.menu[open]')"), "menu")
+        summary.send_keys(Keys.ESCAPE)
+        page.wait(lambda: page.js("return !document.querySelector('details.menu[open]')"), "closed")
+
         # delete, after a confirmation
         page.row_action("big.bin", "delete")
         page.wait(lambda: page.find("#ask").is_displayed(), "the confirmation")

@@ -148,6 +148,14 @@
       }
     });
   });
+  // Escape closes an open menu, and gives the focus back to its button
+  document.addEventListener('keydown', function (event) {
+    if (event.key !== 'Escape') { return; }
+    document.querySelectorAll('details.menu[open]').forEach(function (menu) {
+      menu.open = false;
+      menu.querySelector('summary').focus();
+    });
+  });
   // close other menus when one opens
   document.querySelectorAll('details.menu').forEach(function (menu) {
     menu.addEventListener('toggle', function () {
