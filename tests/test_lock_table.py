@@ -218,10 +218,8 @@ def test_sftp_rename_remove_and_setstat_of_a_locked_file_are_refused(server: Ser
         ("open", f"/{FILE}", "r+b"),
         ("link", f"/{FILE}", "/share/docs/hard"),
     ):
+        # (a hard link too: a new name for the locked file would be a way around its lock)
         refusal = _sftp_refusal(server, op, *args)
-        if op == "link":  # (a hard link only adds a name beside it: the file's folder is free)
-            assert refusal == "done", refusal
-            continue
         assert "is locked by root (editor) until " in refusal, (op, refusal)
         assert refusal.endswith(f"(lock {lock['id']})"), (op, refusal)
     assert _sftp_refusal(server, "open", f"/{FILE}", "rb") == "done"  # (reads pass)
@@ -378,3 +376,31 @@ def test_the_administrator_lists_and_releases_locks(server: Server, tmp_path: Pa
     assert status == 204, body
     status, _, body = _request(server, "PUT", "/dav/home/jailed/new.txt", b"x")
     assert status == 201, body
+
+
+def test_links_are_no_way_around_a_lock(server: Server) -> None:
+    """A write through a symlink to a locked file, or into a locked folder, meets the
+    lock of what it reaches (found by the attacker pass: the lock was keyed by the
+    name written to only)."""
+    docs = server.root / "share" / "docs"
+    (docs / "inner").mkdir()
+    (docs / "inner" / "kept.txt").write_text("kept\n")
+    _finder_lock(server)
+    _finder_lock(server, "/dav/share/docs/inner/", "infinity")
+    (docs / "to-file").symlink_to("readme.txt")
+    (docs / "to-folder").symlink_to("inner")
+    for op, *args in (
+        ("open", "/share/docs/to-file", "wb"),
+        ("chmod", "/share/docs/to-file", 0o600),
+        ("open", "/share/docs/to-folder/kept.txt", "wb"),
+        ("open", "/share/docs/to-folder/new.txt", "wb"),
+        ("remove", "/share/docs/to-folder/kept.txt"),
+    ):
+        refusal = _sftp_refusal(server, op, *args)
+        assert "is locked by root" in refusal, (op, args, refusal)
+    for path in ("/api/v1/files/share/docs/to-file", "/api/v1/files/share/docs/to-folder/g.txt"):
+        status = _request(server, "PUT", path, b"sneaked\n")[0]
+        assert status == 423, path
+    assert (docs / "readme.txt").read_text() == "shared text\n"
+    assert (docs / "inner" / "kept.txt").read_text() == "kept\n"
+    assert not (docs / "inner" / "new.txt").exists() and not (docs / "inner" / "g.txt").exists()

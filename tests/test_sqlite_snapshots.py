@@ -313,3 +313,57 @@ def test_a_copy_that_cannot_fit_is_507(tmp_path: Path, client_key: Path) -> None
             assert wait_until(lambda: temp_files_gone(server), 10)
     finally:
         subprocess.run(["umount", "-l", str(state)], check=True)
+
+
+def test_attacker_pass_holes_stay_shut(tmp_path: Path, client_key: Path) -> None:
+    """Found by the attacker pass: a restore went past a lock; a FIFO where SQLite opens
+    the journal held a worker for good; one user could hold any number of copies (each
+    the database's size on the server's disk)."""
+    with served(tmp_path, client_key) as server:
+        share = server.root / "share"
+        make_db(share / "app.db", "delete", rows=10)
+        make_db(tmp_path / "new.db", "delete", rows=5)
+        lock = (
+            '<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/>'
+            "</D:lockscope><D:locktype><D:write/></D:locktype><D:owner>finder</D:owner>"
+            "</D:lockinfo>"
+        )
+        status, _, _ = request(
+            server, "LOCK", "/dav/share/app.db", body=lock.encode(),
+            **{"Content-Type": "application/xml", "Timeout": "Second-600"},
+        )  # fmt: skip
+        assert status == 200
+        new = (tmp_path / "new.db").read_bytes()
+        status, _, body = request(server, "PUT", "/api/v1/files/share/app.db?restore", body=new)
+        assert status == 423 and json.loads(body)["error"] == "locked", body
+        with sqlite3.connect(share / "app.db") as check:
+            assert check.execute("SELECT count(*) FROM t").fetchone()[0] == 9  # (unchanged)
+
+        make_db(share / "piped.db", "delete", rows=10)
+        os.mkfifo(share / "piped.db-journal")
+        status, _, body = request(server, "GET", "/api/v1/files/share/piped.db?snapshot")
+        assert status == 409 and b"journal file is not a regular file" in body, body
+        result = ssh(server, "root", "sqlite-snapshot /share/piped.db")
+        assert result.returncode == 1 and b"not a regular file" in result.stderr
+
+        make_db(share / "big.db", "wal", rows=40_000)
+        token = base64.b64encode(f"root:{PASSWORD}".encode()).decode()
+        held = []
+        for _ in range(2):  # two copies held: their clients read nothing yet
+            sock = socket.create_connection(("127.0.0.1", server.http_port))
+            sock.sendall(
+                b"GET /api/v1/files/share/big.db?snapshot HTTP/1.1\r\nHost: x\r\n"
+                b"Authorization: Basic " + token.encode() + b"\r\n\r\n"
+            )
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            held.append(sock)
+        status, headers, body = request(server, "GET", "/api/v1/files/share/app.db?snapshot")
+        assert status == 503 and "2 database copies" in json.loads(body)["message"], body
+        assert headers.get("Retry-After")
+        status, _, _ = request(server, "GET", "/api/v1/files/docs/app.db?snapshot", "reader")
+        assert status == 404  # (another user is not held back: the reader meets no such file)
+        for sock in held:
+            sock.close()
+        assert wait_until(
+            lambda: request(server, "GET", "/api/v1/files/share/app.db?snapshot")[0] == 200, 30
+        )

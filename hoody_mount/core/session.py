@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Concatenate, ParamSpec, TypeVar
 
-from . import disk_usage, filesystems, logs, paths, permissions, upload_temps
+from . import disk_usage, filesystems, logs, paths, permissions, sqlite_snapshots, upload_temps
 from .atomic_files import AtomicFile, without_privileges
 from .counters import COUNTERS, counted_as
 from .disk_usage import Summary, Walk
@@ -194,6 +194,14 @@ class Session:
                 self.in_root(path), self.user.name, self.lock_tokens,
                 member=member, tree=tree, shown=path,
             )  # fmt: skip
+            # (and where links lead: a link to a locked file, or into a locked folder,
+            # must not be a way around its lock)
+            real = self._vfs.real_path(path)
+            if real is not None and real != path:
+                self.locks.check(
+                    self.in_root(real), self.user.name, self.lock_tokens,
+                    member=member, tree=tree, shown=path,
+                )  # fmt: skip
 
     def _unlocked_target(self, path: str) -> None:
         """``_unlocked`` for a file written whole: a change of its folder's members when
@@ -602,6 +610,7 @@ class Session:
         existing, new = self.path(raw_existing), self.path(raw_new)
         self.check("link", new)
         self._unlocked(new, member=True)
+        self._unlocked(existing)  # (a new name for a locked file would be a way around it)
         self._vfs.link(existing, new)
         self._done("link", existing, new)
 
@@ -665,7 +674,15 @@ class Session:
         (the caller closes it); one access line."""
         path = self.path(raw)
         self.check("snapshot", path)
-        copy = self._vfs.sqlite_snapshot(path, self.gone)
+        user = self.user.name
+        if not sqlite_snapshots.COPIES.take(user):
+            raise sqlite_snapshots.TooManyCopies(path)
+        try:
+            copy = self._vfs.sqlite_snapshot(path, self.gone)
+        except BaseException:
+            sqlite_snapshots.COPIES.give_back(user)
+            raise
+        copy.released = functools.partial(sqlite_snapshots.COPIES.give_back, user)
         COUNTERS.add("bytes_sent", (counted_as(self.protocol),), copy.size)
         logs.later(
             access,
@@ -680,6 +697,7 @@ class Session:
         upload is sent)."""
         path = self.path(raw)
         self.check("restore", path)
+        self._unlocked(path)
         self._vfs.database(path, CHANGE)
         return Upload()
 
@@ -689,6 +707,7 @@ class Session:
         (checked first), in one transaction; the file keeps its inode."""
         path = self.path(raw)
         self.check("restore", path)
+        self._unlocked(path)
         self._vfs.sqlite_restore(path, upload, self.gone)
         COUNTERS.add("bytes_received", (counted_as(self.protocol),), upload.size)
         self._done("restore", path, extra=f" bytes={upload.size} sha256={digest.hex()}")

@@ -44,6 +44,7 @@ from typing import TypeVar
 from urllib.parse import quote
 
 from .reserved import identity
+from .user_slots import UserSlots
 
 HEADER = b"SQLite format 3\0"
 STEP_PAGES = 256  # pages a backup step copies while it holds the source's shared lock
@@ -85,6 +86,24 @@ class StillBusy(OSError):
         )
 
 
+class TooManyCopies(StillBusy):
+    """A user holds ``COPIES_PER_USER`` copies being sent already: each takes the
+    database's size on the server's disk until its answer ends."""
+
+    def __init__(self, path: str) -> None:
+        OSError.__init__(
+            self,
+            errno.EBUSY,
+            f"you already have {COPIES_PER_USER} database copies being sent; "
+            "try again when one ends",
+            path,
+        )
+
+
+COPIES_PER_USER = 2
+COPIES = UserSlots(COPIES_PER_USER)  # the copies each user holds (every front's)
+
+
 def use_folder(folder: Path) -> None:
     """Make temp files in ``folder`` (made 0700 if missing; leftovers of a killed
     server removed)."""
@@ -105,6 +124,7 @@ class Snapshot:
     """A finished copy: an unlinked temp file, its size, SHA-256 and moment (epoch seconds)."""
 
     def __init__(self, fd: int, digest: bytes, taken: float) -> None:
+        self.released: Callable[[], None] = lambda: None  # (called once, at close)
         self.fd = fd
         self.size = os.fstat(fd).st_size
         self.sha256 = digest
@@ -119,6 +139,7 @@ class Snapshot:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+            self.released()
 
 
 class Upload:
@@ -198,6 +219,22 @@ def _jailed(root: int, job: Callable[[Callable[[], None]], T]) -> T:
     return outcome[0]
 
 
+SIDE_FILES = ("-journal", "-wal", "-shm")
+
+
+def _side_files_regular(path: str) -> None:
+    """ENXIO when a file SQLite opens beside the database is no regular file: a FIFO
+    there would hold the thread, and its worker, for good (SQLite itself refuses a link
+    there)."""
+    for suffix in SIDE_FILES:
+        try:
+            st = os.stat(path + suffix, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode):
+            raise OSError(errno.ENXIO, f"its {suffix[1:]} file is not a regular file", path)
+
+
 def _same(path: str, expected: os.stat_result) -> None:
     """ENOENT unless the jail's ``path`` (a link not followed) is still the file checked."""
     try:
@@ -212,13 +249,17 @@ def _sqlite_error(exc: sqlite3.Error, path: str) -> OSError:
     """The core's error for a failure SQLite reports."""
     if "locked" in str(exc) or "busy" in str(exc):
         return StillBusy(path, "stayed locked")
+    if "disk is full" in str(exc):
+        return OSError(errno.ENOSPC, "no room left for the copy in the server's temp folder", path)
     return OSError(errno.EIO, f"SQLite: {exc}", path)
 
 
-def snapshot(root: int, path: str, expected: os.stat_result, stop: Stop) -> Snapshot:
-    """A consistent copy of the database ``path`` of the jail ``root`` (whose file,
+def snapshot(folder: int, name: str, expected: os.stat_result, stop: Stop) -> Snapshot:
+    """A consistent copy of the database ``name`` in the held ``folder`` (whose file,
     checked by the VFS, has the stat ``expected``); ENOSPC when the server's folder
     cannot hold it, ``StillBusy``, ECANCELED once ``stop()`` is true."""
+    path = "/" + name  # (SQLite's path, once its thread's root is the folder)
+    root = folder
 
     def job(enter: Callable[[], None]) -> tuple[int, float]:
         name, fd = _temp_file()
@@ -233,6 +274,7 @@ def snapshot(root: int, path: str, expected: os.stat_result, stop: Stop) -> Snap
             copy.execute("PRAGMA journal_mode=MEMORY")  # (a copy begun again is rolled back)
             copy.execute("PRAGMA synchronous=OFF")
             enter()
+            _side_files_regular(path)
             taken = _copy(path, expected, copy, fd, stop)
             copy.close()
             return fd, taken
@@ -333,10 +375,12 @@ def _backup(
     source.backup(copy, pages=pages, progress=progress, sleep=STEP_PAUSE)
 
 
-def restore(root: int, path: str, expected: os.stat_result, upload: Upload, stop: Stop) -> None:
-    """Replace the content of the live database ``path`` of the jail ``root`` with the
-    uploaded one, in one write transaction (``UnfitUpload`` first if it is no sound
+def restore(folder: int, name: str, expected: os.stat_result, upload: Upload, stop: Stop) -> None:
+    """Replace the content of the live database ``name`` in the held ``folder`` with
+    the uploaded one, in one write transaction (``UnfitUpload`` first if it is no sound
     SQLite database; ``StillBusy`` when the write lock never came)."""
+    path = "/" + name  # (SQLite's path, once its thread's root is the folder)
+    root = folder
     if not is_database(upload.fd):
         raise UnfitUpload("the upload is not an SQLite database")
 
@@ -357,6 +401,7 @@ def restore(root: int, path: str, expected: os.stat_result, upload: Upload, stop
                 first = str(verdict[0][0]) if verdict else "no answer"
                 raise UnfitUpload(f"the upload fails SQLite's integrity check: {first}")
             enter()
+            _side_files_regular(path)
             live = sqlite3.connect(_uri(path, "rw"), uri=True, isolation_level=None)
             try:
                 _same(path, expected)

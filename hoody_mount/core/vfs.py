@@ -201,6 +201,34 @@ class VFS(Resolver):
             self.check_reserved(st, READ, path)
         return st
 
+    def real_path(self, path: str) -> str | None:
+        """Where ``path`` leads once its links are followed in the jail (a name that
+        does not exist yet: its folder's real path and the name); None when that is
+        not known (the folder is missing, or lies outside the root's own path)."""
+        suffix = ""
+        try:
+            fd = self._open(path, os.O_PATH)
+        except FileNotFoundError:
+            parent, suffix = paths.split(path)
+            try:
+                fd = self._open(parent, os.O_PATH | os.O_DIRECTORY)
+            except OSError:
+                return None
+        except OSError:  # (the change itself will meet and say the same)
+            return None
+        try:
+            reached = os.readlink(syscalls.proc_link(fd))
+            top = os.readlink(syscalls.proc_link(self._root)).rstrip("/")
+        finally:
+            os.close(fd)
+        if reached.rstrip("/") == top:
+            found = "/"
+        elif reached.startswith(top + "/"):
+            found = reached[len(top) :]
+        else:
+            return None
+        return paths.join(found, suffix) if suffix else found
+
     def readlink(self, path: str) -> str:
         """The target of the symlink ``path``, as stored."""
         with self.parent(path, "read a link at", READ) as (dfd, name):
@@ -529,11 +557,36 @@ class VFS(Resolver):
     def database(self, path: str, use: str = READ) -> os.stat_result:
         """The lstat of the database ``path`` itself, checked (see
         ``sqlite_snapshots.checked``) and, for ``use`` CHANGE, against the server's files."""
-        fd = self._open(path, os.O_PATH | os.O_NOFOLLOW)
+        folder, name = self._database_folder(path)
+        try:
+            return self._database_in(folder, name, path, use)
+        finally:
+            os.close(folder)
+
+    def _database_folder(self, path: str) -> tuple[int, str]:
+        """An fd of the folder that holds the database ``path`` (never one of the
+        server's), and the database's name. SQLite is confined to this folder, held
+        by its fd: a folder on the way there swapped for a link after the check
+        cannot send SQLite elsewhere."""
+        parent, name = paths.split(path)
+        folder = self._open(parent, os.O_PATH | os.O_DIRECTORY)
+        try:
+            if self._reserved is not None:
+                self._reserved.check_name(os.fstat(folder), change=False)
+        except BaseException:
+            os.close(folder)
+            raise
+        return folder, name
+
+    def _database_in(self, folder: int, name: str, path: str, use: str) -> os.stat_result:
+        """The lstat of the database ``name`` of the held ``folder``, checked."""
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
         try:
             st = os.fstat(fd)
-            if self._reserved is not None and use != READ:
-                self.check_reserved(st, use, path)
+            if self._reserved is not None:
+                self._reserved.check_name(st, change=use != READ)
+                if use != READ:
+                    self.check_reserved(st, use, path)
             sqlite_snapshots.checked(fd, st, path)
             return st
         finally:
@@ -542,10 +595,19 @@ class VFS(Resolver):
     @without_turn
     def sqlite_snapshot(self, path: str, stop: Stop = never) -> Snapshot:
         """A consistent copy of the SQLite database ``path`` (see ``sqlite_snapshots``)."""
-        return sqlite_snapshots.snapshot(self._root, path, self.database(path), stop)
+        folder, name = self._database_folder(path)
+        try:
+            expected = self._database_in(folder, name, path, READ)
+            return sqlite_snapshots.snapshot(folder, name, expected, stop)
+        finally:
+            os.close(folder)
 
     @without_turn
     def sqlite_restore(self, path: str, upload: Upload, stop: Stop = never) -> None:
         """Replace the live SQLite database ``path``'s content with ``upload``'s."""
-        expected = self.database(path, CHANGE)
-        sqlite_snapshots.restore(self._root, path, expected, upload, stop)
+        folder, name = self._database_folder(path)
+        try:
+            expected = self._database_in(folder, name, path, CHANGE)
+            sqlite_snapshots.restore(folder, name, expected, upload, stop)
+        finally:
+            os.close(folder)
