@@ -24,7 +24,7 @@ from .api.app import FilesAPI
 from .api.shares import SharesAPI
 from .api.viewers import Place
 from .config import Config, ConfigError, Listen, embedded_default
-from .control import ControlServer
+from .control import ControlServer, answering
 from .core import sqlite_snapshots, upload_temps
 from .core.digests import DigestCache
 from .core.guard import LoginGuard
@@ -161,6 +161,11 @@ async def run(
     """Serve SSH and HTTP until SIGTERM or SIGINT; SIGHUP reloads the configuration
     from ``loader`` (see ``reload``)."""
     state.prepare(config.state_dir)
+    if answering(config.state_dir):  # (before anything in the folder is touched)
+        raise state.StateError(
+            f"another hoody-mount is serving with the state folder {config.state_dir}: "
+            "stop it first, or give this one its own (--state-dir DIR)"
+        )
     _served_root(config)
     journal = upload_temps.Journal(config.state_dir / "uploads")
     leftovers = await asyncio.get_running_loop().run_in_executor(pool, journal.sweep)

@@ -81,6 +81,7 @@ class ControlServer:
         self._live = live
         self._usage = usage
         self._server: asyncio.Server | None = None
+        self._bound = -1  # the inode of the socket this server bound
 
     async def start(self) -> None:
         """Bind the socket (a stale one a stopped server left is replaced)."""
@@ -90,14 +91,16 @@ class ControlServer:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.bind(address)  # (in the state folder, 0700: no one else may reach it)
             os.chmod(address, 0o600)
+            self._bound = os.stat(address).st_ino
         self._server = await asyncio.start_unix_server(self._serve, sock=sock)
 
     def close(self) -> None:
-        """Stop answering and remove the socket."""
+        """Stop answering and remove the socket (only this server's own)."""
         if self._server is not None:
             self._server.close()
         with contextlib.suppress(OSError), _address(self._state_dir) as address:
-            os.unlink(address)
+            if os.stat(address).st_ino == self._bound:
+                os.unlink(address)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -163,6 +166,19 @@ class ControlServer:
             "error": f"unknown command {command!r}: list, kill, end-user, usage, locks or "
             "release-lock"
         }
+
+
+def answering(state_dir: Path) -> bool:
+    """Whether a server answers on the state folder's control socket now (another
+    server on the same state folder would take over its socket, uploads and locks)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(TIMEOUT)
+        try:
+            with _address(state_dir) as address:
+                sock.connect(address)
+        except OSError:
+            return False
+    return True
 
 
 def ask(state_dir: Path, request: dict[str, Any]) -> dict[str, Any]:

@@ -151,3 +151,19 @@ def test_the_socket_refuses_garbage(server: Server) -> None:
             answer = json.loads(sock.makefile().readline())
         assert expected in answer["error"]
     assert _rows(server) == []
+
+
+def test_a_second_server_on_the_same_state_folder_is_refused(server: Server) -> None:
+    """Two servers on one state folder would share its socket, upload temps and locks
+    (the second took the socket over and removed it when it stopped, found by the
+    new-user pass): the second is refused in one line, and the first is still reached."""
+    config = server.root.parent / "hoody-mount.toml"
+    second = subprocess.run(
+        [sys.executable, "-m", "hoody_mount", "serve", "--config", str(config)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert second.returncode == 2, second.stderr
+    assert "another hoody-mount is serving with the state folder" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+    listed = _cli(server)
+    assert listed.returncode == 0, listed.stderr
