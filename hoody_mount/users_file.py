@@ -24,7 +24,8 @@ def must_exist(path: Path) -> None:
         raise ConfigError(
             f"{path}: no such file: write the configuration first, with the folder to "
             f"serve, e.g. printf 'root = \"/srv/files\"\\n' > {path} (config/container.toml "
-            "shows every key), then add its users"
+            f"shows every key), then its users, the default one first: hoody-mount user add "
+            f"root --config {path}"
         )
 
 

@@ -355,6 +355,16 @@ def test_user_add_refuses_what_could_never_log_in(tmp_path: Path) -> None:
                   stdin="pw\n")  # fmt: skip
     _one_line_refusal(result, f"{missing}: no such file: write the configuration first", "root =")
     assert not missing.exists()
+    # the hint, followed as written: the folder to serve, the default user, then alice
+    assert f"the default one first: hoody-mount user add root --config {missing}" in result.stderr
+    (tmp_path / "files").mkdir()
+    missing.write_text(f'root = "{tmp_path / "files"}"\n')
+    missing.chmod(0o600)
+    for name in ("root", "alice"):
+        added = _cli("user", "add", "--config", str(missing), name, "--password-stdin",
+                     stdin="a good password\n")  # fmt: skip
+        assert added.returncode == 0, (name, added.stderr)
+    missing.unlink()
     config = tmp_path / "c.toml"
     (tmp_path / "srv").mkdir()
     config.write_text('root = "srv"\n[users.root]\n')

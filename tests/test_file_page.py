@@ -105,6 +105,10 @@ def test_file_manager(width: int, client_key: Path, tmp_path: Path) -> None:
             "red.png",
         ]
 
+        # a file the page cannot show is offered for download, not as a preview
+        assert not page.all('#listing tr[data-name="big.bin"] button[data-act="preview"]')
+        assert page.all('#listing tr[data-name="notes.txt"] button[data-act="preview"]')
+
         # filter
         page.find("#filter").send_keys("RE")
         page.wait(lambda: page.names() == ["readme.txt", "red.png"], "the filter")

@@ -107,6 +107,16 @@ def _sorted(entries: list[Entry], key: str, descending: bool) -> list[Entry]:
     return ordered
 
 
+_TEXT_TYPES = ("json", "xml", "javascript", "x-sh", "toml", "yaml", "x-yaml", "sql")
+
+
+def _previewable(media: str) -> bool:
+    """Whether the page can show a file of this media type (as the script's ``kindOf``)."""
+    if media.startswith(("image/", "video/", "audio/", "text/")) or media == "application/pdf":
+        return True
+    return media.rpartition("/")[2].rpartition("+")[2] in _TEXT_TYPES
+
+
 def _icon(kind: str, label: str) -> str:
     return f'<svg class="icon" role="img" aria-label="{label}"><use href="#i-{kind}"/></svg>'
 
@@ -153,8 +163,9 @@ def _row(folder: str, entry: Entry, root: str, writable: bool) -> str:
     )
     size = "" if is_dir else human_size(entry.stat.st_size)
     actions = []
-    if kind == "file":
+    if kind == "file" and _previewable(media):
         actions.append('<button type="button" data-act="preview">Preview</button>')
+    if kind == "file":
         actions.append(f'<a href="{href}" download>Download</a>')
         if not linked and entry.name.lower().endswith((".db", ".sqlite", ".sqlite3")):
             actions.append(f'<a href="{href}?snapshot" download>Download a consistent copy</a>')

@@ -76,8 +76,9 @@
   // rejects with a message to show (the dialog stays open) or resolves (it closes).
   var dialog = $('ask');
   var asking = null;
-  function ask(title, value, ok, act) {
+  function ask(title, value, ok, act, label) {
     $('ask-title').textContent = title;
+    $('ask-label').textContent = label || 'Name';
     var input = $('ask-input');
     input.hidden = value === null;
     $('ask-label').hidden = value === null;
@@ -134,7 +135,7 @@
       } else if (act === 'move') {
         ask('Move ' + name + ' to the folder', folder, 'Move', function (value) {
           return moveTo(row, joined(value, name));
-        });
+        }, 'Folder');
       } else if (act === 'delete') {
         var what = row.dataset.kind === 'dir' ? 'the folder ' + name + ' and everything in it' : name;
         ask('Delete ' + what + '?', null, 'Delete', function () {
