@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 from conftest import PASSWORD, READER_PASSWORD, Server, require, served
+from test_clients_mount import sshfs_mount
 
 # Finder's LOCK (WebDAVFS): exclusive, depth 0, its owner an href, a timeout of 10 minutes
 FINDER_LOCK = (
@@ -404,3 +405,20 @@ def test_links_are_no_way_around_a_lock(server: Server) -> None:
     assert (docs / "readme.txt").read_text() == "shared text\n"
     assert (docs / "inner" / "kept.txt").read_text() == "kept\n"
     assert not (docs / "inner" / "new.txt").exists() and not (docs / "inner" / "g.txt").exists()
+
+
+def test_an_sshfs_overwrite_of_a_file_finder_locked_is_refused(
+    server: Server, tmp_path: Path
+) -> None:
+    """The issue's case as people meet it: Finder holds a lock, and a copy onto the file
+    through an sshfs mount fails, the file unchanged; a read through the mount passes."""
+    _finder_lock(server)
+    new = tmp_path / "new.txt"
+    new.write_text("from sshfs\n")
+    with sshfs_mount(server, "root", tmp_path / "mnt", tmp_path / "sshfs.log") as mnt:
+        copied = subprocess.run(
+            ["cp", str(new), str(mnt / FILE)], capture_output=True, text=True, timeout=60
+        )
+        assert copied.returncode != 0 and "Permission denied" in copied.stderr, copied
+        assert (mnt / FILE).read_text() == "shared text\n"
+    assert (server.root / FILE).read_text() == "shared text\n"
