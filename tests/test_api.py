@@ -1747,3 +1747,20 @@ def test_a_browser_at_the_root_or_a_webdav_folder_lands_on_the_file_page(server:
     status, _ = basic_request(server.http_port, "GET", "/dav/share/docs/readme.txt", "root",
                               PASSWORD, Accept=html)  # fmt: skip
     assert status == 200
+
+
+def test_the_page_sorts_names_as_people_do(server: Server) -> None:
+    """Numbers by value and case ignored (f2, F10, f19), found by the new-user pass; ties
+    of a size sort fall back on that order."""
+    folder = server.root / "share" / "natural"
+    folder.mkdir()
+    for name in ("f19.txt", "f2.txt", "F10.txt", "a.txt"):
+        (folder / name).write_bytes(b"same")
+    for query in ("", "?sort=size"):
+        page = http_request(
+            server, "GET", url_path("/share/natural/") + query, headers={"Accept": "text/html"}
+        ).body.decode()
+        order = [
+            page.index(f'data-name="{name}"') for name in ("a.txt", "f2.txt", "F10.txt", "f19.txt")
+        ]
+        assert order == sorted(order), query

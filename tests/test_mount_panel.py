@@ -6,6 +6,7 @@ start."""
 from __future__ import annotations
 
 import html
+import http.client
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,18 @@ from conftest import PASSWORD, basic_request, password_hash, served
 from hoody_mount.mount_commands import Where, systems
 
 PAGE = "/api/v1/files/"
+
+
+def bearer_request(port: int, path: str, token: str) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(
+            "GET", path, headers={"Authorization": f"Bearer {token}", "Accept": "text/html"}
+        )
+        reply = conn.getresponse()
+        return reply.status, reply.read().decode()
+    finally:
+        conn.close()
 
 
 def _panel(port: int, user: str, password: str, **headers: str) -> str:
@@ -63,6 +76,20 @@ def test_a_host_header_that_is_no_host_name_never_reaches_a_command(
         panel = _panel(server.http_port, "root", PASSWORD, Host=host)
         assert f"sshfs -p {server.port} root@127.0.0.1:/ ~/hoody" in panel, panel
         assert host not in panel and "$(id)" not in panel
+
+
+def test_a_read_only_login_is_told_what_a_mount_with_the_password_gets(
+    tmp_path: Path, client_key: Path
+) -> None:
+    with served(tmp_path, client_key) as server:
+        assert "the account's own rights" not in _panel(server.http_port, "root", PASSWORD)
+        token = subprocess.run(
+            [sys.executable, "-m", "hoody_mount", "token", "create", "root", "--ro",
+             "--config", str(tmp_path / "hoody-mount.toml")],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.split()[0]  # fmt: skip
+        status, body = bearer_request(server.http_port, PAGE, token)
+        assert status == 200 and "the account&#x27;s own rights" in body, body[:300]
 
 
 def test_commands_for_tls_ipv6_and_default_ports() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import mimetypes
 import os
+import re
 import stat
 import time
 from collections.abc import Iterator
@@ -66,6 +67,8 @@ class Viewer:
     read_only: bool
     logged_in: bool = False  # came with the login page's cookie: offer to log out
     mounts: list[System] = field(default_factory=list)  # the Mount panel's commands
+    # (a login with a token: the commands still need the account's password)
+    password_note: str = "Replace PASSWORD with your password; the others ask for it."
 
 
 def human_size(size: int) -> str:
@@ -92,14 +95,26 @@ def _breadcrumbs(path: str, root: str) -> str:
     return " / ".join(crumbs)
 
 
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _natural(name: str) -> tuple[tuple[int, int, str], ...]:
+    """A name's key in people's order: numbers by value (f2 before f19), case ignored."""
+    return tuple(
+        (1, int(part), "") if part.isdigit() else (0, 0, part)
+        for part in _DIGITS.split(name.casefold())
+        if part
+    )
+
+
 def _sorted(entries: list[Entry], key: str, descending: bool) -> list[Entry]:
-    def order(entry: Entry) -> tuple[int, object]:
+    def order(entry: Entry) -> tuple[int, object, object]:
         is_dir = 0 if stat.S_ISDIR(entry.stat.st_mode) else 1
         value: object = {
             "size": entry.stat.st_size,
             "mtime": entry.stat.st_mtime,
-        }.get(key, entry.name.lower())
-        return (is_dir, value)
+        }.get(key, 0)
+        return (is_dir, value, _natural(entry.name))  # (ties by name)
 
     ordered = sorted(entries, key=order, reverse=descending)
     if descending:  # keep folders first either way
@@ -227,7 +242,7 @@ def _mount_panel(viewer: Viewer) -> str:
     return (
         '<dialog id="mount" class="mount" aria-labelledby="mount-title">'
         '<h2 id="mount-title">Mount your files</h2>'
-        "<p>Replace PASSWORD with your password; the others ask for it.</p>"
+        f"<p>{html.escape(viewer.password_note)}</p>"
         f'{body}<div class="buttons"><button type="button" id="mount-close">Close</button>'
         "</div></dialog>"
     )

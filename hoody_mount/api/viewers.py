@@ -13,6 +13,11 @@ from ..http_names import LOGGED_IN
 from ..mount_commands import Where, systems, typed_host
 from .page import Viewer
 
+READ_ONLY_NOTE = (
+    "Replace PASSWORD with the account's password: a mount has the account's own rights, "
+    "which may be more than this page's (a read-only token's). The others ask for it."
+)
+
 
 @dataclass(frozen=True)
 class Place:
@@ -57,4 +62,5 @@ def viewer_of(environ: dict[str, Any], user: User, place: Place) -> Viewer:
         read_only=read_only,
         logged_in=bool(environ.get(LOGGED_IN)),
         mounts=systems(where, user.name, protocols),
+        password_note=READ_ONLY_NOTE if read_only else Viewer.password_note,
     )
