@@ -1587,3 +1587,31 @@ def test_copies_never_hold_the_workers_that_others_need(server: Server) -> None:
         for name in ("big.bin", *copies):
             (server.root / name).unlink(missing_ok=True)
     assert (server.root / "made").is_dir()
+
+
+def test_a_chown_that_changes_nothing_is_answered_at_once_and_rights_still_hold(
+    server: Server,
+) -> None:
+    """tar as root sets each file's owner to the one it already has: that SETSTAT is
+    answered without a worker (issue 24), and only when the user may setstat at all and
+    the owner really is unchanged."""
+    readme = server.root / "share" / "docs" / "readme.txt"
+    before = readme.stat()
+
+    async def body() -> None:
+        async with await connect(server) as conn, conn.start_sftp_client() as sftp:
+            path = "/share/docs/readme.txt"
+            await sftp.chown(path, before.st_uid, before.st_gid)  # unchanged: OK
+            await sftp.setstat(path, asyncssh.SFTPAttrs(uid=before.st_uid, gid=before.st_gid))
+            await sftp.chown(path, 4321, 4321)  # a real change: done on a worker
+            assert (readme.stat().st_uid, readme.stat().st_gid) == (4321, 4321)
+            await sftp.chown(path, before.st_uid, before.st_gid)
+        async with await connect(server, "reader") as conn, conn.start_sftp_client() as sftp:
+            with pytest.raises(asyncssh.SFTPPermissionDenied):  # (read-only: even a no-op)
+                await sftp.chown("/docs/readme.txt", before.st_uid, before.st_gid)
+
+    run(body)
+    after = readme.stat()
+    assert (after.st_uid, after.st_gid, after.st_mode) == (
+        before.st_uid, before.st_gid, before.st_mode,
+    )  # fmt: skip

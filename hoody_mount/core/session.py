@@ -321,6 +321,22 @@ class Session:
         that answering needs the disk: call ``stat`` on a worker."""
         return self._vfs.stat_cached(self.path(raw), follow)
 
+    def owner_unchanged(self, raw: str, follow: bool, owner: Owner) -> bool:
+        """Whether setting only ``owner`` on ``raw`` would change nothing, known from the
+        kernel's caches (safe on an event loop): the user may setstat, no lock is held
+        anywhere, and the owner is already that one (tar as root sets each file's owner
+        to the one it already has). False means: ask ``set_attrs`` on a worker."""
+        if owner is None or self.locks or not self.may("setstat"):
+            return False
+        try:
+            st = self.stat_cached(raw, follow)
+        except OSError:  # (the worker's set_attrs says why)
+            return False
+        if st is None:
+            return False
+        uid, gid = owner
+        return uid in (-1, st.st_uid) and gid in (-1, st.st_gid)
+
     @_logs_refusals("list")
     def listdir(self, raw: str, dots: bool = False, position: int = 0) -> Listing:
         """Open a folder for listing (with ``dots``: ``.`` and ``..`` first; from a

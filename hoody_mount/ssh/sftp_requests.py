@@ -358,6 +358,9 @@ class Requests:
         attrs = SFTPAttrs.decode(packet, 3)
         packet.check_end()
         changes = changes_of(attrs)
+        only_owner = all(changes[key] is None for key in ("size", "mode", "times"))
+        if only_owner and self.session.owner_unchanged(path, follow, changes["owner"]):
+            return wire.ok(pktid)  # (nothing to change: no hand-off to a worker)
         return Job(
             lambda: self.session.set_attrs(path, follow=follow, **changes),
             lambda _: wire.ok(pktid),
