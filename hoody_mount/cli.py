@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -137,54 +138,70 @@ def _connections_options(parser: argparse.ArgumentParser, default: Any) -> None:
     )
 
 
-def _connections_command(args: argparse.Namespace) -> None:
-    """``connections [list]`` and ``connections kill ID``, over the control socket."""
+def _ask(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any]:
+    """The running server's answer over its control socket (its state folder found as
+    ``serve`` finds it)."""
     cfg = _config_of(args.config, root=args.root, state_dir=args.state_dir)
     try:
-        if args.connections_command == "kill":
-            control.ask(cfg.state_dir, {"command": "kill", "id": args.id})
-            print(f"ended session {args.id}")
-            return
-        rows = control.ask(cfg.state_dir, {"command": "list"})["sessions"]
+        return control.ask(cfg.state_dir, request)
     except control.ControlError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _table(
+    args: argparse.Namespace,
+    header: str,
+    rows: list[dict[str, Any]],
+    fields: Callable[[dict[str, Any]], tuple[object, ...]],
+    none: str,
+) -> None:
+    """Print ``rows`` as JSON (``--json``) or as a table of ``fields(row)``, each field
+    escaped as in the log: a name cannot forge a row or reach the terminal with control
+    characters, and one that is not UTF-8 prints."""
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print("ID\tUSER\tPROTOCOL\tADDRESS\tSTARTED\tRECEIVED\tSENT\tDOING")
+    print(header)
     for row in rows:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row["started"])))
-        fields = (row["id"], row["user"], row["protocol"], row["address"], started,
-                  row["received"], row["sent"], row["doing"] or "-")  # fmt: skip
-        # (escaped as in the log: a name or a command cannot forge a row or reach the
-        # terminal with control characters, and a name that is not UTF-8 prints)
-        print("\t".join(escape(str(field)) for field in fields))
+        print("\t".join(escape(str(field)) for field in fields(row)))
     if not rows:
-        print("(no open sessions)", file=sys.stderr)
+        print(none, file=sys.stderr)
+
+
+def _when(seconds: object) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(str(seconds))))
+
+
+def _connections_command(args: argparse.Namespace) -> None:
+    """``connections [list]`` and ``connections kill ID``, over the control socket."""
+    if args.connections_command == "kill":
+        _ask(args, {"command": "kill", "id": args.id})
+        print(f"ended session {args.id}")
+        return
+    _table(
+        args,
+        "ID\tUSER\tPROTOCOL\tADDRESS\tSTARTED\tRECEIVED\tSENT\tDOING",
+        _ask(args, {"command": "list"})["sessions"],
+        lambda row: (row["id"], row["user"], row["protocol"], row["address"],
+                     _when(row["started"]), row["received"], row["sent"], row["doing"] or "-"),
+        "(no open sessions)",
+    )  # fmt: skip
 
 
 def _locks_command(args: argparse.Namespace) -> None:
     """``locks [list]`` and ``locks release ID``, over the control socket."""
-    cfg = _config_of(args.config, root=args.root, state_dir=args.state_dir)
-    try:
-        if args.locks_command == "release":
-            control.ask(cfg.state_dir, {"command": "release-lock", "id": args.id})
-            print(f"released lock {args.id}")
-            return
-        rows = control.ask(cfg.state_dir, {"command": "locks"})["locks"]
-    except control.ControlError as exc:
-        raise ConfigError(str(exc)) from None
-    if args.json:
-        print(json.dumps(rows, indent=2))
+    if args.locks_command == "release":
+        _ask(args, {"command": "release-lock", "id": args.id})
+        print(f"released lock {args.id}")
         return
-    print("ID\tPATH\tUSER\tOWNER\tDEPTH\tSCOPE\tEXPIRES")
-    for row in rows:
-        expires = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row["expires"])))
-        fields = (row["id"], row["path"], row["user"], row["owner"] or "-", row["depth"],
-                  row["scope"], expires)  # fmt: skip
-        print("\t".join(escape(str(field)) for field in fields))
-    if not rows:
-        print("(no locks)", file=sys.stderr)
+    _table(
+        args,
+        "ID\tPATH\tUSER\tOWNER\tDEPTH\tSCOPE\tEXPIRES",
+        _ask(args, {"command": "locks"})["locks"],
+        lambda row: (row["id"], row["path"], row["user"], row["owner"] or "-", row["depth"],
+                     row["scope"], _when(row["expires"])),
+        "(no locks)",
+    )  # fmt: skip
 
 
 def _token_command(args: argparse.Namespace) -> None:

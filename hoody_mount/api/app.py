@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 
 from .. import http_rules
 from ..core import paths
-from ..core.digests import DigestCache, StreamDigest
+from ..core.digests import DigestCache
 from ..core.open_files import OpenFile
 from ..core.session import Session
 from ..core.user_slots import UserSlots
@@ -35,10 +35,11 @@ from ..http_names import (
 )
 from ..http_rules import status_line
 from . import locks, origin, snapshots, storage, zips
+from .bodies import received
 from .downloads import send_file
 from .errors import ApiError, from_os_error
 from .listings import list_html, list_json
-from .replies import BLOCK, Body, Headers, digest_header, json_reply, json_text, read_json
+from .replies import Body, Headers, digest_header, json_reply, json_text, read_json
 from .viewers import Place, viewer_of
 
 PREFIX = FILES_ROOT
@@ -278,29 +279,9 @@ class FilesAPI:
             upload = session.upload(path)
         except FileNotFoundError:
             raise ApiError(409, "no_parent", "the parent folder does not exist") from None
-        hasher = StreamDigest()
         try:
-            stream = environ["wsgi.input"]
-            remaining = int(length_text) if length_text else None
-            while remaining is None or remaining > 0:
-                data = stream.read(BLOCK if remaining is None else min(BLOCK, remaining))
-                if not data:
-                    break
-                hasher.update(data)  # hashed on a helper thread while this one goes on
-                upload.write(data)
-                if remaining is not None:
-                    remaining -= len(data)
-            if remaining:
-                raise ApiError(400, "incomplete_body", "the body ended before Content-Length")
-            digest = hasher.digest()
-            if expected is not None and digest != expected:
-                raise ApiError(
-                    422,
-                    "digest_mismatch",
-                    f"expected sha256 {expected.hex()}, received {digest.hex()}",
-                )
+            digest = received(environ, upload.write, expected)
         except BaseException:
-            hasher.close()
             upload.abort()
             raise
         _check_preconditions(environ, session, path, write=True)  # again: it may have changed

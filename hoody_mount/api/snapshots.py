@@ -15,10 +15,10 @@ import posixpath
 from collections.abc import Iterator
 from typing import Any
 
-from ..core.digests import StreamDigest
 from ..core.session import Session
 from ..core.sqlite_snapshots import NotADatabase, Snapshot, StillBusy, UnfitUpload
 from ..http_rules import status_line
+from .bodies import received
 from .errors import ApiError
 from .replies import BLOCK, Headers, Streamed, digest_header, json_reply, json_text
 from .zips import _disposition
@@ -81,27 +81,8 @@ def restore(
         upload = session.restore_upload(path)
     except NotADatabase:
         raise _not_a_database(session, path) from None
-    hasher = StreamDigest()
     try:
-        stream = environ["wsgi.input"]
-        remaining = int(length_text) if length_text else None
-        while remaining is None or remaining > 0:
-            data = stream.read(BLOCK if remaining is None else min(BLOCK, remaining))
-            if not data:
-                break
-            hasher.update(data)
-            upload.write(data)
-            if remaining is not None:
-                remaining -= len(data)
-        if remaining:
-            raise ApiError(400, "incomplete_body", "the body ended before Content-Length")
-        digest = hasher.digest()
-        if expected is not None and digest != expected:
-            raise ApiError(
-                422,
-                "digest_mismatch",
-                f"expected sha256 {expected.hex()}, received {digest.hex()}",
-            )
+        digest = received(environ, upload.write, expected)
         try:
             session.sqlite_restore(path, upload, digest)
         except NotADatabase:
@@ -111,7 +92,6 @@ def restore(
         except StillBusy as exc:
             raise _busy(exc) from None
     finally:
-        hasher.close()
         upload.close()
     data = {
         "path": json_text(session.path(path)),
