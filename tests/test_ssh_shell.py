@@ -1027,7 +1027,9 @@ def test_a_command_ends_when_its_client_goes(shell_server: Server, tty: bool) ->
     try:
         assert wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 30)
         pid = int(pid_file.read_text())
-        assert Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep")
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        # The pid is written before ``exec``: wait for the shell to become the sleep.
+        assert wait_until(lambda: cmdline.read_bytes().startswith(b"sleep"), 30)
         client.kill()
         client.wait()
         assert wait_until(lambda: not Path(f"/proc/{pid}").exists(), 20), "still running"
