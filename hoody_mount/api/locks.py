@@ -8,11 +8,10 @@ brings the tokens of its locks in ``If: (<token>)`` (as WebDAV does) or in
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ..core import permissions
-from ..core.locks import Lock
+from ..core.locks import Lock, brought_tokens
 from ..core.session import Session
 from ..http_names import LOCKS_ROOT
 from ..http_rules import status_line
@@ -20,16 +19,11 @@ from .errors import ApiError
 from .replies import Headers, json_reply, json_text
 
 DEFAULT_TIMEOUT = 3600  # seconds a lock lasts when the request names no timeout
-_TOKEN = re.compile(r"<([^<>\s]+)>")
 
 
 def tokens_of(environ: dict[str, Any]) -> frozenset[str]:
     """The lock tokens a request brings (``If`` lists, ``Lock-Token``)."""
-    found = set(_TOKEN.findall(str(environ.get("HTTP_IF", ""))))
-    header = str(environ.get("HTTP_LOCK_TOKEN", "")).strip()
-    if header:
-        found.add(header.strip("<>"))
-    return frozenset(found)
+    return brought_tokens(str(environ.get("HTTP_IF", "")), str(environ.get("HTTP_LOCK_TOKEN", "")))
 
 
 def _one(query: dict[str, list[str]], name: str, default: str) -> str:

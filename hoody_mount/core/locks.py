@@ -107,6 +107,18 @@ class TooManyLocks(OSError):
         super().__init__(errno.ENOLCK, text)
 
 
+_TOKEN = re.compile(r"<([^<>\s]+)>")
+
+
+def brought_tokens(if_header: str, lock_token: str = "") -> frozenset[str]:
+    """The lock tokens an HTTP request brings: each ``<…>`` of its ``If`` header (a
+    resource tag among them matches no lock), and its ``Lock-Token`` header."""
+    found = set(_TOKEN.findall(if_header))
+    if lock_token.strip():
+        found.add(lock_token.strip().strip("<>"))
+    return frozenset(found)
+
+
 def _parent(path: str) -> str:
     return path.rsplit("/", 1)[0] or "/"
 

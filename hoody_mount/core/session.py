@@ -107,8 +107,9 @@ class Session:
         # The mounts of the served root, by its paths (set by ``Sessions.open``).
         self.mounts: Callable[[], list[Mount]] = list
         # The lock table every change is checked against (set by ``Sessions.open``), the
-        # lock tokens the request brings, and whether its front checked locks itself
-        # (WebDAV: WsgiDAV does, with the same table).
+        # lock tokens the request brings, and whether its front checked the locks of the
+        # path as named itself (WebDAV: WsgiDAV does, with the same table; where a link
+        # leads is still checked here, which WsgiDAV does not know).
         self.locks = LockTable(None)
         self.lock_tokens: frozenset[str] = frozenset()
         self.locks_checked = False
@@ -188,25 +189,27 @@ class Session:
     def _unlocked(self, path: str, *, member: bool = False, tree: bool = False) -> None:
         """``Locked`` unless no lock the request does not hold covers a change of
         ``path`` (``member``: creating, removing or renaming it; ``tree``: of everything
-        below it too). No locks: one test."""
-        if self.locks and not self.locks_checked:
+        below it too), as named and where its links lead. No locks: one test."""
+        if not self.locks:
+            return
+        if not self.locks_checked:
             self.locks.check(
                 self.in_root(path), self.user.name, self.lock_tokens,
                 member=member, tree=tree, shown=path,
             )  # fmt: skip
-            # (and where links lead: a link to a locked file, or into a locked folder,
-            # must not be a way around its lock)
-            real = self._vfs.real_path(path)
-            if real is not None and real != path:
-                self.locks.check(
-                    self.in_root(real), self.user.name, self.lock_tokens,
-                    member=member, tree=tree, shown=path,
-                )  # fmt: skip
+        # (and where links lead: a link to a locked file, or into a locked folder, must
+        # not be a way around its lock, in any protocol)
+        real = self._vfs.real_path(path)
+        if real is not None and real != path:
+            self.locks.check(
+                self.in_root(real), self.user.name, self.lock_tokens,
+                member=member, tree=tree, shown=path,
+            )  # fmt: skip
 
     def _unlocked_target(self, path: str) -> None:
         """``_unlocked`` for a file written whole: a change of its folder's members when
         it does not exist yet."""
-        if self.locks and not self.locks_checked:
+        if self.locks:
             try:
                 self._vfs.lstat(path)
                 member = False
@@ -269,6 +272,11 @@ class Session:
             *targets,
             extra,
         )
+
+    def may_change(self, raw: str) -> None:
+        """``Locked`` unless the request may change ``raw`` despite the locks (for a
+        change a front keeps outside the filesystem: a WebDAV dead property)."""
+        self._unlocked(self.path(raw))
 
     def changed(self, op: str, raw: str, detail: str = "") -> None:
         """The audit line of a change a front makes outside the filesystem (a WebDAV

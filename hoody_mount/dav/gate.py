@@ -42,6 +42,7 @@ from wsgidav.dav_error import (
 
 from ..core import byteranges, permissions
 from ..core.content import is_active
+from ..core.locks import brought_tokens
 from ..core.session import Session
 from ..http_names import DAV_ROOT, FILES_ROOT, SESSION, SHOWN_ROOT
 from ..http_rules import body_refusal
@@ -364,8 +365,13 @@ class DavGate:
         why = None if session is None or operation is None else session.refusal(operation)
         if why is not None:
             return _answer(start_response, "403 Forbidden", f"{why}\n".encode())
-        if session is not None:  # (WsgiDAV checks locks itself, on the core's table)
+        if session is not None:
+            # (WsgiDAV checks the locks of the path as named itself, on the core's table;
+            # the core checks where links lead, with the tokens the request brings)
             session.locks_checked = True
+            session.lock_tokens = brought_tokens(
+                str(environ.get("HTTP_IF", "")), str(environ.get("HTTP_LOCK_TOKEN", ""))
+            )
         if "HTTP_IF" in environ and session is not None and self.keys is not None:
             environ["HTTP_IF"] = _if_tags_as_keys(str(environ["HTTP_IF"]), session, self.keys)
         if _miscased_share(str(environ.get("PATH_INFO", ""))):

@@ -145,7 +145,10 @@ class _Common:
         return _session(self.environ)
 
     def set_property_value(self, name: str, value: Any, *, dry_run: bool = False) -> None:
-        """WsgiDAV stores a dead property; the change gets its audit line like any other."""
+        """WsgiDAV stores a dead property; the change gets its audit line like any other
+        (and meets the locks where a link leads, which WsgiDAV does not see)."""
+        with _mapped():
+            self.session.may_change(self.path)
         super().set_property_value(name, value, dry_run=dry_run)  # type: ignore[misc]
         if not dry_run:
             how = "removed" if value is None else "set"
