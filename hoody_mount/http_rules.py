@@ -139,6 +139,22 @@ def creates_only(environ: Mapping[str, Any]) -> bool:
     return "*" in _tags(str(environ.get("HTTP_IF_NONE_MATCH", "")))
 
 
+# The seconds an HTTP date can carry (RFC 9110 §5.6.7: a four-digit year, UTC); a file's
+# time outside them (the kernel keeps times to the year 292 billion) is shown at the edge
+EARLIEST = -62135596800  # 0001-01-01 00:00:00
+LATEST = 253402300799  # 9999-12-31 23:59:59
+
+
+def http_seconds(seconds: float) -> float:
+    """A file's time as an HTTP date can carry it: clamped to the years 1 to 9999."""
+    return max(EARLIEST, min(LATEST, seconds))
+
+
+def http_date(seconds: float) -> str:
+    """A file's time as an HTTP date (``Last-Modified``), clamped as ``http_seconds``."""
+    return email.utils.formatdate(http_seconds(seconds), usegmt=True)
+
+
 def not_modified(environ: Mapping[str, Any], st: os.stat_result) -> bool:
     """Whether a GET or HEAD of ``st`` is answered 304: If-None-Match names its tag (or
     ``*``), or else If-Modified-Since is not before its modification's second."""
@@ -150,7 +166,7 @@ def not_modified(environ: Mapping[str, Any], st: os.stat_result) -> bool:
     since = environ.get("HTTP_IF_MODIFIED_SINCE")
     if since:
         limit = _seconds(str(since))
-        return limit is not None and int(st.st_mtime) <= limit
+        return limit is not None and int(http_seconds(st.st_mtime)) <= limit
     return False
 
 

@@ -4,7 +4,6 @@ one range, or several ranges as multipart/byteranges."""
 
 from __future__ import annotations
 
-import email.utils
 import mimetypes
 import os
 import secrets
@@ -29,7 +28,7 @@ def send_file(
     kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
     headers: Headers = [
         ("ETag", etag),
-        ("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True)),
+        ("Last-Modified", http_rules.http_date(st.st_mtime)),
         ("Accept-Ranges", "bytes"),
     ]
     if digest is not None:

@@ -39,7 +39,7 @@ from ..core.listing import Entry
 from ..core.open_files import OpenFile, Times
 from ..core.session import Session
 from ..http_names import SESSION, SHOWN_ROOT
-from ..http_rules import error_status, opaque_tag
+from ..http_rules import error_status, http_seconds, opaque_tag
 from .properties import PropertyTable
 
 SESSION_KEY = SESSION
@@ -156,10 +156,10 @@ class _Common:
             self.session.changed("proppatch", self.path, f" property={shown} ({how})")
 
     def get_creation_date(self) -> float:
-        return self.st.st_ctime
+        return http_seconds(self.st.st_ctime)
 
     def get_last_modified(self) -> float:
-        return self.st.st_mtime
+        return http_seconds(self.st.st_mtime)
 
     def get_display_name(self) -> str:
         """The name, as XML can carry it: bytes that are not UTF-8 on the disk and control
@@ -242,10 +242,10 @@ class FileResource(_Common, DAVNonCollection):  # type: ignore[misc]
         return str(util.guess_mime_type(self.path))
 
     def get_creation_date(self) -> float | None:  # type: ignore[override]
-        return self.st.st_ctime if self.st else None
+        return http_seconds(self.st.st_ctime) if self.st else None
 
     def get_last_modified(self) -> float | None:  # type: ignore[override]
-        return self.st.st_mtime if self.st else None
+        return http_seconds(self.st.st_mtime) if self.st else None
 
     def get_etag(self) -> str | None:
         if not self.st:
