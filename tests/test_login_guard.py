@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -113,9 +114,13 @@ def test_unknown_users_cost_an_scrypt_each(monkeypatch: pytest.MonkeyPatch) -> N
 # -- over HTTP ---------------------------------------------------------------------------------
 
 
-def _get(server: Server, user: str, password: str) -> http.client.HTTPResponse:
+def _get(
+    server: Server, user: str, password: str, source: str = "127.0.0.1"
+) -> http.client.HTTPResponse:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", server.http_port, timeout=60, source_address=(source, 0)
+    )
     connection.request("PROPFIND", "/dav/", headers={
         "Authorization": f"Basic {token}", "Depth": "0",
     })  # fmt: skip
@@ -172,6 +177,9 @@ def test_http_a_valid_token_passes_a_ban_and_a_wrong_one_does_not(server: Server
 USERS = ("root", "nobody", "jailed")  # a wrong password, an unknown user, no password
 
 
+ROUNDS = 5  # measurements, each from its own loopback address (9 failures: one short of a ban)
+
+
 def _fastest(took: dict[str, list[float]]) -> tuple[float, ...]:
     """The fastest of each user's tries: the cost of the check itself, what load on a
     shared machine adds to a try left out (the tries alternate, so a busy moment falls
@@ -179,17 +187,34 @@ def _fastest(took: dict[str, list[float]]) -> tuple[float, ...]:
     return tuple(min(took[user]) for user in USERS)
 
 
+def _as_costly(measure: Callable[[str], dict[str, list[float]]]) -> None:
+    """Assert that an unknown user's, and a passwordless user's, failed login costs at
+    least 0.6 of a wrong password's: in one of ``ROUNDS`` measurements, each made from
+    its own address (the check that skipped scrypt cost a tenth or a fifth, in every
+    round; a loaded machine can slow down one round's every wrong password, not all)."""
+    seen = []
+    for round_ in range(ROUNDS):
+        wrong, unknown, no_hash = _fastest(measure(f"127.0.0.{2 + round_}"))
+        if unknown > 0.6 * wrong and no_hash > 0.6 * wrong:
+            return
+        seen.append((wrong, unknown, no_hash))
+    raise AssertionError(f"(wrong, unknown, no hash) in each round: {seen}")
+
+
 def test_http_unknown_user_costs_as_much_as_a_wrong_password(server: Server) -> None:
     """Measured in one run: an unknown user, or one without a password (jailed), took a
     tenth of a wrong password's time (20 against 214 ms); now about the same."""
-    took: dict[str, list[float]] = {user: [] for user in USERS}
-    for _ in range(3):  # (9 failures: one short of a ban)
-        for user in USERS:
-            start = time.perf_counter()
-            assert _get(server, user, "wrong").status == 401
-            took[user].append(time.perf_counter() - start)
-    wrong, unknown, no_hash = _fastest(took)
-    assert unknown > 0.6 * wrong and no_hash > 0.6 * wrong, (wrong, unknown, no_hash)
+
+    def measure(source: str) -> dict[str, list[float]]:
+        took: dict[str, list[float]] = {user: [] for user in USERS}
+        for _ in range(3):  # (9 failures: one short of a ban)
+            for user in USERS:
+                start = time.perf_counter()
+                assert _get(server, user, "wrong", source).status == 401
+                took[user].append(time.perf_counter() - start)
+        return took
+
+    _as_costly(measure)
 
 
 def test_http_logins_are_logged_when_checked(server: Server) -> None:
@@ -206,10 +231,11 @@ def test_http_logins_are_logged_when_checked(server: Server) -> None:
 
 
 async def _ssh(server: Server, user: str, password: str | None = None,
-               key: Path | None = None) -> None:  # fmt: skip
+               key: Path | None = None, source: str = "127.0.0.1") -> None:  # fmt: skip
     conn = await asyncssh.connect(
         "127.0.0.1", server.port, username=user, password=password, known_hosts=None,
         client_keys=[str(key)] if key else None, preferred_auth="publickey,password",
+        local_addr=(source, 0),
     )  # fmt: skip
     async with conn:
         await conn.run("true")
@@ -241,18 +267,17 @@ def test_ssh_unknown_user_costs_as_much_as_a_wrong_password(server: Server) -> N
     """Measured in one run: an unknown user was answered in a fifth of a wrong password's
     time (47 against 247 ms); now about the same."""
 
-    async def scenario() -> None:
+    async def scenario(source: str) -> dict[str, list[float]]:
         took: dict[str, list[float]] = {user: [] for user in USERS}
         for _ in range(3):  # (9 failures: one short of a ban)
             for user in USERS:
                 start = time.perf_counter()
                 with pytest.raises(asyncssh.PermissionDenied):
-                    await _ssh(server, user, "wrong")
+                    await _ssh(server, user, "wrong", source=source)
                 took[user].append(time.perf_counter() - start)
-        wrong, unknown, no_hash = _fastest(took)
-        assert unknown > 0.6 * wrong and no_hash > 0.6 * wrong, (wrong, unknown, no_hash)
+        return took
 
-    asyncio.run(scenario())
+    _as_costly(lambda source: asyncio.run(scenario(source)))
 
 
 def test_ssh_logins_and_logouts_are_logged(server: Server) -> None:
@@ -294,7 +319,7 @@ def test_a_login_waits_for_a_place_among_its_addresses_checks() -> None:
     threading.Timer(0.3, guard.release, ("a",)).start()
     started = time.monotonic()
     assert guard.reserve_within("a", "u", 10) is None  # the place given back is taken
-    assert 0.2 < time.monotonic() - started < 5
+    assert 0.2 < time.monotonic() - started < 30  # (it waited; liveness on a loaded machine)
     waited = guard.reserve_within("a", "u", 0.3)  # none given back: busy after the wait
     assert waited is not None and waited.busy
     guard.failed("a", "u", "test")

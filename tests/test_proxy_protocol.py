@@ -301,10 +301,10 @@ def test_a_header_that_never_ends_is_dropped_in_time(tmp_path: Path, client_key:
     """A partial header waits at most head_timeout (over HTTP, 10 s by default)."""
     with served(tmp_path, client_key, top=TRUST_LOOPBACK) as server:
         with _through(server.http_port, v2(GUESSER)[:20]) as sock:
-            sock.settimeout(20)
+            sock.settimeout(60)
             started = time.monotonic()
             assert sock.recv(100) == b""
-            assert 9 < time.monotonic() - started < 15
+            assert 9 < time.monotonic() - started < 40  # (waited; then liveness)
         assert _logged(server, "no whole PROXY header in time from a trusted proxy")
 
 

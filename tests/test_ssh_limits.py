@@ -205,8 +205,8 @@ def test_keepalive_drops_a_client_that_does_not_answer(
             known_hosts=None, agent_path=None,
         )  # fmt: skip
         start = time.monotonic()
-        await asyncio.wait_for(conn.wait_closed(), 10)
-        assert 1.0 <= time.monotonic() - start <= 6.0  # 3 intervals: 2 probes, then out
+        await asyncio.wait_for(conn.wait_closed(), 40)
+        assert 1.0 <= time.monotonic() - start <= 30.0  # 3 intervals: 2 probes, then out
         assert len(probes) == 2
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
