@@ -342,15 +342,36 @@ def test_a_share_name_in_force_is_not_told_by_the_time_a_wrong_secret_takes(
     name that does not exist (it took 2 ms against 100 ms: the unknown name paid for a
     scrypt check, telling which shares were live)."""
     share = create(server, "/share")
-    took: dict[str, list[float]] = {share["user"]: [], "share-000000000000": []}
-    for _ in range(3):
-        for name, tries in took.items():
-            start = time.perf_counter()
-            status, _ = basic_request(server.http_port, "GET", "/api/v1/files/", name, "wrong")
-            tries.append(time.perf_counter() - start)
-            assert status == 401
-    known, unknown = (min(tries) for tries in took.values())
-    assert abs(known - unknown) < 0.05, (known, unknown)
+    seen = []
+    for round_ in range(5):  # (a round whose tries of one kind a loaded machine slowed
+        # down is measured again, from another address: 6 failures each, short of a ban)
+        took: dict[str, list[float]] = {share["user"]: [], "share-000000000000": []}
+        for _ in range(3):
+            for name, tries in took.items():
+                start = time.perf_counter()
+                status = _wrong_secret(server, name, f"127.0.0.{2 + round_}")
+                tries.append(time.perf_counter() - start)
+                assert status == 401
+        known, unknown = (min(tries) for tries in took.values())
+        if abs(known - unknown) < 0.05:
+            return
+        seen.append((known, unknown))
+    raise AssertionError(f"(known, unknown) in each round: {seen}")
+
+
+def _wrong_secret(server: Server, name: str, source: str) -> int:
+    """The status of a GET with a wrong secret for ``name``, sent from ``source``."""
+    token = base64.b64encode(f"{name}:wrong".encode()).decode()
+    conn = http.client.HTTPConnection(
+        "127.0.0.1", server.http_port, timeout=30, source_address=(source, 0)
+    )
+    try:
+        conn.request("GET", "/api/v1/files/", headers={"Authorization": f"Basic {token}"})
+        reply = conn.getresponse()
+        reply.read()
+        return reply.status
+    finally:
+        conn.close()
 
 
 def test_lifetimes_a_clock_cannot_hold_are_refused(server: Server) -> None:
