@@ -133,16 +133,31 @@ class AtomicFile:
                 os.rename(self._temp, self._name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
             else:
                 rename_noreplace(self._dir, self._temp, self._dir, self._name)
-            with stepped_aside():
-                os.fsync(self._dir)
         except BaseException:
             self.abort()
             raise
         dir_fd, self._dir = self._dir, -1
-        os.close(dir_fd)
-        upload_temps.ended(self._temp)
-        if self.on_commit is not None:
+        try:
+            with stepped_aside():
+                os.fsync(dir_fd)
+        except OSError as exc:
+            # The new content is the file now (nothing to undo, nothing lost); what failed
+            # is the proof that the rename reached the disk: said so, not as a lost upload
+            flushed: OSError | None = OSError(
+                exc.errno,
+                f"the new content replaced {self.path}, but flushing its folder to the disk "
+                f"failed ({exc.strerror}): it may not survive a crash",
+                self.path,
+            )
+        else:
+            flushed = None
+        finally:
+            os.close(dir_fd)
+            upload_temps.ended(self._temp)
+        if self.on_commit is not None:  # (the audit line: the file was replaced)
             self.on_commit(self, digest)
+        if flushed is not None:
+            raise flushed
 
     def __del__(self) -> None:
         # Dropped without commit or abort (a request thread killed mid-upload): remove
