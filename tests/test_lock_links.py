@@ -107,3 +107,18 @@ def test_the_file_api_and_sftp_meet_the_lock_through_a_link(linked: Server) -> N
     assert done.returncode != 0, done.stdout
     assert "Permission denied" in done.stderr  # (OpenSSH shows no more)
     assert (linked.root / "a.txt").read_bytes() == b"original"
+
+
+@pytest.mark.parametrize("method", ["MOVE", "COPY"])
+def test_a_dav_destination_through_a_link_into_a_locked_folder_is_refused(
+    linked: Server, method: str
+) -> None:
+    (linked.root / "free.txt").write_bytes(b"free")
+    _locked(linked, "/dav/dir", depth="0")  # (its list of members)
+    status, answer = basic_request(
+        linked.http_port, method, "/dav/free.txt", "root", PASSWORD,
+        Destination="/dav/dirlink/new.txt",
+    )  # fmt: skip
+    assert status == 423, answer
+    assert sorted(os.listdir(linked.root / "dir")) == ["in.txt"]
+    assert (linked.root / "dir" / "in.txt").read_bytes() == b"inside"
