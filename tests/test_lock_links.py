@@ -122,3 +122,26 @@ def test_a_dav_destination_through_a_link_into_a_locked_folder_is_refused(
     assert status == 423, answer
     assert sorted(os.listdir(linked.root / "dir")) == ["in.txt"]
     assert (linked.root / "dir" / "in.txt").read_bytes() == b"inside"
+
+
+@pytest.mark.parametrize("path", ["/link", "/dirlink/in.txt"])
+def test_a_lock_through_a_link_is_refused_naming_the_file_to_lock(
+    linked: Server, path: str
+) -> None:
+    """A lock taken through a link lay on the link's name: the file it named was then
+    changed by its own name, over every protocol, as if unlocked."""
+    real = "/a.txt" if path == "/link" else "/dir/in.txt"
+    status, answer = basic_request(
+        linked.http_port, "LOCK", "/dav" + path, "root", PASSWORD, LOCK_BODY,
+        **{"Content-Type": "application/xml", "Depth": "0"},
+    )  # fmt: skip
+    assert status == 403, answer
+    assert f"leads through a link to {real}: lock {real} itself".encode() in answer
+    status, answer = basic_request(
+        linked.http_port, "POST", f"/api/v1/files{path}?lock", "root", PASSWORD
+    )
+    assert status == 403, answer
+    assert f"lock {real} itself".encode() in answer
+    status, answer = basic_request(linked.http_port, "GET", "/api/v1/locks", "root", PASSWORD)
+    assert status == 200 and b'"locks": []' in answer.replace(b"\n", b""), answer
+    _locked(linked, "/dav" + real)  # (the file itself, by its own name)

@@ -230,6 +230,9 @@ class Session:
         path = self.path(raw)
         self.check("lock", path)
         self._vfs.lstat(path)
+        why = self.lock_refusal(path)
+        if why is not None:
+            raise OSError(errno.EACCES, why, path)
         where = self.in_root(path)
         for lock in self.locks.on(where, below=depth == "infinity") + self._above(where):
             if not shared or lock.scope == "exclusive":
@@ -240,6 +243,17 @@ class Session:
         )  # fmt: skip
         self._done("lock", path, extra=f" depth={depth} lock={lock.id}")
         return lock
+
+    def lock_refusal(self, raw: str) -> str | None:
+        """Why ``raw`` cannot be locked, or None: a path through a link (to a file or
+        into a folder) is refused, as its lock would lie on the link's name while the
+        file it protects is changed by its own (a change is checked where links lead,
+        never where links that lead there lie)."""
+        path = self.path(raw)
+        real = self._vfs.real_path(path)
+        if real is None or real == path:
+            return None
+        return f"{path} leads through a link to {real}: lock {real} itself"
 
     def _above(self, where: str) -> list[Lock]:
         """The depth-infinity locks on the folders above the served root's ``where``."""

@@ -17,6 +17,9 @@
 - ``If-Modified-Since`` counts its own second as not modified (RFC 9110 §13.1.3).
 - An ``X-OC-Mtime`` that no file can carry gets 400 before the upload starts (WsgiDAV
   applied it after the new content had replaced the old, and failed with 500 there).
+- A LOCK of a path through a link (to a file, or into a folder) gets 403 naming the
+  path it leads to: the lock would lie on the link's name, and cover nothing when the
+  file is changed by its own name (``Session.lock_refusal``).
 - PUT, DELETE, MOVE and COPY of the share's root (``/dav/``) get 405: it is the user's
   whole folder, never a file.
 - A COPY or MOVE ``Destination`` names exactly the target the client meant, or gets 400
@@ -217,6 +220,19 @@ def _destination_holds_source(environ: dict[str, Any]) -> bool:
         return False  # (a missing source or a refused name: WsgiDAV answers)
 
 
+def _lock_refusal(environ: dict[str, Any]) -> str | None:
+    """Why a LOCK of this path is refused (it leads through a link: the lock would not
+    cover the file it names), or None (a missing or refused path: WsgiDAV answers)."""
+    session = environ.get(SESSION)
+    path = _requested(environ)
+    if session is None or path is None:
+        return None
+    try:
+        return session.lock_refusal(path)  # type: ignore[no-any-return]
+    except OSError:
+        return None
+
+
 def _utf8(path_info: str) -> bool:
     """Whether the raw path (WSGI hands it over as latin-1) is UTF-8, the only paths
     WsgiDAV can decode (it failed before answering, and the connection was dropped)."""
@@ -394,6 +410,10 @@ class DavGate:
             return _answer(
                 start_response, "403 Forbidden", b"only the /dav share can be changed or locked\n"
             )
+        if method == "LOCK" and session is not None:
+            through_link = _lock_refusal(environ)
+            if through_link is not None:
+                return _answer(start_response, "403 Forbidden", f"{through_link}\n".encode())
         if method in ROOT_REFUSED and str(environ.get("PATH_INFO", "")).rstrip("/") == SHARE:
             return _answer(
                 start_response,
