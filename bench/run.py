@@ -276,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         say("   preparing data")
         if names & {"sshfs-file", "sftp", "dav-file"}:
             bench.make_big_file()
+        if "dav-file-mid" in names:
+            bench.make_big_file(bench.mid, sizes.mid_file_mib)
         if names & {"sshfs-tree", "dav-tree", "dav-tree-unpaced"}:
             bench.make_tree()
         if names & {"many-sftp", "many-dav"}:

@@ -57,6 +57,7 @@ class Sizes:
 
     file_mib: int
     tree_files: int
+    mid_file_mib: int  # the mid-size file of ``dav-file-mid``
     propfind_files: int
     clients: int = 20
     files_per_client: int = 50
@@ -71,9 +72,16 @@ class Sizes:
     @property
     def file_text(self) -> str:
         """The big file's size, for labels."""
-        return (
-            f"{self.file_mib // 1024} GiB" if self.file_mib % 1024 == 0 else f"{self.file_mib} MiB"
-        )
+        return _mib_text(self.file_mib)
+
+    @property
+    def mid_file_text(self) -> str:
+        """The mid-size file's size, for labels."""
+        return _mib_text(self.mid_file_mib)
+
+
+def _mib_text(mib: int) -> str:
+    return f"{mib // 1024} GiB" if mib % 1024 == 0 else f"{mib} MiB"
 
 
 # Quick: about a minute and a half in all. The tree is small (40 files) because rclone
@@ -82,6 +90,7 @@ class Sizes:
 QUICK = Sizes(
     file_mib=64,
     tree_files=40,
+    mid_file_mib=16,
     propfind_files=2000,
     files_per_client=10,
     idle_connections=50,
@@ -91,7 +100,7 @@ QUICK = Sizes(
     big_timeout=60,
     step_timeout=60,
 )
-FULL = Sizes(file_mib=1024, tree_files=600, propfind_files=10_000)
+FULL = Sizes(file_mib=1024, tree_files=600, mid_file_mib=256, propfind_files=10_000)
 
 
 @dataclass(frozen=True)
@@ -192,6 +201,7 @@ class Bench:
         self.client = base / "client"
         self.mounts = base / "mnt"
         self.big = self.client / "big.bin"
+        self.mid = self.client / "mid.bin"
         self.tree = self.client / "tree"
         self.tree_tar = self.client / "tree.tar"
         self.small = self.client / "small"
@@ -203,11 +213,12 @@ class Bench:
 
     # --- data -------------------------------------------------------------------------
 
-    def make_big_file(self) -> None:
-        """``file_mib`` MiB of pseudo-random bytes (one random MiB, repeated)."""
+    def make_big_file(self, path: Path | None = None, mib: int = 0) -> None:
+        """``file_mib`` MiB (or ``mib``) of pseudo-random bytes (one random MiB, repeated)
+        at ``big`` (or ``path``)."""
         block = os.urandom(MIB)
-        with open(self.big, "wb") as out:
-            for index in range(self.sizes.file_mib):
+        with open(path or self.big, "wb") as out:
+            for index in range(mib or self.sizes.file_mib):
                 out.write(block[index % 251 :] + block[: index % 251])
 
     def make_tree(self) -> None:
@@ -563,21 +574,32 @@ def sftp_file(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> No
 
 def dav_file(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
     """curl: PUT the big file, drop caches, GET it (to /dev/null)."""
-    name, size = f"big-{index}.bin", bench.sizes.file_mib * MIB
+    _dav_file(bench, endpoint, rec, f"big-{index}.bin", bench.big, "dav")
+
+
+def dav_file_mid(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """curl: PUT the mid-size file, drop caches, GET it (to /dev/null)."""
+    _dav_file(bench, endpoint, rec, f"mid-{index}.bin", bench.mid, "dav-mid")
+
+
+def _dav_file(
+    bench: Bench, endpoint: Endpoint, rec: Recorder, name: str, source: Path, metric: str
+) -> None:
+    size = source.stat().st_size
     on_server = endpoint.data / name
     timeout = bench.sizes.big_timeout
     try:
         bench.settle(drop=True)
-        bench.warm(bench.big)
+        bench.warm(source)
 
         def put() -> None:
-            bench.curl(endpoint, "-T", str(bench.big), "-o", "/dev/null", endpoint.url(name),
+            bench.curl(endpoint, "-T", str(source), "-o", "/dev/null", endpoint.url(name),
                        timeout=timeout)  # fmt: skip
             _size_is(on_server, size)
 
-        rec.timed("dav-put", put)
+        rec.timed(f"{metric}-put", put)
         if not on_server.exists() or on_server.stat().st_size != size:
-            shutil.copyfile(bench.big, on_server)
+            shutil.copyfile(source, on_server)
         bench.settle(drop=True)
 
         def get() -> None:
@@ -586,7 +608,7 @@ def dav_file(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> Non
             if got.strip() != str(size):
                 raise StepError(f"GET: {got.strip()} bytes instead of {size}")
 
-        rec.timed("dav-get", get)
+        rec.timed(f"{metric}-get", get)
     finally:
         _unlink(on_server)
 
@@ -1499,6 +1521,7 @@ class Workload:
 def catalogue(sizes: Sizes) -> list[Workload]:
     """Every workload, in the order they run."""
     big = sizes.file_text
+    mid = sizes.mid_file_text
     tree = f"{sizes.tree_files} files"
     big_folder = f"{sizes.big_folder_files:,} empty files"
     deep = f"{sizes.deep_levels:,} levels"
@@ -1525,6 +1548,10 @@ def catalogue(sizes: Sizes) -> list[Workload]:
         Workload("dav-file", "webdav", dav_servers, dav_file, (
             Metric("dav-put", f"WebDAV curl: PUT {big}", Target(WSGIDAV, 0.5)),
             Metric("dav-get", f"WebDAV curl: GET {big}", Target(RCLONE_WEBDAV, 1.0)),
+        )),
+        Workload("dav-file-mid", "webdav", dav_servers, dav_file_mid, (
+            Metric("dav-mid-put", f"WebDAV curl: PUT {mid}", Target(WSGIDAV, 0.5)),
+            Metric("dav-mid-get", f"WebDAV curl: GET {mid}", Target(RCLONE_WEBDAV, 1.0)),
         )),
         Workload("dav-tree", "webdav", dav_servers, dav_tree, (
             Metric("dav-tree-up", f"WebDAV rclone 1.60: copy tree up ({tree})",
