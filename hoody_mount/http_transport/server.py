@@ -930,7 +930,34 @@ def _client_gone(sock: socket.socket) -> bool:
 
 class _Gateway(wsgi.Gateway_10):
     """cheroot's WSGI gateway; the environ also tells whether the client has gone
-    (``hoody.client_gone``, a callable)."""
+    (``hoody.client_gone``, a callable), and a body that does not match its
+    Content-Length ends the connection.
+
+    cheroot never counts down what is left of the Content-Length (``remaining_bytes_out``
+    stays as declared), so it let a longer body out whole and kept the connection open
+    after a shorter one: a file truncated by another writer during its download left the
+    client waiting for the missing bytes on a kept-alive connection. Here a short body
+    closes the connection (the client sees it end short), and a long one is cut at the
+    Content-Length and closes it too.
+    """
+
+    def write(self, chunk: bytes) -> None:
+        left = self.remaining_bytes_out
+        if left is None:
+            super().write(chunk)
+            return
+        if len(chunk) > left:
+            self.req.close_connection = True
+            super().write(chunk[:left])
+            self.remaining_bytes_out = 0
+            raise ValueError("the answer's body is longer than its Content-Length")
+        super().write(chunk)
+        self.remaining_bytes_out = left - len(chunk)
+
+    def respond(self) -> None:
+        super().respond()
+        if self.remaining_bytes_out and _has_body(self.req.method, self.req.status):
+            self.req.close_connection = True  # the body ended short: so must the connection
 
     def get_environ(self) -> dict[str, Any]:  # type: ignore[override]  # (stub says None)
         environ: dict[str, Any] = super().get_environ()  # type: ignore[no-untyped-call]
@@ -942,6 +969,13 @@ class _Gateway(wsgi.Gateway_10):
         with contextlib.suppress(OSError, IndexError):
             environ[PEER] = str(self.req.conn.socket.getpeername()[0])
         return environ
+
+
+def _has_body(method: bytes | None, status: bytes | None) -> bool:
+    """Whether an answer to ``method`` with ``status`` carries the body its
+    Content-Length tells (not HEAD, 1xx, 204, 304)."""
+    code = (status or b"")[:3]
+    return method != b"HEAD" and not code.startswith(b"1") and code not in (b"204", b"304")
 
 
 class _Server(wsgi.Server):

@@ -1,0 +1,87 @@
+"""Downloads of files over WebDAV and the file API: a file that shrinks while it is sent.
+
+The answer's Content-Length was promised from the size at the start. When another
+writer truncates the file mid-way, the server cannot keep that promise: it must end the
+connection, so the client sees a short body at once, instead of waiting on a kept-alive
+connection for bytes that never come (or getting padding it would take for the file).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PASSWORD, Server, basic_request
+
+MIB = 1 << 20
+BIG = 256 * MIB  # sparse: no disk used
+SHRUNK = 96 * MIB  # well past what socket buffers can hold before the truncation
+CLIENT_WAIT = 45.0  # a liveness bound: the server's idle connections wait 60 s
+
+
+def _head_and_start(sock: socket.socket, path: str) -> tuple[bytes, int]:
+    """Send a keep-alive GET; read the head; the Content-Length and the body bytes read
+    with the head's last recv."""
+    token = base64.b64encode(f"root:{PASSWORD}".encode()).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {token}\r\n\r\n".encode()
+    )
+    got = b""
+    while b"\r\n\r\n" not in got:
+        piece = sock.recv(65536)
+        assert piece, got
+        got += piece
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return body, length
+
+
+@pytest.mark.parametrize("prefix", ["/dav/share/", "/api/v1/files/share/"])
+def test_a_file_that_shrinks_mid_download_ends_the_connection(server: Server, prefix: str) -> None:
+    """A slow reader; the file is truncated mid-way: the body ends short with the
+    connection, and the server serves the next request."""
+    big = server.root / "share" / "big.bin"
+    with open(big, "wb") as out:
+        out.truncate(BIG)
+    sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=CLIENT_WAIT)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        body, length = _head_and_start(sock, prefix + "big.bin")
+        assert length == BIG
+        received = len(body)
+        while received < MIB:  # a slow reader: the server now waits on a full socket
+            piece = sock.recv(65536)
+            assert piece
+            received += len(piece)
+        os.truncate(big, SHRUNK)
+        ended = False
+        while True:
+            try:
+                piece = sock.recv(1 << 20)
+            except TimeoutError:
+                break  # the connection stayed open with the body unfinished
+            if not piece:
+                ended = True
+                break
+            received += len(piece)
+    finally:
+        sock.close()
+    assert ended, f"the connection stayed open after {received} of {length} bytes"
+    assert MIB <= received <= SHRUNK
+    _serves_the_next_request(server, big)
+
+
+def _serves_the_next_request(server: Server, big: Path) -> None:
+    big.write_bytes(b"small now\n")
+    for path in ("/dav/share/big.bin", "/api/v1/files/share/big.bin"):
+        status, body = basic_request(server.http_port, "GET", path, "root", PASSWORD)
+        assert (status, body) == (200, b"small now\n")
