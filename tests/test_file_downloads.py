@@ -9,13 +9,15 @@ connection for bytes that never come (or getting padding it would take for the f
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import socket
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSWORD, Server, basic_request
+from hoody_mount.core.read_ahead import THREAD_NAME
+from tests.conftest import PASSWORD, Server, basic_request, wait_until
 
 MIB = 1 << 20
 BIG = 256 * MIB  # sparse: no disk used
@@ -27,9 +29,7 @@ def _head_and_start(sock: socket.socket, path: str) -> tuple[bytes, int]:
     """Send a keep-alive GET; read the head; the Content-Length and the body bytes read
     with the head's last recv."""
     token = base64.b64encode(f"root:{PASSWORD}".encode()).decode()
-    sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {token}\r\n\r\n".encode()
-    )
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {token}\r\n\r\n".encode())
     got = b""
     while b"\r\n\r\n" not in got:
         piece = sock.recv(65536)
@@ -85,3 +85,47 @@ def _serves_the_next_request(server: Server, big: Path) -> None:
     for path in ("/dav/share/big.bin", "/api/v1/files/share/big.bin"):
         status, body = basic_request(server.http_port, "GET", path, "root", PASSWORD)
         assert (status, body) == (200, b"small now\n")
+
+
+def _ahead_threads(pid: int) -> int:
+    """The server's read-ahead helpers now (``core/read_ahead.py``)."""
+    count = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            count += (task / "comm").read_text().strip() == THREAD_NAME
+    return count
+
+
+@pytest.mark.parametrize("prefix", ["/dav/share/", "/api/v1/files/share/"])
+def test_read_ahead_sends_every_byte_of_whole_files_and_ranges(server: Server, prefix: str) -> None:
+    """Files and ranges long enough to be read ahead come whole and in order."""
+    data = os.urandom(MIB) * 19 + os.urandom(MIB // 3)
+    (server.root / "share" / "ahead.bin").write_bytes(data)
+    path = prefix + "ahead.bin"
+    status, body = basic_request(server.http_port, "GET", path, "root", PASSWORD)
+    assert status == 200 and body == data
+    for first, last in ((5, 10 * MIB + 7), (MIB + 1, len(data) - 1), (3 * MIB, 3 * MIB)):
+        status, body = basic_request(
+            server.http_port, "GET", path, "root", PASSWORD, Range=f"bytes={first}-{last}"
+        )
+        assert status == 206 and body == data[first : last + 1], (first, last)
+
+
+def test_clients_that_leave_mid_download_free_the_read_ahead(server: Server) -> None:
+    """Downloads left by their clients stop their helpers; the server serves on."""
+    big = server.root / "share" / "big.bin"
+    with open(big, "wb") as out:
+        out.truncate(BIG)
+    socks = []
+    try:
+        for prefix in ("/dav/share/", "/api/v1/files/share/") * 2:
+            sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=CLIENT_WAIT)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            socks.append(sock)
+            _head_and_start(sock, prefix + "big.bin")
+        assert wait_until(lambda: _ahead_threads(server.process.pid) >= 4, 30)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert wait_until(lambda: _ahead_threads(server.process.pid) == 0, 60)
+    _serves_the_next_request(server, big)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..core.open_files import OpenFile
+from ..core.read_ahead import SpanReader
 from ..http_rules import status_line
 from .errors import ApiError
 
@@ -80,29 +81,36 @@ class Streamed:
 
 
 class FileBody:
-    """Streams byte ranges of an open file, then closes it."""
+    """Streams byte ranges of an open file (read ahead, see ``core/read_ahead.py``),
+    then closes it."""
 
     def __init__(self, file: OpenFile, parts: list[tuple[bytes, int, int]], tail: bytes) -> None:
         self._file = file
         self._parts = parts  # (prefix bytes, first, last) for each range
         self._tail = tail
+        self._reader: SpanReader | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         for prefix, first, last in self._parts:
             if prefix:
                 yield prefix
-            offset = first
-            while offset <= last:
-                data = self._file.read(offset, min(BLOCK, last - offset + 1))
-                if not data:
-                    return  # the file shrank while it was sent
-                offset += len(data)
+            self._reader = SpanReader(self._file, first, last + 1, BLOCK)
+            sent = 0
+            for data in self._reader:
+                sent += len(data)
                 yield data
+            self._reader.close()
+            if sent < last - first + 1:
+                return  # the file shrank while it was sent
         if self._tail:
             yield self._tail
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            if self._reader is not None:
+                self._reader.close()
+        finally:
+            self._file.close()
 
 
 Body = bytes | FileBody | Streamed

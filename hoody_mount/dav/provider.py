@@ -37,12 +37,14 @@ from ..core import paths
 from ..core.atomic_files import AtomicFile
 from ..core.listing import Entry
 from ..core.open_files import OpenFile, Times
+from ..core.read_ahead import SpanReader
 from ..core.session import Session
 from ..http_names import SESSION, SHOWN_ROOT
 from ..http_rules import error_status, http_seconds, opaque_tag
 from .properties import PropertyTable
 
 SESSION_KEY = SESSION
+AHEAD_FROM = 1 << 20  # reads this big (WsgiDAV's blocks) are read ahead
 _HREF_SAFE = "/!*'(),$-_|."  # as WsgiDAV quotes hrefs (Nautilus chokes on %28)
 # What no XML text may hold: control characters (but tab, LF, CR) and lone surrogates
 # (a file name's bytes that are not UTF-8, as Python decodes them).
@@ -85,28 +87,53 @@ def _session(environ: dict[str, Any]) -> Session:
 
 
 class _Reader:
-    """A file-like reader over an open file, for GET (with seek for ranges)."""
+    """A file-like reader over an open file, for GET (with seek for ranges). Reads of
+    a block or more go on from where they are, a helper thread reading ahead (see
+    ``core/read_ahead.py``) up to ``size``, the file's size when it was opened."""
 
-    def __init__(self, file: OpenFile) -> None:
+    def __init__(self, file: OpenFile, size: int) -> None:
         self._file = file
+        self._size = size
         self._pos = 0
+        self._ahead: SpanReader | None = None
+        self._chunks: Iterator[bytes] | None = None
+        self._left = b""  # what the last chunk had beyond the last read
 
     def read(self, size: int = -1) -> bytes:
         if size < 0:
             size = max(self._file.stat().st_size - self._pos, 0)
-        data = self._file.read(self._pos, size)
+        elif self._chunks is None and size >= AHEAD_FROM:
+            self._ahead = SpanReader(self._file, self._pos, max(self._size, self._pos), size)
+            self._chunks = iter(self._ahead)
+        if self._chunks is None:
+            data = self._file.read(self._pos, size)
+        else:
+            if not self._left:
+                self._left = next(self._chunks, b"")
+            data, self._left = self._left[:size], self._left[size:]
         self._pos += len(data)
         return data
 
     def seek(self, pos: int, whence: int = 0) -> int:
-        self._pos = pos if whence == 0 else self._pos + pos
+        pos = pos if whence == 0 else self._pos + pos
+        if pos != self._pos:
+            self._stop_ahead()
+        self._pos = pos
         return self._pos
 
     def tell(self) -> int:
         return self._pos
 
+    def _stop_ahead(self) -> None:
+        ahead, self._ahead, self._chunks, self._left = self._ahead, None, None, b""
+        if ahead is not None:
+            ahead.close()
+
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._stop_ahead()
+        finally:
+            self._file.close()
 
 
 class _Writer:
@@ -260,7 +287,9 @@ class FileResource(_Common, DAVNonCollection):  # type: ignore[misc]
 
     def get_content(self) -> _Reader:
         with _mapped():
-            return _Reader(self.session.open(self.path, os.O_RDONLY))
+            return _Reader(
+                self.session.open(self.path, os.O_RDONLY), self.get_content_length() or 0
+            )
 
     def begin_write(self, *, content_type: str | None = None) -> _Writer:
         with _mapped():
