@@ -194,6 +194,16 @@ class PropertyTable:
                 db.execute("DELETE FROM props WHERE url = ?", (new,))
                 db.execute("UPDATE props SET url = ? WHERE url = ?", (new, old))
 
+    def keys_below(self, prefix: str, limit: int) -> frozenset[str] | None:
+        """The keys holding properties that start with ``prefix`` (a folder's key, which
+        ends in ``/``); None when there are more than ``limit``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT url FROM props WHERE url >= ? AND url < ? LIMIT ?",
+                (prefix, prefix[:-1] + "0", limit + 1),  # ("0" follows "/")
+            ).fetchall()
+        return frozenset(url for (url,) in rows) if len(rows) <= limit else None
+
     # -- trees --------------------------------------------------------------------------
 
     def copy_tree(
