@@ -10,15 +10,18 @@ read-only user, and for the property requests clients send.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import xml.etree.ElementTree as ET
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import unquote_to_bytes
 
 import pytest
 from conftest import PASSWORD, READER_PASSWORD, Server, basic_request
+from test_dav_clients import rclone
 
 from hoody_mount.core.listing import Entry
 from hoody_mount.dav.propfind_fast import Writer
@@ -183,3 +186,23 @@ def test_a_date_no_template_can_write_goes_to_wsgidav() -> None:
     far = os.stat_result((0o100644, 1, 1, 1, 0, 0, 0, 0, 10**12, 0))
     assert writer.write(Entry("far.txt", far)) == "slow:far.txt"
     assert writer.write(Entry("b\udcffd", regular)) == "slow:b\udcffd"
+
+
+@pytest.mark.parametrize("vendor", ["other", "owncloud"])
+def test_rclone_lsjson_lists_the_tree(server: Server, vendor: str) -> None:
+    """rclone's webdav backend lists names, sizes, times and folders as they are."""
+    folder = server.root / "share" / "t"
+    _tree(folder, server.outside)
+    out = rclone(server, "root", "lsjson", ":webdav:share/t", vendor=vendor, timeout=120).stdout
+    listed = {item["Name"]: item for item in json.loads(out)}
+    for name in [*NAMES, *FAR, "sub dir", "link", "dirlink"]:
+        if name == "ctl\x01x":
+            continue  # (shown as U+FFFD by every WebDAV answer: XML cannot carry it)
+        st = (folder / name).stat()
+        item = listed[name]
+        assert item["IsDir"] == (name in ("sub dir", "dirlink")), name
+        if not item["IsDir"]:
+            assert item["Size"] == st.st_size, name
+            shown = datetime.fromisoformat(item["ModTime"].replace("Z", "+00:00")).timestamp()
+            assert int(shown) == int(st.st_mtime), name
+    assert "broken" not in listed and "outlink" not in listed
