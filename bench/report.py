@@ -168,6 +168,7 @@ PEAK_LABELS = {
     "peak-run": "Peak RSS, whole run",
     "peak-many-sftp": "Peak RSS during the many-SFTP-sessions workload",
     "peak-many-dav": "Peak RSS during the many-WebDAV-clients workload",
+    "peak-many-dav-shared": "Peak RSS during the many-WebDAV-clients workload, one folder",
     "peak-many": "Peak RSS, many-clients run",
     "peak-big-folder-dav": "Peak RSS during the big-folder PROPFINDs",
     "peak-big-folder-sftp": "Peak RSS during the big-folder sftp ls -1",

@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.make_big_file(bench.mid, sizes.mid_file_mib)
         if names & {"sshfs-tree", "dav-tree", "dav-tree-unpaced"}:
             bench.make_tree()
-        if names & {"many-sftp", "many-dav"}:
+        if names & {"many-sftp", "many-dav", "many-dav-shared"}:
             bench.make_small_files()
         with ExitStack() as stack:
             propfind = "dav-propfind" in names

@@ -1000,12 +1000,13 @@ def deep_tree(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> No
 # --- many clients ---------------------------------------------------------------------
 
 
-def _check_small(bench: Bench, folder: Path, client: int) -> int:
-    """Files of one client under ``folder`` that are missing or differ from the originals."""
+def _check_small(bench: Bench, folder: Path, client: int, prefix: str = "") -> int:
+    """Files of one client under ``folder`` (their names start with ``prefix``) that are
+    missing or differ from the originals."""
     wrong = 0
     for index in range(bench.sizes.files_per_client):
         original = bench.small / f"c{client:02d}" / f"f{index:02d}"
-        copy = folder / f"f{index:02d}"
+        copy = folder / f"{prefix}f{index:02d}"
         if not copy.exists() or copy.read_bytes() != original.read_bytes():
             wrong += 1
     return wrong
@@ -1086,13 +1087,14 @@ def _feed(
 
 def _dav_client(
     bench: Bench, endpoint: Endpoint, top: str, client: int, start: threading.Barrier,
-    failures: list[str],
+    failures: list[str], shared: bool = False,
 ) -> None:  # fmt: skip
-    """One WebDAV client on one keep-alive connection: MKCOL, 50 PUTs, 50 GETs."""
+    """One WebDAV client on one keep-alive connection: MKCOL, 50 PUTs, 50 GETs (``shared``:
+    no MKCOL, its files go to the folder ``top`` that all clients share, named c00-f00…)."""
     host, _, port = endpoint.dav_url.split("/")[2].partition(":")
     prefix = "/" + endpoint.dav_url.split("/", 3)[3]
     headers = {"Authorization": bench.auth_header(endpoint)}
-    folder = f"{prefix}{top}/c{client:02d}/"
+    folder = f"{prefix}{top}/c{client:02d}-" if shared else f"{prefix}{top}/c{client:02d}/"
     originals = bench.small / f"c{client:02d}"
     connection = http.client.HTTPConnection(host, int(port), timeout=bench.sizes.step_timeout)
 
@@ -1111,7 +1113,8 @@ def _dav_client(
 
     try:
         start.wait(timeout=60)
-        request("MKCOL", folder, None, (201,))
+        if not shared:
+            request("MKCOL", folder, None, (201,))
         for n in range(bench.sizes.files_per_client):
             body = (originals / f"f{n:02d}").read_bytes()
             request("PUT", f"{folder}f{n:02d}", body, (200, 201, 204))
@@ -1129,10 +1132,23 @@ def _dav_client(
 
 
 def many_dav(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
-    """20 concurrent WebDAV clients (one keep-alive connection each), 50 PUTs and GETs each."""
-    top = f"many-{index}"
+    """20 concurrent WebDAV clients (one keep-alive connection each), 50 PUTs and GETs each,
+    each in its own folder."""
+    _many_dav(bench, endpoint, rec, index, "many-dav", shared=False)
+
+
+def many_dav_shared(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> None:
+    """The same, all 20 clients putting into one shared folder (uploads that end together
+    in one folder: what a server may share of its folder syncs shows here)."""
+    _many_dav(bench, endpoint, rec, index, "many-dav-shared", shared=True)
+
+
+def _many_dav(
+    bench: Bench, endpoint: Endpoint, rec: Recorder, index: int, name: str, shared: bool
+) -> None:
+    top = f"{name}-{index}"
     on_server = endpoint.data / top
-    cell = rec.cell("many-dav")
+    cell = rec.cell(name)
     try:
         # Made through the server: rclone's VFS would not see a folder made behind its back.
         bench.curl(endpoint, "-X", "MKCOL", endpoint.url(top + "/"), "-o", "/dev/null",
@@ -1143,7 +1159,9 @@ def many_dav(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> Non
         start = threading.Barrier(clients + 1)
         threads = [
             threading.Thread(
-                target=_dav_client, args=(bench, endpoint, top, c, start, failures), daemon=True
+                target=_dav_client,
+                args=(bench, endpoint, top, c, start, failures, shared),
+                daemon=True,
             )
             for c in range(clients)
         ]
@@ -1158,10 +1176,15 @@ def many_dav(bench: Bench, endpoint: Endpoint, rec: Recorder, index: int) -> Non
             if any(thread.is_alive() for thread in threads):
                 raise StepError("WebDAV clients still running at the timeout")
 
-        rec.timed("many-dav", run)
+        rec.timed(name, run)
         for message in failures:
             cell.error(message)
-        wrong = sum(_check_small(bench, on_server / f"c{c:02d}", c) for c in range(clients))
+        wrong = sum(
+            _check_small(bench, on_server, c, f"c{c:02d}-")
+            if shared
+            else _check_small(bench, on_server / f"c{c:02d}", c)
+            for c in range(clients)
+        )
         if wrong:
             cell.error(f"{wrong} files missing or different on the server", wrong)
     finally:
@@ -1617,6 +1640,14 @@ def catalogue(sizes: Sizes) -> list[Workload]:
             Metric(
                 "many-dav",
                 f"{sizes.clients} WebDAV clients x {sizes.files_per_client} files",
+                zero_errors=True,
+            ),
+        )),
+        Workload("many-dav-shared", "many", dav_servers, many_dav_shared, (
+            Metric(
+                "many-dav-shared",
+                f"{sizes.clients} WebDAV clients x {sizes.files_per_client} files, "
+                "one shared folder",
                 zero_errors=True,
             ),
         )),
