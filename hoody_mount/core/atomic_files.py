@@ -9,7 +9,7 @@ import stat
 import sys
 from collections.abc import Callable
 
-from . import syscalls, upload_temps
+from . import folder_syncs, syscalls, upload_temps
 from .direct_writes import DirectWriter
 from .dirfds import rename_noreplace
 from .open_files import OpenFile, Times
@@ -139,7 +139,7 @@ class AtomicFile:
         dir_fd, self._dir = self._dir, -1
         try:
             with stepped_aside():
-                os.fsync(dir_fd)
+                folder_syncs.sync(dir_fd)  # (shared with uploads ending beside it)
         except OSError as exc:
             # The new content is the file now (nothing to undo, nothing lost); what failed
             # is the proof that the rename reached the disk: said so, not as a lost upload
