@@ -55,13 +55,22 @@ def fs_type(fd: int) -> str:
     return ""
 
 
+_umask: int | None = None
+
+
 def umask() -> int:
-    """The process umask, read without changing it (os.umask would race other threads)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    return 0o022
+    """The process umask, read without changing it (os.umask would race other threads);
+    read once: the server sets it at start and never again (every upload asks)."""
+    global _umask
+    if _umask is None:
+        found = 0o022
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    found = int(line.split()[1], 8)
+                    break
+        _umask = found
+    return _umask
 
 
 def rename_noreplace(sfd: int, sname: str, dfd: int, dname: str) -> None:
