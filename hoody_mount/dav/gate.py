@@ -50,6 +50,7 @@ from ..core.session import Session
 from ..http_names import DAV_ROOT, FILES_ROOT, SESSION, SHOWN_ROOT
 from ..http_rules import body_refusal
 from .propfind_stream import STREAMED
+from .provider import STATED
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -195,9 +196,11 @@ def _listing_of_folder(environ: dict[str, Any]) -> str | None:
     if session is None or path is None:
         return None
     try:
-        if not stat.S_ISDIR(session.stat(path).st_mode):
-            return None
+        st = session.stat(path)
     except OSError:
+        return None
+    environ[STATED] = (path, st)  # WsgiDAV's lookup of the same path takes it (provider)
+    if not stat.S_ISDIR(st.st_mode):
         return None
     folder = path if path.endswith("/") else path + "/"
     shown = environ.get(SHOWN_ROOT)  # (a link's WebDAV root: its pages are one level up)
