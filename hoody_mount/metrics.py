@@ -34,6 +34,12 @@ FAMILIES = (
     ("logins", "counter", "Login attempts", ("protocol", "method", "result")),
     ("bytes_received", "counter", "File data written by clients", ("protocol",)),
     ("bytes_sent", "counter", "File data read by clients", ("protocol",)),
+    (
+        "requests_on_loop",
+        "counter",
+        "Requests answered on the event loop without a worker (on tmpfs)",
+        ("protocol", "op"),
+    ),  # fmt: skip
 )
 
 

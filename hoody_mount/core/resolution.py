@@ -10,11 +10,13 @@ one plain name relative to it (``parent``), checked against the server's own fil
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Self
 
 from . import paths, syscalls
 from .dirfds import DIR_STEP, descend_from, fs_type, reopen, swap
@@ -39,6 +41,18 @@ _LOCAL_FS = {
 }
 
 
+# Filesystems that live in memory: no call on them waits for a disk or a server.
+MEMORY_FS = {"tmpfs", "ramfs"}
+
+
+LOOP_FREE_LIMIT = 1 << 20  # bytes of a file whose removal a loop view may make
+
+
+class OffLoop(Exception):  # noqa: N818 - not an error: a request to move
+    """A call made on an event loop (see ``Resolver.loop_view``) would leave the root's
+    memory filesystem (another mount lies on the way): make it on a worker instead."""
+
+
 # What an operation on a name does, for the reserved-files check (see ``Resolver.parent``).
 READ, CHANGE, MOVE, UNCHECKED = "read", "change", "move", "unchecked"
 
@@ -60,6 +74,49 @@ class Resolver:
         # needed, so sessions that need none (an HTTP request) skip reading procfs.
         self._cached_lookups = self._openat2
         self._local_dev: int | None = -1  # -1: not yet known
+        # A view for an event loop (``loop_view``): every lookup stays on the root's
+        # own mount (RESOLVE_NO_XDEV), and one that would leave it raises ``OffLoop``.
+        self._on_loop = False
+
+    def loop_view(self) -> Self | None:
+        """This jail for calls made on an event loop, or None if its root is not on a
+        memory filesystem (or the kernel has no openat2). The view shares the root fd
+        (never close it) and raises ``OffLoop`` where a lookup would cross into another
+        mount (an NFS or FUSE mount below the tmpfs): nothing on it waits for a disk.
+        Reads procfs once: call it when a session starts."""
+        if not self._openat2 or fs_type(self._root) not in MEMORY_FS:
+            return None
+        view = copy.copy(self)
+        view._on_loop = True
+        return view
+
+    def _stays(self, dfd: int, name: str) -> None:
+        """On a loop view: ``OffLoop`` if the entry ``name`` of the folder ``dfd`` is
+        another mount's root (acting on it would enter that filesystem)."""
+        if not self._on_loop:
+            return
+        try:
+            fd = syscalls.openat2(
+                dfd, name, os.O_PATH | os.O_NOFOLLOW, 0,
+                syscalls.RESOLVE_BENEATH | syscalls.RESOLVE_NO_XDEV,
+            )  # fmt: skip
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                raise OffLoop(name) from None
+            return  # (absent, or not beneath: the operation's own call says so)
+        os.close(fd)
+
+    def _small(self, dfd: int, name: str) -> None:
+        """On a loop view: ``OffLoop`` if removing or replacing the entry ``name`` would
+        free a large file (the kernel frees its pages in the call)."""
+        if not self._on_loop:
+            return
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except OSError:
+            return  # (the operation's own call says what is wrong)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size > LOOP_FREE_LIMIT:
+            raise OffLoop(name)
 
     def _open(self, path: str, flags: int, mode: int = 0) -> int:
         """Open ``path`` with symlinks resolved inside the root; return the fd.
@@ -94,6 +151,7 @@ class Resolver:
             pfd = self._resolve(parent or "/", os.O_PATH | os.O_DIRECTORY)
             try:
                 self._reserved.check_folder(pfd, os.fstat(pfd), self._top)
+                self._stays(pfd, name)
                 opened = self._open_name(pfd, name, flags, mode, follow)
                 if opened is not None:
                     return opened
@@ -138,9 +196,13 @@ class Resolver:
         try:
             if self._openat2:
                 resolve = RESOLVE if links else RESOLVE | syscalls.RESOLVE_NO_SYMLINKS
+                if self._on_loop:
+                    resolve |= syscalls.RESOLVE_NO_XDEV
                 return syscalls.openat2(self._root, paths.relative(path), flags, mode, resolve)
             return self._walk(path, flags, mode, links)
         except OSError as exc:
+            if self._on_loop and exc.errno == errno.EXDEV:
+                raise OffLoop(path) from None
             exc.filename = path
             raise
 
@@ -213,6 +275,7 @@ class Resolver:
         if not name:
             raise OSError(errno.EBUSY, f"Cannot {what} the root folder", "/")
         with self._fd(parent, os.O_PATH | os.O_DIRECTORY) as fd:
+            self._stays(fd, name)
             if self._reserved is not None and use != UNCHECKED:
                 try:
                     st = os.stat(name, dir_fd=fd, follow_symlinks=False)

@@ -7,6 +7,7 @@ changes. Methods are blocking; errors are ``OSError`` with the right errno.
 
 from __future__ import annotations
 
+import copy
 import errno
 import functools
 import logging
@@ -343,21 +344,37 @@ class Session:
         that answering needs the disk: call ``stat`` on a worker."""
         return self._vfs.stat_cached(self.path(raw), follow)
 
-    def owner_unchanged(self, raw: str, follow: bool, owner: Owner) -> bool:
-        """Whether setting only ``owner`` on ``raw`` would change nothing, known from the
-        kernel's caches (safe on an event loop): the user may setstat, no lock is held
-        anywhere, and the owner is already that one (tar as root sets each file's owner
-        to the one it already has). False means: ask ``set_attrs`` on a worker."""
-        if owner is None or self.locks or not self.may("setstat"):
+    def attrs_unchanged(self, raw: str, follow: bool, mode: int | None, owner: Owner) -> bool:
+        """Whether setting only ``mode`` and ``owner`` on ``raw`` would change nothing,
+        known from the kernel's caches (safe on an event loop): the user may setstat, no
+        lock is held anywhere, the file's attributes may change (no read-only mount, not
+        immutable: there the kernel refuses even a no-op), and they are already those
+        (tar as root sets each file's owner and mode to the ones it already has). False
+        means: ask ``set_attrs`` on a worker, which says why if it refuses."""
+        if mode is None and owner is None or self.locks or not self.may("setstat"):
             return False
+        if mode is not None and self.jailed and mode & 0o6000:
+            return False  # (refused by ``_check_attrs``)
         try:
-            st = self.stat_cached(raw, follow)
+            st = self._vfs.stat_cached(self.path(raw), follow, settable=True)
         except OSError:  # (the worker's set_attrs says why)
             return False
-        if st is None:
+        if st is None or mode is not None and stat.S_IMODE(st.st_mode) != mode & 0o7777:
             return False
-        uid, gid = owner
+        uid, gid = owner if owner is not None else (-1, -1)
         return uid in (-1, st.st_uid) and gid in (-1, st.st_gid)
+
+    def loop_view(self) -> Session | None:
+        """This session for calls made on an event loop, when its jail lies on a memory
+        filesystem (see ``Resolver.loop_view``; None elsewhere). Its calls raise
+        ``OffLoop`` where they would leave that filesystem: make them on a worker then.
+        It shares this session's jail: never close it."""
+        vfs = self._vfs.loop_view()
+        if vfs is None:
+            return None
+        view = copy.copy(self)
+        view._vfs = vfs
+        return view
 
     @_logs_refusals("list")
     def listdir(self, raw: str, dots: bool = False, position: int = 0) -> Listing:

@@ -12,6 +12,7 @@ import ctypes
 import errno
 import os
 import platform
+import sys
 
 RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -147,3 +148,26 @@ def name_this_thread(name: str) -> None:
     """Give the calling thread a name the system shows (``top -H``, ``ps -L``,
     /proc/<pid>/task/<tid>/comm): at most 15 bytes are kept. A hint: failures are ignored."""
     _prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+
+
+AT_EMPTY_PATH = 0x1000
+STATX_ATTR_IMMUTABLE = 0x10
+STATX_ATTR_APPEND = 0x20
+_statx = getattr(_libc, "statx", None)  # glibc 2.28 and later
+if _statx is not None:
+    _statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
+
+
+def frozen(fd: int) -> bool | None:
+    """Whether the file ``fd`` (an O_PATH fd will do) refuses every change of its
+    attributes: on a read-only mount, or immutable or append-only (chmod and chown then
+    fail even when they would change nothing). None where this cannot be told."""
+    if os.fstatvfs(fd).f_flag & os.ST_RDONLY:
+        return True
+    if _statx is None:
+        return None
+    buffer = ctypes.create_string_buffer(256)  # struct statx
+    if _statx(fd, b"", AT_EMPTY_PATH, 0, buffer) != 0:
+        return None
+    attributes = int.from_bytes(buffer.raw[8:16], sys.byteorder)
+    return bool(attributes & (STATX_ATTR_IMMUTABLE | STATX_ATTR_APPEND))

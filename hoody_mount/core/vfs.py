@@ -30,7 +30,7 @@ from .listing import Entry, Listing
 from .mounts import Mount
 from .open_files import OpenFile, Times, valid_size
 from .reserved import Identity, Reserved, identity, walk_up
-from .resolution import CHANGE, MOVE, READ, RESOLVE, UNCHECKED, Resolver
+from .resolution import CHANGE, MOVE, READ, RESOLVE, UNCHECKED, OffLoop, Resolver
 from .sqlite_snapshots import Snapshot, Upload
 from .tree_reads import TreeRead
 from .trees import Stop, never
@@ -76,6 +76,14 @@ def _rename_error(exc: OSError, sfd: int, sname: str, old: str, new: str) -> OSE
         errno.EXDEV: "Cannot move to another filesystem: copy, then remove the source",
     }
     return OSError(code, texts.get(code, exc.strerror or os.strerror(code)), new)
+
+
+def _fstat_if(fd: int, settable: bool) -> os.stat_result | None:
+    """fstat of ``fd``; with ``settable``, None for a file whose attributes cannot
+    change (or where that cannot be told)."""
+    if settable and syscalls.frozen(fd) is not False:
+        return None
+    return os.fstat(fd)
 
 
 class VFS(Resolver):
@@ -132,28 +140,32 @@ class VFS(Resolver):
         with self._fd(path) as fd:
             return os.fstat(fd)
 
-    def stat_cached(self, path: str, follow: bool = True) -> os.stat_result | None:
+    def stat_cached(
+        self, path: str, follow: bool = True, settable: bool = False
+    ) -> os.stat_result | None:
         """``stat`` (or ``lstat``) from the kernel's caches only: None when answering would
         need the disk, another mount or an old kernel (no RESOLVE_CACHED). Safe on an
-        event loop: the lookup is dcache-only and fstat of a local inode does no I/O."""
+        event loop: the lookup is dcache-only and fstat of a local inode does no I/O.
+        With ``settable`` also None for a file whose attributes cannot change (read-only
+        mount, immutable): a worker's call then gets the kernel's error."""
         if not self._cached_lookups or self._local_device() is None:
             return None
         flags = os.O_PATH | (0 if follow else os.O_NOFOLLOW)
         try:
             if self._reserved is not None and path != "/":
-                return self._cached_stat_beside(path, follow)
+                return self._cached_stat_beside(path, follow, settable)
             fd = self._cached_open(self._root, path, flags, RESOLVE)
             if fd is None:
                 return None
             try:
-                return os.fstat(fd)
+                return _fstat_if(fd, settable)
             finally:
                 os.close(fd)
         except OSError as exc:
             exc.filename = path
             raise
 
-    def _cached_stat_beside(self, path: str, follow: bool) -> os.stat_result | None:
+    def _cached_stat_beside(self, path: str, follow: bool, settable: bool) -> os.stat_result | None:
         """``stat_cached`` with reserved files: from the folder of the last name,
         checked first; None for a link to follow (a worker follows it)."""
         assert self._reserved is not None
@@ -169,12 +181,12 @@ class VFS(Resolver):
         if fd is None:
             return None
         try:
-            st = os.fstat(fd)
+            st = _fstat_if(fd, settable)
         finally:
             os.close(fd)
-        if stat.S_ISLNK(st.st_mode) and follow:
+        if st is None or stat.S_ISLNK(st.st_mode) and follow:
             return None
-        self._reserved.check_name(st, change=False)
+        self._reserved.check_name(st, change=settable)
         return st
 
     def _cached_open(self, dirfd: int, path: str, flags: int, resolve: int) -> int | None:
@@ -398,6 +410,8 @@ class VFS(Resolver):
             try:
                 os.rmdir(name, dir_fd=dfd)
             except OSError as exc:
+                if exc.errno == errno.ENOTEMPTY and self._on_loop:
+                    raise OffLoop(path) from None  # (the leftovers are listed on a worker)
                 if exc.errno != errno.ENOTEMPTY or not _clear_leftovers(dfd, name):
                     raise
                 os.rmdir(name, dir_fd=dfd)
@@ -405,6 +419,7 @@ class VFS(Resolver):
     def unlink(self, path: str) -> None:
         """Remove the non-folder ``path`` (a symlink itself, never its target)."""
         with self.parent(path, "remove", MOVE) as (dfd, name):
+            self._small(dfd, name)
             os.unlink(name, dir_fd=dfd)
 
     def symlink(self, target: str, path: str) -> None:
@@ -434,6 +449,7 @@ class VFS(Resolver):
                 dname,
             ),
         ):
+            self._small(dfd, dname)
             try:
                 if replace:
                     os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)

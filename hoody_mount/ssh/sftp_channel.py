@@ -40,10 +40,13 @@ from asyncssh.constants import (
 from asyncssh.packet import PacketDecodeError, SSHPacket
 from asyncssh.sftp import SFTPError
 
+from ..core import free_memory
+from ..core.counters import COUNTERS
 from ..core.listing import Listing
 from ..core.live import Entry
 from ..core.open_files import OpenFile
 from ..core.operations import OPERATIONS
+from ..core.resolution import OffLoop
 from ..core.session import Session
 from ..fair_share import FairShare
 from ..workers import Workers
@@ -61,6 +64,7 @@ FLUSH_AT = 256 * 1024  # queued reply bytes that are handed over without waiting
 LARGE_REPLY = 32 * 1024  # a reply this long fills SSH packets alone: sent without a join
 MAX_QUEUED = 64  # requests waiting their turn before reading from the channel pauses
 CLOSE_CHECK = 1.0  # seconds between checks for a close while replies are held back
+LOOP_SLICE = 0.002  # seconds of answering on the spot before other channels get a turn
 # Always a job or an error with nothing done (``Requests._set_attrs``, ``_fsetstat``),
 # never answered from a cache: they may queue behind running WRITEs.
 _AFTER_WRITES = frozenset({FXP_SETSTAT, FXP_FSETSTAT})
@@ -110,6 +114,7 @@ class SFTPChannel:
         self._reading_paused = False
         self._writing_paused = False
         self._close_check: asyncio.TimerHandle | None = None  # see ``_check_closed``
+        self._next_turn: asyncio.Handle | None = None  # a ``_pump`` after a yield
         self._started = False  # INIT answered
         self._eof = False
         self._lost = False  # the channel is gone: nothing more is sent
@@ -200,15 +205,24 @@ class SFTPChannel:
         requests = self._requests
         if requests is not None and not self._ending:
             pipeline, queue = self._pipeline, self._queue
+            turn_ends = time.perf_counter() + LOOP_SLICE
             while queue and not self._writing_paused:
                 payload, kind, span = queue[0]
                 if not pipeline.admits(kind, span):
+                    break
+                if time.perf_counter() > turn_ends:  # others' turn; this goes on after
+                    if self._next_turn is None:
+                        self._next_turn = self._loop.call_soon(self._take_turn)
                     break
                 queue.popleft()
                 self._serve(requests, payload, kind, span)
             if (self._eof or self._lost) and not queue and pipeline.idle and not self._ending:
                 self._end()  # (``_ending`` again: serving may have ended the channel)
         self._update_reading()
+
+    def _take_turn(self) -> None:
+        self._next_turn = None
+        self._pump()
 
     def _serve(self, requests: Requests, payload: bytes, kind: str, span: Span | None) -> None:
         if not self._started:
@@ -229,11 +243,34 @@ class SFTPChannel:
             result = wire.result(exc)
         else:
             if isinstance(answer, Job):
-                self._run(answer, pktid, kind, span, (op, began))
-                return
-            result = "ok"
+                answered = self._on_loop(answer, pktid, kind, op)
+                if answered is None:
+                    self._run(answer, pktid, kind, span, (op, began))
+                    return
+                answer, result = answered
+            else:
+                result = "ok"
         OPERATIONS.record("sftp", op, result, time.perf_counter() - began)
         self._send(answer)
+
+    def _on_loop(self, job: Job, pktid: bytes, kind: str, op: str) -> tuple[bytes, str] | None:
+        """Make a job's call on the event loop when it may be (the jail lies on tmpfs,
+        memory is plentiful, nothing of this channel runs): its reply and how it ended,
+        or None to hand it to a worker (also when the call would leave the tmpfs)."""
+        if job.on_loop is None or not self._pipeline.idle or not free_memory.plenty():
+            return None
+        try:
+            reply = job.reply(job.on_loop())
+        except OffLoop:
+            return None
+        except Exception as exc:  # noqa: BLE001 - every error becomes a STATUS reply
+            if job.undo is not None:
+                job.undo()
+            reply, result = self._error(pktid, exc), wire.result(exc)
+        else:
+            result = "ok"
+        COUNTERS.add("requests_on_loop", ("sftp", op))
+        return reply, result
 
     def _start(self, payload: bytes) -> None:
         """INIT: answer with version 3 and our extensions (the client's are ignored)."""

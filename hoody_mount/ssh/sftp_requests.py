@@ -98,6 +98,9 @@ class Job:
     undo: Callable[[], None] | None = None
     in_order: bool = False
     long: bool = False  # may run for minutes (copy-data): kept off the shared workers
+    # ``call`` made with the session's loop view (see ``Session.loop_view``): the channel
+    # may make it on the event loop, and makes ``call`` on a worker if it raises OffLoop
+    on_loop: Callable[[], Any] | None = None
 
 
 Answer = bytes | Job
@@ -168,6 +171,22 @@ class Requests:
         self._next = 0
         software = client_version.removeprefix("SSH-2.0-")
         self._reversed_symlink = software.startswith(_REVERSED_SYMLINK) or software == "Go"
+        # The session for calls on the event loop, when the jail lies on tmpfs
+        self._loop_view = session.loop_view()
+
+    def _job(
+        self,
+        call: Callable[[Session], Any],
+        reply: Callable[[Any], bytes],
+        undo: Callable[[], None] | None = None,
+        on_loop: bool = True,
+    ) -> Job:
+        """A job making ``call`` with the session; one the channel may make on the event
+        loop with the loop view (``on_loop``, on tmpfs, no lock held anywhere)."""
+        session, view = self.session, self._loop_view
+        if view is None or not on_loop or session.locks:
+            return Job(lambda: call(session), reply, undo)
+        return Job(lambda: call(session), reply, undo, on_loop=lambda: call(view))
 
     def answer(self, kind: int, pktid: bytes, packet: SSHPacket) -> Answer:
         """The reply to one request, or the job that will make it."""
@@ -231,10 +250,11 @@ class Requests:
         packet.check_end()
         mode = mode_of(attrs, 0o666)
         self._promise_handle()
-        return Job(
-            lambda: self.session.open(path, flags, mode),
+        return self._job(
+            lambda session: session.open(path, flags, mode),
             lambda file: wire.handle(pktid, self._keep(self.files, file)),
             self._broken_promise,
+            on_loop=not flags & os.O_TRUNC,  # (truncating may free a large file's pages)
         )
 
     def _close(self, pktid: bytes, packet: SSHPacket) -> Answer:
@@ -344,7 +364,9 @@ class Requests:
         st = self.session.stat_cached(path, follow)
         if st is not None:
             return wire.attrs_reply(pktid, st)
-        return Job(lambda: self.session.stat(path, follow), lambda r: wire.attrs_reply(pktid, r))
+        return self._job(
+            lambda session: session.stat(path, follow), lambda r: wire.attrs_reply(pktid, r)
+        )
 
     def _lstat(self, pktid: bytes, packet: SSHPacket) -> Answer:
         return self._stat(pktid, packet, False)
@@ -358,12 +380,14 @@ class Requests:
         attrs = SFTPAttrs.decode(packet, 3)
         packet.check_end()
         changes = changes_of(attrs)
-        only_owner = all(changes[key] is None for key in ("size", "mode", "times"))
-        if only_owner and self.session.owner_unchanged(path, follow, changes["owner"]):
+        mode, owner = changes["mode"], changes["owner"]
+        only = changes["size"] is None and changes["times"] is None  # mode and owner only
+        if only and self.session.attrs_unchanged(path, follow, mode, owner):
             return wire.ok(pktid)  # (nothing to change: no hand-off to a worker)
-        return Job(
-            lambda: self.session.set_attrs(path, follow=follow, **changes),
+        return self._job(
+            lambda session: session.set_attrs(path, follow=follow, **changes),
             lambda _: wire.ok(pktid),
+            on_loop=changes["size"] is None,  # (truncating may free a large file's pages)
         )
 
     def _setstat(self, pktid: bytes, packet: SSHPacket) -> Answer:
@@ -419,23 +443,25 @@ class Requests:
             listed.append((filename, wire.longname(filename, st, user, group, now), wire.attrs(st)))
         return wire.names(pktid, listed)
 
-    def _path_call(self, pktid: bytes, packet: SSHPacket, call: Callable[[str], Any]) -> Answer:
+    def _path_call(
+        self, pktid: bytes, packet: SSHPacket, call: Callable[[Session, str], Any]
+    ) -> Answer:
         path = text_of(packet.get_string())
         packet.check_end()
-        return Job(lambda: call(path), lambda _: wire.ok(pktid))
+        return self._job(lambda session: call(session, path), lambda _: wire.ok(pktid))
 
     def _remove(self, pktid: bytes, packet: SSHPacket) -> Answer:
-        return self._path_call(pktid, packet, self.session.remove)
+        return self._path_call(pktid, packet, Session.remove)
 
     def _rmdir(self, pktid: bytes, packet: SSHPacket) -> Answer:
-        return self._path_call(pktid, packet, self.session.rmdir)
+        return self._path_call(pktid, packet, Session.rmdir)
 
     def _mkdir(self, pktid: bytes, packet: SSHPacket) -> Answer:
         path = text_of(packet.get_string())
         attrs = SFTPAttrs.decode(packet, 3)
         packet.check_end()
         mode = mode_of(attrs, 0o777)
-        return Job(lambda: self.session.mkdir(path, mode), lambda _: wire.ok(pktid))
+        return self._job(lambda session: session.mkdir(path, mode), lambda _: wire.ok(pktid))
 
     def _realpath(self, pktid: bytes, packet: SSHPacket) -> Answer:
         path = text_of(packet.get_string())
@@ -450,17 +476,17 @@ class Requests:
 
     def _rename(self, pktid: bytes, packet: SSHPacket) -> Answer:
         old, new = self._two_paths(packet)
-        return Job(lambda: self.session.rename(old, new, False), lambda _: wire.ok(pktid))
+        return self._job(lambda session: session.rename(old, new, False), lambda _: wire.ok(pktid))
 
     def _posix_rename(self, pktid: bytes, packet: SSHPacket) -> Answer:
         old, new = self._two_paths(packet)
-        return Job(lambda: self.session.rename(old, new, True), lambda _: wire.ok(pktid))
+        return self._job(lambda session: session.rename(old, new, True), lambda _: wire.ok(pktid))
 
     def _readlink(self, pktid: bytes, packet: SSHPacket) -> Answer:
         path = text_of(packet.get_string())
         packet.check_end()
-        return Job(
-            lambda: self.session.readlink(path),
+        return self._job(
+            lambda session: session.readlink(path),
             lambda target: wire.one_name(pktid, os.fsencode(target)),
         )
 
@@ -469,11 +495,11 @@ class Requests:
         follow it send the target first."""
         first, second = self._two_paths(packet)
         target, link = (first, second) if self._reversed_symlink else (second, first)
-        return Job(lambda: self.session.symlink(target, link), lambda _: wire.ok(pktid))
+        return self._job(lambda session: session.symlink(target, link), lambda _: wire.ok(pktid))
 
     def _hardlink(self, pktid: bytes, packet: SSHPacket) -> Answer:
         old, new = self._two_paths(packet)
-        return Job(lambda: self.session.link(old, new), lambda _: wire.ok(pktid))
+        return self._job(lambda session: session.link(old, new), lambda _: wire.ok(pktid))
 
     def _statvfs(self, pktid: bytes, packet: SSHPacket) -> Answer:
         path = text_of(packet.get_string())
