@@ -281,3 +281,66 @@ def test_sshfs_extracts_as_root_with_owners_onto_tmpfs_as_onto_the_disk(
         assert removal.returncode == 0, removal.stderr
     assert not (memory_server.root / "tree").exists()
     assert sum(on_loop(memory_server).values()) > before
+
+
+def sftp_batch(server: Server | None, commands: list[str]) -> list[str]:
+    """What OpenSSH's sftp says running ``commands`` (errors do not stop it) against
+    ``server``, or against OpenSSH's own sftp-server (None) started by sftp itself."""
+    require("sftp")
+    if server is None:
+        target = ["-D", "/usr/lib/openssh/sftp-server"]
+    else:
+        target = [
+            "-P", str(server.port), "-i", str(server.key), "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "root@127.0.0.1",
+        ]  # fmt: skip
+    batch = "".join(f"-{command}\n" for command in commands)
+    result = subprocess.run(
+        ["sftp", "-b", "-", *target], input=batch, capture_output=True, text=True, timeout=120
+    )
+    return [line for line in result.stderr.splitlines() if line.startswith(("remote ", "Couldn"))]
+
+
+@pytest.mark.parametrize("where", ["disk", "memory"])
+def test_a_no_op_chmod_or_chown_of_a_frozen_file_is_refused_as_by_openssh(
+    where: str, memory_server: Server, disk_server: Server
+) -> None:
+    """A chmod or chown to what an immutable file, or a file on a read-only mount,
+    already has is refused by the kernel: the answer is OpenSSH's sftp-server's (but
+    for EPERM's mapping), not an OK from the loop's no-op check."""
+    require("chattr", "/usr/lib/openssh/sftp-server")
+    server = memory_server if where == "memory" else disk_server
+    docs = server.root / "share" / "docs"
+    frozen, readonly = docs / "frozen.txt", docs / "ro"
+    frozen.write_text("frozen\n")
+    frozen.chmod(0o644)
+    readonly.mkdir()
+    (readonly / "f.txt").write_text("read-only mount\n")
+    (readonly / "f.txt").chmod(0o644)
+    chattr = subprocess.run(["chattr", "+i", str(frozen)], capture_output=True, text=True)
+    if chattr.returncode:
+        pytest.skip(f"no immutable files here: {chattr.stderr}")
+    subprocess.run(["mount", "--bind", str(readonly), str(readonly)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(readonly)], check=True)
+        ours, theirs = [], []
+        for path in (frozen, readonly / "f.txt"):
+            virtual = "/" + str(path.relative_to(server.root))
+            uid, gid = path.stat().st_uid, path.stat().st_gid
+            commands = ["chmod 644 {}", f"chown {uid} {{}}", f"chgrp {gid} {{}}"]
+            ours += sftp_batch(server, [c.format(virtual) for c in commands])
+            theirs += [
+                line.replace(str(path), virtual)
+                for line in sftp_batch(None, [c.format(path) for c in commands])
+            ]
+        assert len(theirs) == 6, theirs
+        # The read-only mount: EROFS, a failure from both. The immutable file: EPERM,
+        # which OpenSSH answers as "permission denied" and hoody-mount as a failure
+        # (docs/design.md: sshfs then shows EPERM, as a local disk does).
+        assert ours[3:] == theirs[3:]
+        assert ours[:3] == [line.replace("Permission denied", "Failure") for line in theirs[:3]]
+    finally:
+        subprocess.run(["umount", str(readonly)], capture_output=True, timeout=30)
+        subprocess.run(["chattr", "-i", str(frozen)], capture_output=True, timeout=30)
+    assert stat.S_IMODE(frozen.stat().st_mode) == 0o644
