@@ -117,7 +117,12 @@ class Transcript:
 def scenario(server: Server) -> list[str]:
     """Requests of every kind that may be answered on the loop, by three users."""
     note = Transcript()
+    big = server.root / "big"  # more names than a listing on the loop may read
+    big.mkdir()
+    for number in range(1500):
+        (big / f"n{number}").touch()
     with sftp_as(server, "root") as sftp:
+        note("big listdir", lambda: len(sftp.listdir("/big")))
         note("mkdir", lambda: sftp.mkdir("/w", 0o750))
         note("mkdir again", lambda: sftp.mkdir("/w", 0o750))
         note("mkdir sub", lambda: sftp.mkdir("/w/sub"))
@@ -185,8 +190,9 @@ def test_answers_on_tmpfs_are_those_on_the_disk_and_made_on_the_loop(
     assert in_memory == on_disk
     assert not any(on_loop(disk_server).values())
     counted = on_loop(memory_server)
-    for op in ("mkdir", "open", "setstat", "rename", "posix-rename", "symlink", "readlink",
-               "remove", "rmdir"):  # fmt: skip
+    answered = ("opendir", "mkdir", "open", "write", "setstat", "rename", "posix-rename",
+                "symlink", "readlink", "remove", "rmdir")  # fmt: skip
+    for op in answered:
         assert counted.get(op, 0) > 0, (op, counted)
     assert (memory_server.root / "home" / "jailed" / "e").exists() is False
     assert (memory_server.outside / "secret.txt").read_text() == "outside secret\n"
@@ -204,6 +210,8 @@ def test_a_mount_below_the_tmpfs_is_never_entered_on_the_loop(
         before = on_loop(memory_server)
         note = Transcript()
         with sftp_as(memory_server, "root") as sftp:
+            note("listdir above", lambda: "inner" in sftp.listdir("/"))
+            note("listdir", lambda: sorted(sftp.listdir("/inner")))
             note("mkdir", lambda: sftp.mkdir("/inner/d"))
             note("mkdir mount point", lambda: sftp.mkdir("/inner"))
             with sftp.open("/inner/d/f.txt", "w") as f:
@@ -224,6 +232,8 @@ def test_a_mount_below_the_tmpfs_is_never_entered_on_the_loop(
         assert stat.S_IMODE((inner / "d" / "g.txt").stat().st_mode) == 0o600
         assert not (inner / "folder").exists()
         assert note.lines == [
+            "listdir above: True",
+            "listdir: ['folder', 'old.txt']",
             "mkdir: None",
             "mkdir mount point: OSError None",
             "chmod: None",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from . import syscalls
 from .reserved import Identity, Reserved
+from .resolution import OffLoop
 from .upload_temps import is_temp
 
 _BUFFER = 32 << 10  # bytes of records per getdents64 call: about 1,000 short names
@@ -45,8 +46,13 @@ class Listing:
         reserved: Reserved | None = None,
         first: list[Entry] | None = None,
         position: int = 0,
+        stays: bool = False,
     ) -> None:
+        """``stays``: for an event loop, a name that is another mount's root raises
+        ``OffLoop`` (its stat would enter that filesystem); set it false before the
+        listing goes on in a worker."""
         self._fd = fd
+        self.stays = stays
         self._reserved = reserved
         self._first = first or []  # entries that come before the folder's own (. and ..)
         self._buffer = ctypes.create_string_buffer(_BUFFER)
@@ -106,7 +112,7 @@ class Listing:
         if is_temp(name):
             return None  # an upload in flight is not a file yet
         try:
-            st = os.stat(raw_name, dir_fd=self._fd, follow_symlinks=False)
+            st = self._lstat(raw_name)
         except FileNotFoundError:
             return None  # removed while listing
         if self._reserved is not None and not self._reserved.listed(st, state_files):
@@ -118,6 +124,24 @@ class Listing:
             except OSError:
                 target = None
         return Entry(name, st, target)
+
+    def _lstat(self, raw_name: bytes) -> os.stat_result:
+        """lstat of a name of the folder; with ``stays``, never entering another mount."""
+        if not self.stays:
+            return os.stat(raw_name, dir_fd=self._fd, follow_symlinks=False)
+        try:
+            fd = syscalls.openat2(
+                self._fd, os.fsdecode(raw_name), os.O_PATH | os.O_NOFOLLOW, 0,
+                syscalls.RESOLVE_BENEATH | syscalls.RESOLVE_NO_XDEV,
+            )  # fmt: skip
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                raise OffLoop(os.fsdecode(raw_name)) from None
+            raise
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
 
     def folder(self) -> os.stat_result:
         """The listed folder's own stat."""

@@ -66,6 +66,9 @@ class OpenFile:
         self._next: int | None = None  # where a sequential reader reads next
         self._ahead = 0  # how far the kernel has been asked to read ahead
         self.frozen = False  # attributes may not change (the server's own log file)
+        # Opened through a loop view (``Resolver.loop_view``): on the root's tmpfs, so
+        # writing, fstat and closing never wait for a disk.
+        self.in_memory = False
         # What the audit line written at close tells (see ``Session.open``).
         self.created = False
         self.bytes_read = 0

@@ -46,6 +46,7 @@ MEMORY_FS = {"tmpfs", "ramfs"}
 
 
 LOOP_FREE_LIMIT = 1 << 20  # bytes of a file whose removal a loop view may make
+LOOP_LISTED = 20 * 1024  # size of a tmpfs folder (20 a name) a loop view may list
 
 
 class OffLoop(Exception):  # noqa: N818 - not an error: a request to move

@@ -30,7 +30,17 @@ from .listing import Entry, Listing
 from .mounts import Mount
 from .open_files import OpenFile, Times, valid_size
 from .reserved import Identity, Reserved, identity, walk_up
-from .resolution import CHANGE, MOVE, READ, RESOLVE, UNCHECKED, OffLoop, Resolver
+from .resolution import (
+    CHANGE,
+    LOOP_FREE_LIMIT,
+    LOOP_LISTED,
+    MOVE,
+    READ,
+    RESOLVE,
+    UNCHECKED,
+    OffLoop,
+    Resolver,
+)  # fmt: skip
 from .sqlite_snapshots import Snapshot, Upload
 from .tree_reads import TreeRead
 from .trees import Stop, never
@@ -251,21 +261,20 @@ class VFS(Resolver):
         ``..`` as readdir(3) gives them (``..`` of the jail's root is the root itself).
         A ``position`` (a listing's ``position`` before) goes on after that name."""
         fd = self._open(path, os.O_RDONLY | os.O_DIRECTORY)
-        if not dots:
-            try:
-                return Listing(fd, self._reserved, position=position)
-            except BaseException:
-                os.close(fd)
-                raise
         try:
+            if self._on_loop and os.fstat(fd).st_size > LOOP_LISTED:
+                raise OffLoop(path)  # (tmpfs: 20 bytes a name; a large folder waits)
+            if not dots:
+                return Listing(fd, self._reserved, position=position, stays=self._on_loop)
             here = os.fstat(fd)
-            up = os.stat("..", dir_fd=fd)
             if identity(here) == identity(os.fstat(self._root)):
                 up = here  # as in a chroot: nothing lies above the root
+            else:
+                up = os.stat("..", dir_fd=fd)
         except BaseException:
             os.close(fd)
             raise
-        return Listing(fd, self._reserved, [Entry(".", here), Entry("..", up)])
+        return Listing(fd, self._reserved, [Entry(".", here), Entry("..", up)], stays=self._on_loop)
 
     def statvfs(self, path: str = "/") -> os.statvfs_result:
         """Capacity of the filesystem that holds ``path``."""
@@ -331,6 +340,7 @@ class VFS(Resolver):
             fd, st = self._create(path, flags, mode)
             created = OpenFile(fd, path, self._on_local_fs(st))
             created.created = True
+            created.in_memory = self._on_loop
             return created
         try:
             if flags & os.O_CREAT and flags & os.O_EXCL:
@@ -340,10 +350,13 @@ class VFS(Resolver):
                 raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
             if not stat.S_ISREG(st.st_mode):
                 raise OSError(errno.ENXIO, _NOT_REGULAR, path)
+            if self._on_loop and access & os.O_TRUNC and st.st_size > LOOP_FREE_LIMIT:
+                raise OffLoop(path)  # (the kernel would free its pages in the call)
             if self._reserved is not None and access & _CHANGES:
                 self.check_reserved(st, CHANGE, path)
             fd = os.open(syscalls.proc_link(pfd), access | os.O_CLOEXEC)
             file = OpenFile(fd, path, self._on_local_fs(st))
+            file.in_memory = self._on_loop
             if self._reserved is not None and identity(st) in self._reserved.read_only:
                 file.frozen = True  # the server's log: read, never changed
             return file

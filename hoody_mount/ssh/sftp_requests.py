@@ -51,6 +51,7 @@ from asyncssh.sftp import (
 
 from ..core.listing import Entry, Listing
 from ..core.open_files import OpenFile
+from ..core.resolution import LOOP_FREE_LIMIT
 from ..core.session import Capacity, Session
 from ..fair_share import SLICE
 from . import wire
@@ -80,6 +81,8 @@ EXTENSIONS = [
     (b"home-directory", b"1"),
     (b"users-groups-by-id@openssh.com", b"1"),
 ]
+
+LOOP_WRITE = 64 * 1024  # bytes of a WRITE to tmpfs the channel may make on the loop
 
 # Clients (the software in their SSH version string) that send SYMLINK's two paths in
 # OpenSSH's order, the reverse of the draft's: OpenSSH, paramiko, libssh2 (curl), rclone
@@ -254,7 +257,6 @@ class Requests:
             lambda session: session.open(path, flags, mode),
             lambda file: wire.handle(pktid, self._keep(self.files, file)),
             self._broken_promise,
-            on_loop=not flags & os.O_TRUNC,  # (truncating may free a large file's pages)
         )
 
     def _close(self, pktid: bytes, packet: SSHPacket) -> Answer:
@@ -273,6 +275,9 @@ class Requests:
         if file is None:
             raise SFTPInvalidHandle("Invalid file handle")
         self._budget.give(self._user)
+        if file.in_memory and _closes_at_once(file):
+            close_logging_errors(file)
+            return wire.ok(pktid)
         if file.local:
             self._in_background(close_logging_errors, file)
             return wire.ok(pktid)
@@ -309,11 +314,10 @@ class Requests:
         if start + length > len(payload):
             raise PacketDecodeError("Incomplete packet")
         data = memoryview(payload)[start : start + length]  # written from where it lies
-        return Job(
-            Write(file, offset, data, self.session.write_many),
-            lambda _: wire.ok(pktid),
-            in_order=True,
-        )
+        write = Write(file, offset, data, self.session.write_many)
+        # (on tmpfs a small write is a copy in memory: the channel may make it on the loop)
+        small = file.in_memory and length <= LOOP_WRITE and not self.session.locks
+        return Job(write, lambda _: wire.ok(pktid), in_order=True, on_loop=write if small else None)
 
     def _fstat(self, pktid: bytes, packet: SSHPacket) -> Answer:
         file = self._file(packet)
@@ -403,11 +407,15 @@ class Requests:
         self._promise_handle()
 
         def keep(result: tuple[Listing | None, list[Entry]]) -> bytes:
+            listing, _ = result
+            if listing is not None:
+                listing.stays = False  # (READDIRs read on from a worker)
             return wire.handle(pktid, self._keep(self.folders, Folder(*result)))
 
         # . and .. come first, as from OpenSSH's sftp-server (sshfs shows them in ls -a)
-        opening = lambda: start_listing(self.session, path, dots=True)  # noqa: E731
-        return Job(opening, keep, self._broken_promise)
+        # (on tmpfs the first names are read on the loop; READDIRs for more, on a worker)
+        opening = lambda session: start_listing(session, path, dots=True)  # noqa: E731
+        return self._job(opening, keep, self._broken_promise)
 
     def _readdir(self, pktid: bytes, packet: SSHPacket) -> Answer:
         handle = packet.get_string()
@@ -613,6 +621,13 @@ def operation(payload: bytes) -> str:
         size = int.from_bytes(payload[5:9], "big")
         name = _EXTENDED_OPERATIONS.get(payload[9 : 9 + size])
     return name or "other"
+
+
+def _closes_at_once(file: OpenFile) -> bool:
+    """Whether closing a file on tmpfs frees no large content (it is still linked, or
+    small): then closing it on the loop costs less than handing it to a worker."""
+    st = os.fstat(file.fd)
+    return st.st_nlink > 0 or st.st_size <= LOOP_FREE_LIMIT
 
 
 def _uint32s(blob: bytes) -> list[int]:
