@@ -128,6 +128,9 @@ def scenario(server: Server) -> list[str]:
         note("mkdir sub", lambda: sftp.mkdir("/w/sub"))
         with sftp.open("/w/f.txt", "w") as f:
             f.write(b"hello tmpfs\n")
+        with sftp.open("/w/f.txt", "r+") as f:
+            note("fchmod", lambda: f.chmod(0o604))
+            note("fchown same", lambda: f.chown(f.stat().st_uid or 0, f.stat().st_gid or 0))
         note("stat", lambda: sftp.stat("/w/f.txt"))
         note("open excl", lambda: sftp.open("/w/f.txt", "x"))
         note("chmod", lambda: sftp.chmod("/w/f.txt", 0o640))
@@ -190,8 +193,8 @@ def test_answers_on_tmpfs_are_those_on_the_disk_and_made_on_the_loop(
     assert in_memory == on_disk
     assert not any(on_loop(disk_server).values())
     counted = on_loop(memory_server)
-    answered = ("opendir", "mkdir", "open", "write", "setstat", "rename", "posix-rename",
-                "symlink", "readlink", "remove", "rmdir")  # fmt: skip
+    answered = ("opendir", "mkdir", "open", "write", "setstat", "fsetstat", "rename",
+                "posix-rename", "symlink", "readlink", "remove", "rmdir")  # fmt: skip
     for op in answered:
         assert counted.get(op, 0) > 0, (op, counted)
     assert (memory_server.root / "home" / "jailed" / "e").exists() is False

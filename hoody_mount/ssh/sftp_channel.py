@@ -66,7 +66,8 @@ MAX_QUEUED = 64  # requests waiting their turn before reading from the channel p
 CLOSE_CHECK = 1.0  # seconds between checks for a close while replies are held back
 LOOP_SLICE = 0.002  # seconds of answering on the spot before other channels get a turn
 # Always a job or an error with nothing done (``Requests._set_attrs``, ``_fsetstat``),
-# never answered from a cache: they may queue behind running WRITEs.
+# never answered from a cache: they may queue behind running WRITEs (a job's ``on_loop``
+# is made on the loop only when nothing of the channel runs).
 _AFTER_WRITES = frozenset({FXP_SETSTAT, FXP_FSETSTAT})
 _VERSION = wire.packet(
     FXP_VERSION,
