@@ -196,6 +196,13 @@ class OpenFile:
         if times is not None:
             os.utime(self.fd, ns=(times.atime_ns, times.mtime_ns))
 
+    def frees_little(self, limit: int) -> bool:
+        """Whether closing it frees at most ``limit`` bytes of content: it is still
+        linked, or small (the last close of an unlinked file frees its pages). For a
+        file ``in_memory``, where fstat never waits."""
+        st = os.fstat(self.fd)
+        return st.st_nlink > 0 or st.st_size <= limit
+
     def close(self) -> None:
         """Close the file (a second close does nothing), then call ``on_close``."""
         if self.fd >= 0:

@@ -275,7 +275,7 @@ class Requests:
         if file is None:
             raise SFTPInvalidHandle("Invalid file handle")
         self._budget.give(self._user)
-        if file.in_memory and _closes_at_once(file):
+        if file.in_memory and file.frees_little(LOOP_FREE_LIMIT):  # (a worker costs more)
             close_logging_errors(file)
             return wire.ok(pktid)
         if file.local:
@@ -624,13 +624,6 @@ def operation(payload: bytes) -> str:
         size = int.from_bytes(payload[5:9], "big")
         name = _EXTENDED_OPERATIONS.get(payload[9 : 9 + size])
     return name or "other"
-
-
-def _closes_at_once(file: OpenFile) -> bool:
-    """Whether closing a file on tmpfs frees no large content (it is still linked, or
-    small): then closing it on the loop costs less than handing it to a worker."""
-    st = os.fstat(file.fd)
-    return st.st_nlink > 0 or st.st_size <= LOOP_FREE_LIMIT
 
 
 def _uint32s(blob: bytes) -> list[int]:
