@@ -245,4 +245,3 @@ def _put_together(server: Server, clients: int, files: int, failures: list[str])
         thread.start()
     for thread in threads:
         thread.join(120)
-

@@ -155,4 +155,4 @@ def test_clients_cannot_forge_fields(json_server: Server) -> None:
             assert event["method"] == "GET_" and event["user"] == "-", event
             assert str(event["path"]).startswith("/dav/report.pdf user=root"), event
         if "failed login" in str(event["event"]):
-            assert event["user"] == 'x\\x22 user=root address=10.9.9.9 q', event
+            assert event["user"] == "x\\x22 user=root address=10.9.9.9 q", event
