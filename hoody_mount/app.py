@@ -314,6 +314,7 @@ async def run(
         if alerter is not None:
             alerter.stop()
         upload_temps.use_journal(None)
+        journal.close()
         log.info("stopped")
 
 

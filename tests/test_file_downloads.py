@@ -1,9 +1,12 @@
-"""Downloads of files over WebDAV and the file API: a file that shrinks while it is sent.
+"""Downloads of files over WebDAV and the file API: a file that shrinks or grows while
+it is sent.
 
 The answer's Content-Length was promised from the size at the start. When another
 writer truncates the file mid-way, the server cannot keep that promise: it must end the
 connection, so the client sees a short body at once, instead of waiting on a kept-alive
 connection for bytes that never come (or getting padding it would take for the file).
+A file that grows mid-way sends what was promised and not a byte more: a byte past
+Content-Length would be read by the client as the start of the next answer.
 """
 
 from __future__ import annotations
@@ -77,6 +80,51 @@ def test_a_file_that_shrinks_mid_download_ends_the_connection(server: Server, pr
         sock.close()
     assert ended, f"the connection stayed open after {received} of {length} bytes"
     assert MIB <= received <= SHRUNK
+    _serves_the_next_request(server, big)
+
+
+@pytest.mark.parametrize("prefix", ["/dav/share/", "/api/v1/files/share/"])
+def test_a_file_that_grows_mid_download_sends_what_was_promised(
+    server: Server, prefix: str
+) -> None:
+    """A slow reader; bytes are appended mid-way: the body is the file as it was (its
+    length and its zeros), nothing follows it, and the connection serves on."""
+    big = server.root / "share" / "big.bin"
+    with open(big, "wb") as out:
+        out.truncate(BIG)
+    sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=CLIENT_WAIT)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        body, length = _head_and_start(sock, prefix + "big.bin")
+        assert length == BIG
+        received = bytearray(body)
+        while len(received) < MIB:
+            piece = sock.recv(65536)
+            assert piece
+            received += piece
+        with open(big, "ab") as out:
+            out.write(b"X" * (4 * MIB))
+        while len(received) < length:
+            piece = sock.recv(min(1 << 20, length - len(received)))
+            assert piece, f"the body ended after {len(received)} of {length} bytes"
+            received += piece
+        assert len(received) == length and received.count(0) == length
+        # Nothing past the body: the next bytes on the connection, if any, are the next
+        # answer's (or the connection ends, which a client also reads right)
+        token = base64.b64encode(f"root:{PASSWORD}".encode()).decode()
+        request = f"HEAD {prefix}big.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {token}"
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(f"{request}\r\n\r\n".encode())
+        after = b""
+        with contextlib.suppress(ConnectionResetError):
+            while b"\r\n\r\n" not in after:
+                piece = sock.recv(65536)
+                if not piece:
+                    break
+                after += piece
+        assert after == b"" or after.startswith(b"HTTP/1.1 200"), after[:200]
+    finally:
+        sock.close()
     _serves_the_next_request(server, big)
 
 

@@ -22,7 +22,7 @@ from conftest import (
     write_config,
 )
 
-from hoody_mount.core.upload_temps import is_temp
+from hoody_mount.core.upload_temps import Journal, is_temp
 
 
 def _temps(folder: Path) -> list[str]:
@@ -139,3 +139,60 @@ def test_no_user_may_make_or_touch_a_name_of_the_temp_files_form(server: Server)
 
 def http_client(server: Server) -> http.client.HTTPConnection:
     return http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+
+
+def _temp_in(folder: Path, key: str) -> tuple[str, int]:
+    """A temp file of the temp files' form in ``folder`` and an fd of the folder."""
+    name = f".f{key}.hoody-{key}.part"
+    (folder / name).write_bytes(b"partial")
+    return name, os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def test_the_journal_lists_what_a_crash_left_and_only_that(tmp_path: Path) -> None:
+    """Uploads noted and never ended are swept; ended ones, a line cut by the crash and
+    the notes of the file-per-upload journal of earlier versions are read right."""
+    data = tmp_path / "data"
+    data.mkdir()
+    journal = Journal(tmp_path / "uploads")
+    fds = []
+    names = {}
+    for key in ("0123456789ab", "111111111111", "222222222222"):
+        names[key], fd = _temp_in(data, key)
+        fds.append(fd)
+        journal.record(names[key], fd)
+    journal.forget(names["111111111111"])  # ended: its temp file is a live upload's now
+    journal.close()  # (the server is killed: nothing more is written)
+    with open(tmp_path / "uploads" / Journal.FILE, "ab") as out:
+        out.write(b"+333333333333 2f746d")  # a line the crash cut
+    old = data / ".g.hoody-444444444444.part"
+    old.write_bytes(b"from an older version")
+    (tmp_path / "uploads" / "444444444444").write_bytes(os.fsencode(old))
+    for fd in fds:
+        os.close(fd)
+    assert Journal(tmp_path / "uploads").sweep() == 3
+    assert sorted(os.listdir(data)) == [names["111111111111"]]
+    assert os.listdir(tmp_path / "uploads") == []
+
+
+def test_the_journal_stays_small(tmp_path: Path) -> None:
+    """Emptied when no upload is in flight; rewritten with the live ones when uploads
+    always overlap; a sweep after a compaction still finds the live one."""
+    data = tmp_path / "data"
+    data.mkdir()
+    journal = Journal(tmp_path / "uploads")
+    journal.COMPACT_AT = 4096
+    file = tmp_path / "uploads" / Journal.FILE
+    name, fd = _temp_in(data, "aaaaaaaaaaaa")
+    journal.record(name, fd)
+    journal.forget(name)
+    assert file.stat().st_size == 0
+    journal.record(name, fd)  # a long upload, with many short ones beside it
+    for n in range(200):
+        short = f".s.hoody-{n:012x}.part"
+        journal.record(short, fd)
+        journal.forget(short)
+        assert file.stat().st_size <= 4096 + 1024  # (one note past the mark)
+    journal.close()
+    os.close(fd)
+    assert Journal(tmp_path / "uploads").sweep() == 1
+    assert os.listdir(data) == []
