@@ -53,7 +53,14 @@ def test_json_logs_are_one_object_per_line_with_the_events_fields(json_server: S
         lines = json_server.log.read_text().splitlines()
         return [json.loads(line) for line in lines if line.strip()]
 
-    assert wait_until(lambda: any(e.get("op") == "upload" for e in logged()), 10)
+    def all_in() -> bool:  # (the access line is written after the answer has gone)
+        events = [str(e["event"]) for e in logged()]
+        return all(
+            any(text.startswith(start) or f" {start}" in text for text in events)
+            for start in ("op=upload", "login ", "http PUT", "failed login")
+        )
+
+    assert wait_until(all_in, 30), json_server.log.read_text()
     events = logged()
     for event in events:
         assert {"time", "level", "logger", "event"} <= set(event), event

@@ -8,9 +8,11 @@ they carry); IPv4 addresses count one by one.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 
+@functools.lru_cache(maxsize=4096)  # (parsed per request: a few addresses repeat)
 def client_of(address: str) -> str:
     """The key under which connections from ``address`` are counted."""
     try:

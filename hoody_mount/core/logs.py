@@ -88,8 +88,10 @@ class DeferredHandler(logging.Handler):
             self._wake.set()
 
     def flush(self) -> None:
-        """Write what is queued, in order, to every target whose level it reaches."""
+        """Write what is queued, in order, to every target whose level it reaches: a
+        stream's lines in one write, each record formatted once per formatter."""
         with self._drain:
+            batches: list[list[str]] = [[] for _ in self.targets]
             while self.queue:
                 item = self.queue.popleft()
                 try:
@@ -97,10 +99,20 @@ class DeferredHandler(logging.Handler):
                 except Exception:  # noqa: BLE001 - e.g. a bad format: that line is lost
                     traceback.print_exc(file=sys.__stderr__)
                     continue
-                for target in self.targets:
-                    if record.levelno >= target.level:
+                texts: dict[int, str] = {}  # id of a formatter -> the record's line
+                for target, batch in zip(self.targets, batches, strict=True):
+                    if record.levelno < target.level:
+                        continue
+                    if not _is_stream(target):
                         target.handle(record)
-            for target in self.targets:
+                    elif target.filter(record):
+                        key = id(target.formatter)
+                        if key not in texts:
+                            texts[key] = _formatted(target, record)
+                        batch.append(texts[key])
+            for target, batch in zip(self.targets, batches, strict=True):
+                if batch:
+                    _write(target, batch)
                 with contextlib.suppress(OSError, ValueError):  # a closed or broken stream
                     target.flush()
 
@@ -124,6 +136,33 @@ class DeferredHandler(logging.Handler):
                 self.flush()  # (a target that fails to write reports it, as handlers do)
             except Exception:  # noqa: BLE001 - the writer must outlive a broken record
                 traceback.print_exc(file=sys.__stderr__)
+
+
+def _is_stream(target: logging.Handler) -> bool:
+    """Whether the target writes to an open stream, which ``_write`` can batch."""
+    return isinstance(target, logging.StreamHandler) and target.stream is not None
+
+
+def _formatted(target: logging.Handler, record: logging.LogRecord) -> str:
+    """The record's line for ``target`` (with logging's report of a bad record)."""
+    try:
+        return target.format(record)
+    except Exception:  # noqa: BLE001 - reported as a handler reports it
+        target.handleError(record)
+        return ""
+
+
+def _write(target: logging.Handler, lines: list[str]) -> None:
+    """Write ``lines`` to the stream of ``target`` in one write, under its lock."""
+    assert isinstance(target, logging.StreamHandler)
+    text = "".join(f"{line}{target.terminator}" for line in lines if line)
+    target.acquire()
+    try:
+        target.stream.write(text)
+    except Exception:  # noqa: BLE001 - e.g. a full disk: reported as handlers do
+        target.handleError(logging.makeLogRecord({"msg": "(a batch of log lines)"}))
+    finally:
+        target.release()
 
 
 # Characters a log line must not carry as they are: control characters and the Unicode
