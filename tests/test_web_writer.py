@@ -7,6 +7,9 @@ import socket
 import threading
 import time
 
+from conftest import wait_until
+
+from hoody_mount.core.turns import Turns
 from hoody_mount.http_transport.server import SocketWriter
 
 
@@ -43,3 +46,44 @@ def test_a_chunk_larger_than_the_socket_buffer_goes_out_whole() -> None:
     assert written == [len(chunk) for chunk in chunks]
     assert writer.bytes_written == sum(written)
     assert received == b"".join(bytes(chunk) for chunk in chunks)
+
+
+def test_a_short_answer_keeps_the_turn_and_a_long_one_gives_way() -> None:
+    """Bytes the socket takes at once (up to KEPT_SEND) go out with the worker's turn
+    kept; a longer answer steps aside, so a waiting worker gets the turn meanwhile."""
+    turns = Turns(1)
+    writer_end, reader_end = socket.socketpair()
+    writer_end.settimeout(10)
+    reader_end.settimeout(10)
+    writer = SocketWriter(writer_end)
+    got_turn = threading.Event()
+
+    def waiter() -> None:
+        with turns.held():
+            got_turn.set()
+
+    received = bytearray()
+
+    def read() -> None:
+        while piece := reader_end.recv(65536):
+            received.extend(piece)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    other = threading.Thread(target=waiter)
+    try:
+        with turns.held():
+            other.start()
+            assert wait_until(lambda: turns.waiting() == 1, 30)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+            writer.write(b"hello")
+            assert turns.waiting() == 1 and not got_turn.is_set()
+            writer.write(os.urandom(4 << 20))  # (longer than KEPT_SEND: gives way)
+            assert got_turn.is_set()
+    finally:
+        writer_end.shutdown(socket.SHUT_WR)
+        other.join(30)
+        reader.join(30)
+        writer_end.close()
+        reader_end.close()
+    assert len(received) == 38 + 5 + (4 << 20)
