@@ -1,4 +1,5 @@
-"""The web listener's socket writer: every byte of a chunk goes out, in order, once."""
+"""The web listener's socket writer and reader: every byte of a chunk goes out, in order,
+once; the worker's turn is given back only for a wait on the client."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from conftest import wait_until
 
 from hoody_mount.core.turns import Turns
+from hoody_mount.http_transport.intake import Inbox
 from hoody_mount.http_transport.server import SocketWriter
 
 
@@ -87,3 +89,34 @@ def test_a_short_answer_keeps_the_turn_and_a_long_one_gives_way() -> None:
         writer_end.close()
         reader_end.close()
     assert len(received) == 38 + 5 + (4 << 20)
+
+
+def test_bytes_already_there_are_read_with_the_turn_kept_and_a_wait_gives_way() -> None:
+    """A request's bytes that have arrived are read without a step aside; a read that
+    must wait for the client steps aside, so a waiting worker gets the turn."""
+    turns = Turns(1)
+    reader_end, client_end = socket.socketpair()
+    reader_end.settimeout(10)
+    inbox = Inbox(reader_end, window=60)
+    got_turn = threading.Event()
+
+    def waiter() -> None:
+        with turns.held():
+            got_turn.set()
+            client_end.sendall(b"late")
+
+    other = threading.Thread(target=waiter)
+    buffer = bytearray(64)
+    try:
+        client_end.sendall(b"early")
+        with turns.held():
+            other.start()
+            assert wait_until(lambda: turns.waiting() == 1, 30)
+            assert inbox.readinto(buffer) == 5 and buffer[:5] == b"early"
+            assert turns.waiting() == 1 and not got_turn.is_set()
+            assert inbox.readinto(buffer) == 4 and buffer[:4] == b"late"  # (it waited)
+            assert got_turn.is_set()
+    finally:
+        other.join(30)
+        reader_end.close()
+        client_end.close()

@@ -138,13 +138,27 @@ class Inbox(io.RawIOBase):
                 raise TimeoutError("timed out")  # (cheroot's test for a 408 is this text)
             self.window_start, self.window_bytes = now, 0
         try:
-            with stepped_aside():  # (the client's next bytes may be long in coming)
-                size = self.sock.recv_into(buffer)
+            size = self._at_once(buffer)
+            if size < 0:
+                with stepped_aside():  # (the client's next bytes may be long in coming)
+                    size = self.sock.recv_into(buffer)
         except OSError:
             self.broken = True
             raise
         self.window_bytes += size
         return size
+
+    def _at_once(self, buffer: Any) -> int:
+        """Bytes the socket holds already, read with the worker's turn kept (a wait
+        steps aside, which costs a place at the back of the turn queue); -1 if there are
+        none yet or the socket is TLS (its bytes must go through ``ssl``)."""
+        sock = self.sock
+        if type(sock) is not socket.socket or sock.gettimeout() is None:
+            return -1  # (a plain socket with a timeout has a non-blocking fd)
+        try:
+            return os.readv(sock.fileno(), [buffer])
+        except BlockingIOError:
+            return -1
 
 
 def file_maker(window: float) -> Callable[..., Any]:
