@@ -81,6 +81,8 @@ def setup_logging(config: Config) -> None:
         formatter = JsonFormatter()
     for handler in handlers:
         handler.setFormatter(formatter)
+    # No line shows the process or the thread: records need not look them up
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
     level = getattr(logging, config.log_level.upper())
     logging.basicConfig(level=level, handlers=[DeferredHandler(handlers)], force=True)
     logging.getLogger("asyncssh").setLevel(max(level, logging.WARNING))
