@@ -179,7 +179,7 @@ def test_every_put_is_answered_after_a_folder_fsync_begun_after_its_rename(
     trace = server.root.parent / "trace.txt"
     tracer = subprocess.Popen(
         ["strace", "-f", "-ttt", "-T", "-y", "-o", str(trace), "-p", str(server.process.pid),
-         "-e", "trace=renameat2,renameat,rename,fsync,sendto,sendmsg"],
+         "-e", "trace=renameat2,renameat,rename,fsync,sendto,sendmsg,write"],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -208,7 +208,7 @@ def test_every_put_is_answered_after_a_folder_fsync_begun_after_its_rename(
         answer = next(
             start
             for start, _, who, call, path in events
-            if who == tid and call in ("sendto", "sendmsg") and start > renamed
+            if who == tid and call in ("sendto", "sendmsg", "write") and start > renamed
             and path.startswith(("socket:", "TCP:"))
         )  # fmt: skip
         assert any(renamed <= began and ended <= answer for began, ended in syncs), (
