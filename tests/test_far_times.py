@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, Server, basic_request, served
+from conftest import PASSWORD, Server, basic_request, cannot_run_here, served
 
 FAR = 2 * 253402300800  # seconds: about the year 18000
 TIMES = {"future.txt": FAR, "past.txt": -(10**11)}  # (-10^11 s: 3,000 years before 0 AD)
@@ -21,7 +21,7 @@ def far(client_key: Path) -> Iterator[Server]:
     """A server over a tmpfs (ext4 keeps no time past 2446 nor before 1901), for every
     test here (they only read)."""
     if not os.path.isdir("/dev/shm"):
-        pytest.skip("no /dev/shm")
+        cannot_run_here("no /dev/shm")
     base = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="far-times-"))
     try:
         with served(base, client_key) as server:
@@ -30,7 +30,7 @@ def far(client_key: Path) -> Iterator[Server]:
                 path.write_bytes(b"far")
                 os.utime(path, ns=(when * 10**9, when * 10**9))
                 if os.stat(path).st_mtime_ns != when * 10**9:
-                    pytest.skip("this filesystem clamps far times")
+                    cannot_run_here("this filesystem clamps far times")
             yield server
     finally:
         shutil.rmtree(base)

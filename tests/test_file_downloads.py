@@ -15,6 +15,7 @@ import base64
 import contextlib
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,23 +49,36 @@ def _head_and_start(sock: socket.socket, path: str) -> tuple[bytes, int]:
     return body, length
 
 
-@pytest.mark.parametrize("prefix", ["/dav/share/", "/api/v1/files/share/"])
-def test_a_file_that_shrinks_mid_download_ends_the_connection(server: Server, prefix: str) -> None:
-    """A slow reader; the file is truncated mid-way: the body ends short with the
-    connection, and the server serves the next request."""
-    big = server.root / "share" / "big.bin"
+@contextlib.contextmanager
+def _slow_download(
+    server: Server, prefix: str, big: Path
+) -> Iterator[tuple[socket.socket, bytearray]]:
+    """A sparse file of BIG bytes and a slow reader of it: the head is read, and at
+    least 1 MiB of the body (given back), so the server now waits on a full socket."""
     with open(big, "wb") as out:
         out.truncate(BIG)
     sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=CLIENT_WAIT)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        body, length = _head_and_start(sock, prefix + "big.bin")
+        body, length = _head_and_start(sock, prefix + big.name)
         assert length == BIG
-        received = len(body)
-        while received < MIB:  # a slow reader: the server now waits on a full socket
+        received = bytearray(body)
+        while len(received) < MIB:
             piece = sock.recv(65536)
             assert piece
-            received += len(piece)
+            received += piece
+        yield sock, received
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("prefix", ["/dav/share/", "/api/v1/files/share/"])
+def test_a_file_that_shrinks_mid_download_ends_the_connection(server: Server, prefix: str) -> None:
+    """A slow reader; the file is truncated mid-way: the body ends short with the
+    connection, and the server serves the next request."""
+    big = server.root / "share" / "big.bin"
+    with _slow_download(server, prefix, big) as (sock, start):
+        received = len(start)
         os.truncate(big, SHRUNK)
         ended = False
         while True:
@@ -76,9 +90,7 @@ def test_a_file_that_shrinks_mid_download_ends_the_connection(server: Server, pr
                 ended = True
                 break
             received += len(piece)
-    finally:
-        sock.close()
-    assert ended, f"the connection stayed open after {received} of {length} bytes"
+    assert ended, f"the connection stayed open after {received} of {BIG} bytes"
     assert MIB <= received <= SHRUNK
     _serves_the_next_request(server, big)
 
@@ -90,18 +102,8 @@ def test_a_file_that_grows_mid_download_sends_what_was_promised(
     """A slow reader; bytes are appended mid-way: the body is the file as it was (its
     length and its zeros), nothing follows it, and the connection serves on."""
     big = server.root / "share" / "big.bin"
-    with open(big, "wb") as out:
-        out.truncate(BIG)
-    sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=CLIENT_WAIT)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        body, length = _head_and_start(sock, prefix + "big.bin")
-        assert length == BIG
-        received = bytearray(body)
-        while len(received) < MIB:
-            piece = sock.recv(65536)
-            assert piece
-            received += piece
+    with _slow_download(server, prefix, big) as (sock, received):
+        length = BIG
         with open(big, "ab") as out:
             out.write(b"X" * (4 * MIB))
         while len(received) < length:
@@ -123,8 +125,6 @@ def test_a_file_that_grows_mid_download_sends_what_was_promised(
                     break
                 after += piece
         assert after == b"" or after.startswith(b"HTTP/1.1 200"), after[:200]
-    finally:
-        sock.close()
     _serves_the_next_request(server, big)
 
 

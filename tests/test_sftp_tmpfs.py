@@ -22,6 +22,7 @@ from conftest import (
     PASSWORD,
     Server,
     basic_request,
+    cannot_run_here,
     extract,
     is_mounted,
     require,
@@ -64,7 +65,7 @@ def tmpfs(at: Path) -> Iterator[Path]:
 def memory_server(tmp_path: Path, client_key: Path) -> Iterator[Server]:
     """A server whose whole tree (root, state) lies on a tmpfs of its own."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+        cannot_run_here("mounting a tmpfs needs root")
     with tmpfs(tmp_path / "memory") as base, served(base, client_key) as running:
         yield running
 
@@ -333,7 +334,7 @@ def test_a_no_op_chmod_or_chown_of_a_frozen_file_is_refused_as_by_openssh(
     (readonly / "f.txt").chmod(0o644)
     chattr = subprocess.run(["chattr", "+i", str(frozen)], capture_output=True, text=True)
     if chattr.returncode:
-        pytest.skip(f"no immutable files here: {chattr.stderr}")
+        cannot_run_here(f"no immutable files here: {chattr.stderr}")
     subprocess.run(["mount", "--bind", str(readonly), str(readonly)], check=True)
     try:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(readonly)], check=True)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import http.client
+import logging
 import os
 import signal
 import socket
 import time
 from pathlib import Path
 
+import pytest
 from conftest import (
     PASSWORD,
     Server,
@@ -196,3 +198,23 @@ def test_the_journal_stays_small(tmp_path: Path) -> None:
     os.close(fd)
     assert Journal(tmp_path / "uploads").sweep() == 1
     assert os.listdir(data) == []
+
+
+def test_an_upload_that_ends_after_shutdown_closed_the_journal_is_quiet(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Shutdown closes the journal while an upload still runs: its end writes nothing
+    and warns of nothing, and the next start's sweep finds its temp file gone."""
+    data = tmp_path / "data"
+    data.mkdir()
+    journal = Journal(tmp_path / "uploads")
+    name, fd = _temp_in(data, "cccccccccccc")
+    journal.record(name, fd)
+    journal.close()
+    os.rename(data / name, data / "done.txt")  # the upload ends: its rename
+    with caplog.at_level(logging.DEBUG):
+        journal.forget(name)
+    assert caplog.records == []
+    os.close(fd)
+    assert Journal(tmp_path / "uploads").sweep() == 0
+    assert os.listdir(data) == ["done.txt"]

@@ -125,11 +125,12 @@ class Journal:
             log.log(level, "cannot note the upload %s in %s: %s", name, self.folder, exc.strerror)
 
     def forget(self, name: str) -> None:
-        """Drop the note of ``name``."""
+        """Drop the note of ``name`` (after ``close``, at shutdown, the note stays for
+        the next start's sweep, which finds nothing left of an upload that ended)."""
         key = self._id(name)
         try:
             with self._lock:
-                if key is None or self._noted.pop(key, None) is None:
+                if self._fd < 0 or key is None or self._noted.pop(key, None) is None:
                     return
                 if not self._noted:
                     os.ftruncate(self._fd, 0)  # (appends go on from the new end)
