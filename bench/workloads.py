@@ -1636,14 +1636,14 @@ def catalogue(sizes: Sizes) -> list[Workload]:
             Metric("mixed-http", "Mixed load: the 16 HTTP clients (OpenSSH: beside rclone "
                    "serve webdav)", unit="ops/s"),
         ), partners=(RCLONE_WEBDAV,)),
-        Workload("many-dav", "many", dav_servers, many_dav, (
+        Workload("many-dav", "many", (*dav_servers, CHEROOT), many_dav, (
             Metric(
                 "many-dav",
                 f"{sizes.clients} WebDAV clients x {sizes.files_per_client} files",
                 zero_errors=True,
             ),
         )),
-        Workload("many-dav-shared", "many", dav_servers, many_dav_shared, (
+        Workload("many-dav-shared", "many", (*dav_servers, CHEROOT), many_dav_shared, (
             Metric(
                 "many-dav-shared",
                 f"{sizes.clients} WebDAV clients x {sizes.files_per_client} files, "
