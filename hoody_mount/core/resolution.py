@@ -62,14 +62,21 @@ class Resolver:
     """Resolves paths inside the folder ``root_fd``, by the kernel, for every call."""
 
     def __init__(
-        self, root_fd: int, use_openat2: bool | None = None, reserved: Reserved | None = None
+        self,
+        root_fd: int,
+        use_openat2: bool | None = None,
+        reserved: Reserved | None = None,
+        root_stat: os.stat_result | None = None,
     ) -> None:
+        """``root_stat``: the root's fstat, when the caller has it (saves a call)."""
         self._root = root_fd
         self._openat2 = syscalls.openat2_works() if use_openat2 is None else use_openat2
         # The server's own files (see ``reserved``), and this root's identity, where a
         # check for them walking up from a folder stops.
         self._reserved = reserved
-        self._top: Identity | None = identity(os.fstat(root_fd)) if reserved else None
+        if reserved is not None and root_stat is None:
+            root_stat = os.fstat(root_fd)
+        self._top: Identity | None = identity(root_stat) if root_stat and reserved else None
         # Cached lookups stay on the root's own mount (RESOLVE_NO_XDEV), and only a local
         # filesystem's stat is sure never to wait for a server. Found out when first
         # needed, so sessions that need none (an HTTP request) skip reading procfs.

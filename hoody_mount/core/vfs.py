@@ -125,19 +125,20 @@ class VFS(Resolver):
             fd = self._open(path, os.O_PATH | os.O_DIRECTORY)
         else:
             fd = self._resolve(path, os.O_PATH | os.O_DIRECTORY, links=False)
-            if self._reserved is not None:
-                try:
-                    self._reserved.check_folder(fd, os.fstat(fd), self._top)
-                except OSError as exc:
-                    os.close(fd)
-                    exc.filename = path
-                    raise
-        jail = VFS(fd, self._openat2, self._reserved)
+        try:
+            st = os.fstat(fd)  # (one fstat of the jail's root serves every check below)
+            if self._reserved is not None and not follow_links:
+                self._reserved.check_folder(fd, st, self._top)
+        except OSError as exc:
+            os.close(fd)
+            exc.filename = path
+            raise
+        jail = VFS(fd, self._openat2, self._reserved, st)
         # Blocking, like every call here: a jail on this root's local device takes its
         # answer, so an HTTP request (a jail each) reads no procfs, and the event loop
         # never has to fstat a root that could be on NFS.
         local = self._local_device()
-        if local is not None and os.fstat(jail._root).st_dev == local:
+        if local is not None and st.st_dev == local:
             jail._local_dev = local
         return jail
 
