@@ -132,17 +132,22 @@ class Resolver:
         With reserved files, the last name is opened from its folder, which is checked
         first (a file's fd has no ``..`` to walk up from), and is checked itself.
         """
+        return self._open_stat(path, flags, mode)[0]
+
+    def _open_stat(self, path: str, flags: int, mode: int = 0) -> tuple[int, os.stat_result | None]:
+        """``_open``, and the fd's fstat when its checks took one (else None)."""
         if self._reserved is None:
-            return self._resolve(path, flags, mode)
+            return self._resolve(path, flags, mode), None
         try:
             return self._open_beside(path, flags, mode)
         except OSError as exc:
             exc.filename = path
             raise
 
-    def _open_beside(self, path: str, flags: int, mode: int) -> int:
+    def _open_beside(self, path: str, flags: int, mode: int) -> tuple[int, os.stat_result]:
         """Open ``path`` through its parent folder, checked first; a link at the last
-        name is followed by hand, its target resolved in the jail as the kernel would."""
+        name is followed by hand, its target resolved in the jail as the kernel would.
+        The fd, and its fstat."""
         assert self._reserved is not None
         follow = not (flags & os.O_NOFOLLOW or (flags & os.O_CREAT and flags & os.O_EXCL))
         target = path
@@ -151,11 +156,12 @@ class Resolver:
             if name in ("", ".", ".."):  # a folder (a link's target may end so)
                 fd = self._resolve(target or "/", flags, mode)
                 try:
-                    self._reserved.check_folder(fd, os.fstat(fd), self._top)
+                    st = os.fstat(fd)
+                    self._reserved.check_folder(fd, st, self._top)
                 except BaseException:
                     os.close(fd)
                     raise
-                return fd
+                return fd, st
             pfd = self._resolve(parent or "/", os.O_PATH | os.O_DIRECTORY)
             try:
                 self._reserved.check_folder(pfd, os.fstat(pfd), self._top)
@@ -177,9 +183,11 @@ class Resolver:
             target = link if link.startswith("/") else f"{parent}/{link}"
         raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
 
-    def _open_name(self, dfd: int, name: str, flags: int, mode: int, follow: bool) -> int | None:
-        """Open one name of a checked folder without following a link; None if it may
-        be a link to follow."""
+    def _open_name(
+        self, dfd: int, name: str, flags: int, mode: int, follow: bool
+    ) -> tuple[int, os.stat_result] | None:
+        """Open one name of a checked folder without following a link (the fd and its
+        fstat); None if it may be a link to follow."""
         assert self._reserved is not None
         try:
             fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dfd)
@@ -196,7 +204,7 @@ class Resolver:
         except BaseException:
             os.close(fd)
             raise
-        return fd
+        return fd, st
 
     def _resolve(self, path: str, flags: int, mode: int = 0, links: bool = True) -> int:
         """The kernel's lookup of ``path`` in the root: openat2 or the walk (without

@@ -148,8 +148,11 @@ class VFS(Resolver):
 
     def stat(self, path: str) -> os.stat_result:
         """stat, following symlinks inside the root."""
-        with self._fd(path) as fd:
-            return os.fstat(fd)
+        fd, st = self._open_stat(path, os.O_PATH)
+        try:
+            return st if st is not None else os.fstat(fd)
+        finally:
+            os.close(fd)
 
     def stat_cached(
         self, path: str, follow: bool = True, settable: bool = False
@@ -334,7 +337,7 @@ class VFS(Resolver):
         """
         access = flags & (os.O_ACCMODE | os.O_APPEND | os.O_TRUNC)
         try:
-            pfd = self._open(path, os.O_PATH)
+            pfd, known = self._open_stat(path, os.O_PATH)
         except FileNotFoundError:
             if not flags & os.O_CREAT:
                 raise
@@ -346,7 +349,7 @@ class VFS(Resolver):
         try:
             if flags & os.O_CREAT and flags & os.O_EXCL:
                 raise OSError(errno.EEXIST, os.strerror(errno.EEXIST), path)
-            st = os.fstat(pfd)
+            st = known if known is not None else os.fstat(pfd)
             if stat.S_ISDIR(st.st_mode):
                 raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
             if not stat.S_ISREG(st.st_mode):
