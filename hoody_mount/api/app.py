@@ -289,7 +289,7 @@ class FilesAPI:
             upload.commit(replace=not http_rules.creates_only(environ), digest=digest)
         except FileExistsError:
             raise ApiError(412, "precondition_failed", "If-None-Match: the file exists") from None
-        st = session.stat(path)
+        st = upload.placed or session.stat(path)
         self.digests.remember(st, digest)
         data = {"path": json_text(session.path(path)), "size": st.st_size, "sha256": digest.hex()}
         extra = [("Repr-Digest", digest_header(digest)), ("ETag", http_rules.entity_tag(st))]

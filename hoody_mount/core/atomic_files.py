@@ -61,6 +61,9 @@ class AtomicFile:
         self._direct_tried = False
         self._times: Times | None = None
         self.on_commit: Callable[[AtomicFile, bytes | None], None] | None = None
+        # After ``commit``: the lstat of the target right after the rename, if it was
+        # still this upload's file then (else None: a front asks the session instead)
+        self.placed: os.stat_result | None = None
         self._dir = dir_fd
 
     def write(self, data: bytes | memoryview) -> None:
@@ -120,7 +123,8 @@ class AtomicFile:
                 offset, rest = self._direct.finish()
                 self._direct = None
                 self.file.write(offset, rest)
-            if os.fstat(self.file.fd).st_size < self.size:  # (it ends in a hole)
+            written = os.fstat(self.file.fd)
+            if written.st_size < self.size:  # (it ends in a hole)
                 os.ftruncate(self.file.fd, self.size)
             if self._owner is not None:
                 _give(self.file.fd, self._owner)
@@ -136,6 +140,7 @@ class AtomicFile:
         except BaseException:
             self.abort()
             raise
+        self.placed = _still_ours(self._dir, self._name, written)
         dir_fd, self._dir = self._dir, -1
         try:
             with stepped_aside():
@@ -182,6 +187,16 @@ class AtomicFile:
         finally:
             os.close(dir_fd)
             upload_temps.ended(self._temp)
+
+
+def _still_ours(dir_fd: int, name: str, ours: os.stat_result) -> os.stat_result | None:
+    """The lstat of ``name`` in the folder ``dir_fd`` if it is the file ``ours`` (one
+    call, where a lookup from the jail's root takes eight), else None."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return None
+    return st if (st.st_ino, st.st_dev) == (ours.st_ino, ours.st_dev) else None
 
 
 def _give(fd: int, owner: tuple[int, int]) -> None:

@@ -312,7 +312,7 @@ class FileResource(_Common, DAVNonCollection):  # type: ignore[misc]
             return
         with _mapped():
             upload.commit()
-            self.st = self.session.stat(self.path)
+            self.st = upload.placed or self.session.stat(self.path)
 
     def delete(self) -> None:
         with _mapped():
