@@ -32,6 +32,8 @@ import report  # noqa: E402
 import servers  # noqa: E402
 import workloads  # noqa: E402
 from servers import (  # noqa: E402
+    ASYNCSSH,
+    ASYNCSSH_PATCHED,
     CHEROOT,
     HOODY,
     OPENSSH,
@@ -47,8 +49,9 @@ from hoody_mount.core.users import hash_password  # noqa: E402
 DAV_USER = "dav"
 DAV_PASSWORD = "bench-password-0123"
 SINGLE_PROCESS = (HOODY, RCLONE_SFTP, WSGIDAV, RCLONE_WEBDAV)
-ORDER = [HOODY, OPENSSH, RCLONE_SFTP, RCLONE_WEBDAV, WSGIDAV, CHEROOT]
-MEMORY_SERVERS = [key for key in ORDER if key != CHEROOT]  # the floor app: request costs only
+ORDER = [HOODY, OPENSSH, RCLONE_SFTP, ASYNCSSH, ASYNCSSH_PATCHED, RCLONE_WEBDAV, WSGIDAV, CHEROOT]
+FLOORS = (ASYNCSSH, ASYNCSSH_PATCHED, CHEROOT)  # request costs only, no memory rows
+MEMORY_SERVERS = [key for key in ORDER if key not in FLOORS]
 MEMORY_SSH = (HOODY, OPENSSH, RCLONE_SFTP)
 MEMORY_HTTP = (HOODY, RCLONE_WEBDAV, WSGIDAV)
 
@@ -134,6 +137,8 @@ def start_servers(
         WSGIDAV: lambda d: servers.wsgidav(base, d, DAV_USER, DAV_PASSWORD),
         RCLONE_WEBDAV: lambda d: servers.rclone_webdav(base, d, DAV_USER, DAV_PASSWORD),
         CHEROOT: lambda d: servers.bare_cheroot(base, d, DAV_USER, DAV_PASSWORD),
+        ASYNCSSH: lambda d: servers.bare_asyncssh(base, d, authorized),
+        ASYNCSSH_PATCHED: lambda d: servers.bare_asyncssh(base, d, authorized, patched=True),
     }
     endpoints = {}
     for key_name in ORDER:

@@ -3,8 +3,9 @@
 Every server serves its own folder under one temp dir (so all sit on the same filesystem)
 and writes its output to a log file there. hoody-mount serves SFTP and WebDAV; the anchors
 are OpenSSH's sshd with its sftp-server, stock WsgiDAV (FilesystemProvider on cheroot),
-``rclone serve webdav`` and ``rclone serve sftp``; a bare GET-only app on cheroot marks
-the floor of what a request can cost on cheroot.
+``rclone serve webdav`` and ``rclone serve sftp``; a bare app on cheroot marks the floor
+of what a request can cost on cheroot, and asyncssh's stock SFTP server (as released, and
+with hoody-mount's asyncssh patches) the floor of what an SFTP request costs on asyncssh.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ RCLONE_SFTP = "rclone-sftp"
 WSGIDAV = "wsgidav"
 RCLONE_WEBDAV = "rclone-webdav"
 CHEROOT = "cheroot"
+ASYNCSSH = "asyncssh"
+ASYNCSSH_PATCHED = "asyncssh-patched"
 
 LABELS = {
     HOODY: "hoody-mount",
@@ -43,6 +46,8 @@ LABELS = {
     WSGIDAV: "stock WsgiDAV",
     RCLONE_WEBDAV: "rclone serve webdav",
     CHEROOT: "bare cheroot app (floor)",
+    ASYNCSSH: "stock asyncssh SFTP server (floor)",
+    ASYNCSSH_PATCHED: "stock asyncssh SFTP server, hoody-mount's asyncssh patches (floor)",
 }
 
 
@@ -317,6 +322,35 @@ def _cheroot_script(
         dav_user=user,
         dav_password=password,
     )
+    yield from _running(endpoint)
+
+
+@contextmanager
+def bare_asyncssh(
+    base: Path, data: Path, authorized_keys: Path, patched: bool = False
+) -> Iterator[Endpoint]:
+    """asyncssh's stock SFTP server rooted at ``data`` (``--patched``: with hoody-mount's
+    asyncssh patches), the floor of request costs on asyncssh, see ``bare_asyncssh.py``."""
+    key = ASYNCSSH_PATCHED if patched else ASYNCSSH
+    host_key = base / f"{key}_host_ed25519_key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)],
+        check=True,
+        timeout=30,
+    )
+    log = base / f"{key}.log"
+    command = [
+        sys.executable, str(BENCH_DIR / "bare_asyncssh.py"),
+        str(data), str(host_key), str(authorized_keys),
+    ]  # fmt: skip
+    process = _spawn(
+        [*command, "--patched"] if patched else command,
+        log,
+        {"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(PROJECT_DIR)},
+    )
+    match = _wait_for(process, log, r"asyncssh listening on \S+:(\d+)")
+    user = pwd.getpwuid(os.getuid()).pw_name  # (any name will do; OpenSSH's, for symmetry)
+    endpoint = Endpoint(key, data, process, log, ssh_port=int(match.group(1)), ssh_user=user)
     yield from _running(endpoint)
 
 

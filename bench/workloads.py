@@ -33,6 +33,8 @@ from urllib.parse import quote
 
 import servers
 from servers import (
+    ASYNCSSH,
+    ASYNCSSH_PATCHED,
     CHEROOT,
     HOODY,
     OPENSSH,
@@ -1549,14 +1551,15 @@ def catalogue(sizes: Sizes) -> list[Workload]:
     big_folder = f"{sizes.big_folder_files:,} empty files"
     deep = f"{sizes.deep_levels:,} levels"
     ssh_servers = (HOODY, OPENSSH, RCLONE_SFTP)
+    ssh_floors = (*ssh_servers, ASYNCSSH, ASYNCSSH_PATCHED)  # and asyncssh's own server
     dav_servers = (HOODY, RCLONE_WEBDAV, WSGIDAV)
     vs_openssh = Target(OPENSSH, 1.0)
     return [
-        Workload("sshfs-file", "sshfs", ssh_servers, sshfs_file, (
+        Workload("sshfs-file", "sshfs", ssh_floors, sshfs_file, (
             Metric("sshfs-write", f"sshfs: write {big}", vs_openssh),
             Metric("sshfs-read", f"sshfs: read {big}", vs_openssh),
         )),
-        Workload("sshfs-tree", "sshfs", ssh_servers, sshfs_tree, (
+        Workload("sshfs-tree", "sshfs", ssh_floors, sshfs_tree, (
             Metric("sshfs-untar", f"sshfs: extract tree ({tree})", vs_openssh),
             Metric(
                 "sshfs-untar-root", f"sshfs: extract tree as root, owners kept ({tree})", vs_openssh
@@ -1564,7 +1567,7 @@ def catalogue(sizes: Sizes) -> list[Workload]:
             Metric("sshfs-ls", "sshfs: ls -lR of the tree", vs_openssh),
             Metric("sshfs-rm", "sshfs: rm -rf of the tree", vs_openssh),
         )),
-        Workload("sftp", "sftp", ssh_servers, sftp_file, (
+        Workload("sftp", "sftp", ssh_floors, sftp_file, (
             Metric("sftp-put", f"sftp: put {big}", vs_openssh),
             Metric("sftp-get", f"sftp: get {big}", vs_openssh),
         )),
