@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from conftest import (
     served,
     wait_until,
 )
+
+from hoody_mount.core.logs import OneLineFormatter
 
 
 def _server(tmp_path: Path, client_key: Path, *flags: str) -> Iterator[Server]:
@@ -163,3 +167,15 @@ def test_clients_cannot_forge_fields(json_server: Server) -> None:
             assert str(event["path"]).startswith("/dav/report.pdf user=root"), event
         if "failed login" in str(event["event"]):
             assert event["user"] == "x\\x22 user=root address=10.9.9.9 q", event
+
+
+def test_text_lines_carry_loggings_own_time() -> None:
+    """The text formatter makes each second's text once; every line still shows the
+    time logging would (across a second's end, and at its start)."""
+    ours = OneLineFormatter("%(asctime)s %(message)s")
+    stock = logging.Formatter("%(asctime)s %(message)s")
+    now = time.time()
+    for created in (now, now, 1e9 + 0.9996, 1e9 + 1.0004, 1e9 + 1.0004, 0.5, now):
+        record = logging.makeLogRecord({"msg": "x"})
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.format(record) == stock.format(record)

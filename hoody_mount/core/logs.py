@@ -203,10 +203,24 @@ class OneLineFormatter(logging.Formatter):
     newline in a file name cannot forge a line, a name that is not UTF-8 cannot break
     the write). A traceback, which only the server writes, keeps its lines."""
 
+    _second: tuple[int, str] = (-1, "")  # the last second written, as text
+
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
         if not getattr(record, "hoody_escaped", False):  # (its arguments were escaped)
             record.message = escape(record.message)
         return super().formatMessage(record)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        """logging's default time (``2026-12-04 14:28:19,739``), its second made into
+        text once for all the lines of that second."""
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        known, text = self._second
+        if known != second:
+            text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = (second, text)
+        return f"{text},{int(record.msecs):03d}"
 
 
 # A message, token by token: a quoted value whole (a client's quotes inside are escaped,
