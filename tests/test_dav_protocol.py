@@ -1409,6 +1409,26 @@ def test_if_modified_since_its_own_last_modified_is_304(server: Server) -> None:
     assert (reply.status, reply.body) == (200, b"m")
 
 
+def test_if_none_match_wins_over_if_modified_since(server: Server) -> None:
+    """A GET or HEAD with both If-None-Match and If-Modified-Since (davfs2 revalidates its
+    cache so) is judged on If-None-Match alone (RFC 9110 §13.1.3): the file's own tag gives
+    304 whatever the date, another tag the file. It was 412 when the date was the file's
+    own Last-Modified, and davfs2 then failed to open the file ("Invalid argument")."""
+    (server.root / "n.txt").write_bytes(b"n")
+    first = call(server, "GET", "/dav/n.txt")
+    etag, stamp = first.header("ETag"), first.header("Last-Modified")
+    early = email.utils.formatdate(os.stat(server.root / "n.txt").st_mtime - 60, usegmt=True)
+    for method in ("GET", "HEAD"):
+        for since in (stamp, early):
+            conditions = {"If-None-Match": etag, "If-Modified-Since": since}
+            same = call(server, method, "/dav/n.txt", headers=conditions)
+            assert same.status == 304, (method, since, same.status, same.text[:200])
+            conditions = {"If-None-Match": '"other"', "If-Modified-Since": since}
+            other = call(server, method, "/dav/n.txt", headers=conditions)
+            assert other.status == 200, (method, since, other.status, other.text[:200])
+            assert other.body == (b"n" if method == "GET" else b"")
+
+
 def test_copy_never_writes_through_a_link_in_the_destination(server: Server) -> None:
     """COPY with Overwrite: T where the destination holds a link at the name of a source
     folder: the link is replaced by a real folder, and what it led to is left alone."""

@@ -105,10 +105,18 @@ ROOT_REFUSED = frozenset({"PUT", "DELETE", "MOVE", "COPY"})
 MAX_MTIME = (2**63 - 1) // 10**9  # seconds that fit a file's time in nanoseconds
 
 
-def _inclusive_since(environ: dict[str, Any]) -> None:
-    """Move If-Modified-Since one second on: WsgiDAV answers 304 only for a file older
-    than the date, where RFC 9110 §13.1.3 also wants it for one of the same second (a
-    client sending back the Last-Modified it was given got the whole file again)."""
+def _judge_since(environ: dict[str, Any]) -> None:
+    """Set If-Modified-Since of a GET or HEAD up for WsgiDAV as RFC 9110 §13.1.3 reads it.
+
+    With If-None-Match it is dropped: the tag alone decides (WsgiDAV answered 412 to a
+    matching tag with a date the file was not modified since, and davfs2, which sends
+    both to revalidate its cache, failed to open the file). Otherwise it moves one second
+    on: WsgiDAV answers 304 only for a file older than the date, where the RFC also
+    wants it for one of the same second (a client sending back the Last-Modified it was
+    given got the whole file again)."""
+    if "HTTP_IF_NONE_MATCH" in environ:
+        del environ["HTTP_IF_MODIFIED_SINCE"]
+        return
     parts = email.utils.parsedate_tz(str(environ["HTTP_IF_MODIFIED_SINCE"]))
     try:
         later = email.utils.formatdate(email.utils.mktime_tz(parts) + 1, usegmt=True)  # type: ignore[arg-type]
@@ -458,7 +466,7 @@ class DavGate:
                 text = f"a folder: its listing is at {listing}\n".encode()
                 return _answer(start_response, "303 See Other", text, extra=[("Location", listing)])
         if method in ("GET", "HEAD") and "HTTP_IF_MODIFIED_SINCE" in environ:
-            _inclusive_since(environ)
+            _judge_since(environ)
         if method in ("GET", "HEAD") and "HTTP_RANGE" in environ:
             refusal = self._check_range(environ, start_response)
             if refusal is not None:
