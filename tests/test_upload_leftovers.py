@@ -218,3 +218,20 @@ def test_an_upload_that_ends_after_shutdown_closed_the_journal_is_quiet(
     os.close(fd)
     assert Journal(tmp_path / "uploads").sweep() == 0
     assert os.listdir(data) == ["done.txt"]
+
+
+def test_an_upload_whose_name_holds_a_newline_is_a_temp_file_like_any(server: Server) -> None:
+    """A name may hold a line feed: its upload's temp file is still the server's (hidden
+    from listings, refused by name, noted in the journal for a crash)."""
+    (server.root / "nl").mkdir()
+    sock = _start_slow_put(server.http_port, "/api/v1/files/nl/a%0Ab.bin", 3 << 20)
+    try:
+        assert wait_until(lambda: any("hoody-" in n for n in os.listdir(server.root / "nl")), 30)
+        (name,) = [n for n in os.listdir(server.root / "nl") if "hoody-" in n]
+        assert "\n" in name and is_temp(name)
+        assert "hoody-" not in server.sftp_batch("ls -la /nl\n").stdout
+        journal = server.state / "uploads" / Journal.FILE
+        assert f"{os.fsencode(name).hex()}".encode() in journal.read_bytes()
+    finally:
+        sock.close()
+    assert wait_until(lambda: _temps(server.root / "nl") == [], 30)

@@ -33,7 +33,7 @@ from pathlib import Path
 log = logging.getLogger("hoody_mount.uploads")
 
 MARK = ".hoody-"
-_NAME = re.compile(r"\..+\.hoody-([0-9a-f]{12})\.part")
+_NAME = re.compile(r"\..+\.hoody-([0-9a-f]{12})\.part", re.DOTALL)  # (names may hold a newline)
 _live: set[str] = set()
 _lock = threading.Lock()
 _journal: Journal | None = None
