@@ -272,3 +272,23 @@ def test_two_different_content_lengths_are_400(server: Server) -> None:
                       + b"Content-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
                       b"hello")  # fmt: skip
     assert statuses(answer) == [201], answer[:300]
+
+
+@pytest.mark.parametrize("length", [b"-1", b"+5", b"0_5", b"5x", b"0x5", b" "])
+@pytest.mark.parametrize("prefix", [b"/dav/", b"/api/v1/files/"])
+def test_a_content_length_that_is_not_digits_is_400_and_the_file_stays(
+    server: Server, prefix: bytes, length: bytes
+) -> None:
+    """Content-Length is digits only (RFC 9110, 8.6): ``-1`` had WebDAV replace the
+    file with an empty one; ``+5`` and ``0_5`` were read as 5, where a proxy in front
+    may read them otherwise."""
+    victim = server.root / "victim.txt"
+    victim.write_bytes(b"precious")
+    answer = exchange(server, b"PUT " + prefix + b"victim.txt HTTP/1.1\r\nHost: x\r\n" + AUTH
+                      + b"Content-Length: " + length + b"\r\n\r\nhello", timeout=10)  # fmt: skip
+    assert statuses(answer) == [400], answer[:300]
+    assert victim.read_bytes() == b"precious"
+    assert basic_request(server.http_port, "GET", "/dav/victim.txt", "root", PASSWORD) == (
+        200,
+        b"precious",
+    )

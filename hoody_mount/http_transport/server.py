@@ -739,7 +739,9 @@ class _HoldContinue:
     """cheroot's header reader, taking ``Expect: 100-continue`` out of cheroot's hands,
     and refusing (400) a ``Content-Length`` given twice with different values: cheroot
     kept the last, a proxy in front may keep the first, and the body's end is then
-    where the two disagree (RFC 9112, 6.3: the shape of request smuggling)."""
+    where the two disagree (RFC 9112, 6.3: the shape of request smuggling), or one that
+    is not digits alone (RFC 9110, 8.6): cheroot's ``int()`` read ``-1`` as a length
+    (an empty upload replaced the file), and ``+10`` or ``1_0`` as 10."""
 
     def __init__(self, request: _Request, read_headers: Any) -> None:
         self._request = request
@@ -755,6 +757,8 @@ class _HoldContinue:
         }
         if len(lengths) > 1:
             raise ValueError("Content-Length is given twice, with different values")
+        if any(not length.isdigit() for length in lengths):  # (int() takes -1, +1 and 1_0)
+            raise ValueError("Content-Length is not a number of bytes (digits only)")
         if headers.get(b"Expect", b"").strip().lower() == b"100-continue":
             del headers[b"Expect"]
             self._request.awaits_continue = True
