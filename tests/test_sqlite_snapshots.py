@@ -367,3 +367,25 @@ def test_attacker_pass_holes_stay_shut(tmp_path: Path, client_key: Path) -> None
         assert wait_until(
             lambda: request(server, "GET", "/api/v1/files/share/app.db?snapshot")[0] == 200, 30
         )
+
+
+def test_a_damaged_database_is_422_and_an_error_over_ssh(tmp_path: Path, client_key: Path) -> None:
+    """A file with an SQLite header that SQLite finds damaged (a page count or a page
+    size no database has) is the client's: 422 naming the damage, not a 500."""
+    with served(tmp_path, client_key) as server:
+        sound = server.root / "share" / "sound.db"
+        make_db(sound, "delete", rows=10)
+        for name, offset, value in (("count.db", 28, 0x7FFFFFFF), ("page.db", 16, 1)):
+            damaged = bytearray(sound.read_bytes())
+            damaged[offset : offset + (4 if offset == 28 else 2)] = value.to_bytes(
+                4 if offset == 28 else 2, "big"
+            )
+            (server.root / "share" / name).write_bytes(damaged)
+            status, _, body = request(server, "GET", f"/api/v1/files/share/{name}?snapshot")
+            assert status == 422, body
+            assert json.loads(body)["error"] == "damaged_database", body
+            assert b"damaged" in body and b"malformed" in body, body
+            result = ssh(server, "reader", f"sqlite-snapshot {name}")
+            assert result.returncode == 1 and result.stdout == b"", result.stderr
+            assert b"damaged" in result.stderr, result.stderr
+        assert wait_until(lambda: temp_files_gone(server), 10)

@@ -16,7 +16,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..core.session import Session
-from ..core.sqlite_snapshots import NotADatabase, Snapshot, StillBusy, UnfitUpload
+from ..core.sqlite_snapshots import (
+    DamagedDatabase,
+    NotADatabase,
+    Snapshot,
+    StillBusy,
+    UnfitUpload,
+)
 from ..http_rules import status_line
 from .bodies import received
 from .errors import ApiError
@@ -46,6 +52,10 @@ def snapshot(session: Session, path: str) -> tuple[str, Headers, Streamed]:
         copy = session.sqlite_snapshot(path)
     except NotADatabase:
         raise _not_a_database(session, path) from None
+    except DamagedDatabase as exc:
+        raise ApiError(
+            422, "damaged_database", f"{json_text(session.path(path))}: {exc.strerror}"
+        ) from None
     except StillBusy as exc:
         raise _busy(exc) from None
     taken = datetime.datetime.fromtimestamp(copy.taken, datetime.UTC)

@@ -67,6 +67,14 @@ class NotADatabase(OSError):
         super().__init__(errno.EINVAL, "not an SQLite database", path)
 
 
+class DamagedDatabase(OSError):
+    """The file has an SQLite header, but SQLite finds it damaged (SQLITE_CORRUPT or
+    SQLITE_NOTADB): no consistent copy of it can be made."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(errno.EINVAL, f"the database is damaged (SQLite: {why})", path)
+
+
 class UnfitUpload(OSError):
     """An uploaded database that may not replace anything: no SQLite file, or one that
     fails its integrity check."""
@@ -251,6 +259,8 @@ def _sqlite_error(exc: sqlite3.Error, path: str) -> OSError:
         return StillBusy(path, "stayed locked")
     if "disk is full" in str(exc):
         return OSError(errno.ENOSPC, "no room left for the copy in the server's temp folder", path)
+    if getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return DamagedDatabase(path, str(exc))
     return OSError(errno.EIO, f"SQLite: {exc}", path)
 
 
