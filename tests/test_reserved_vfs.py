@@ -290,3 +290,38 @@ def test_files_coming_and_going_in_the_state_folder_never_hide_other_files(
     finally:
         stop.set()
         thread.join(10)
+
+
+def test_a_bind_mount_of_a_folder_inside_the_state_folder_is_refused(guarded: Guarded) -> None:
+    """A bind mount of a folder below the state folder (its uploads' journal, say) leads
+    up through the jail, never through the state folder: it is known by its identity,
+    and the files in it are state files, through the mount or a hard link."""
+    alias = guarded.root / "alias"
+    alias.mkdir()
+    result = subprocess.run(
+        ["mount", "--bind", str(guarded.state / "folder"), str(alias)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    try:
+        before = _snapshot(guarded.state)
+        vfs = guarded.vfs
+        for attempt in (
+            lambda: vfs.stat("/alias"),
+            lambda: vfs.stat("/alias/inner.txt"),
+            lambda: vfs.read_bytes("/alias/inner.txt"),
+            lambda: vfs.open_file("/alias/inner.txt", os.O_WRONLY | os.O_TRUNC),
+            lambda: vfs.open_file("/alias/new.txt", os.O_WRONLY | os.O_CREAT),
+            lambda: vfs.sub("/alias"),
+        ):
+            with pytest.raises(PermissionError):
+                attempt()
+        listing = vfs.listdir("/")
+        try:
+            assert "alias" not in [entry.name for entry in listing.read(100)]
+        finally:
+            listing.close()
+        assert _snapshot(guarded.state) == before
+    finally:
+        subprocess.run(["umount", "-l", str(alias)], capture_output=True)

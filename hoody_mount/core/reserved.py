@@ -109,7 +109,7 @@ class Reserved:
         hidden: set[Identity] = set()
         self._folders: list[int] = []  # the state folders' fds
         self._files: tuple[tuple[tuple[int, int], ...], frozenset[Identity]] = ((), frozenset())
-        for folder in folders:
+        for folder in _with_subfolders(folders):
             fd = os.open(folder, _UP)
             self._fds.append(fd)
             self._folders.append(fd)
@@ -194,6 +194,19 @@ class Reserved:
     def watches(self, st: os.stat_result) -> bool:
         """Whether an object with this stat may lie inside a state folder."""
         return st.st_dev in self.devices
+
+
+def _with_subfolders(folders: list[Path]) -> list[Path]:
+    """The state folders and every folder below them (no link followed): each is a
+    state folder of its own, so a bind mount of one of them elsewhere, whose way up
+    never meets the state folder, is known by its identity, and the files in it are
+    among the state files."""
+    found: list[Path] = []
+    for folder in folders:
+        found.append(folder)
+        for top, names, _files in os.walk(folder):
+            found.extend(Path(top) / n for n in names if not os.path.islink(Path(top) / n))
+    return found
 
 
 def is_inside(path: Path, folder: Path) -> bool:
