@@ -17,6 +17,7 @@ import pytest
 from conftest import (
     PASSWORD,
     Server,
+    basic_request,
     http_port,
     start_server,
     stop_server,
@@ -235,3 +236,32 @@ def test_an_upload_whose_name_holds_a_newline_is_a_temp_file_like_any(server: Se
     finally:
         sock.close()
     assert wait_until(lambda: _temps(server.root / "nl") == [], 30)
+
+
+@pytest.mark.parametrize("prefix", ["/dav/", "/api/v1/files/"])
+def test_an_upload_whose_folder_is_removed_meanwhile_says_so(server: Server, prefix: str) -> None:
+    """A folder removed as a tree while an upload into it runs takes the temp file with
+    it (as ``rm -rf`` would): the upload fails naming its own path and the removal,
+    never the hidden temp file, and nothing is left."""
+    (server.root / "gone").mkdir()
+    total = 3 << 20
+    sock = _start_slow_put(server.http_port, f"{prefix}gone/x.bin", total)
+    try:
+        assert wait_until(lambda: bool(_temps(server.root / "gone")), 30)
+        status, body = basic_request(
+            server.http_port, "DELETE", "/api/v1/files/gone?recursive", "root", PASSWORD
+        )
+        assert status == 204, body
+        sock.sendall(b"x" * (total - (1 << 20)))
+        answer = b""
+        while b"removed while it ran" not in answer:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            answer += piece
+    finally:
+        sock.close()
+    assert answer.startswith((b"HTTP/1.1 404", b"HTTP/1.1 409")), answer[:300]
+    assert b"removed while it ran" in answer, answer[:600]
+    assert b".hoody-" not in answer and b".part" not in answer, answer[:600]
+    assert not (server.root / "gone").exists()

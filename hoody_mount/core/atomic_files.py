@@ -4,6 +4,7 @@ beside the target, put in place by a rename at commit, removed at abort."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import sys
@@ -137,6 +138,11 @@ class AtomicFile:
                 os.rename(self._temp, self._name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
             else:
                 rename_noreplace(self._dir, self._temp, self._dir, self._name)
+        except FileNotFoundError:
+            # The temp file went with its folder (a tree removed meanwhile): said so, not
+            # by the temp file's name, which the user never sees
+            self.abort()
+            raise FileNotFoundError(errno.ENOENT, _FOLDER_GONE, self.path) from None
         except BaseException:
             self.abort()
             raise
@@ -187,6 +193,9 @@ class AtomicFile:
         finally:
             os.close(dir_fd)
             upload_temps.ended(self._temp)
+
+
+_FOLDER_GONE = "the upload was not kept: its folder was removed while it ran"
 
 
 def _still_ours(dir_fd: int, name: str, ours: os.stat_result) -> os.stat_result | None:
