@@ -195,6 +195,42 @@ def test_a_disk_error_fails_the_upload_whole(
     assert _helper_threads() == []
 
 
+@pytest.mark.parametrize("full_at", [1 << 20, DIRECT_FROM + 2 * BLOCK])
+def test_an_upload_whose_write_failed_is_never_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, full_at: int
+) -> None:
+    """A front that reports a failed write but still commits (legacy scp's sink closed the
+    file as finished after ENOSPC) gets the error again: the part that fitted never
+    replaces the target, and nothing is logged as an upload."""
+    (tmp_path / "up.bin").write_bytes(b"old")
+    real: Pwrite = os.pwrite
+
+    def filling(fd: int, data: memoryview, offset: int) -> int:
+        if offset + len(data) > full_at:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", filling)
+    upload = VFS.open_root(str(tmp_path)).atomic_file("/up.bin")
+    committed: list[AtomicFile] = []
+    upload.on_commit = lambda done, digest: committed.append(done)
+    errors = []
+    for piece in _pieces(os.urandom(DIRECT_FROM + 6 * BLOCK), 1 << 20):
+        try:
+            upload.write(piece)
+        except OSError as exc:
+            errors.append(exc.errno)
+    assert set(errors) <= {errno.ENOSPC}
+    assert errors or full_at > DIRECT_FROM  # (a direct write's error may come at commit)
+    with pytest.raises(OSError) as failed:
+        upload.commit()
+    assert failed.value.errno == errno.ENOSPC
+    assert committed == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["up.bin"]
+    assert (tmp_path / "up.bin").read_bytes() == b"old"
+    assert _helper_threads() == []
+
+
 def test_direct_writes_start_on_a_block_boundary(tmp_path: Path) -> None:
     fd = os.open(tmp_path, os.O_RDONLY)
     try:

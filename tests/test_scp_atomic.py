@@ -1,14 +1,17 @@
 """Legacy ``scp -O`` replaces a file only when the copy is complete: one killed midway
-leaves the old content whole (it was truncated at the open and left cut)."""
+leaves the old content whole (it was truncated at the open and left cut), and so does one
+that fills the disk (it put the part that fitted in place)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import Server, require, wait_until
+from conftest import Server, require, server_log, wait_until
 
 from hoody_mount.core.upload_temps import is_temp
 
@@ -45,6 +48,74 @@ def test_an_aborted_legacy_scp_leaves_the_old_file(server: Server, tmp_path: Pat
     done = _scp(server, small, "/share/big.bin")
     assert done.wait(timeout=60) == 0
     assert target.read_bytes() == small.read_bytes()
+
+
+@contextlib.contextmanager
+def _tmpfs(mountpoint: Path, mib: int) -> Iterator[Path]:
+    """A tmpfs of ``mib`` MiB at ``mountpoint`` for the block (unmounted after)."""
+    require("mount", "umount")
+    mountpoint.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", str(mountpoint)],
+        check=True, timeout=30,
+    )  # fmt: skip
+    try:
+        yield mountpoint
+    finally:
+        if subprocess.run(["umount", str(mountpoint)], timeout=30).returncode != 0:
+            subprocess.run(["umount", "-l", str(mountpoint)], timeout=30)
+
+
+def _copy(server: Server, *args: str) -> subprocess.CompletedProcess[bytes]:
+    require("scp")
+    return subprocess.run(
+        ["scp", "-O", "-P", str(server.port), *server.ssh_options(), *args],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_a_legacy_scp_that_fills_the_disk_leaves_the_old_file(
+    server: Server, tmp_path: Path
+) -> None:
+    """ENOSPC midway fails the copy with that error: the old content stays, no temp file
+    remains, no upload is logged. With 8 MiB or less free (the part of an upload written
+    through the page cache) the part that fitted replaced the file and was logged as an
+    upload; past that (direct writes) too, and in a recursive copy."""
+    source = tmp_path / "new.bin"
+    source.write_bytes(os.urandom(20 << 20))
+    with _tmpfs(server.root / "ramdisk", 32) as disk:
+        keep = disk / "keep.bin"
+        for free in (4, 7, 12):  # MiB
+            old = os.urandom((32 - free) << 20)
+            keep.write_bytes(old)
+            result = _copy(server, str(source), "root@127.0.0.1:/ramdisk/keep.bin")
+            assert result.returncode != 0, f"{free} MiB free: {result.stderr!r}"
+            assert b"No space left on device" in result.stderr, result.stderr
+            assert keep.read_bytes() == old, f"{free} MiB free: the old content is lost"
+            assert os.listdir(disk) == ["keep.bin"], os.listdir(disk)
+        # A recursive copy: the file that does not fit stays as it was, the others arrive
+        keep.unlink()
+        tree = tmp_path / "tree"
+        tree.mkdir()
+        (tree / "small.txt").write_bytes(b"fits\n")
+        (tree / "big.bin").write_bytes(source.read_bytes())
+        (disk / "tree").mkdir()
+        old = os.urandom(28 << 20)
+        (disk / "tree" / "big.bin").write_bytes(old)
+        result = _copy(server, "-r", str(tree), "root@127.0.0.1:/ramdisk/")
+        assert result.returncode != 0, result.stderr
+        assert b"No space left on device" in result.stderr, result.stderr
+        assert (disk / "tree" / "big.bin").read_bytes() == old, "the old content is lost"
+        assert (disk / "tree" / "small.txt").read_bytes() == b"fits\n"
+        assert sorted(os.listdir(disk / "tree")) == ["big.bin", "small.txt"]
+        assert 'op=upload path="/ramdisk/keep.bin"' not in server_log(server)
+        assert 'op=upload path="/ramdisk/tree/big.bin"' not in server_log(server)
+        # A copy that fits replaces the file
+        (disk / "tree" / "big.bin").unlink()
+        result = _copy(server, str(source), "root@127.0.0.1:/ramdisk/keep.bin")
+        assert result.returncode == 0, result.stderr
+        assert keep.read_bytes() == source.read_bytes()
+        assert wait_until(lambda: 'op=upload path="/ramdisk/keep.bin"' in server_log(server), 10)
 
 
 def test_a_recursive_legacy_scp_skips_a_name_with_a_line_break(

@@ -8,7 +8,7 @@ import errno
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from . import folder_syncs, syscalls, upload_temps
 from .direct_writes import DirectWriter
@@ -32,7 +32,10 @@ class AtomicFile:
     The data goes to a hidden temp file created with O_EXCL in the target's folder (held
     as an fd, so the folder cannot be swapped underneath); ``commit`` fsyncs it, gives it
     the old file's permission bits and owner, renames it over the target and fsyncs the
-    folder. ``abort`` (or any failure in ``commit``) removes the temp file.
+    folder. ``abort`` (or any failure in ``commit``) removes the temp file. Once a
+    write has failed the upload is broken: later writes and ``commit`` raise its error
+    (``commit`` aborting first), so a front that reports the error but still closes the
+    upload as finished cannot put a partial file in place.
     """
 
     def __init__(
@@ -61,16 +64,39 @@ class AtomicFile:
         self._direct: DirectWriter | None = None
         self._direct_tried = False
         self._times: Times | None = None
+        self.failed: OSError | None = None  # the first failed write (or the front's error)
         self.on_commit: Callable[[AtomicFile, bytes | None], None] | None = None
         # After ``commit``: the lstat of the target right after the rename, if it was
         # still this upload's file then (else None: a front asks the session instead)
         self.placed: os.stat_result | None = None
         self._dir = dir_fd
 
+    @contextlib.contextmanager
+    def _breaking(self) -> Iterator[None]:
+        """Refuse to go on after a failed write; note a write that fails now."""
+        self._raise_failed()
+        try:
+            yield
+        except OSError as exc:
+            self.failed = exc
+            raise
+
+    def _raise_failed(self) -> None:
+        if self.failed is not None:
+            raise OSError(
+                self.failed.errno,
+                f"the upload failed ({self.failed.strerror or self.failed}): not put in place",
+                self.path,
+            )
+
     def write(self, data: bytes | memoryview) -> None:
         """Append ``data``. The first ``DIRECT_FROM`` bytes go through the page cache,
         the disk starting on them every ``WRITEBACK_STEP`` bytes so that the fsync at
         commit waits for the tail only; from there on a ``DirectWriter`` takes over."""
+        with self._breaking():
+            self._append(data)
+
+    def _append(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         if self._direct is None:
             cached = len(view) if self._direct_tried else max(0, DIRECT_FROM - self.size)
@@ -89,10 +115,11 @@ class AtomicFile:
     def skip(self, length: int) -> None:
         """Leave the next ``length`` bytes unwritten: a hole, which reads as zeros (a
         copy of a sparse file stays sparse). What follows goes through the page cache."""
-        if self._direct is not None:
-            offset, rest = self._direct.finish()
-            self._direct = None
-            self.file.write(offset, rest)
+        with self._breaking():
+            if self._direct is not None:
+                offset, rest = self._direct.finish()
+                self._direct = None
+                self.file.write(offset, rest)
         self._direct_tried = True  # (direct writes append whole blocks, holes are none)
         self.size += length
 
@@ -118,8 +145,10 @@ class AtomicFile:
     def commit(self, replace: bool = True, digest: bytes | None = None) -> None:
         """Flush, then atomically replace the target with the new content (or, with
         ``replace`` false, EEXIST if a target has appeared: never replaced); then call
-        ``on_commit`` with the SHA-256 ``digest`` of the content, where known."""
+        ``on_commit`` with the SHA-256 ``digest`` of the content, where known. After a
+        failed write it aborts instead and raises that write's error."""
         try:
+            self._raise_failed()
             if self._direct is not None:
                 offset, rest = self._direct.finish()
                 self._direct = None

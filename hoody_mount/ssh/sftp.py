@@ -227,10 +227,12 @@ class SFTPAdapter(asyncssh.SFTPServer):
     async def close(self, file_obj: object) -> None:
         """Release a file. On a local filesystem close reports nothing a client could act
         on, so the answer goes out at once and a worker closes the fd right behind it.
-        An upload is committed, unless the client has stopped sending: scp closes the
-        file after a lost connection too, and the old content must then stay."""
+        An upload is committed, unless the client has stopped sending or a write failed:
+        scp closes the file after a lost connection, and after a write error (ENOSPC; it
+        tells the client that error once the data is in), too; the old content must then
+        stay."""
         if isinstance(file_obj, AtomicFile):
-            if self.client_gone() or self.channel.is_closing():
+            if file_obj.failed or self.client_gone() or self.channel.is_closing():
                 await self.run(file_obj.abort)
             else:
                 await self.run(file_obj.commit)
@@ -248,8 +250,11 @@ class SFTPAdapter(asyncssh.SFTPServer):
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         if isinstance(file_obj, AtomicFile):  # scp writes an upload in order
             if offset != file_obj.size:
-                raise OSError(errno.EINVAL, "an upload is written in order", file_obj.path)
-            await self.run(file_obj.write, data)
+                file_obj.failed = OSError(
+                    errno.EINVAL, "an upload is written in order", file_obj.path
+                )
+                raise file_obj.failed
+            await self.run(file_obj.write, data)  # (a failed write marks it failed)
             return len(data)
         assert isinstance(file_obj, OpenFile)
         if self._writes is None:
