@@ -14,8 +14,6 @@ import errno
 import hashlib
 import logging
 import os
-import re
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +21,7 @@ from typing import Any
 from ..core import digests
 from ..core.session import Session
 from ..fair_share import SLICE, Cancelled
-from . import databases, disk
+from . import databases, disk, words
 
 log = logging.getLogger("hoody_mount.ssh")
 
@@ -33,7 +31,6 @@ HASHES: dict[str, Callable[[], Any]] = {
     "sha256sum": hashlib.sha256,
 }
 BLOCK = 1 << 20
-_VARIABLE = re.compile(r"\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*")
 
 Runner = Callable[..., Any]
 
@@ -122,37 +119,26 @@ async def _checksum(
         outcome.out.append(_checksum_line(digest, path))
 
 
-def _has_operators(command: str) -> bool:
-    """Whether a command line holds shell operators outside quotes (``;``, ``|``,
-    ``&``, ``<``, ``>``, ``(``, or a substitution)."""
-    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    try:
-        tokens = list(lexer)
-    except ValueError:
-        return False
-    return (
-        any(set(token) <= set("();<>|&") for token in tokens) or "$(" in command or "`" in command
-    )
-
-
 async def run_builtin(
     command: str, session: Session, jobs: Jobs, stdin: Any, stdout: Any = None
 ) -> Outcome:
     """Run one built-in command line for a user without a shell (output to ``stdout``
     as it is made, if given)."""
     outcome = Outcome(stdout)
-    if _has_operators(command):
-        log.warning("refused command %r for %s", command, session.user.name)
-        outcome.fail(
-            f"hoody-mount: a line with ; | & < > or substitutions is not available for "
-            f"{session.user.name}: one command at a time (no shell runs here)"
-        )
-        return outcome
     try:
-        argv = shlex.split(_VARIABLE.sub("", command))
-    except ValueError:
-        argv = []
+        line = words.split(command)
+    except ValueError as exc:
+        log.warning("refused command %r for %s", command, session.user.name)
+        if isinstance(exc, words.Refused):
+            outcome.fail(
+                f"hoody-mount: a line with ; | & < > or substitutions is not available for "
+                f"{session.user.name}: one command at a time (no shell runs here; this one "
+                f"has {exc})"
+            )
+        else:
+            outcome.fail(f"hoody-mount: {exc} in the command line (no shell runs here)")
+        return outcome
+    argv = [word.text for word in line]
     name = argv[0] if argv else ""
     if name == "echo":
         outcome.out.append((" ".join(argv[1:]) + "\n").encode("utf-8", "surrogateescape"))
@@ -161,7 +147,7 @@ async def run_builtin(
     elif name == "df":
         await jobs.run(disk.df, session, argv[1:], outcome)
     elif name == "du":
-        await disk.du(session, argv[1:], jobs, jobs.du_seconds, outcome)
+        await disk.du(session, line[1:], jobs, jobs.du_seconds, outcome)
     elif name == "sqlite-snapshot":
         await databases.snapshot(session, argv[1:], jobs, outcome)
     else:

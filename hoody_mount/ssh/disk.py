@@ -14,6 +14,7 @@ from ..core.disk_usage import Tally
 from ..core.filesystems import Usage
 from ..core.reserved import Identity
 from ..core.session import Session
+from .words import Word
 
 if TYPE_CHECKING:
     from .commands import Jobs, Outcome
@@ -100,15 +101,17 @@ MAX_ARGUMENTS = 256  # paths in one du command
 MAX_NAMES = 10_000  # paths its patterns may expand to (each one is a line)
 
 
-def _expand(session: Session, arg: str, most: int) -> list[str]:
-    """A shell's expansion of ``arg`` when its last name is a pattern (``DIR/*``,
-    ``*.log``): the matching names, sorted by their bytes, hidden ones only for a
-    pattern that starts with a dot; the argument itself when nothing matches. Past
-    ``most`` matches it stops (``most + 1`` names say so)."""
-    folder, _sep, pattern = arg.rpartition("/")
-    if not any(c in pattern for c in "*?[") or any(c in folder for c in "*?["):
+def _expand(session: Session, word: Word, most: int) -> list[str]:
+    """A shell's expansion of ``word`` when its last name is a pattern (``DIR/*``,
+    ``*.log``; only unquoted ``*?[`` make one): the matching names, sorted by their
+    bytes, hidden ones only for a pattern that starts with a dot; the word itself when
+    nothing matches. Past ``most`` matches it stops (``most + 1`` names say so)."""
+    arg = word.text
+    start = arg.rfind("/") + 1
+    if not word.wild or min(word.wild) < start:
         return [arg]
-    listing = session.listdir(folder + "/" if _sep else ".")
+    folder, pattern = arg[:start], word.pattern(start)
+    listing = session.listdir(folder or ".")
     shown: list[str] = []
     try:
         while len(shown) <= most and (batch := listing.read(1024)):
@@ -120,7 +123,7 @@ def _expand(session: Session, arg: str, most: int) -> list[str]:
     finally:
         listing.close()
     shown.sort(key=os.fsencode)
-    return [f"{folder}{_sep}{name}" for name in shown] or [arg]
+    return [f"{folder}{name}" for name in shown] or [arg]
 
 
 def _figure(tally: Tally, apparent: bool, unit: str) -> str:
@@ -131,19 +134,20 @@ def _figure(tally: Tally, apparent: bool, unit: str) -> str:
 
 
 async def du(
-    session: Session, args: list[str], jobs: Jobs, seconds: float, outcome: Outcome
+    session: Session, words: list[Word], jobs: Jobs, seconds: float, outcome: Outcome
 ) -> None:
     """``du -s [-h|-b|-k] [-c] [--apparent-size] PATH…`` as GNU du prints it; each path
     walked on the long jobs' threads, half a second at a time, within ``seconds`` in all
     (past it the figure printed is partial and said so)."""
     apparent, unit, summary, total_line = False, "k", False, False
-    names: list[str] = []
-    for arg in args:
+    names: list[Word] = []
+    for word in words:
+        arg = word.text
         flags = [arg] if arg.startswith("--") or not arg.startswith("-") else [
             f"-{c}" for c in arg[1:]
         ]  # fmt: skip
         if arg == "--" or not arg.startswith("-") or arg == "-":
-            names.append(arg)
+            names.append(word)
             continue
         for flag in flags:
             kind = _DU_FLAGS.get(flag)
@@ -155,7 +159,7 @@ async def du(
             total_line |= kind == "c"
             apparent |= kind in ("b", "A")
             unit = {"h": "h", "b": "b", "k": "k"}.get(kind, unit)
-    names = [n for n in names if n != "--"]
+    names = [n for n in names if n.text != "--"]
     if not summary:
         outcome.fail("du: only summaries are served here: add -s (du -sh DIR/*)")
         return
@@ -166,13 +170,13 @@ async def du(
     seen: set[Identity] = set()
     grand = Tally()
     expanded: list[str] = []
-    for name in names or ["."]:
+    for given in names or [Word(".")]:
         if time.monotonic() >= deadline or jobs.gone():
             break  # (the expansions count against the time too)
         try:
-            expanded.extend(await jobs.run(_expand, session, name, MAX_NAMES - len(expanded)))
+            expanded.extend(await jobs.run(_expand, session, given, MAX_NAMES - len(expanded)))
         except OSError:
-            expanded.append(name)
+            expanded.append(given.text)
         if len(expanded) > MAX_NAMES:
             outcome.fail(f"du: the patterns name more than {MAX_NAMES} paths: name fewer")
             return

@@ -45,7 +45,7 @@ from ..core.users import (
 from ..fair_share import FairShare
 from ..proxy_protocol import Network
 from ..workers import Workers
-from . import commands, patches, proxied, shell
+from . import commands, patches, proxied, shell, words
 from .handle_budget import HandleBudget
 from .send_away import send_away
 from .sftp import SFTPAdapter
@@ -515,11 +515,13 @@ async def _serve_channel(ctx: SSHContext, process: asyncssh.SSHServerProcess[byt
             lim = ctx.limits
             await process.sftp.serve(session, (lim.max_packet, lim.max_read, lim.max_handles))
             return  # it reports the exit status itself when the client leaves
+        try:  # (split as a shell would: asyncssh's shlex keeps the \ of "\$")
+            line = words.requoted(process.command or "")
+        except ValueError as exc:
+            return _refuse(process, f"scp: {exc} in the command line (no shell runs here)")
         adapter = SFTPAdapter(process.channel, session, ctx.pool, ctx.limits.max_read)
         adapter.client_gone = process.stdin.at_eof  # an scp upload cut short is not kept
-        scp = run_scp_server(
-            adapter, process.command or "", process.stdin, process.stdout, process.stderr
-        )
+        scp = run_scp_server(adapter, line, process.stdin, process.stdout, process.stderr)
         if scp is not None:
             await scp
             error = adapter.error
