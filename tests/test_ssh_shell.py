@@ -685,6 +685,95 @@ def test_builtin_hash_of_a_sparse_file_is_right(shell_server: Server) -> None:
     assert (remote.returncode, remote.stdout) == (0, local.stdout), remote.stderr
 
 
+def _quoting_files(jail: Path) -> None:
+    """Names a shell's quoting tells apart: ``z$v.txt`` beside ``z.txt``, a ``?`` and a
+    backtick in a name, a backslash."""
+    folder = jail / "q"
+    folder.mkdir()
+    contents = {"z$v.txt": "REAL", "z.txt": "OTHER", "q?.txt": "1", "qq.txt": "22",
+                "bq`.txt": "333", "a\\b.txt": "4444", "d$.txt": "55555"}  # fmt: skip
+    for name, text in contents.items():
+        (folder / name).write_text(text)
+
+
+def _like_a_shell(server: Server, command: str) -> None:
+    """The built-in's answer to ``command`` is a POSIX shell's running coreutils (in the
+    jail's root, with no variable set): status, stdout and stderr."""
+    remote = _ssh(server, "jailed", command)
+    local = subprocess.run(
+        ["sh", "-c", command],
+        cwd=_jail(server),
+        env={"PATH": os.environ["PATH"], "LC_ALL": "C"},
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    assert (remote.returncode, remote.stdout, remote.stderr) == (
+        local.returncode,
+        local.stdout,
+        local.stderr,
+    ), command
+
+
+QUOTED_HASHES = [
+    "md5sum 'q/z$v.txt'",
+    "md5sum q/z\\$v.txt",
+    'md5sum "q/z\\$v.txt"',
+    "sha1sum q/z$v.txt",
+    'sha256sum "q/z$v.txt" q/z"$v".txt',
+    "md5sum q/bq\\`.txt 'q/bq`.txt' \"q/bq\\`.txt\"",
+    "md5sum 'q/q?.txt' q/q\\?.txt \"q/a\\b.txt\" q/a\\\\b.txt 'q/a\\b.txt'",
+    "sha1sum q/d$.txt 'q/d$'.txt \"q/d$.txt\" q/d\\$.txt",
+    "md5sum q/z.txt # q/qq.txt",
+]
+
+
+def test_builtin_hashes_quote_names_as_a_shell_does(shell_server: Server) -> None:
+    """Single quotes keep ``$`` and ``?``, a backslash escapes ``$`` and a backtick, and
+    in double quotes ``\\$`` is ``$``: ``md5sum 'z$v.txt'`` hashed ``z.txt`` (so rclone
+    got another file's hash), and ``\\``` was refused as a substitution."""
+    _quoting_files(_jail(shell_server))
+    for command in QUOTED_HASHES:
+        _like_a_shell(shell_server, command)
+
+
+QUOTED_DU = [
+    "du -sb 'q/q?.txt'",
+    "du -sb q/q\\?.txt",
+    'du -sb "q/q?".txt',
+    "du -sb q/q?.txt",
+    'du -sb "q/"q?.txt',
+    "du -sb q/\\*.txt",
+    "du -sb 'q/z$v.txt' q/z$v.txt",
+    "du -sbc q/[bz]*.txt q/'['bz]*.txt",
+]
+
+
+def test_builtin_du_expands_only_unquoted_patterns(shell_server: Server) -> None:
+    """Only an unquoted ``*``, ``?`` or ``[`` makes a pattern (``du -sb 'q?.txt'``
+    counted ``qq.txt`` too); quoted ones are themselves."""
+    _quoting_files(_jail(shell_server))
+    for command in QUOTED_DU:
+        _like_a_shell(shell_server, command)
+
+
+def test_scp_legacy_names_are_unquoted_as_a_shell_does(
+    shell_server: Server, tmp_path: Path
+) -> None:
+    """``scp -O`` sends the remote path for a shell to read: ``"q/d\\$q.txt"`` names
+    ``d$q.txt`` (it made ``d\\$q.txt``), and ``'q/z$v.txt'`` is ``z$v.txt``."""
+    jail = _jail(shell_server)
+    _quoting_files(jail)
+    source = tmp_path / "new.txt"
+    source.write_text("NEW")
+    scp = ["scp", "-O", "-P", str(shell_server.port), *shell_server.ssh_options()]
+    _run([*scp, str(source), 'jailed@127.0.0.1:"q/d\\$q.txt"'])
+    _run([*scp, str(source), "jailed@127.0.0.1:q/up\\$v.txt"])
+    assert sorted(p.name for p in (jail / "q").glob("[du]*")) == ["d$.txt", "d$q.txt", "up$v.txt"]
+    back = [*scp, "-T", "jailed@127.0.0.1:'q/z$v.txt'", str(tmp_path / "back.txt")]
+    _run(back)  # (-T: scp cannot match the quoted request to the name, with OpenSSH too)
+    assert (tmp_path / "back.txt").read_text() == "REAL"
+
+
 def test_hashes_of_one_user_hold_a_bounded_share_and_stop_when_the_client_goes(
     shell_server: Server,
 ) -> None:
@@ -947,6 +1036,33 @@ def test_rclone_uploads_a_name_that_is_not_utf8(shell_server: Server, tmp_path: 
     assert (_jail(shell_server) / "odd" / name).read_bytes() == b"payload\n"
 
 
+def test_rclone_sees_the_hash_of_a_name_with_a_dollar(
+    shell_server: Server, tmp_path: Path
+) -> None:
+    """rclone quotes ``z$v.txt`` as ``z\\$v.txt`` for md5sum: the built-in hashed
+    ``z.txt`` instead, so ``rclone check`` found no difference where there was one and
+    an upload of ``price$usd.txt`` failed as "corrupted on transfer"."""
+    remote, local = _jail(shell_server) / "dollar", tmp_path / "dollar"
+    for folder, changed in ((remote, b"BBBB"), (local, b"AAAA")):
+        folder.mkdir()
+        (folder / "z.txt").write_bytes(b"AAAA")
+        (folder / "z$v.txt").write_bytes(changed)
+    result = _rclone(shell_server, "hashsum", "MD5", ":sftp:dollar")
+    assert result.returncode == 0, result.stderr
+    sums = dict(reversed(line.split("  ", 1)) for line in result.stdout.splitlines())
+    assert sums == {"z.txt": hashlib.md5(b"AAAA").hexdigest(),
+                    "z$v.txt": hashlib.md5(b"BBBB").hexdigest()}  # fmt: skip
+    result = _rclone(shell_server, "check", str(local), ":sftp:dollar")
+    assert result.returncode != 0 and "1 differences found" in result.stderr, result.stderr
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    (upload / "price$usd.txt").write_bytes(b"12.50 USD\n")
+    (upload / "price.txt").write_bytes(b"other\n")
+    result = _rclone(shell_server, "copy", str(upload), ":sftp:prices")
+    assert result.returncode == 0, result.stderr
+    assert (_jail(shell_server) / "prices" / "price$usd.txt").read_bytes() == b"12.50 USD\n"
+
+
 @pytest.mark.parametrize(("kind", "command"), [("MD5", "md5sum"), ("SHA1", "sha1sum")])
 def test_rclone_hashsum_agrees(shell_server: Server, kind: str, command: str) -> None:
     """``rclone hashsum`` over the jailed user's sftp agrees with local sums of every file."""
@@ -990,7 +1106,8 @@ def test_builtin_df_h_is_human_readable_and_other_options_are_named(
 
 @pytest.mark.parametrize(
     "command",
-    ["sha256sum small.txt; md5sum small.txt", "md5sum small.txt | cat", "md5sum $(echo x)"],
+    ["sha256sum small.txt; md5sum small.txt", "md5sum small.txt | cat", "md5sum $(echo x)",
+     'md5sum "$(echo x)"', 'md5sum "small`echo x`.txt"', "md5sum small.txt\nmd5sum small.txt"],
 )
 def test_a_builtin_line_with_shell_operators_is_refused_whole(
     shell_server: Server, command: str
