@@ -691,7 +691,8 @@ def _quoting_files(jail: Path) -> None:
     folder = jail / "q"
     folder.mkdir()
     contents = {"z$v.txt": "REAL", "z.txt": "OTHER", "q?.txt": "1", "qq.txt": "22",
-                "bq`.txt": "333", "a\\b.txt": "4444", "d$.txt": "55555"}  # fmt: skip
+                "bq`.txt": "333", "a\\b.txt": "4444", "d$.txt": "55555",
+                "h #.txt": "6"}  # fmt: skip
     for name, text in contents.items():
         (folder / name).write_text(text)
 
@@ -724,6 +725,7 @@ QUOTED_HASHES = [
     "md5sum 'q/q?.txt' q/q\\?.txt \"q/a\\b.txt\" q/a\\\\b.txt 'q/a\\b.txt'",
     "sha1sum q/d$.txt 'q/d$'.txt \"q/d$.txt\" q/d\\$.txt",
     "md5sum q/z.txt # q/qq.txt",
+    "md5sum q/h\\ #.txt 'q/h #.txt'",
 ]
 
 

@@ -106,18 +106,19 @@ class _Splitter:
             self.at += 1
 
     def split(self) -> list[Word]:
-        line = self.line
+        line, fresh = self.line, True  # (fresh: after a word's end, where # is a comment)
         while self.at < len(line):
-            c = line[self.at]
+            c, was_fresh, fresh = line[self.at], fresh, False
             if c in _BLANKS:
                 self.finish_word()
                 self.ended |= c == "\n"
                 self.at += 1
+                fresh = True
             elif c in _OPERATORS:
                 raise Refused(f"the operator {c}")
             elif c == "`":
                 raise Refused("a command substitution")
-            elif c == "#" and (self.at == 0 or line[self.at - 1] in _BLANKS):
+            elif c == "#" and was_fresh:
                 end = line.find("\n", self.at)
                 self.at = len(line) if end < 0 else end
             elif c == "\\":
