@@ -16,6 +16,8 @@ import shlex
 from dataclasses import dataclass
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PLAIN = re.compile(r"[^ \t\n;|&<>()`#\\'\"$*?\[]+")
+_QUOTED_PLAIN = re.compile(r'[^"`$\\]+')
 _OPERATORS = frozenset(";|&<>()")
 _BLANKS = frozenset(" \t\n")
 _WILD = frozenset("*?[")
@@ -45,16 +47,17 @@ class _Splitter:
     def __init__(self, line: str) -> None:
         self.line, self.at = line, 0
         self.words: list[Word] = []
-        self.chars: list[str] = []
+        self.chars: list[str] = []  # (pieces of the word; ``length`` characters in all)
+        self.length = 0
         self.wild: set[int] = set()
         self.started = False  # (a quote or a literal character: the word exists, even empty)
         self.ended = False  # (an unquoted newline: any further word is a second command)
 
     def add(self, text: str, quoted: bool) -> None:
-        for c in text:
-            if c in _WILD and not quoted:
-                self.wild.add(len(self.chars))
-            self.chars.append(c)
+        if not quoted and text in _WILD:
+            self.wild.add(self.length)
+        self.chars.append(text)
+        self.length += len(text)
         self.started = True
 
     def finish_word(self) -> None:
@@ -62,22 +65,22 @@ class _Splitter:
             if self.ended:
                 raise Refused("more than one command")
             self.words.append(Word("".join(self.chars), frozenset(self.wild)))
-        self.chars, self.wild, self.started = [], set(), False
+        self.chars, self.wild, self.length, self.started = [], set(), 0, False
 
     def dollar(self) -> None:
         """At a ``$``: a variable (nothing), a substitution (refused) or a plain ``$``."""
-        rest = self.line[self.at + 1 :]
-        if rest.startswith("("):
+        line, after = self.line, self.at + 1  # (no copy of the rest: a line of $s stays linear)
+        if line.startswith("(", after):
             raise Refused("a command substitution")
-        if rest.startswith("{"):
-            end = rest.find("}")
+        if line.startswith("{", after):
+            end = line.find("}", after)
             if end < 0:
                 raise ValueError("an unclosed ${")
-            self.at += end + 2
+            self.at = end + 1
             return
-        name = _NAME.match(rest)
+        name = _NAME.match(line, after)
         if name:
-            self.at += 1 + name.end()
+            self.at = name.end()
             return
         self.at += 1
         self.add("$", True)
@@ -102,8 +105,9 @@ class _Splitter:
                 self.add(nxt if nxt != "\n" else "", True)
                 self.at += 2
                 continue
-            self.add(c, True)
-            self.at += 1
+            plain = _QUOTED_PLAIN.match(self.line, self.at)
+            self.add(plain.group() if plain else c, True)
+            self.at = plain.end() if plain else self.at + 1
 
     def split(self) -> list[Word]:
         line, fresh = self.line, True  # (fresh: after a word's end, where # is a comment)
@@ -137,8 +141,9 @@ class _Splitter:
             elif c == "$":
                 self.dollar()
             else:
-                self.add(c, False)
-                self.at += 1
+                plain = _PLAIN.match(line, self.at)  # (a run at once; *?[ one at a time)
+                self.add(plain.group() if plain else c, False)
+                self.at = plain.end() if plain else self.at + 1
         self.finish_word()
         return self.words
 
