@@ -264,7 +264,11 @@ async def run(
         acceptor.close()
         raise _cannot_listen("HTTP", config.http, "--http, or [http] listen", exc) from None
     web_url = _web_url(config.http, web.port, tls is not None)
-    control = ControlServer(config.state_dir, live, usage.of, lock_table)
+    bound = {
+        "ssh": {"host": ssh_bound.host, "port": ssh_bound.port},
+        "http": {"host": config.http.host, "port": web.port, "tls": tls is not None},
+    }
+    control = ControlServer(config.state_dir, live, usage.of, lock_table, bound)
     await control.start()
     password = await loop.run_in_executor(pool, _give_default_password, config, users)
 

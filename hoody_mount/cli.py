@@ -352,8 +352,13 @@ def main(argv: list[str] | None = None) -> None:
             return
         if args.command == "health":
             cfg = _config_of(args.config, http=args.http, tls=args.tls)
-            options = cfg.http_options
-            raise SystemExit(health_probe.probe(cfg.http, options.tls, cfg.trusted_proxies))
+            listen, tls = cfg.http, cfg.http_options.tls
+            if listen.port == 0:  # (the running server picked its port)
+                bound = health_probe.bound_listener(cfg.state_dir)
+                if bound is None:
+                    raise SystemExit(1)
+                listen, tls = bound[0], tls or bound[1]
+            raise SystemExit(health_probe.probe(listen, tls, cfg.trusted_proxies))
         cfg = _serve_config(args)
     except ConfigError as exc:
         print(f"hoody-mount: {exc}", file=sys.stderr)

@@ -13,6 +13,8 @@ A Unix socket in the state folder (``control.sock``, mode 0600, in a folder of m
 - ``{"command": "locks"}`` -> ``{"locks": [{id, path, user, owner, depth, scope, expires},
   ...]}``: the lock table (``core/locks.py``), every protocol's locks
 - ``{"command": "release-lock", "id": ID}`` -> ``{"released": ID}`` or ``{"error": "..."}``
+- ``{"command": "listeners"}`` -> ``{"ssh": {host, port}, "http": {host, port, tls}}``: the
+  addresses the server is bound to (the real ports where the configuration says 0)
 
 A path too long for a socket address (108 bytes) is reached through the folder's
 file descriptor (``/proc/self/fd/N/control.sock``).
@@ -31,6 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .config import Listen
 from .core.live import Live
 from .core.locks import LockTable
 
@@ -75,8 +78,10 @@ class ControlServer:
         live: Live,
         usage: Callable[[str], dict[str, Any]] | None = None,
         locks: LockTable | None = None,
+        listeners: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self._state_dir = state_dir
+        self._listeners = listeners or {}
         self._locks = locks if locks is not None else LockTable(None)
         self._live = live
         self._usage = usage
@@ -162,9 +167,11 @@ class ControlServer:
                 lock.id, lock.principal, lock.path,
             )  # fmt: skip
             return {"released": lock.id}
+        if command == "listeners":
+            return dict(self._listeners)
         return {
-            "error": f"unknown command {command!r}: list, kill, end-user, usage, locks or "
-            "release-lock"
+            "error": f"unknown command {command!r}: list, kill, end-user, usage, locks, "
+            "release-lock or listeners"
         }
 
 
@@ -211,3 +218,18 @@ def ask(state_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
     if "error" in answer:
         raise ControlError(str(answer["error"]))
     return answer
+
+
+def listeners(state_dir: Path) -> tuple[Listen, Listen, bool]:
+    """The running server's bound SSH and HTTP listeners, and whether HTTP serves TLS
+    (blocking); ``ControlError`` when no server answers."""
+    answer = ask(state_dir, {"command": "listeners"})
+    try:
+        ssh, http = answer["ssh"], answer["http"]
+        return (
+            Listen(str(ssh["host"]), int(ssh["port"])),
+            Listen(str(http["host"]), int(http["port"])),
+            bool(http["tls"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise ControlError("the server did not say where it listens") from None

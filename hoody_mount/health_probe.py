@@ -2,8 +2,10 @@
 
 It reads ``/healthz`` on the configured HTTP listener (a wildcard address is asked on
 loopback), over HTTPS when the listener serves TLS, without checking the certificate:
-it asks the server on this very host whether it serves, not who it is. Exit status 0
-while it serves, 1 otherwise, with one line saying why.
+it asks the server on this very host whether it serves, not who it is. Where the
+configuration says port 0 (the server picks a free one at start), the running server
+tells its port over the control socket. Exit status 0 while it serves, 1 otherwise,
+with one line saying why.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import http.client
 import socket
 import ssl
 import sys
+from pathlib import Path
 
+from . import control
 from .config import Listen
 from .proxy_protocol import LOCAL_V2, Network, is_trusted
 
@@ -45,3 +49,14 @@ def probe(listen: Listen, tls: bool, trusted: tuple[Network, ...] = ()) -> int:
         conn.close()
     print(body)
     return 0 if reply.status == 200 else 1
+
+
+def bound_listener(state_dir: Path) -> tuple[Listen, bool] | None:
+    """The running server's HTTP listener and whether it serves TLS, asked over the
+    control socket in ``state_dir``; None, with the reason printed, when none answers."""
+    try:
+        _ssh, http, tls = control.listeners(state_dir)
+    except control.ControlError as exc:
+        print(f"hoody-mount: the HTTP port is 0 (picked at start): {exc}", file=sys.stderr)
+        return None
+    return http, tls

@@ -106,13 +106,14 @@ def _create(args: argparse.Namespace, cfg: Config, store: ShareStore) -> None:
         raise ConfigError("--password-stdin: an empty password is not accepted")
     cfg.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     secret, share = store.create(path, not args.rw, expires, allow, password)
-    base = web_base(cfg.http, cfg.http_options.tls)
+    ssh, http, tls = _listeners(cfg)
+    base = web_base(http, tls)
     answer = created(share, secret, base)
     if args.json:
         print(json.dumps(answer))
         return
-    host = "127.0.0.1" if cfg.ssh.host in ("0.0.0.0", "::", "") else cfg.ssh.host
-    port, user = cfg.ssh.port, share.name
+    host = "127.0.0.1" if ssh.host in ("0.0.0.0", "::", "") else ssh.host
+    port, user = ssh.port, share.name
     until = time.strftime("%Y-%m-%d %H:%M", time.localtime(share.expires or 0))
     print(
         f"share {share.id} of {path} ({'read-write' if args.rw else 'read-only'}"
@@ -128,6 +129,19 @@ def _create(args: argparse.Namespace, cfg: Config, store: ShareStore) -> None:
     )
     print(f"kept in {store.path} (the server must use the state folder {cfg.state_dir})",
           file=sys.stderr)  # fmt: skip
+
+
+def _listeners(cfg: Config) -> tuple[Listen, Listen, bool]:
+    """Where clients reach the server: the running server's bound listeners (a port 0
+    of the configuration is the one it picked), else the configuration's."""
+    try:
+        return control.listeners(cfg.state_dir)
+    except control.ControlError as exc:
+        if cfg.ssh.port == 0 or cfg.http.port == 0:
+            print(f"hoody-mount: the configuration's port 0 is picked when the server starts, "
+                  f"and no running server said which ({exc}): the ports below are 0",
+                  file=sys.stderr)  # fmt: skip
+        return cfg.ssh, cfg.http, cfg.http_options.tls
 
 
 def _list(args: argparse.Namespace, cfg: Config, store: ShareStore) -> None:

@@ -111,3 +111,21 @@ def test_the_images_healthcheck_passes_against_a_serving_server(
         port = unused.getsockname()[1]
     nowhere = _health(config, "--http", f"127.0.0.1:{port}")
     assert nowhere.returncode == 1 and f"127.0.0.1:{port}/healthz" in nowhere.stderr
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_health_finds_the_port_a_port_0_server_picked(
+    tmp_path: Path, client_key: Path, tls: bool
+) -> None:
+    """With ``listen = "127.0.0.1:0"`` in the config (the fixtures' own), ``health
+    --config`` asks the running server which port it picked: 0 while it serves, and 1
+    with one line once it has stopped."""
+    with served(tmp_path, client_key, http="tls = true" if tls else "") as server:
+        config = server.state.parent / "hoody-mount.toml"
+        assert 'listen = "127.0.0.1:0"' in config.read_text()
+        here = _health(config)
+        assert here.returncode == 0, here.stderr
+        assert json.loads(here.stdout)["status"] == "ok"
+    gone = _health(config)
+    assert gone.returncode == 1 and "no server is running" in gone.stderr
+    assert len(gone.stderr.strip().splitlines()) == 1

@@ -8,9 +8,11 @@ import asyncio
 import base64
 import http.client
 import json
+import re
 import subprocess
 import sys
 import time
+import urllib.parse
 from typing import Any
 
 import asyncssh
@@ -188,6 +190,38 @@ def test_share_mistakes_get_a_clear_line(server: Server) -> None:
     assert bad.returncode == 2 and "not an address range" in bad.stderr
     gone = share_cli(server, "revoke", "0123456789ab")
     assert gone.returncode == 2 and "no such share" in gone.stderr
+
+
+def test_create_prints_the_ports_a_port_0_server_picked(server: Server) -> None:
+    """The fixtures' config listens on port 0: ``share create`` asks the running server
+    for the ports it picked, and the printed link and login work as printed."""
+    config = (server.state.parent / "hoody-mount.toml").read_text()
+    assert 'listen = "127.0.0.1:0"' in config
+    share = create(server, "/share")
+    link = urllib.parse.urlsplit(share["url"])
+    assert (link.hostname, link.port) == ("127.0.0.1", server.http_port)
+    status, _ = basic_request(server.http_port, "GET", link.path, "nobody", "none")
+    assert status == 200
+    text = share_cli(server, "create", "/share")
+    assert text.returncode == 0, text.stderr
+    out = text.stdout
+    assert f"link: http://127.0.0.1:{server.http_port}/s/" in out
+    assert (
+        f"sshfs -p {server.port} " in out and f"url http://127.0.0.1:{server.http_port}/dav/" in out
+    )
+    secret = re.search(r"^user share-\w+, secret .*: (\S+)$", out, re.M)
+    sftp = re.search(r"^  sftp -P (\d+) (share-\w+)@(\S+)$", out, re.M)
+    assert secret and sftp and sftp.group(1) == str(server.port), out
+
+    async def login() -> None:
+        async with await asyncssh.connect(
+            sftp.group(3), int(sftp.group(1)), username=sftp.group(2),
+            password=secret.group(1), known_hosts=None, client_keys=None,
+            preferred_auth="password",
+        ) as conn, conn.start_sftp_client() as client:  # fmt: skip
+            assert "docs" in await client.listdir("/")
+
+    asyncio.run(login())
 
 
 def _api(server: Server, method: str, path: str, user: str, password: str,
