@@ -827,6 +827,37 @@ def post_json(client: Client, server: Server, path: str, data: Any, **kw: Any) -
     )
 
 
+def test_move_or_copy_onto_a_hard_link_of_the_source_is_refused(
+    server: Server, client: Client
+) -> None:
+    """rename(2) of two names of one file does nothing yet succeeds: a move (or copy)
+    with overwrite onto a hard link of the source is refused with the reason, both
+    names left as they were, as WebDAV's MOVE and COPY refuse it (403)."""
+    folder = server.root / "share" / "hl"
+    folder.mkdir()
+    (folder / "f").write_text("data\n")
+    os.link(folder / "f", folder / "g")
+    for action in ("move", "copy"):
+        request = {"action": action, "to": "/share/hl/g", "overwrite": True}
+        refused = post_json(client, server, "/share/hl/f", request)
+        message = refused.error(400, "invalid")["message"]
+        assert "same file" in message and message.endswith("/share/hl/g"), message
+        assert (folder / "f").stat().st_ino == (folder / "g").stat().st_ino
+        assert (folder / "f").read_text() == "data\n"
+    for method in ("MOVE", "COPY"):
+        status, _ = basic_request(
+            server.http_port, method, "/dav/share/hl/f", "root", PASSWORD,
+            Destination=f"{server.url}/dav/share/hl/g", Overwrite="T",
+        )  # fmt: skip
+        assert status == 403, method
+    assert (folder / "f").exists() and (folder / "g").exists()
+    (folder / "h").write_text("other\n")  # (another file is still replaced)
+    moved = post_json(client, server, "/share/hl/h", {"action": "move", "to": "/share/hl/g",
+                                                      "overwrite": True})  # fmt: skip
+    assert moved.status == 200, moved
+    assert (folder / "g").read_text() == "other\n" and (folder / "f").read_text() == "data\n"
+
+
 def test_move_and_copy(server: Server, client: Client) -> None:
     """POST {"action": "move"|"copy", "to"} moves or copies files and trees."""
     share = server.root / "share"

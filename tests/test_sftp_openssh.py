@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -43,6 +44,32 @@ def test_sftp_rename_uses_posix_rename(server: Server) -> None:
     assert result.returncode == 0, result.stderr
     assert not (server.root / "a").exists()
     assert (server.root / "b").read_text() == "A"
+
+
+def test_sftp_rename_onto_a_hard_link_does_as_openssh(server: Server, tmp_path: Path) -> None:
+    """rename and posix-rename onto another name of the same file answer as OpenSSH's
+    own sftp-server does (rename(2): both names stay, and it succeeds)."""
+    require("sftp")
+    openssh = Path("/usr/lib/openssh/sftp-server")
+    assert openssh.exists(), "OpenSSH's sftp-server is needed to compare"
+    local = tmp_path / "local"
+    outcomes = []
+    for folder in (server.root, local):
+        folder.mkdir(exist_ok=True)
+        (folder / "f").write_text("data")
+        os.link(folder / "f", folder / "g")
+    commands = "rename f g\n"
+    ours = server.sftp_batch(commands)
+    theirs = subprocess.run(
+        ["sftp", "-b", "-", "-D", str(openssh)], input=commands, capture_output=True,
+        text=True, timeout=60, cwd=local,
+    )  # fmt: skip
+    for folder, done in ((server.root, ours), (local, theirs)):
+        outcomes.append(
+            (done.returncode, sorted(p.name for p in folder.iterdir() if p.name in ("f", "g")))
+        )
+    assert outcomes[0] == outcomes[1], (outcomes, ours.stderr, theirs.stderr)
+    assert (server.root / "f").stat().st_nlink == 2
 
 
 def _scp(server: Server, *args: str) -> subprocess.CompletedProcess[str]:

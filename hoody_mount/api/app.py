@@ -332,6 +332,8 @@ class FilesAPI:
         if target.endswith("/") and not stat.S_ISDIR(session.stat(path, follow=False).st_mode):
             raise ApiError(400, "not_a_directory", '"to" ends with "/": the source is no folder')
         session.check("rename" if action == "move" else "copy", path)  # (before any lookup)
+        if overwrite:  # (rename(2) onto a hard link of the source would do nothing)
+            session.check_replace(path, target)
         try:
             if action == "move":
                 session.rename(path, target, replace=overwrite)

@@ -93,6 +93,12 @@ def _logs_refusals(
     return wrap
 
 
+class SameFile(OSError):
+    """A move or copy onto its own source (``Session.check_replace``)."""
+
+    TEXT = "the destination is the source or another name of the same file (a hard link)"
+
+
 class Session:
     """The operations one user may do, checked and confined."""
 
@@ -333,10 +339,22 @@ class Session:
         path = self.path(raw)
         return self._vfs.stat(path) if follow else self._vfs.lstat(path)
 
-    def holds(self, raw_outer: str, raw_inner: str) -> bool:
-        """Whether ``raw_outer`` is ``raw_inner`` or a folder above it (see ``VFS.holds``):
-        replacing it would destroy ``raw_inner`` too."""
-        return self._vfs.holds(self.path(raw_outer), self.path(raw_inner))
+    def check_replace(self, raw_src: str, raw_dst: str, above: bool = False) -> None:
+        """Refuse (``SameFile``, EINVAL) a move or copy over ``raw_dst`` when both name
+        one file (the same name, or hard links): rename(2) does nothing then yet succeeds
+        (SFTP's rename keeps that, as OpenSSH's). With ``above``, also when ``raw_dst``,
+        links followed, is a folder above the source (``holds``): a WebDAV replace deletes
+        the destination first, and the source with it (a rename gets ENOTEMPTY there)."""
+        src, dst = self.path(raw_src), self.path(raw_dst)
+        if self._vfs.holds(dst, src) if above else self._same_entry(src, dst):
+            raise SameFile(errno.EINVAL, SameFile.TEXT, dst)
+
+    def _same_entry(self, a: str, b: str) -> bool:
+        try:
+            first, second = self._vfs.lstat(a), self._vfs.lstat(b)
+        except FileNotFoundError:
+            return False
+        return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 
     @_logs_refusals("stat")
     def stat_cached(self, raw: str, follow: bool = True) -> os.stat_result | None:

@@ -46,7 +46,7 @@ from wsgidav.dav_error import (
 from ..core import byteranges, permissions
 from ..core.content import is_active
 from ..core.locks import brought_tokens
-from ..core.session import Session
+from ..core.session import SameFile, Session
 from ..http_names import DAV_ROOT, FILES_ROOT, SESSION, SHOWN_ROOT
 from ..http_rules import body_refusal
 from .propfind_stream import STREAMED
@@ -226,9 +226,12 @@ def _destination_holds_source(environ: dict[str, Any]) -> bool:
     if session is None or source is None or target is None or source == "/":
         return False
     try:
-        return bool(session.holds(target, source))
+        session.check_replace(source, target, above=True)
+    except SameFile:
+        return True
     except OSError:
         return False  # (a missing source or a refused name: WsgiDAV answers)
+    return False
 
 
 def _lock_refusal(environ: dict[str, Any]) -> str | None:
