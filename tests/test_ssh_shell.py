@@ -893,6 +893,40 @@ def test_builtin_df_reports_the_jail(shell_server: Server) -> None:
     assert b"df: /no-such-folder: No such file or directory" in missing.stderr
 
 
+def _df_layout(text: str) -> list[str]:
+    """df's lines without the Filesystem and Mounted on columns, digits as 9: what its
+    options and the figures' widths decide, whatever the device or the mount point."""
+    lines = text.splitlines()
+    width = max(14, *(len(line.split()[0]) for line in lines[1:]))
+    middle = [lines[0][width + 1 :].removesuffix(" Mounted on")]
+    middle += [line[width + 1 :].rsplit(" ", 1)[0] for line in lines[1:]]
+    return [re.sub(r"\d", "9", line) for line in middle]
+
+
+def _plain_env() -> dict[str, str]:
+    """The environment without what changes df's block size."""
+    sizing = ("DF_BLOCK_SIZE", "BLOCK_SIZE", "BLOCKSIZE", "POSIXLY_CORRECT")
+    return {name: value for name, value in os.environ.items() if name not in sizing}
+
+
+@pytest.mark.parametrize("options", ["", "-k", "-P", "-Pk", "-h", "-hP", "-P -h", "-h -k"])
+def test_builtin_df_prints_as_coreutils_df(shell_server: Server, options: str) -> None:
+    """The built-in ``df`` prints GNU coreutils' headers (``df -P``: ``1024-blocks`` and
+    ``Capacity``) and aligns columns as it does, compared with the real ``df`` of the
+    jail's folder (figures may move meanwhile: only their widths are compared)."""
+    require("df")
+    ours = _ssh(shell_server, "jailed", f"df {options} /".replace("  ", " "))
+    assert ours.returncode == 0, ours.stderr
+    real = subprocess.run(
+        ["df", *options.split(), str(_jail(shell_server))], capture_output=True, text=True,
+        env={**_plain_env(), "LC_ALL": "C"}, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert real.returncode == 0, real.stderr
+    text = ours.stdout.decode()
+    assert text.split("\n", 1)[0].split()[1:] == real.stdout.split("\n", 1)[0].split()[1:]
+    assert _df_layout(text) == _df_layout(real.stdout), (text, real.stdout)
+
+
 def _forbidden(server: Server) -> list[bytes]:
     """What must never reach a jailed user: markers, host files' text and their digests."""
     texts = [ENV_MARKER, OUTSIDE_MARKER, ROOT_MARKER, "root:x:0:0"]

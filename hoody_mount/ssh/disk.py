@@ -50,6 +50,9 @@ def _mounted_on(path: str, found: list[Usage]) -> str:
     return max((u.path for u in found if paths.is_within(path, u.path)), key=len, default="/")
 
 
+_MIN_WIDTHS = (14, 5, 5, 5, 4, 0)  # of df's columns, as coreutils' df.c sets them
+
+
 def df(session: Session, args: list[str], outcome: Outcome) -> None:
     """``df [-h|-k|-P] [PATH…]``: without a path, every filesystem the user can see."""
     options = [
@@ -62,11 +65,8 @@ def df(session: Session, args: list[str], outcome: Outcome) -> None:
     if unknown:
         outcome.fail(f"df: {unknown[0]}: not supported here (-h, -k and -P are)")
         return
-    is_human = "-h" in options
-    if is_human:
-        outcome.out.append(b"Filesystem      Size  Used Avail Use% Mounted on\n")
-    else:
-        outcome.out.append(b"Filesystem     1K-blocks      Used Available Use% Mounted on\n")
+    sizing = [a for a in options if a in ("-h", "-k")]
+    is_human = bool(sizing) and sizing[-1] == "-h"  # (the last of -h and -k counts)
     found = session.filesystems()
     rows: list[tuple[Usage, str]] = []
     given = [a for a in args if not a.startswith("-")]
@@ -82,17 +82,33 @@ def df(session: Session, args: list[str], outcome: Outcome) -> None:
         rows.append((usage, usage.path))
     if not given:
         rows = [(usage, usage.path) for usage in found]
+    outcome.out.append(_table(rows, is_human, "-P" in options))
+
+
+def _table(rows: list[tuple[Usage, str]], is_human: bool, posix: bool) -> bytes:
+    """df's table as GNU df lays it out: each column as wide as its widest cell (and
+    its least width), one space between, the first and last left-aligned."""
+    if is_human:
+        header = ["Filesystem", "Size", "Used", "Avail", "Use%", "Mounted on"]
+    elif posix:
+        header = ["Filesystem", "1024-blocks", "Used", "Available", "Capacity", "Mounted on"]
+    else:
+        header = ["Filesystem", "1K-blocks", "Used", "Available", "Use%", "Mounted on"]
+    table = [header]
     for usage, path in rows:
         where = _CONTROL.sub(lambda m: f"\\{ord(m.group()):03o}", path)  # (as in /proc/mounts)
-        total, used, avail = (n // 1024 for n in (usage.total_bytes, usage.used_bytes,
-                                                 usage.free_bytes))  # fmt: skip
-        percent = -(-used * 100 // (used + avail)) if used + avail else 0
-        if is_human:
-            sizes = (human(n * 1024) for n in (total, used, avail))
-            line = "hoody-mount {:>9} {:>5} {:>5} {:>3}% {}\n".format(*sizes, percent, where)
-        else:
-            line = f"hoody-mount {total:>13} {used:>9} {avail:>9} {percent:>3}% {where}\n"
-        outcome.out.append(line.encode("utf-8", "surrogateescape"))
+        sizes = (usage.total_bytes, usage.used_bytes, usage.free_bytes)
+        used, avail = sizes[1] // 1024, sizes[2] // 1024
+        percent = f"{-(-used * 100 // (used + avail))}%" if used + avail else "-"
+        figures = [human(n) if is_human else str(n // 1024) for n in sizes]
+        table.append(["hoody-mount", *figures, percent, where])
+    widths = [max(least, *(len(row[i]) for row in table)) for i, least in enumerate(_MIN_WIDTHS)]
+    lines = []
+    for row in table:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:-1], widths[1:-1], strict=True)]
+        lines.append(" ".join([*cells, row[-1]]) + "\n")
+    return "".join(lines).encode("utf-8", "surrogateescape")
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # in a mount's path: one row must stay one line
