@@ -358,6 +358,24 @@ def server_log(server: Server) -> str:
     return server.log.read_text(errors="replace")[-4000:]
 
 
+@contextlib.contextmanager
+def tmpfs(at: Path, size: str = "256m") -> Iterator[Path]:
+    """A fresh tmpfs of ``size`` mounted at ``at`` (made if missing) for the block;
+    unmounted on the way out (lazily if it is busy)."""
+    require("mount", "umount")
+    at.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(at)], check=True, timeout=30
+    )
+    try:
+        yield at
+    finally:
+        subprocess.run(["umount", str(at)], capture_output=True, timeout=30)
+        if is_mounted(at):
+            subprocess.run(["umount", "-l", str(at)], capture_output=True, timeout=30)
+        assert not is_mounted(at)
+
+
 def is_mounted(path: Path) -> bool:
     """Whether ``path`` is a mount point, read from mountinfo (never touching a hung mount)."""
     target = os.path.realpath(path)

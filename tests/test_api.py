@@ -44,6 +44,7 @@ from conftest import (
     server_log,
     start_server,
     stop_server,
+    tmpfs,
     wait_until,
     write_config,
 )
@@ -1574,26 +1575,9 @@ def test_jail_cannot_be_escaped(server: Server, client: Client) -> None:
 # --------------------------------------------------------------------------- disk full
 
 
-@contextlib.contextmanager
-def small_tmpfs(mountpoint: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted at ``mountpoint`` for the block (unmounted after)."""
-    require("mount", "umount")
-    mountpoint.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mountpoint)],
-        check=True,
-        timeout=30,
-    )
-    try:
-        yield mountpoint
-    finally:
-        if subprocess.run(["umount", str(mountpoint)], timeout=30).returncode != 0:
-            subprocess.run(["umount", "-l", str(mountpoint)], timeout=30)
-
-
 def test_disk_full_is_507(tmp_path: Path, client_key: Path, client: Client) -> None:
     """ENOSPC while uploading answers 507; the old file stays, no temp file remains."""
-    with small_tmpfs(tmp_path / "small", "8m") as root:
+    with tmpfs(tmp_path / "small", "8m") as root:
         for folder in (root / "share", root / "home" / "jailed"):
             folder.mkdir(parents=True)
         old = os.urandom(MiB)

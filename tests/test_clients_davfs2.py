@@ -35,23 +35,10 @@ from conftest import (
     snapshot,
     wait_until,
 )
+from test_clients_mount import run
 
 BUF_SIZE_KIB = 129  # a READDIR of 128 KiB and davfs2's reply header fit
 SBIN = "/usr/sbin:/sbin"
-
-
-def run(
-    args: list[str], *, cwd: Path | None = None, timeout: float = 120, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """Run a program with a timeout; when ``check``, fail the test with its output on error."""
-    result = subprocess.run(
-        args, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
-    if check:
-        assert result.returncode == 0, (
-            f"{args} exited {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-        )
-    return result
 
 
 def require_davfs2() -> None:

@@ -150,6 +150,15 @@ def test_a_root_or_jail_inside_the_state_folder_is_refused(guarded: Guarded) -> 
         guarded.vfs.sub("/srv/state/folder")
 
 
+def _names_at_root(vfs: VFS) -> list[str]:
+    """The names a listing of the root shows (its first 100)."""
+    listing = vfs.listdir("/")
+    try:
+        return [entry.name for entry in listing.read(100)]
+    finally:
+        listing.close()
+
+
 def test_a_bind_mount_of_the_state_folder_is_refused(guarded: Guarded) -> None:
     alias = guarded.root / "alias"
     alias.mkdir()
@@ -163,11 +172,7 @@ def test_a_bind_mount_of_the_state_folder_is_refused(guarded: Guarded) -> None:
                 guarded.vfs.stat(path)
         with pytest.raises(PermissionError):
             guarded.vfs.read_bytes("/alias/folder/inner.txt")
-        listing = guarded.vfs.listdir("/")
-        try:
-            assert "alias" not in [entry.name for entry in listing.read(100)]
-        finally:
-            listing.close()
+        assert "alias" not in _names_at_root(guarded.vfs)
     finally:
         subprocess.run(["umount", "-l", str(alias)], capture_output=True)
 
@@ -209,11 +214,7 @@ def test_a_state_file_bind_mounted_elsewhere_is_refused(guarded: Guarded) -> Non
         ):
             with pytest.raises(PermissionError):
                 attempt()
-        listing = vfs.listdir("/")
-        try:
-            assert "tok" not in [entry.name for entry in listing.read(100)]
-        finally:
-            listing.close()
+        assert "tok" not in _names_at_root(vfs)
         assert (guarded.state / "tokens.json").read_text() == "[]"
     finally:
         subprocess.run(["umount", "-l", str(target)], capture_output=True)
@@ -317,11 +318,7 @@ def test_a_bind_mount_of_a_folder_inside_the_state_folder_is_refused(guarded: Gu
         ):
             with pytest.raises(PermissionError):
                 attempt()
-        listing = vfs.listdir("/")
-        try:
-            assert "alias" not in [entry.name for entry in listing.read(100)]
-        finally:
-            listing.close()
+        assert "alias" not in _names_at_root(vfs)
         assert _snapshot(guarded.state) == before
     finally:
         subprocess.run(["umount", "-l", str(alias)], capture_output=True)

@@ -4,14 +4,12 @@ that fills the disk (it put the part that fitted in place)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import Server, require, server_log, wait_until
+from conftest import Server, require, server_log, tmpfs, wait_until
 
 from hoody_mount.core.upload_temps import is_temp
 
@@ -50,22 +48,6 @@ def test_an_aborted_legacy_scp_leaves_the_old_file(server: Server, tmp_path: Pat
     assert target.read_bytes() == small.read_bytes()
 
 
-@contextlib.contextmanager
-def _tmpfs(mountpoint: Path, mib: int) -> Iterator[Path]:
-    """A tmpfs of ``mib`` MiB at ``mountpoint`` for the block (unmounted after)."""
-    require("mount", "umount")
-    mountpoint.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", str(mountpoint)],
-        check=True, timeout=30,
-    )  # fmt: skip
-    try:
-        yield mountpoint
-    finally:
-        if subprocess.run(["umount", str(mountpoint)], timeout=30).returncode != 0:
-            subprocess.run(["umount", "-l", str(mountpoint)], timeout=30)
-
-
 def _copy(server: Server, *args: str) -> subprocess.CompletedProcess[bytes]:
     require("scp")
     return subprocess.run(
@@ -83,7 +65,7 @@ def test_a_legacy_scp_that_fills_the_disk_leaves_the_old_file(
     upload; past that (direct writes) too, and in a recursive copy."""
     source = tmp_path / "new.bin"
     source.write_bytes(os.urandom(20 << 20))
-    with _tmpfs(server.root / "ramdisk", 32) as disk:
+    with tmpfs(server.root / "ramdisk", "32m") as disk:
         keep = disk / "keep.bin"
         for free in (4, 7, 12):  # MiB
             old = os.urandom((32 - free) << 20)

@@ -24,10 +24,10 @@ from conftest import (
     basic_request,
     cannot_run_here,
     extract,
-    is_mounted,
     require,
     served,
     snapshot,
+    tmpfs,
 )
 from prometheus_client.parser import text_string_to_metric_families
 from test_clients_mount import sshfs_mount
@@ -45,20 +45,6 @@ def on_loop(server: Server) -> dict[str, float]:
             if sample.name == ON_LOOP and sample.labels.get("protocol") == "sftp":
                 counts[sample.labels["op"]] = sample.value
     return counts
-
-
-@contextlib.contextmanager
-def tmpfs(at: Path) -> Iterator[Path]:
-    """A fresh tmpfs mounted at ``at`` (made if missing); unmounted on the way out."""
-    at.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(at)], check=True)
-    try:
-        yield at
-    finally:
-        subprocess.run(["umount", str(at)], capture_output=True, timeout=30)
-        if is_mounted(at):
-            subprocess.run(["umount", "-l", str(at)], capture_output=True, timeout=30)
-        assert not is_mounted(at)
 
 
 @pytest.fixture

@@ -1072,9 +1072,7 @@ def test_rclone_uploads_a_name_that_is_not_utf8(shell_server: Server, tmp_path: 
     assert (_jail(shell_server) / "odd" / name).read_bytes() == b"payload\n"
 
 
-def test_rclone_sees_the_hash_of_a_name_with_a_dollar(
-    shell_server: Server, tmp_path: Path
-) -> None:
+def test_rclone_sees_the_hash_of_a_name_with_a_dollar(shell_server: Server, tmp_path: Path) -> None:
     """rclone quotes ``z$v.txt`` as ``z\\$v.txt`` for md5sum: the built-in hashed
     ``z.txt`` instead, so ``rclone check`` found no difference where there was one and
     an upload of ``price$usd.txt`` failed as "corrupted on transfer"."""
@@ -1142,8 +1140,14 @@ def test_builtin_df_h_is_human_readable_and_other_options_are_named(
 
 @pytest.mark.parametrize(
     "command",
-    ["sha256sum small.txt; md5sum small.txt", "md5sum small.txt | cat", "md5sum $(echo x)",
-     'md5sum "$(echo x)"', 'md5sum "small`echo x`.txt"', "md5sum small.txt\nmd5sum small.txt"],
+    [
+        "sha256sum small.txt; md5sum small.txt",
+        "md5sum small.txt | cat",
+        "md5sum $(echo x)",
+        'md5sum "$(echo x)"',
+        'md5sum "small`echo x`.txt"',
+        "md5sum small.txt\nmd5sum small.txt",
+    ],
 )
 def test_a_builtin_line_with_shell_operators_is_refused_whole(
     shell_server: Server, command: str
